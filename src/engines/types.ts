@@ -1,0 +1,170 @@
+/**
+ * The TLS engine interface: a real TLS stack driven with byte buffers.
+ *
+ * An engine turns configuration into connections; a connection takes whole
+ * peer flights in and gives whole flights out (draft §6.1, Appendix B). It does
+ * no network I/O and owns no timers. Two engines implement it: `node`
+ * (Node's own `tls` over an in-memory duplex) and `openssl` (a native
+ * memory-BIO addon). The conformance suite in `test/pair` runs against each.
+ *
+ * Flight rule: `start()` / `receive()` resolve with every record the stack
+ * produced before it needs more peer input: never a partial flight, never two
+ * flights merged.
+ * @module
+ */
+
+/** Protocol versions an engine may negotiate. */
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3' | 'DTLSv1.2';
+
+/** PEM text or DER/PEM bytes. */
+export type PemInput = string | Uint8Array;
+
+/** Settings shared by clients and servers. */
+export interface TlsCommonConfig {
+  /** Lowest version to negotiate (default `TLSv1.2`). */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Highest version to negotiate (default `TLSv1.3`). */
+  maxVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** Use DTLS 1.2 instead of TLS (engines with `capabilities.dtls`). */
+  dtls?: boolean;
+  /** Own certificate chain (PEM, leaf first). */
+  cert?: PemInput;
+  /** Own private key (PEM). */
+  key?: PemInput;
+  /** Trust anchors for verifying the peer (PEM, one or more certificates). */
+  ca?: PemInput | PemInput[];
+  /** ALPN protocols, in preference order. */
+  alpn?: string[];
+  /**
+   * Cipher list in OpenSSL syntax; TLS 1.3 suite names (`TLS_AES_128_GCM_SHA256`)
+   * may appear in it and select the TLS 1.3 suites.
+   */
+  ciphers?: string;
+  /** Key exchange groups, colon separated (`X25519:P-256`). */
+  groups?: string;
+  /** Signature algorithms, colon separated, OpenSSL syntax. */
+  sigalgs?: string;
+}
+
+/** An external pre-shared key (TLS 1.2 PSK suites, RFC 4279; TLS 1.3 external PSK, RFC 8446 §4.2.11). */
+export interface PskCredential {
+  identity: string;
+  key: Uint8Array;
+}
+
+export interface TlsClientConfig extends TlsCommonConfig {
+  /** SNI to send, and the name the server certificate must match (RFC 6125). */
+  serverName?: string;
+  /** Verify the server certificate (default true). False is for tests only. */
+  verifyPeer?: boolean;
+  /** Authenticate with a PSK instead of (TLS 1.3: or besides) a certificate. */
+  psk?: PskCredential;
+  /** Resumption state from an earlier session's `ticket` event. */
+  session?: Uint8Array;
+  /** Early data to send on resumption (engines with `capabilities.earlyData`); only replay-safe data. */
+  earlyData?: Uint8Array;
+}
+
+export interface TlsServerConfig extends TlsCommonConfig {
+  /** Ask the client for a certificate. */
+  requestClientCert?: boolean;
+  /** Fail the handshake when the client sends no valid certificate (implies request). */
+  requireClientCert?: boolean;
+  /** Look up the key for a PSK identity; undefined means unknown identity. */
+  pskLookup?: (identity: string) => Uint8Array | undefined;
+  /** PSK identity hint (TLS 1.2 only). */
+  pskHint?: string;
+  /**
+   * Session ticket keys (48 bytes). Servers that share them resume each other's
+   * sessions; with `sessionIdContext` equal as well.
+   */
+  ticketKeys?: Uint8Array;
+  /** Session id context; must be equal on every server that shares `ticketKeys`. */
+  sessionIdContext?: string;
+  /** Number of TLS 1.3 tickets to issue (engines with `capabilities.ticketCount`; default 2). */
+  ticketCount?: number;
+  /** Certificates chosen by SNI; the top-level cert/key serve any other name. */
+  sniCertificates?: Record<string, { cert: PemInput; key: PemInput }>;
+  /** Accept TLS 1.3 early data up to this many bytes (0 = refuse; native engine only). */
+  maxEarlyData?: number;
+  /** DTLS: require a cookie exchange (HelloVerifyRequest) before state is kept. */
+  dtlsCookieSecret?: Uint8Array;
+}
+
+/** What the handshake established. */
+export interface HandshakeInfo {
+  version: TlsVersion;
+  /** IANA cipher suite name, e.g. `TLS_AES_128_GCM_SHA256`. */
+  cipherSuite: string;
+  /** Negotiated ALPN protocol, if any. */
+  alpn: string | undefined;
+  /** SNI the client sent (as the server saw it) or asked for (client). */
+  serverName: string | undefined;
+  /** Peer certificate chain, DER, leaf first; empty when the peer sent none. */
+  peerCertificates: Uint8Array[];
+  /** PSK identity used, when the handshake was authenticated by an external PSK. */
+  pskIdentity: string | undefined;
+  /** True when this handshake resumed an earlier session. */
+  resumed: boolean;
+  /** TLS 1.3 early data: accepted, rejected or not offered. */
+  earlyData: 'accepted' | 'rejected' | 'none';
+}
+
+/** Events an engine reports while processing a flight. */
+export type EngineEvent =
+  | { type: 'handshake'; info: HandshakeInfo }
+  | { type: 'data'; data: Uint8Array }
+  | { type: 'ticket'; session: Uint8Array }
+  | { type: 'alert'; level: number; description: number; name: string }
+  | { type: 'closed' };
+
+/** The result of one step: the outbound flight (possibly empty) and events. */
+export interface EngineStep {
+  flight: Uint8Array;
+  events: EngineEvent[];
+}
+
+/**
+ * One TLS connection inside an engine. Methods reject with `AtlsError`; on a
+ * fatal error the error's `alertFlight` holds the alert records to deliver.
+ */
+export interface EngineConnection {
+  /** Client: begin the handshake; resolves with the first flight. */
+  start(): Promise<EngineStep>;
+  /** Inject one whole peer flight; resolves once the stack wants more input. */
+  receive(flight: Uint8Array): Promise<EngineStep>;
+  /** Encrypt application data into TLS records (after the handshake). */
+  write(data: Uint8Array): Promise<EngineStep>;
+  /**
+   * RFC 5705 / RFC 8446 §7.5 exporter. `context === undefined` means no
+   * context, which differs from an empty one in TLS 1.2.
+   */
+  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array;
+  /** Send close_notify; resolves with the records to deliver. */
+  close(): Promise<EngineStep>;
+  /** Free everything now; idempotent. */
+  destroy(): void;
+  /** DTLS: the time in ms until the next retransmission is due, or undefined. */
+  dtlsTimeout?(): number | undefined;
+  /** DTLS: the retransmission timer fired; resolves with records to resend. */
+  dtlsHandleTimeout?(): Promise<EngineStep>;
+}
+
+/** What an engine can do beyond the common interface. */
+export interface EngineCapabilities {
+  /** Flights are delimited exactly (the stack says when it wants to read). */
+  exactFlights: boolean;
+  dtls: boolean;
+  earlyData: boolean;
+  ticketCount: boolean;
+  /** Exporter keeps "no context" apart from "empty context" as requested. */
+  exporterContextControl: boolean;
+}
+
+/** A TLS engine: creates connections in either role. */
+export interface TlsEngine {
+  readonly name: 'node' | 'openssl';
+  readonly capabilities: EngineCapabilities;
+  createClient(config: TlsClientConfig): EngineConnection;
+  createServer(config: TlsServerConfig): EngineConnection;
+}
