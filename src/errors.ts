@@ -239,6 +239,52 @@ export class AtlsError extends Error {
   }
 }
 
+/**
+ * The error code that best explains a fatal alert (RFC 8446 §6.2). Used both
+ * for alerts received from the peer and for alerts a local stack produced.
+ */
+export function codeForAlert(description: number): AtlsErrorCode {
+  switch (description) {
+    case AlertDescription.unknown_ca:
+      return 'CERTIFICATE_UNTRUSTED';
+    case AlertDescription.certificate_expired:
+      return 'CERTIFICATE_EXPIRED';
+    case AlertDescription.bad_certificate:
+    case AlertDescription.certificate_unknown:
+    case AlertDescription.unsupported_certificate:
+    case AlertDescription.certificate_revoked:
+      return 'HANDSHAKE_FAILED';
+    case AlertDescription.certificate_required:
+      return 'CERTIFICATE_REQUIRED';
+    case AlertDescription.unknown_psk_identity:
+      return 'PSK_UNKNOWN';
+    case AlertDescription.bad_record_mac:
+      return 'BAD_RECORD_MAC';
+    case AlertDescription.protocol_version:
+      return 'PROTOCOL_VERSION';
+    case AlertDescription.decode_error:
+    case AlertDescription.record_overflow:
+      return 'MALFORMED_RECORD';
+    case AlertDescription.handshake_failure:
+    case AlertDescription.insufficient_security:
+    case AlertDescription.illegal_parameter:
+    case AlertDescription.decrypt_error:
+    case AlertDescription.no_application_protocol:
+      return 'HANDSHAKE_FAILED';
+    default:
+      return 'ALERT_RECEIVED';
+  }
+}
+
+/** An AtlsError for a fatal alert the peer sent us. */
+export function receivedAlertError(description: number, level = 2): AtlsError {
+  const name = alertName(description);
+  return new AtlsError(codeForAlert(description), `peer sent fatal alert ${name} (${description})`, {
+    source: 'remote',
+    alert: { level, description, name },
+  });
+}
+
 /** True when `e` is an AtlsError, optionally with the given code. */
 export function isAtlsError(e: unknown, code?: AtlsErrorCode): e is AtlsError {
   return e instanceof AtlsError && (code === undefined || e.code === code);
