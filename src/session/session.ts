@@ -1,0 +1,380 @@
+/**
+ * ATLS client and server sessions: flights in, flights out, no I/O
+ * (draft §8, Figure 9). A session drives one TLS engine connection, checks
+ * that every peer flight is made of whole records before the stack sees it,
+ * and, in mode `exported`, derives the protected-message channel from the
+ * RFC 5705 exporter (draft §7) and then releases the TLS engine.
+ *
+ * @example
+ * ```ts
+ * const client = new AtlsClientSession({ tls: { serverName: 'localhost', ca } });
+ * const server = new AtlsServerSession({ tls: { cert, key } });
+ * let out = await client.start();
+ * while (client.state !== 'established') {
+ *   const back = await server.receive(out.flight);
+ *   out = await client.receive(back.flight);
+ * }
+ * const msg = client.protect(new TextEncoder().encode('hello'));
+ * server.unprotect(msg);
+ * ```
+ * @module
+ */
+import { AtlsError, receivedAlertError } from '../errors.js';
+import { defaultEngine } from '../engines/index.js';
+import type {
+  EngineConnection,
+  EngineStep,
+  HandshakeInfo,
+  TlsClientConfig,
+  TlsServerConfig,
+} from '../engines/types.js';
+import { splitRecords } from '../records.js';
+import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
+import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
+
+const DEFAULT_MAX_FLIGHT = 256 * 1024;
+const ALERT_CONTENT_TYPE = 21;
+
+type Operation = 'start' | 'receive' | 'send' | 'protect' | 'unprotect' | 'export' | 'close';
+
+/**
+ * Which operations each state allows; everything else is an INVALID_STATE
+ * (or NOT_ESTABLISHED) misuse. `confirming` allows sending: the client may
+ * let its first data ride with its final flight (the server reads it only
+ * after it has accepted that flight).
+ */
+const ALLOWED: Record<SessionState, readonly Operation[]> = {
+  idle: ['start', 'receive', 'close'],
+  handshaking: ['receive', 'close'],
+  confirming: ['receive', 'send', 'protect', 'unprotect', 'export', 'close'],
+  established: ['receive', 'send', 'protect', 'unprotect', 'export', 'close'],
+  closed: [],
+  failed: [],
+};
+
+/** Common machinery of client and server sessions. */
+abstract class AtlsSession {
+  readonly mode: Mode;
+  protected readonly options: SessionOptions;
+  protected conn: EngineConnection | undefined;
+  protected channel: ProtectedChannel | undefined;
+  private _state: SessionState = 'idle';
+  private _info: HandshakeInfo | undefined;
+  private _error: AtlsError | undefined;
+  private _ticket: Uint8Array | undefined;
+  private busy = false;
+
+  protected constructor(
+    readonly role: 'client' | 'server',
+    options: SessionOptions,
+    conn: EngineConnection,
+  ) {
+    this.options = options;
+    this.mode = options.mode ?? 'exported';
+    this.conn = conn;
+  }
+
+  /** Where the session is in its life cycle. */
+  get state(): SessionState {
+    return this._state;
+  }
+
+  /** What the handshake established; undefined until it completed locally. */
+  get handshakeInfo(): HandshakeInfo | undefined {
+    return this._info;
+  }
+
+  /** The fatal error, once the session failed. */
+  get error(): AtlsError | undefined {
+    return this._error;
+  }
+
+  /** Client: the latest resumption state received (also reported as a `ticket` event). */
+  get resumptionTicket(): Uint8Array | undefined {
+    return this._ticket;
+  }
+
+  /** Bytes of overhead a protected message adds to its plaintext (mode `exported`). */
+  get protectedOverhead(): number | undefined {
+    return this.channel?.maxOverhead;
+  }
+
+  /**
+   * Inject one whole peer flight. Resolves with the next flight to send
+   * (possibly empty) and events. A flight that is not made of whole TLS
+   * records is rejected before the stack sees it (TRUNCATED_FLIGHT,
+   * MALFORMED_RECORD).
+   */
+  async receive(flight: Uint8Array): Promise<FlightResult> {
+    this.check('receive');
+    const max = this.options.maxFlightBytes ?? DEFAULT_MAX_FLIGHT;
+    if (flight.length > max) {
+      throw this.fail(new AtlsError('TOO_LARGE', `flight of ${flight.length} bytes exceeds ${max}`));
+    }
+    return this.run(async (conn) => {
+      splitRecords(flight, { dtls: this.isDtls() }); // draft §9.1: a body is whole records
+      const step = await conn.receive(flight);
+      return this.absorb(step);
+    });
+  }
+
+  /**
+   * Mode `records`: encrypt application data into TLS records (draft Figure 5).
+   * Resolves with the records to carry to the peer.
+   */
+  async send(data: Uint8Array): Promise<Uint8Array> {
+    this.check('send');
+    if (this.mode !== 'records') {
+      throw new AtlsError('INVALID_STATE', 'send() is for mode "records"; use protect() in mode "exported"');
+    }
+    const r = await this.run(async (conn) => this.absorb(await conn.write(data)));
+    return r.flight;
+  }
+
+  /** Mode `exported`: seal one application message (docs/protocol.md §4). */
+  protect(plaintext: Uint8Array): Uint8Array {
+    this.check('protect');
+    return this.requireChannel().seal(plaintext);
+  }
+
+  /**
+   * Mode `exported`: open one protected message. A forged, replayed or too old
+   * message throws for that message only; the session goes on. Reaching the
+   * AEAD usage limits fails the session (KEY_LIMIT_REACHED: handshake again).
+   */
+  unprotect(message: Uint8Array): Uint8Array {
+    this.check('unprotect');
+    const channel = this.requireChannel();
+    try {
+      return channel.open(message);
+    } catch (e) {
+      if (e instanceof AtlsError && e.code === 'KEY_LIMIT_REACHED') throw this.fail(e);
+      throw e;
+    }
+  }
+
+  /**
+   * RFC 5705 exporter of the TLS session. `context === undefined` is "no
+   * context", which TLS 1.2 distinguishes from an empty context. In mode
+   * `exported` it is available until the engine is released.
+   */
+  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
+    if (this._state === 'idle' || this._state === 'handshaking') {
+      throw new AtlsError('NOT_ESTABLISHED', 'no keys to export before the handshake completes');
+    }
+    this.check('export');
+    if (!Number.isInteger(length) || length <= 0) {
+      throw new AtlsError('INVALID_ARGUMENT', 'export length must be a positive integer');
+    }
+    if (!this.conn) {
+      throw new AtlsError('INVALID_STATE', 'the TLS engine was released after key export (set retainEngine)');
+    }
+    return this.conn.exportKeyingMaterial(length, label, context);
+  }
+
+  /**
+   * Close the session. Mode `records`: resolves with close_notify records to
+   * deliver. Mode `exported`: forgets the keys; resolves with an empty flight.
+   */
+  async close(): Promise<Uint8Array> {
+    if (this._state === 'closed') return new Uint8Array(0);
+    this.check('close');
+    let flight: Uint8Array = new Uint8Array(0);
+    if (this.conn && this._state !== 'idle') {
+      try {
+        flight = (await this.conn.close()).flight;
+      } catch {
+        // Closing a session whose peer already went away is not an error.
+      }
+    }
+    this.release();
+    this._state = 'closed';
+    return flight;
+  }
+
+  /** Free everything now, without telling the peer. */
+  destroy(): void {
+    this.release();
+    if (this._state !== 'failed') this._state = 'closed';
+  }
+
+  /**
+   * The peer's binding reported a failure out of band (for example an HTTP
+   * 403 whose body carries the alert records): fail the session with the
+   * error those records explain, and return it.
+   */
+  peerFailed(body: Uint8Array, fallback: AtlsError): AtlsError {
+    if (this._error) return this._error;
+    let err = fallback;
+    try {
+      for (const rec of splitRecords(body, { dtls: this.isDtls() })) {
+        // A plaintext fatal alert: level(1) description(1) (RFC 8446 §6).
+        if (rec.contentType === ALERT_CONTENT_TYPE && rec.fragment.length === 2 && rec.fragment[0] === 2) {
+          err = receivedAlertError(rec.fragment[1]!);
+          break;
+        }
+      }
+    } catch {
+      // Not records: keep the fallback error.
+    }
+    return this.fail(err);
+  }
+
+  protected isDtls(): boolean {
+    return false;
+  }
+
+  protected check(op: Operation): void {
+    if (this._error) throw this._error;
+    if (this._state === 'closed') throw new AtlsError('CLOSED', 'the session is closed');
+    if (!ALLOWED[this._state].includes(op)) {
+      const code = op === 'protect' || op === 'unprotect' || op === 'send' ? 'NOT_ESTABLISHED' : 'INVALID_STATE';
+      throw new AtlsError(code, `${op}() is not allowed in state ${this._state}`);
+    }
+    if (this.busy && op !== 'protect' && op !== 'unprotect' && op !== 'export') {
+      throw new AtlsError('INVALID_STATE', `${op}() while another flight is being processed`);
+    }
+  }
+
+  /** Runs one engine step with the session's error discipline. */
+  protected async run(fn: (conn: EngineConnection) => Promise<FlightResult>): Promise<FlightResult> {
+    const conn = this.conn;
+    if (!conn) throw new AtlsError('INVALID_STATE', 'the TLS engine was released (mode "exported")');
+    this.busy = true;
+    try {
+      return await fn(conn);
+    } catch (e) {
+      throw this.fail(
+        e instanceof AtlsError ? e : new AtlsError('INTERNAL', `TLS engine failed: ${String(e)}`, { cause: e }),
+      );
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Turns an engine step into session state and events. */
+  protected absorb(step: EngineStep): FlightResult {
+    const events: SessionEvent[] = [];
+    const wasConfirming = this._state === 'confirming';
+    if (this._state === 'idle') this._state = 'handshaking';
+    for (const ev of step.events) {
+      switch (ev.type) {
+        case 'handshake':
+          this._info = ev.info;
+          // Client: complete locally; established only once the server has
+          // answered a final flight of ours (the flight returned now).
+          this._state = this.role === 'client' && step.flight.length > 0 ? 'confirming' : 'established';
+          if (this.mode === 'exported') this.deriveChannel(ev.info);
+          if (this._state === 'established') events.push({ type: 'handshake', info: ev.info });
+          break;
+        case 'data':
+          events.push(ev);
+          break;
+        case 'ticket':
+          this._ticket = ev.session;
+          events.push(ev);
+          break;
+        case 'alert':
+          events.push({ type: 'alert', alert: { level: ev.level, description: ev.description, name: ev.name } });
+          break;
+        case 'closed':
+          events.push(ev);
+          this._state = 'closed';
+          break;
+      }
+    }
+    if (wasConfirming && this._state === 'confirming') {
+      // The server answered our final flight without an alert: it accepted it.
+      this._state = 'established';
+      events.unshift({ type: 'handshake', info: this._info! });
+    }
+    if (this.mode === 'exported' && this._state === 'established' && !this.options.retainEngine) {
+      // Architecture (b): once keys are exported the TLS state is dead weight.
+      // The flight produced now (e.g. TLS 1.3 tickets) is already in hand.
+      this.conn?.destroy();
+      this.conn = undefined;
+    }
+    if (this._state === 'closed') this.release();
+    return { flight: step.flight, events };
+  }
+
+  private deriveChannel(info: HandshakeInfo): void {
+    if (this.channel || !this.conn) return;
+    const spec = aeadForSuite(info.cipherSuite); // draft §7.2: the negotiated suite's AEAD
+    const block = this.conn.exportKeyingMaterial(keyBlockLength(spec), EXPORTER_LABEL); // draft §7.1, no context
+    try {
+      this.channel = ProtectedChannel.fromKeyBlock(block, spec, this.role, this.options.protection);
+    } finally {
+      block.fill(0);
+    }
+  }
+
+  private requireChannel(): ProtectedChannel {
+    if (this.mode !== 'exported') {
+      throw new AtlsError('INVALID_STATE', 'protect()/unprotect() are for mode "exported"; use send() in mode "records"');
+    }
+    if (!this.channel) throw new AtlsError('NOT_ESTABLISHED', 'no exported keys yet');
+    return this.channel;
+  }
+
+  protected fail(e: AtlsError): AtlsError {
+    if (this._error) return this._error;
+    this._error = e;
+    this._state = 'failed';
+    this.release();
+    return e;
+  }
+
+  private release(): void {
+    this.conn?.destroy();
+    this.conn = undefined;
+    this.channel?.destroy();
+    this.channel = undefined;
+  }
+}
+
+/** Options of a client session. */
+export interface ClientSessionOptions extends SessionOptions {
+  tls: TlsClientConfig;
+}
+
+/** Options of a server session. */
+export interface ServerSessionOptions extends SessionOptions {
+  tls: TlsServerConfig;
+}
+
+/** The client side of an ATLS session. */
+export class AtlsClientSession extends AtlsSession {
+  private readonly dtls: boolean;
+
+  constructor(options: ClientSessionOptions) {
+    const engine = options.engine ?? defaultEngine();
+    super('client', options, engine.createClient(options.tls));
+    this.dtls = options.tls.dtls === true;
+  }
+
+  /** Begin the handshake; resolves with the first flight (the ClientHello). */
+  async start(): Promise<FlightResult> {
+    this.check('start');
+    return this.run(async (conn) => this.absorb(await conn.start()));
+  }
+
+  protected override isDtls(): boolean {
+    return this.dtls;
+  }
+}
+
+/** The server side of an ATLS session: created on the first client flight. */
+export class AtlsServerSession extends AtlsSession {
+  private readonly dtls: boolean;
+
+  constructor(options: ServerSessionOptions) {
+    const engine = options.engine ?? defaultEngine();
+    super('server', options, engine.createServer(options.tls));
+    this.dtls = options.tls.dtls === true;
+  }
+
+  protected override isDtls(): boolean {
+    return this.dtls;
+  }
+}
