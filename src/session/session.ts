@@ -107,9 +107,20 @@ abstract class AtlsSession {
    */
   async receive(flight: Uint8Array): Promise<FlightResult> {
     this.check('receive');
+    if (this.role === 'client' && this._state === 'idle') {
+      throw new AtlsError('INVALID_STATE', 'call start() before receive()');
+    }
     const max = this.options.maxFlightBytes ?? DEFAULT_MAX_FLIGHT;
     if (flight.length > max) {
       throw this.fail(new AtlsError('TOO_LARGE', `flight of ${flight.length} bytes exceeds ${max}`));
+    }
+    if (flight.length === 0 && this._state === 'idle') {
+      throw this.fail(new AtlsError('MALFORMED_RECORD', 'an empty first flight carries no ClientHello'));
+    }
+    if (flight.length === 0) {
+      // An empty flight is the peer's "nothing to add": for a confirming
+      // client it is the server's acceptance of its final flight.
+      return this.absorb({ flight: new Uint8Array(0), events: [] });
     }
     return this.run(async (conn) => {
       splitRecords(flight, { dtls: this.isDtls() }); // draft §9.1: a body is whole records

@@ -1,0 +1,147 @@
+/**
+ * The command-line contract in one table: every subcommand, its arguments
+ * and flags. Actions live in their own files and are imported on demand.
+ * @module
+ */
+import { Option, type Command } from 'commander';
+
+/** One subcommand: how to register it on the program. */
+export interface CommandSpec {
+  name: string;
+  register(program: Command): void;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+const engineOption = (): Option =>
+  new Option('--engine <name>', 'TLS engine for the ATLS session').choices(['node', 'openssl']);
+const modeOption = (): Option =>
+  new Option('--mode <mode>', 'exported: key export + protected messages; records: all data in TLS records')
+    .choices(['exported', 'records'])
+    .default('exported');
+const versionOption = (): Option =>
+  new Option('--tls-version <version>', 'only this TLS version (default: 1.2 or 1.3)').choices(['1.2', '1.3']);
+
+export const commandSpecs: CommandSpec[] = [
+  {
+    name: 'certs',
+    register: (p) =>
+      p
+        .command('certs')
+        .description('write a development PKI (ECDSA P-256): ca.pem, server.pem/key, client.pem/key')
+        .requiredOption('--out <dir>', 'output folder (created if missing)')
+        .action(async (opts: { out: string }) => (await import('./certs.js')).runCerts(opts)),
+  },
+  {
+    name: 'serve',
+    register: (p) =>
+      p
+        .command('serve')
+        .description('run an ATLS endpoint (HTTP, optionally CoAP) in front of an upstream service or an echo')
+        .requiredOption('--listen <host:port>', 'HTTP address to listen on')
+        .option('--cert <file>', 'server certificate chain (PEM)')
+        .option('--key <file>', 'server private key (PEM)')
+        .option('--ca <file>', 'CA certificates for verifying client certificates (PEM)')
+        .option('--require-client-cert', 'mutual authentication: refuse clients without a valid certificate')
+        .addOption(new Option('--upstream <url>', 'reverse sidecar: forward inner requests to this HTTP service').conflicts('echo'))
+        .option('--echo', 'answer every inner request 200 with its own body and Content-Type')
+        .addOption(modeOption())
+        .addOption(versionOption())
+        .addOption(engineOption())
+        .option('--psk-identity <id>', 'accept a TLS external PSK with this identity')
+        .option('--psk <hex>', 'the PSK, hex')
+        .option('--coap <host:port>', 'also serve ATLS over CoAP/UDP here')
+        .option('--routing-tag <tag>', 'prefix session cookies with this tag, for load balancers')
+        .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
+  },
+  {
+    name: 'proxy',
+    register: (p) =>
+      p
+        .command('proxy')
+        .description('forward sidecar: plain HTTP in, ATLS-protected requests out to the service')
+        .requiredOption('--listen <host:port>', 'address for local plain-HTTP clients')
+        .requiredOption('--to <url>', 'the ATLS service (its origin or endpoint URL)')
+        .option('--ca <file>', 'CA that must have issued the service certificate (PEM)')
+        .option('--cert <file>', 'client certificate for mutual authentication (PEM)')
+        .option('--key <file>', 'client private key (PEM)')
+        .option('--server-name <name>', 'name the service certificate must carry (default: host of --to)')
+        .option('--psk-identity <id>', 'authenticate with a TLS external PSK')
+        .option('--psk <hex>', 'the PSK, hex')
+        .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
+        .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
+        .addOption(modeOption())
+        .addOption(versionOption())
+        .addOption(engineOption())
+        .action(async (opts: Record<string, unknown>) => (await import('./proxy.js')).runProxy(opts)),
+  },
+  {
+    name: 'fetch',
+    register: (p) =>
+      p
+        .command('fetch')
+        .description('send one request through ATLS (http(s):// or coap://) and print the inner response body')
+        .argument('<url>', 'target URL')
+        .option('-X, --request <method>', 'request method', 'GET')
+        .option('-H, --header <header>', "request header 'Name: value' (repeatable)", collect, [])
+        .option('-d, --data <data>', 'request body, or @FILE to read it from a file')
+        .option('--ca <file>', 'CA that must have issued the service certificate (PEM)')
+        .option('--cert <file>', 'client certificate for mutual authentication (PEM)')
+        .option('--key <file>', 'client private key (PEM)')
+        .option('--server-name <name>', 'name the service certificate must carry (default: host of the URL)')
+        .option('--psk-identity <id>', 'authenticate with a TLS external PSK')
+        .option('--psk <hex>', 'the PSK, hex')
+        .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
+        .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
+        .option('--block-size <n>', 'CoAP block-wise size, 16..1024')
+        .option('--coap-proxy <url>', 'send every CoAP message through this CoAP forward proxy')
+        .addOption(modeOption())
+        .addOption(versionOption())
+        .addOption(engineOption())
+        .option('-v, --verbose', 'print the handshake (flights, version, cipher suite, round trips) to stderr')
+        .action(async (url: string, opts: Record<string, unknown>) => (await import('./fetch.js')).runFetch(url, opts)),
+  },
+  {
+    name: 'inspect',
+    register: (p) =>
+      p
+        .command('inspect')
+        .description('decode a flight body without keys (what a middlebox can see)')
+        .argument('[file]', 'file holding the body; - or nothing for stdin')
+        .option('--json', 'print JSON instead of text')
+        .option('--dtls', 'the body holds DTLS records')
+        .option('--hex', 'the input is hex text rather than raw bytes')
+        .action(async (file: string | undefined, opts: Record<string, unknown>) =>
+          (await import('./inspect.js')).runInspectCommand(file, opts),
+        ),
+  },
+  {
+    name: 'doctor',
+    register: (p) =>
+      p
+        .command('doctor')
+        .description('report which TLS engines are available (and why not) and which is the default')
+        .option('--json', 'print JSON')
+        .action(async (opts: { json?: boolean }) => (await import('./doctor.js')).runDoctor(opts)),
+  },
+  {
+    name: 'demo',
+    register: (p) =>
+      p
+        .command('demo')
+        .description('the draft Figure 8 scenario on one machine: client, intercepting middlebox, service')
+        .option('--mode <mode>', 'exported or records', 'exported')
+        .action(async (opts: Record<string, unknown>) => (await import('./demo.js')).runDemo(opts)),
+  },
+  {
+    name: 'gateway',
+    register: (p) =>
+      p
+        .command('gateway')
+        .description('CoAP-to-HTTP gateway that forwards ATLS flights and protected messages unchanged')
+        .requiredOption('--listen <host:port>', 'CoAP/UDP address to listen on')
+        .requiredOption('--to <url>', 'the HTTP(S) ATLS service')
+        .option('--insecure-transport', 'do not verify the transport TLS towards the service')
+        .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts)),
+  },
+];
