@@ -256,7 +256,8 @@ export async function createCa(options: CreateCaOptions = {}): Promise<Certifica
   if (pathLength !== undefined && (!Number.isInteger(pathLength) || pathLength < 0)) {
     throw new AtlsError('INVALID_ARGUMENT', 'pathLength must be a non-negative integer');
   }
-  const parent = options.issuer ? secretsOf(options.issuer) : undefined;
+  const parentCa = options.issuer;
+  const parent = parentCa ? secretsOf(parentCa) : undefined;
   const keys = await generateKeyPair(keyType);
   const name: x509.JsonName = [{ CN: [commonName] }];
   const extensions: x509.Extension[] = [
@@ -279,29 +280,25 @@ export async function createCa(options: CreateCaOptions = {}): Promise<Certifica
     notAfter,
     extensions,
   };
-  const cert = parent
-    ? await x509.X509CertificateGenerator.create(
-        {
-          ...params,
-          subject: name,
-          issuer: parent.certificate.subject,
-          publicKey: keys.publicKey,
-          signingKey: parent.signingKey,
-          signingAlgorithm: signingAlgorithm(options.issuer!.keyType),
-        },
-        crypto,
-      )
-    : await x509.X509CertificateGenerator.createSelfSigned(
-        {
-          ...params,
-          name,
-          keys: keys,
-          signingAlgorithm: signingAlgorithm(keyType),
-        },
-        crypto,
-      );
+  const cert =
+    parent && parentCa
+      ? await x509.X509CertificateGenerator.create(
+          {
+            ...params,
+            subject: name,
+            issuer: parent.certificate.subject,
+            publicKey: keys.publicKey,
+            signingKey: parent.signingKey,
+            signingAlgorithm: signingAlgorithm(parentCa.keyType),
+          },
+          crypto,
+        )
+      : await x509.X509CertificateGenerator.createSelfSigned(
+          { ...params, name, keys, signingAlgorithm: signingAlgorithm(keyType) },
+          crypto,
+        );
   // An intermediate's chain holds itself plus its parent's intermediates, never the root.
-  const parentChain = options.issuer && !options.issuer.selfSigned ? options.issuer.chain : undefined;
+  const parentChain = parentCa && !parentCa.selfSigned ? parentCa.chain : undefined;
   const issued = await finish(cert, keys, keyType, commonName, parentChain);
   const ca: CertificateAuthority = { ...issued, selfSigned: !parent };
   caSecrets.set(ca, { signingKey: keys.privateKey, certificate: cert });
@@ -392,6 +389,19 @@ export async function issueCertificate(options: IssueCertificateOptions): Promis
  * ```
  */
 export async function loadCa(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+  try {
+    return await loadCaUnchecked(certPem, keyPem);
+  } catch (cause) {
+    if (cause instanceof AtlsError) throw cause;
+    // Files on disk are input too: whatever the parser throws becomes a typed error.
+    throw new AtlsError('INVALID_ARGUMENT', 'CA certificate or key could not be parsed', { cause });
+  }
+}
+
+async function loadCaUnchecked(certPem: string, keyPem: string): Promise<CertificateAuthority> {
+  if (typeof certPem !== 'string' || typeof keyPem !== 'string') {
+    throw new AtlsError('INVALID_ARGUMENT', 'certPem and keyPem must be strings');
+  }
   let certificate: x509.X509Certificate;
   try {
     certificate = new x509.X509Certificate(certPem);

@@ -263,3 +263,27 @@ void test('bad arguments raise AtlsError INVALID_ARGUMENT', async () => {
   const leaf = await issueCertificate({ issuer: ca, commonName: 'leaf' });
   await assert.rejects(loadCa(leaf.cert, leaf.key), (e: unknown) => isAtlsError(e, 'INVALID_ARGUMENT'));
 });
+
+void test('loadCa turns garbage into INVALID_ARGUMENT, never another exception', async () => {
+  const pki = await testPki();
+  const body = pki.ca.cert.split('\n').slice(1, -2).join('');
+  const inputs = [
+    '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+    `-----BEGIN CERTIFICATE-----\n${body.slice(0, 80)}\n-----END CERTIFICATE-----\n`,
+    `-----BEGIN CERTIFICATE-----\n${body.replace(/^.{40}/, 'A'.repeat(40))}\n-----END CERTIFICATE-----\n`,
+  ];
+  for (const cert of inputs) {
+    await assert.rejects(loadCa(cert, pki.ca.key), (e: unknown) => isAtlsError(e, 'INVALID_ARGUMENT'));
+  }
+  await assert.rejects(
+    loadCa(pki.ca.cert, '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'),
+    (e: unknown) => isAtlsError(e, 'INVALID_ARGUMENT'),
+  );
+  // The intermediate loads as a non-root CA and issues leaves that verify with the chain.
+  const inter = await loadCa(pki.intermediate.cert, pki.intermediate.key);
+  assert.equal(inter.selfSigned, false);
+  const leaf = await issueCertificate({ issuer: inter, commonName: 'localhost', dnsNames: ['localhost'] });
+  assert.equal(leaf.chain, leaf.cert + pki.intermediate.cert);
+  const r = await handshake({ cert: leaf.chain, key: leaf.key }, { ca: pki.ca.cert });
+  assert.equal(r.clientError, undefined);
+});
