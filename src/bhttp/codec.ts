@@ -1,0 +1,563 @@
+/**
+ * Binary HTTP messages (RFC 9292): encoder (known-length form only) and
+ * decoder (known-length and indeterminate-length forms).
+ *
+ * Strings in this API are byte strings: one char per byte (ISO-8859-1), the
+ * way fetch's `Headers` holds them, so any valid field value survives a round
+ * trip. Decoding is strict (RFC 9292 §4: invalid messages are not processed)
+ * and bounded: every failure on peer input is an `AtlsError` with code
+ * `MALFORMED_MESSAGE` or `TOO_LARGE` and source `remote`.
+ *
+ * @example
+ * ```ts
+ * const bytes = encodeRequest({
+ *   method: 'GET', scheme: 'https', authority: 'example.com', path: '/',
+ *   headers: [['accept', 'text/plain']],
+ * });
+ * const req = decodeRequest(bytes); // req.headers -> [['accept', 'text/plain']]
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import { ByteReader } from '../bytes.js';
+import { readVarint, varintLength, writeVarint } from './varint.js';
+import {
+  authorityValid,
+  fieldNameKind,
+  fieldValueValid,
+  latin1Bytes,
+  latin1String,
+  methodValid,
+  pathValid,
+  schemeValid,
+} from './fields.js';
+
+/** One field line: lower-case name and value, both byte strings. */
+export type FieldLine = [name: string, value: string];
+
+/** Field lines as accepted by the encoders (names of any case; lower-cased on encode). */
+export type FieldLinesInit = ReadonlyArray<readonly [name: string, value: string]>;
+
+/** A decoded request (RFC 9292 §3.4 control data, §3.6 fields, §3.7 content). */
+export interface BhttpRequest {
+  method: string;
+  /** May be empty: then the scheme of the carrying request applies (see docs/decisions.md, http). */
+  scheme: string;
+  /** May be empty (RFC 9292 §3.4); a `host` header field may then name the target. */
+  authority: string;
+  /** Path and query, e.g. `/hello.txt?x=1`; `*` for OPTIONS; empty only for CONNECT. */
+  path: string;
+  /** Extension pseudo-fields (names starting with ":") come first, as RFC 9292 §3.6 requires. */
+  headers: FieldLine[];
+  /** A view into the decoded input for known-length messages (no copy). */
+  content: Uint8Array;
+  trailers: FieldLine[];
+}
+
+/** Input of {@link encodeRequest}; omitted sections are empty. */
+export interface BhttpRequestInit {
+  method: string;
+  scheme: string;
+  authority?: string;
+  path: string;
+  headers?: FieldLinesInit;
+  content?: Uint8Array;
+  trailers?: FieldLinesInit;
+}
+
+/** An informational (1xx) response that preceded the final one (RFC 9292 §3.5.1). */
+export interface BhttpInformational {
+  status: number;
+  headers: FieldLine[];
+}
+
+/** A decoded response (RFC 9292 §3.5). */
+export interface BhttpResponse {
+  /** Final status, 200..599. */
+  status: number;
+  headers: FieldLine[];
+  /** A view into the decoded input for known-length messages (no copy). */
+  content: Uint8Array;
+  trailers: FieldLine[];
+  /** Informational responses, in order; parsed and validated, usually ignored. */
+  informational: BhttpInformational[];
+}
+
+/** Input of {@link encodeResponse}; omitted sections are empty. */
+export interface BhttpResponseInit {
+  status: number;
+  headers?: FieldLinesInit;
+  content?: Uint8Array;
+  trailers?: FieldLinesInit;
+  informational?: ReadonlyArray<{ status: number; headers?: FieldLinesInit }>;
+}
+
+/** Resource bounds for decoding; exceeding one raises `TOO_LARGE`. */
+export interface BhttpLimits {
+  /** Field lines in all sections together (default 256). */
+  maxFields?: number;
+  /** Bytes of names and values in all sections together (default 64 KiB). */
+  maxFieldBytes?: number;
+  /** Content bytes (default 16 MiB). */
+  maxContent?: number;
+  /** Informational responses before the final one (default 16). */
+  maxInformational?: number;
+}
+
+/** Options for the encoders. */
+export interface BhttpEncodeOptions {
+  /**
+   * Omit an empty trailer section, and then empty content too (RFC 9292 §3.8).
+   * Default false, which yields the RFC's own example bytes.
+   */
+  truncate?: boolean;
+  /** Zero bytes to append (RFC 9292 §3.8), e.g. to hide the length. Default 0. */
+  padding?: number;
+}
+
+/** Default bounds of {@link BhttpLimits}. */
+export const BHTTP_DEFAULT_LIMITS: Readonly<Required<BhttpLimits>> = Object.freeze({
+  maxFields: 256,
+  maxFieldBytes: 64 * 1024,
+  maxContent: 16 * 1024 * 1024,
+  maxInformational: 16,
+});
+
+/** Framing indicators (RFC 9292 §3.3). */
+const KNOWN_REQUEST = 0;
+const KNOWN_RESPONSE = 1;
+const INDETERMINATE_REQUEST = 2;
+const INDETERMINATE_RESPONSE = 3;
+
+const EMPTY = new Uint8Array(0);
+
+type SectionKind = 'header' | 'trailer';
+
+// ---------------------------------------------------------------------------
+// Shared rules
+
+/** RFC 9292 §3.4 via RFC 9113 §8.3.1: the rules of :method, :scheme, :authority and :path. */
+function controlDataProblem(method: Uint8Array, scheme: Uint8Array, authority: Uint8Array, path: Uint8Array): string | undefined {
+  if (!methodValid(method)) return 'method is not a token'; // RFC 9110 §9.1
+  if (!schemeValid(scheme)) return 'invalid scheme'; // RFC 3986 §3.1
+  if (!authorityValid(authority)) return 'invalid authority'; // RFC 9113 §8.3.1 (no userinfo)
+  if (!pathValid(path)) return 'invalid path';
+  const isConnect = method.length === 7 && latin1String(method) === 'CONNECT';
+  if (isConnect) {
+    if (authority.length === 0) return 'CONNECT without authority'; // RFC 9113 §8.5
+  } else {
+    // RFC 9113 §8.3.1: :path is not empty; origin-form or "*" (RFC 9112 §3.2).
+    if (path.length === 0) return 'empty path';
+    if (path[0] !== 0x2f && !(path.length === 1 && path[0] === 0x2a)) return 'path is neither "/..." nor "*"';
+  }
+  return undefined;
+}
+
+/** Checks one field line against RFC 9292 §3.6; returns a problem or undefined. */
+function fieldProblem(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean): string | undefined {
+  const k = fieldNameKind(name);
+  if (k === 'invalid') return 'invalid field name'; // RFC 9292 §3.6, RFC 9110 §5.1
+  if (k === 'pseudo') {
+    if (kind === 'trailer') return 'pseudo-field in trailers'; // RFC 9292 §3.6, RFC 9113 §8.1
+    if (sawRegular) return 'pseudo-field after a regular field'; // RFC 9292 §3.6
+  }
+  if (!fieldValueValid(value)) return 'invalid field value'; // RFC 9113 §8.2.1
+  return undefined;
+}
+
+function localError(message: string): AtlsError {
+  return new AtlsError('INVALID_ARGUMENT', `binary HTTP: ${message}`, { source: 'local' });
+}
+
+function malformed(what: string, message: string): AtlsError {
+  return new AtlsError('MALFORMED_MESSAGE', `${what}: ${message}`, { source: 'remote' });
+}
+
+function tooLarge(what: string, message: string): AtlsError {
+  return new AtlsError('TOO_LARGE', `${what}: ${message}`, { source: 'remote' });
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+interface PreparedSection {
+  lines: Array<{ name: Uint8Array; value: Uint8Array }>;
+  /** Bytes of the field lines, without the section's length prefix. */
+  size: number;
+}
+
+function stringBytes(s: unknown, what: string): Uint8Array {
+  if (typeof s !== 'string') throw localError(`${what} is not a string`);
+  const b = latin1Bytes(s);
+  if (b === undefined) throw localError(`${what} has a character above U+00FF`);
+  return b;
+}
+
+function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): PreparedSection {
+  const lines: PreparedSection['lines'] = [];
+  let size = 0;
+  let sawRegular = false;
+  for (const line of fields ?? []) {
+    const [rawName, rawValue] = line;
+    // RFC 9113 §8.2: field names are converted to lower case when constructing a message.
+    const name = stringBytes(typeof rawName === 'string' ? rawName.toLowerCase() : rawName, 'field name');
+    const value = stringBytes(rawValue, 'field value');
+    const problem = fieldProblem(name, value, kind, sawRegular);
+    if (problem) throw localError(`${kind} field "${String(rawName)}": ${problem}`);
+    if (name[0] !== 0x3a) sawRegular = true;
+    lines.push({ name, value });
+    size += varintLength(name.length) + name.length + varintLength(value.length) + value.length;
+  }
+  return { lines, size };
+}
+
+/** Writes into a buffer of exactly the computed size. */
+class Out {
+  readonly buf: Uint8Array;
+  pos = 0;
+  constructor(size: number) {
+    this.buf = new Uint8Array(size);
+  }
+  varint(v: number): void {
+    this.pos = writeVarint(this.buf, this.pos, v);
+  }
+  bytes(b: Uint8Array): void {
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+  lengthPrefixed(b: Uint8Array): void {
+    this.varint(b.length);
+    this.bytes(b);
+  }
+  section(s: PreparedSection): void {
+    this.varint(s.size);
+    for (const l of s.lines) {
+      this.lengthPrefixed(l.name);
+      this.lengthPrefixed(l.value);
+    }
+  }
+}
+
+function checkContent(content: unknown): Uint8Array {
+  if (content === undefined) return EMPTY;
+  if (!(content instanceof Uint8Array)) throw localError('content is not a Uint8Array');
+  return content;
+}
+
+function checkPadding(padding: unknown): number {
+  if (padding === undefined) return 0;
+  if (typeof padding !== 'number' || !Number.isSafeInteger(padding) || padding < 0) {
+    throw localError('padding is not a non-negative integer');
+  }
+  return padding;
+}
+
+/** The header section, content and trailer section, with §3.8 truncation; returns the size and a writer. */
+function tail(
+  headers: PreparedSection,
+  content: Uint8Array,
+  trailers: PreparedSection,
+  options: BhttpEncodeOptions,
+): { size: number; write: (o: Out) => void } {
+  // RFC 9292 §3.8: empty trailers MAY be omitted; empty content MAY be omitted if trailers are too.
+  const omitTrailers = options.truncate === true && trailers.lines.length === 0;
+  const omitContent = omitTrailers && content.length === 0;
+  let size = varintLength(headers.size) + headers.size;
+  if (!omitContent) size += varintLength(content.length) + content.length;
+  if (!omitTrailers) size += varintLength(trailers.size) + trailers.size;
+  return {
+    size,
+    write: (o) => {
+      o.section(headers);
+      if (!omitContent) o.lengthPrefixed(content);
+      if (!omitTrailers) o.section(trailers);
+    },
+  };
+}
+
+/**
+ * Encodes a request in the known-length form (framing indicator 0, RFC 9292 §3.1).
+ * Field names are lower-cased; invalid input throws `INVALID_ARGUMENT` (local).
+ *
+ * @example
+ * ```ts
+ * encodeRequest({ method: 'POST', scheme: 'https', authority: 'a.example', path: '/x',
+ *                 content: new TextEncoder().encode('hi') }, { truncate: true });
+ * ```
+ */
+export function encodeRequest(req: BhttpRequestInit, options: BhttpEncodeOptions = {}): Uint8Array {
+  const method = stringBytes(req.method, 'method');
+  const scheme = stringBytes(req.scheme, 'scheme');
+  const authority = stringBytes(req.authority ?? '', 'authority');
+  const path = stringBytes(req.path, 'path');
+  const problem = controlDataProblem(method, scheme, authority, path);
+  if (problem) throw localError(problem);
+  const t = tail(prepareSection(req.headers, 'header'), checkContent(req.content), prepareSection(req.trailers, 'trailer'), options);
+  const padding = checkPadding(options.padding);
+  let size = varintLength(KNOWN_REQUEST) + t.size + padding;
+  for (const b of [method, scheme, authority, path]) size += varintLength(b.length) + b.length;
+  const o = new Out(size);
+  o.varint(KNOWN_REQUEST);
+  o.lengthPrefixed(method);
+  o.lengthPrefixed(scheme);
+  o.lengthPrefixed(authority);
+  o.lengthPrefixed(path);
+  t.write(o);
+  return o.buf; // padding bytes are already zero
+}
+
+function checkStatus(status: unknown, min: number, max: number, what: string): number {
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < min || status > max) {
+    throw localError(`${what} ${String(status)} is not in ${min}..${max}`);
+  }
+  return status;
+}
+
+/**
+ * Encodes a response in the known-length form (framing indicator 1, RFC 9292 §3.1),
+ * informational responses first (RFC 9292 §3.5.1).
+ *
+ * @example
+ * ```ts
+ * encodeResponse({ status: 200, headers: [['content-type', 'text/plain']],
+ *                  content: new TextEncoder().encode('ok') });
+ * ```
+ */
+export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptions = {}): Uint8Array {
+  const status = checkStatus(res.status, 200, 599, 'final status'); // RFC 9292 §3.5
+  const infos = (res.informational ?? []).map((i) => ({
+    status: checkStatus(i.status, 100, 199, 'informational status'), // RFC 9292 §3.5.1
+    headers: prepareSection(i.headers, 'header'),
+  }));
+  const t = tail(prepareSection(res.headers, 'header'), checkContent(res.content), prepareSection(res.trailers, 'trailer'), options);
+  const padding = checkPadding(options.padding);
+  let size = varintLength(KNOWN_RESPONSE) + varintLength(status) + t.size + padding;
+  for (const i of infos) size += varintLength(i.status) + varintLength(i.headers.size) + i.headers.size;
+  const o = new Out(size);
+  o.varint(KNOWN_RESPONSE);
+  for (const i of infos) {
+    o.varint(i.status);
+    o.section(i.headers);
+  }
+  o.varint(status);
+  t.write(o);
+  return o.buf;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+function limitsOf(l: BhttpLimits): Required<BhttpLimits> {
+  return {
+    maxFields: l.maxFields ?? BHTTP_DEFAULT_LIMITS.maxFields,
+    maxFieldBytes: l.maxFieldBytes ?? BHTTP_DEFAULT_LIMITS.maxFieldBytes,
+    maxContent: l.maxContent ?? BHTTP_DEFAULT_LIMITS.maxContent,
+    maxInformational: l.maxInformational ?? BHTTP_DEFAULT_LIMITS.maxInformational,
+  };
+}
+
+/** Reads the parts after the framing indicator, keeping the field budget across sections. */
+class Decoder {
+  private fields = 0;
+  private fieldBytes = 0;
+
+  constructor(
+    readonly r: ByteReader,
+    readonly what: string,
+    readonly known: boolean,
+    readonly limits: Required<BhttpLimits>,
+  ) {}
+
+  /** A header or trailer section (RFC 9292 §3.1 known-length, §3.2 indeterminate-length). */
+  section(kind: SectionKind): FieldLine[] {
+    const out: FieldLine[] = [];
+    let sawRegular = false;
+    if (this.known) {
+      const len = readVarint(this.r, `${kind} section length`);
+      if (len > this.r.remaining) throw malformed(this.what, `${kind} section of ${len} bytes overruns the message`);
+      const sub = new ByteReader(this.r.bytes(len), 'MALFORMED_MESSAGE', `${this.what} ${kind} section`);
+      while (sub.remaining > 0) {
+        const nameLen = readVarint(sub, 'name length');
+        if (nameLen === 0) throw malformed(this.what, 'empty field name'); // RFC 9292 §3.6: Name Length = 1..
+        sawRegular = this.fieldLine(sub, nameLen, kind, sawRegular, out);
+      }
+    } else {
+      for (;;) {
+        const nameLen = readVarint(this.r, `${kind} field name length`);
+        if (nameLen === 0) break; // RFC 9292 §3.2: Content Terminator ends the section
+        sawRegular = this.fieldLine(this.r, nameLen, kind, sawRegular, out);
+      }
+    }
+    return out;
+  }
+
+  private fieldLine(r: ByteReader, nameLen: number, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
+    // Security considerations of RFC 9292 §8: bound fields before building strings.
+    if (++this.fields > this.limits.maxFields) throw tooLarge(this.what, `more than ${this.limits.maxFields} field lines`);
+    if (this.fieldBytes + nameLen > this.limits.maxFieldBytes) throw tooLarge(this.what, `field bytes exceed ${this.limits.maxFieldBytes}`);
+    const name = r.bytes(nameLen, 'field name');
+    const valueLen = readVarint(r, 'value length');
+    this.fieldBytes += nameLen;
+    if (this.fieldBytes + valueLen > this.limits.maxFieldBytes) throw tooLarge(this.what, `field bytes exceed ${this.limits.maxFieldBytes}`);
+    const value = r.bytes(valueLen, 'field value');
+    this.fieldBytes += valueLen;
+    const problem = fieldProblem(name, value, kind, sawRegular);
+    if (problem) throw malformed(this.what, `${kind} section: ${problem}`);
+    out.push([latin1String(name), latin1String(value)]);
+    return sawRegular || name[0] !== 0x3a;
+  }
+
+  /** Content (RFC 9292 §3.1 length-prefixed, §3.2 chunked with a zero terminator). */
+  content(): Uint8Array {
+    const max = this.limits.maxContent;
+    if (this.known) {
+      const len = readVarint(this.r, 'content length');
+      if (len > max) throw tooLarge(this.what, `content of ${len} bytes exceeds ${max}`);
+      return this.r.bytes(len, 'content');
+    }
+    // Copy chunks into one growing buffer: memory stays within 2x the content, however small the chunks.
+    let buf = EMPTY;
+    let len = 0;
+    for (;;) {
+      const n = readVarint(this.r, 'chunk length');
+      if (n === 0) break; // RFC 9292 §3.2: Content Terminator
+      if (len + n > max) throw tooLarge(this.what, `content exceeds ${max} bytes`);
+      const chunk = this.r.bytes(n, 'content chunk');
+      if (len + n > buf.length) {
+        const next = new Uint8Array(Math.min(max, Math.max(len + n, buf.length * 2, 256)));
+        next.set(buf.subarray(0, len));
+        buf = next;
+      }
+      buf.set(chunk, len);
+      len += n;
+    }
+    return buf.subarray(0, len);
+  }
+
+  /** Whether the message ends here; RFC 9292 §3.8 lets it end before a field section or content. */
+  atEnd(): boolean {
+    return this.r.remaining === 0;
+  }
+
+  /** Everything after the trailer section must be zero (RFC 9292 §3.8; we choose to validate). */
+  padding(): void {
+    const rest = this.r.rest();
+    for (let i = 0; i < rest.length; i++) {
+      if (rest[i] !== 0) throw malformed(this.what, `non-zero padding byte at offset ${this.r.offset - rest.length + i}`);
+    }
+  }
+
+  /**
+   * Header section, content, trailer section and padding. A missing part reads
+   * as empty (RFC 9292 §3.8: "Decoders MUST treat missing truncated fields as
+   * equivalent to having been sent with the length field set to zero").
+   * Truncation is accepted right after the control data too, as RFC 9292 §3.1
+   * allows truncation "before any of the length prefixes that precede the
+   * field sections or content"; anywhere else it is invalid.
+   */
+  tail(): { headers: FieldLine[]; content: Uint8Array; trailers: FieldLine[] } {
+    const headers = this.atEnd() ? [] : this.section('header');
+    const content = this.atEnd() ? EMPTY : this.content();
+    const trailers = this.atEnd() ? [] : this.section('trailer');
+    this.padding();
+    return { headers, content, trailers };
+  }
+}
+
+function start(bytes: Uint8Array, what: string): { r: ByteReader; framing: number } {
+  if (!(bytes instanceof Uint8Array)) throw localError('input is not a Uint8Array');
+  const r = new ByteReader(bytes, 'MALFORMED_MESSAGE', what);
+  const framing = readVarint(r, 'framing indicator');
+  if (framing > INDETERMINATE_RESPONSE) throw malformed(what, `unknown framing indicator ${framing}`); // RFC 9292 §3.3
+  return { r, framing };
+}
+
+function decodeRequestAfterFraming(r: ByteReader, framing: number, limits: BhttpLimits): BhttpRequest {
+  const what = 'binary HTTP request';
+  const d = new Decoder(r, what, framing === KNOWN_REQUEST, limitsOf(limits));
+  // RFC 9292 §3.4: four length-prefixed values; they cannot be truncated.
+  const method = r.bytes(readVarint(r, 'method length'), 'method');
+  const scheme = r.bytes(readVarint(r, 'scheme length'), 'scheme');
+  const authority = r.bytes(readVarint(r, 'authority length'), 'authority');
+  const path = r.bytes(readVarint(r, 'path length'), 'path');
+  const problem = controlDataProblem(method, scheme, authority, path);
+  if (problem) throw malformed(what, problem);
+  const t = d.tail();
+  return {
+    method: latin1String(method),
+    scheme: latin1String(scheme),
+    authority: latin1String(authority),
+    path: latin1String(path),
+    ...t,
+  };
+}
+
+function decodeResponseAfterFraming(r: ByteReader, framing: number, limits: BhttpLimits): BhttpResponse {
+  const what = 'binary HTTP response';
+  const l = limitsOf(limits);
+  const d = new Decoder(r, what, framing === KNOWN_RESPONSE, l);
+  const informational: BhttpInformational[] = [];
+  for (;;) {
+    const status = readVarint(r, 'status code');
+    if (status >= 100 && status <= 199) {
+      // RFC 9292 §3.5.1: an informational status is followed by a header section and more control data.
+      if (informational.length >= l.maxInformational) throw tooLarge(what, `more than ${l.maxInformational} informational responses`);
+      informational.push({ status, headers: d.section('header') });
+      continue;
+    }
+    if (status < 200 || status > 599) throw malformed(what, `status code ${status} is not in 100..599`); // RFC 9292 §3.5
+    return { status, ...d.tail(), informational };
+  }
+}
+
+/**
+ * Decodes a request, known-length (framing 0) or indeterminate-length (framing 2).
+ * Throws `MALFORMED_MESSAGE` or `TOO_LARGE` (source remote) on bad input.
+ *
+ * @example
+ * ```ts
+ * const { method, path, headers } = decodeRequest(body, { maxFields: 64 });
+ * ```
+ */
+export function decodeRequest(bytes: Uint8Array, limits: BhttpLimits = {}): BhttpRequest {
+  const { r, framing } = start(bytes, 'binary HTTP request');
+  if (framing !== KNOWN_REQUEST && framing !== INDETERMINATE_REQUEST) {
+    throw malformed('binary HTTP request', `framing indicator ${framing} is a response`);
+  }
+  return decodeRequestAfterFraming(r, framing, limits);
+}
+
+/**
+ * Decodes a response, known-length (framing 1) or indeterminate-length (framing 3).
+ * Informational responses are parsed, validated and returned in `informational`.
+ *
+ * @example
+ * ```ts
+ * const { status, content } = decodeResponse(body);
+ * ```
+ */
+export function decodeResponse(bytes: Uint8Array, limits: BhttpLimits = {}): BhttpResponse {
+  const { r, framing } = start(bytes, 'binary HTTP response');
+  if (framing !== KNOWN_RESPONSE && framing !== INDETERMINATE_RESPONSE) {
+    throw malformed('binary HTTP response', `framing indicator ${framing} is a request`);
+  }
+  return decodeResponseAfterFraming(r, framing, limits);
+}
+
+/** A decoded message of either kind, from {@link decodeMessage}. */
+export type BhttpMessage =
+  | { kind: 'request'; framing: 'known-length' | 'indeterminate-length'; request: BhttpRequest }
+  | { kind: 'response'; framing: 'known-length' | 'indeterminate-length'; response: BhttpResponse };
+
+/**
+ * Decodes a request or a response, whichever the framing indicator says
+ * (RFC 9292 §3.3); for tools that inspect messages of unknown kind.
+ */
+export function decodeMessage(bytes: Uint8Array, limits: BhttpLimits = {}): BhttpMessage {
+  const { r, framing } = start(bytes, 'binary HTTP message');
+  const form = framing < 2 ? 'known-length' : 'indeterminate-length';
+  if (framing === KNOWN_REQUEST || framing === INDETERMINATE_REQUEST) {
+    return { kind: 'request', framing: form, request: decodeRequestAfterFraming(r, framing, limits) };
+  }
+  return { kind: 'response', framing: form, response: decodeResponseAfterFraming(r, framing, limits) };
+}
