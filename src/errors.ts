@@ -104,6 +104,8 @@ export type AtlsErrorCode =
   // Resource bounds
   | 'TOO_LARGE'
   | 'LIMIT_REACHED'
+  // Transport: the peer did not answer in time (CoAP retransmission exhausted)
+  | 'TIMEOUT'
   | 'INTERNAL';
 
 /** HTTP status hint per code (draft §9.3: existing status codes only). */
@@ -132,6 +134,7 @@ const HTTP_STATUS: Record<AtlsErrorCode, number> = {
   KEY_LIMIT_REACHED: 410,
   TOO_LARGE: 413,
   LIMIT_REACHED: 503,
+  TIMEOUT: 504,
   INTERNAL: 500,
 };
 
@@ -161,6 +164,7 @@ const COAP_CODE: Record<AtlsErrorCode, string> = {
   KEY_LIMIT_REACHED: '4.04',
   TOO_LARGE: '4.13',
   LIMIT_REACHED: '5.03',
+  TIMEOUT: '5.04',
   INTERNAL: '5.00',
 };
 
