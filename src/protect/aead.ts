@@ -1,0 +1,94 @@
+/**
+ * One-shot AEAD encryption and decryption with `node:crypto` for the
+ * algorithms of {@link AeadSpec}. Internal to the protect module: callers
+ * never choose nonces; {@link ProtectedChannel} does.
+ * @module
+ */
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { AtlsError } from '../errors.js';
+import type { AeadSpec } from './suites.js';
+
+/**
+ * Encrypts `plaintext` into `out` at `at`, followed by the tag.
+ * `out` must have room for plaintext.length + spec.tagLength bytes there.
+ */
+export function aeadSealInto(
+  spec: AeadSpec,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+  out: Uint8Array,
+  at: number,
+): void {
+  try {
+    let ct: Buffer;
+    let fin: Buffer;
+    let tag: Buffer;
+    if (spec.algorithm === 'aes-128-ccm' || spec.algorithm === 'aes-256-ccm') {
+      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      c.setAAD(aad, { plaintextLength: plaintext.length }); // CCM needs the length up front (RFC 3610 §2.2)
+      ct = c.update(plaintext);
+      fin = c.final();
+      tag = c.getAuthTag();
+    } else if (spec.algorithm === 'chacha20-poly1305') {
+      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      c.setAAD(aad, { plaintextLength: plaintext.length });
+      ct = c.update(plaintext);
+      fin = c.final();
+      tag = c.getAuthTag();
+    } else {
+      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      c.setAAD(aad);
+      ct = c.update(plaintext);
+      fin = c.final();
+      tag = c.getAuthTag();
+    }
+    out.set(ct, at);
+    if (fin.length) out.set(fin, at + ct.length);
+    out.set(tag, at + plaintext.length);
+  } catch (e) {
+    throw new AtlsError('INTERNAL', `${spec.name} encryption failed`, { cause: e });
+  }
+}
+
+/**
+ * Decrypts and authenticates; returns the plaintext, or `undefined` when
+ * the tag does not verify (any failure inside the AEAD counts as that).
+ */
+export function aeadOpen(
+  spec: AeadSpec,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  ciphertext: Uint8Array,
+  tag: Uint8Array,
+): Buffer | undefined {
+  let pt: Buffer | undefined;
+  try {
+    let fin: Buffer;
+    if (spec.algorithm === 'aes-128-ccm' || spec.algorithm === 'aes-256-ccm') {
+      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      d.setAuthTag(tag);
+      d.setAAD(aad, { plaintextLength: ciphertext.length });
+      pt = d.update(ciphertext);
+      fin = d.final(); // throws when the tag does not verify
+    } else if (spec.algorithm === 'chacha20-poly1305') {
+      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      d.setAuthTag(tag);
+      d.setAAD(aad, { plaintextLength: ciphertext.length });
+      pt = d.update(ciphertext);
+      fin = d.final();
+    } else {
+      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
+      d.setAuthTag(tag);
+      d.setAAD(aad);
+      pt = d.update(ciphertext);
+      fin = d.final();
+    }
+    return fin.length ? Buffer.concat([pt, fin]) : pt;
+  } catch {
+    pt?.fill(0); // GCM releases plaintext before the tag is checked; do not leave it around
+    return undefined;
+  }
+}

@@ -1,0 +1,357 @@
+/**
+ * The protected channel of architecture (b) (draft §6.1 Figure 6, §7): seals
+ * and opens compact messages with keys exported from the ATLS session.
+ *
+ * Message = flags(1) || seq(n, big-endian, minimal) || AEAD ciphertext || tag;
+ * AAD = flags || seq (plus optional application AAD); nonce = IV XOR seq.
+ * See docs/protocol.md §4 for the byte-exact format.
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import { LIMIT_UNIT_BYTES } from './constants.js';
+import { aeadOpen, aeadSealInto } from './aead.js';
+import { readHeader, writeHeader, type HeaderFields } from './header.js';
+import { splitKeyBlock } from './key-block.js';
+import { NonceBuilder } from './nonce.js';
+import { ReplayVerdict, ReplayWindow, replayError } from './replay-window.js';
+import { fromSeqParts, seqByteLength, toSeqParts } from './seq.js';
+import type { AeadSpec } from './suites.js';
+
+/** Which end of the ATLS session this channel is; it picks the key for each direction. */
+export type ChannelRole = 'client' | 'server';
+
+/** Options of a {@link ProtectedChannel}. Every field is optional. */
+export interface ProtectedChannelOptions {
+  /** Anti-replay window size, 1..65536 (default 64). */
+  replayWindow?: number;
+  /** Largest plaintext seal() accepts and open() will produce (default and ceiling: the AEAD's maximum). */
+  maxPlaintextLength?: number;
+  /**
+   * Lower the AEAD usage limits (tests use tiny ones); raising them above the
+   * AEAD's own is refused. Counted in 16 KiB units (LIMIT_UNIT_BYTES).
+   */
+  limits?: {
+    /** Units this end may seal (default: `spec.confidentialityLimit`). */
+    confidentiality?: number;
+    /** Units that may fail authentication here (default: `spec.integrityLimit`). */
+    integrity?: number;
+  };
+  /**
+   * First sequence number to send (default 0). For tests only: a real
+   * channel must start at 0 so that no number is ever used twice per key.
+   */
+  initialSequence?: number | bigint;
+}
+
+/** Counters of a {@link ProtectedChannel}. */
+export interface ProtectedChannelStats {
+  /** Messages sealed. */
+  sent: number;
+  /** Messages opened successfully. */
+  received: number;
+  /** Messages that failed authentication (counted against the integrity limit). */
+  failures: number;
+  /** Messages rejected before decryption: malformed, too large, replayed or too old. */
+  rejected: number;
+}
+
+const MAX_HEADER = 9;
+
+function units(length: number): number {
+  // RFC 8446 §5.5 counts full-size (2^14-byte) records.
+  return length <= LIMIT_UNIT_BYTES ? 1 : Math.ceil(length / LIMIT_UNIT_BYTES);
+}
+
+function limitOption(name: string, value: number | undefined, ceiling: number): number {
+  if (value === undefined) return ceiling;
+  if (typeof value !== 'number' || !(value >= 1) || (!Number.isInteger(value) && value !== Infinity) || value > ceiling) {
+    throw new AtlsError('INVALID_ARGUMENT', `${name} must be an integer in 1..${ceiling}`);
+  }
+  return value;
+}
+
+const KEY_LENGTHS: Record<string, number> = {
+  'aes-128-gcm': 16,
+  'aes-256-gcm': 32,
+  'chacha20-poly1305': 32,
+  'aes-128-ccm': 16,
+  'aes-256-ccm': 32,
+};
+
+function checkSpec(spec: AeadSpec): void {
+  const ok =
+    typeof spec === 'object' &&
+    spec !== null &&
+    KEY_LENGTHS[spec.algorithm] === spec.keyLength &&
+    spec.ivLength === 12 &&
+    (spec.tagLength === 16 || (spec.tagLength === 8 && spec.algorithm.endsWith('-ccm')));
+  if (!ok) throw new AtlsError('INVALID_ARGUMENT', 'not an AeadSpec from aeadForSuite()');
+}
+
+function concatAad(header: Uint8Array, aad: Uint8Array): Uint8Array {
+  const out = new Uint8Array(header.length + aad.length);
+  out.set(header);
+  out.set(aad, header.length);
+  return out;
+}
+
+/**
+ * Seals and opens protected messages for one ATLS session.
+ *
+ * Failures of single incoming messages (forged, replayed, too old,
+ * malformed) throw for that message only; the channel goes on (as DTLS,
+ * RFC 9147 §4.5.2). Reaching an AEAD usage limit throws KEY_LIMIT_REACHED
+ * and that direction stays dead: run a new handshake.
+ *
+ * @example
+ * ```ts
+ * const spec = aeadForSuite(info.cipherSuite);
+ * const block = conn.exportKeyingMaterial(keyBlockLength(spec), EXPORTER_LABEL);
+ * const ch = ProtectedChannel.fromKeyBlock(block, spec, 'client');
+ * block.fill(0);
+ * const msg = ch.seal(new TextEncoder().encode('hello, atls'));
+ * const reply = ch.open(responseBody);
+ * ```
+ */
+export class ProtectedChannel {
+  /** The AEAD in use. */
+  readonly spec: AeadSpec;
+  /** This end's role. */
+  readonly role: ChannelRole;
+  /** The largest overhead a message can have: 1 + 8 + tag length. */
+  readonly maxOverhead: number;
+  /** Largest plaintext accepted and produced. */
+  readonly maxPlaintextLength: number;
+
+  private readonly sendKey: Buffer;
+  private readonly receiveKey: Buffer;
+  private readonly sendNonce: NonceBuilder;
+  private readonly receiveNonce: NonceBuilder;
+  private readonly window: ReplayWindow;
+  private readonly confidentialityLimit: number;
+  private readonly integrityLimit: number;
+  private readonly header: HeaderFields = { hi: 0, lo: 0 };
+
+  private sendHi: number;
+  private sendLo: number;
+  private sendExhausted = false;
+  private sentUnits = 0;
+  private failedUnits = 0;
+  private sendError: AtlsError | undefined;
+  private receiveError: AtlsError | undefined;
+  private readonly counters: ProtectedChannelStats = { sent: 0, received: 0, failures: 0, rejected: 0 };
+
+  private constructor(
+    spec: AeadSpec,
+    role: ChannelRole,
+    keys: { sendKey: Uint8Array; sendIv: Uint8Array; receiveKey: Uint8Array; receiveIv: Uint8Array },
+    options: ProtectedChannelOptions,
+  ) {
+    this.spec = spec;
+    this.role = role;
+    this.maxOverhead = MAX_HEADER + spec.tagLength;
+    this.window = new ReplayWindow(options.replayWindow);
+    this.maxPlaintextLength = limitOption('maxPlaintextLength', options.maxPlaintextLength, spec.maxPlaintextLength);
+    this.confidentialityLimit = limitOption('limits.confidentiality', options.limits?.confidentiality, spec.confidentialityLimit);
+    this.integrityLimit = limitOption('limits.integrity', options.limits?.integrity, spec.integrityLimit);
+    const start = toSeqParts(options.initialSequence ?? 0);
+    this.sendHi = start.hi;
+    this.sendLo = start.lo;
+    this.sendKey = Buffer.from(keys.sendKey);
+    this.receiveKey = Buffer.from(keys.receiveKey);
+    this.sendNonce = new NonceBuilder(keys.sendIv);
+    this.receiveNonce = new NonceBuilder(keys.receiveIv);
+  }
+
+  /**
+   * A channel from an exported key block (see {@link keyBlockLength}). The
+   * client seals with client_write_key/IV and opens with server_write_key/IV;
+   * the server the other way round. The block is copied; zero it afterwards.
+   */
+  static fromKeyBlock(
+    block: Uint8Array,
+    spec: AeadSpec,
+    role: ChannelRole,
+    options: ProtectedChannelOptions = {},
+  ): ProtectedChannel {
+    checkSpec(spec);
+    if (role !== 'client' && role !== 'server') {
+      throw new AtlsError('INVALID_ARGUMENT', `role must be 'client' or 'server'`);
+    }
+    const kb = splitKeyBlock(block, spec);
+    try {
+      const client = role === 'client';
+      return new ProtectedChannel(
+        spec,
+        role,
+        {
+          sendKey: client ? kb.clientWriteKey : kb.serverWriteKey,
+          sendIv: client ? kb.clientWriteIv : kb.serverWriteIv,
+          receiveKey: client ? kb.serverWriteKey : kb.clientWriteKey,
+          receiveIv: client ? kb.serverWriteIv : kb.clientWriteIv,
+        },
+        options ?? {},
+      );
+    } finally {
+      kb.clientWriteKey.fill(0);
+      kb.serverWriteKey.fill(0);
+      kb.clientWriteIv.fill(0);
+      kb.serverWriteIv.fill(0);
+    }
+  }
+
+  /** Overhead of the next message this channel seals: 1 + sequence bytes + tag. */
+  get overhead(): number {
+    return 1 + seqByteLength(this.sendHi, this.sendLo) + this.spec.tagLength;
+  }
+
+  /** The sequence number the next sealed message will carry. */
+  get nextSequence(): bigint {
+    return fromSeqParts(this.sendHi, this.sendLo);
+  }
+
+  /** A snapshot of the counters. */
+  get stats(): ProtectedChannelStats {
+    return { ...this.counters };
+  }
+
+  /** False once seal() can no longer succeed (limit reached or destroyed). */
+  get canSeal(): boolean {
+    return this.sendError === undefined;
+  }
+
+  /** False once open() can no longer succeed (limit reached or destroyed). */
+  get canOpen(): boolean {
+    return this.receiveError === undefined;
+  }
+
+  /**
+   * Encrypts one message under the next sequence number. `aad` is optional
+   * extra associated data the peer must pass to open() too (it is not sent).
+   * Throws TOO_LARGE (local) above maxPlaintextLength and KEY_LIMIT_REACHED
+   * (sticky) when the confidentiality limit or the sequence space is used up.
+   */
+  seal(plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+    if (this.sendError) throw this.sendError;
+    if (!(plaintext instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'plaintext must be a Uint8Array');
+    if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
+    const len = plaintext.length;
+    if (len > this.maxPlaintextLength) {
+      throw new AtlsError('TOO_LARGE', `plaintext of ${len} bytes exceeds ${this.maxPlaintextLength}`, { source: 'local' });
+    }
+    if (this.sendExhausted) {
+      // RFC 8446 §5.3: sequence numbers must not wrap.
+      throw (this.sendError = new AtlsError('KEY_LIMIT_REACHED', 'sequence numbers exhausted; run a new handshake'));
+    }
+    const u = units(len);
+    if (this.sentUnits + u > this.confidentialityLimit) {
+      // RFC 8446 §5.5 / RFC 9147 §4.5.3: stop using the key at its confidentiality limit.
+      throw (this.sendError = new AtlsError(
+        'KEY_LIMIT_REACHED',
+        `${this.spec.name} confidentiality limit of ${this.confidentialityLimit} reached; run a new handshake`,
+      ));
+    }
+    const hi = this.sendHi;
+    const lo = this.sendLo;
+    // Advance before encrypting: a number is spent even if encryption fails.
+    if (lo === 0xffff_ffff) {
+      if (hi === 0xffff_ffff) this.sendExhausted = true;
+      else {
+        this.sendHi = hi + 1;
+        this.sendLo = 0;
+      }
+    } else this.sendLo = lo + 1;
+    this.sentUnits += u;
+
+    const tagLength = this.spec.tagLength;
+    const n = seqByteLength(hi, lo);
+    // A fresh, unpooled array: callers may pass msg.buffer on without leaking other data.
+    const out = new Uint8Array(1 + n + len + tagLength);
+    const headerLength = writeHeader(out, hi, lo);
+    const header = out.subarray(0, headerLength);
+    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
+    aeadSealInto(this.spec, this.sendKey, this.sendNonce.at(hi, lo), fullAad, plaintext, out, headerLength);
+    this.counters.sent++;
+    return out;
+  }
+
+  /**
+   * Authenticates and decrypts one message. Per message (channel goes on):
+   * MALFORMED_MESSAGE, TOO_LARGE, REPLAYED, TOO_OLD, DECRYPT_FAILED (all
+   * source remote). Sticky: KEY_LIMIT_REACHED once failed decryptions reach
+   * the integrity limit.
+   */
+  open(message: Uint8Array, aad?: Uint8Array): Uint8Array {
+    if (this.receiveError) throw this.receiveError;
+    if (!(message instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'message must be a Uint8Array');
+    if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
+    const h = this.header;
+    let headerLength: number;
+    try {
+      headerLength = readHeader(message, h);
+    } catch (e) {
+      this.counters.rejected++;
+      throw e;
+    }
+    const tagLength = this.spec.tagLength;
+    const ctLength = message.length - headerLength - tagLength;
+    if (ctLength < 0) {
+      this.counters.rejected++;
+      throw new AtlsError('MALFORMED_MESSAGE', `protected message of ${message.length} bytes is shorter than header + tag`, {
+        source: 'remote',
+      });
+    }
+    if (ctLength > this.maxPlaintextLength) {
+      this.counters.rejected++;
+      throw new AtlsError('TOO_LARGE', `protected message carries ${ctLength} bytes, more than ${this.maxPlaintextLength}`, {
+        source: 'remote',
+      });
+    }
+    const { hi, lo } = h;
+    // Checked before decrypting (cheap, read-only); recorded only after authentication.
+    const verdict = this.window.test(hi, lo);
+    if (verdict !== ReplayVerdict.Fresh) {
+      this.counters.rejected++;
+      throw replayError(verdict, fromSeqParts(hi, lo), this.window.size);
+    }
+    const header = message.subarray(0, headerLength);
+    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
+    const plaintext = aeadOpen(
+      this.spec,
+      this.receiveKey,
+      this.receiveNonce.at(hi, lo),
+      fullAad,
+      message.subarray(headerLength, headerLength + ctLength),
+      message.subarray(headerLength + ctLength),
+    );
+    if (plaintext === undefined) {
+      this.counters.failures++;
+      this.failedUnits += units(ctLength);
+      if (this.failedUnits >= this.integrityLimit) {
+        // RFC 9147 §4.5.3: stop using the key once the integrity limit is reached.
+        throw (this.receiveError = new AtlsError(
+          'KEY_LIMIT_REACHED',
+          `${this.spec.name} integrity limit of ${this.integrityLimit} failed decryptions reached; run a new handshake`,
+        ));
+      }
+      // RFC 9147 §4.5.2: an invalid record is discarded, the association goes on.
+      throw new AtlsError('DECRYPT_FAILED', `protected message ${fromSeqParts(hi, lo)} failed authentication`, {
+        source: 'remote',
+      });
+    }
+    this.window.mark(hi, lo);
+    this.counters.received++;
+    return plaintext;
+  }
+
+  /** Zeroes the keys and IVs; every later seal()/open() throws CLOSED. Idempotent. */
+  destroy(): void {
+    this.sendKey.fill(0);
+    this.receiveKey.fill(0);
+    this.sendNonce.wipe();
+    this.receiveNonce.wipe();
+    const closed = new AtlsError('CLOSED', 'protected channel destroyed');
+    this.sendError = closed;
+    this.receiveError = closed;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The receiver's sliding anti-replay window (RFC 4303 §3.4.3,
+ * RFC 6347 §4.1.2.6): a sequence number is accepted once, either above the
+ * highest one seen or at most `size - 1` below it. The caller checks before
+ * decrypting and records only after the AEAD authenticated the message, so a
+ * forgery cannot move the window.
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW } from './constants.js';
+import { fromSeqParts, seqDistance, toSeqParts } from './seq.js';
+
+/** Results of {@link ReplayWindow.test}. */
+export const ReplayVerdict = { Fresh: 0, Replayed: 1, TooOld: 2 } as const;
+
+/** One of the {@link ReplayVerdict} values. */
+export type ReplayVerdict = (typeof ReplayVerdict)[keyof typeof ReplayVerdict];
+
+/**
+ * Sliding anti-replay window over 64-bit sequence numbers.
+ *
+ * @example
+ * ```ts
+ * const w = new ReplayWindow(64);
+ * w.check(5n);  // fine
+ * w.update(5n); // after the message authenticated
+ * w.check(5n);  // throws REPLAYED
+ * ```
+ */
+export class ReplayWindow {
+  /** Window size: how far below the highest accepted number a message may be. */
+  readonly size: number;
+  // A ring of bits indexed by seq mod capacity; capacity is a power of two
+  // >= size, so the numbers inside the window never share a bit.
+  private readonly bits: Uint32Array;
+  private readonly mask: number;
+  private hasTop = false;
+  private topHi = 0;
+  private topLo = 0;
+
+  constructor(size: number = DEFAULT_REPLAY_WINDOW) {
+    if (!Number.isInteger(size) || size < 1 || size > MAX_REPLAY_WINDOW) {
+      throw new AtlsError('INVALID_ARGUMENT', `replay window must be an integer in 1..${MAX_REPLAY_WINDOW}`);
+    }
+    this.size = size;
+    let capacity = 32;
+    while (capacity < size) capacity *= 2;
+    this.bits = new Uint32Array(capacity / 32);
+    this.mask = capacity - 1;
+  }
+
+  /** The highest sequence number recorded so far, if any. */
+  get highest(): bigint | undefined {
+    return this.hasTop ? fromSeqParts(this.topHi, this.topLo) : undefined;
+  }
+
+  /** Fast path: classifies (hi, lo) without changing anything. */
+  test(hi: number, lo: number): ReplayVerdict {
+    if (!this.hasTop) return ReplayVerdict.Fresh;
+    const behind = seqDistance(this.topHi, this.topLo, hi, lo);
+    if (behind < 0) return ReplayVerdict.Fresh;
+    if (behind >= this.size) return ReplayVerdict.TooOld; // RFC 4303 §3.4.3: left of the window
+    const i = lo & this.mask;
+    return (this.bits[i >>> 5]! >>> (i & 31)) & 1 ? ReplayVerdict.Replayed : ReplayVerdict.Fresh;
+  }
+
+  /** Fast path: records (hi, lo), which {@link test} must have found fresh. */
+  mark(hi: number, lo: number): void {
+    if (this.hasTop) {
+      const ahead = seqDistance(hi, lo, this.topHi, this.topLo);
+      if (ahead > 0) {
+        // Slide: forget the bits of the numbers the window now moves over.
+        if (ahead > this.mask) this.bits.fill(0);
+        else {
+          for (let k = 1; k <= ahead; k++) {
+            const i = (this.topLo + k) & this.mask; // ToInt32 wraps mod 2^32, a multiple of capacity
+            this.bits[i >>> 5]! &= ~(1 << (i & 31));
+          }
+        }
+        this.topHi = hi;
+        this.topLo = lo;
+      }
+    } else {
+      this.hasTop = true;
+      this.topHi = hi;
+      this.topLo = lo;
+    }
+    const i = lo & this.mask;
+    this.bits[i >>> 5]! |= 1 << (i & 31);
+  }
+
+  /**
+   * Throws REPLAYED or TOO_OLD (source remote) unless `seq` may be accepted.
+   * Changes nothing.
+   */
+  check(seq: number | bigint): void {
+    const { hi, lo } = toSeqParts(seq);
+    const v = this.test(hi, lo);
+    if (v !== ReplayVerdict.Fresh) throw replayError(v, fromSeqParts(hi, lo), this.size);
+  }
+
+  /** Records `seq` as received (call after authentication). Throws like {@link check}. */
+  update(seq: number | bigint): void {
+    const { hi, lo } = toSeqParts(seq);
+    const v = this.test(hi, lo);
+    if (v !== ReplayVerdict.Fresh) throw replayError(v, fromSeqParts(hi, lo), this.size);
+    this.mark(hi, lo);
+  }
+
+  /** Forgets everything (for tests and reuse). */
+  reset(): void {
+    this.bits.fill(0);
+    this.hasTop = false;
+    this.topHi = 0;
+    this.topLo = 0;
+  }
+}
+
+/** The error for a rejected sequence number. */
+export function replayError(v: ReplayVerdict, seq: bigint, size: number): AtlsError {
+  return v === ReplayVerdict.Replayed
+    ? new AtlsError('REPLAYED', `protected message ${seq} was already received`, { source: 'remote' })
+    : new AtlsError('TOO_OLD', `protected message ${seq} is older than the replay window of ${size}`, {
+        source: 'remote',
+      });
+}
