@@ -44,6 +44,10 @@ export interface TlsCommonConfig {
   groups?: string;
   /** Signature algorithms, colon separated, OpenSSL syntax. */
   sigalgs?: string;
+  /** DTLS: largest datagram the engine may produce (default 1200; native engine). */
+  dtlsMtu?: number;
+  /** DTLS: first retransmission timeout in ms, doubled on each retry (default 1000, RFC 6347 §4.2.4.1). */
+  dtlsInitialTimeoutMs?: number;
 }
 
 /** An external pre-shared key (TLS 1.2 PSK suites, RFC 4279; TLS 1.3 external PSK, RFC 8446 §4.2.11). */
@@ -89,6 +93,8 @@ export interface TlsServerConfig extends TlsCommonConfig {
   maxEarlyData?: number;
   /** DTLS: require a cookie exchange (HelloVerifyRequest) before state is kept. */
   dtlsCookieSecret?: Uint8Array;
+  /** DTLS: the peer's identity (e.g. `ip:port`) that the cookie is bound to. */
+  dtlsPeer?: string;
 }
 
 /** What the handshake established. */
@@ -108,12 +114,18 @@ export interface HandshakeInfo {
   resumed: boolean;
   /** TLS 1.3 early data: accepted, rejected or not offered. */
   earlyData: 'accepted' | 'rejected' | 'none';
+  /** Native engine: the peer's certificate chain verified to a trust anchor. */
+  peerVerified?: boolean;
+  /** Native engine: why verification failed (OpenSSL's text), when it did. */
+  verifyError?: string;
+  /** Native engine: the chain OpenSSL built, DER, leaf first, ending at the trust anchor. */
+  verifiedChain?: Uint8Array[];
 }
 
 /** Events an engine reports while processing a flight. */
 export type EngineEvent =
   | { type: 'handshake'; info: HandshakeInfo }
-  | { type: 'data'; data: Uint8Array }
+  | { type: 'data'; data: Uint8Array; /** TLS 1.3 early data (replayable, RFC 8446 §8). */ early?: boolean }
   | { type: 'ticket'; session: Uint8Array }
   | { type: 'alert'; level: number; description: number; name: string }
   | { type: 'closed' };
