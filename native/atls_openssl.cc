@@ -432,7 +432,7 @@ class Context : public Napi::ObjectWrap<Context> {
       if (early > 0 && !st->dtls) {
         st->max_early_data = static_cast<uint32_t>(std::min<int64_t>(early, 1 << 20));
         SSL_CTX_set_max_early_data(ctx, st->max_early_data);
-        SSL_CTX_set_recv_max_early_data(ctx, st->max_early_data);
+        SSL_CTX_set_recv_max_early_data(ctx, std::max<uint32_t>(st->max_early_data, 16384));
         // Anti-replay (RFC 8446 §8.1): with early data on and SSL_OP_NO_ANTI_REPLAY off, OpenSSL
         // issues stateful single-use tickets kept in this context's session cache.
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -440,8 +440,9 @@ class Context : public Napi::ObjectWrap<Context> {
       } else {
         // Stateless tickets only: no per-session server memory.
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        // Early data is refused; up to 16 KiB of it is skipped so that the
+        // handshake goes on (RFC 8446 §4.2.10), OpenSSL's default.
         SSL_CTX_set_max_early_data(ctx, 0);
-        SSL_CTX_set_recv_max_early_data(ctx, 0);
       }
       st->cookie_secret = GetBytes(o, "cookieSecret");
       if (st->dtls) {
@@ -649,7 +650,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
     if (ctx_->dtls) {
       SSL_set_options(ssl_, SSL_OP_NO_QUERY_MTU);
       int64_t mtu = GetInt(o, "mtu", 1200);
-      if (mtu < 256 || mtu > 65535 || SSL_set_mtu(ssl_, static_cast<long>(mtu)) != 1) {
+      if (mtu < 256 || mtu > 65535 || SSL_set_mtu(ssl_, static_cast<long>(mtu)) <= 0) {
         return "bad DTLS MTU";
       }
       // The caller's timer drives retransmission; start at the given value (RFC 6347 §4.2.4.1: 1 s).
@@ -755,7 +756,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
   void Drain(Bytes* out) {
     if (ctx_->dtls) {
       auto* q = static_cast<DgramQueue*>(BIO_get_data(wbio_));
-      for (auto& p : q->packets) out->insert(out->end(), p.begin(), p.end());
+      for (auto& p : q->packets) {
+        out->insert(out->end(), p.begin(), p.end());
+        datagram_sizes_.push_back(static_cast<uint32_t>(p.size()));
+      }
       q->packets.clear();
       return;
     }
@@ -871,6 +875,12 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value Result(Napi::Env env, const Bytes& out, bool fatal, int ssl_err) {
     Napi::Object res = Napi::Object::New(env);
     res.Set("flight", ToBuffer(env, out.data(), out.size()));
+    if (ctx_ && ctx_->dtls) {
+      Napi::Array d = Napi::Array::New(env, datagram_sizes_.size());
+      for (uint32_t k = 0; k < datagram_sizes_.size(); k++) d.Set(k, datagram_sizes_[k]);
+      res.Set("datagrams", d);
+      datagram_sizes_.clear();
+    }
     Napi::Array evs = Napi::Array::New(env, events_.size());
     uint32_t i = 0;
     for (auto& ev : events_) {
@@ -1161,6 +1171,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   BIO* rbio_ = nullptr;
   BIO* wbio_ = nullptr;
   std::vector<PendingEvent> events_;
+  std::vector<uint32_t> datagram_sizes_;
   Napi::FunctionReference psk_lookup_;
   std::string psk_identity_;
   Bytes psk_key_;

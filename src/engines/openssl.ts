@@ -64,6 +64,8 @@ type NativeEvent =
 
 interface NativeResult {
   flight: Uint8Array;
+  /** DTLS: sizes of the datagrams that make up `flight`. */
+  datagrams?: number[];
   events: NativeEvent[];
   error?: NativeError;
 }
@@ -409,6 +411,15 @@ class OpensslConnection implements EngineConnection {
       this.failed = translateError(r.error, r.flight, this.role);
       this.destroyed = true;
       throw this.failed;
+    }
+    if (r.datagrams) {
+      const datagrams: Uint8Array[] = [];
+      let off = 0;
+      for (const n of r.datagrams) {
+        datagrams.push(r.flight.subarray(off, off + n));
+        off += n;
+      }
+      return { flight: r.flight, events, datagrams };
     }
     return { flight: r.flight, events };
   }

@@ -133,6 +133,8 @@ export type EngineEvent =
 /** The result of one step: the outbound flight (possibly empty) and events. */
 export interface EngineStep {
   flight: Uint8Array;
+  /** DTLS: `flight` cut into the datagrams the stack wrote, each within the MTU. */
+  datagrams?: Uint8Array[];
   events: EngineEvent[];
 }
 
