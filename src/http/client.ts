@@ -1,0 +1,554 @@
+/**
+ * The client side of the HTTP binding: `fetch` through ATLS. Each origin gets
+ * one ATLS session (handshake on first use, flights POSTed to the origin's
+ * ATLS endpoint, session cookie kept), every request becomes one Binary HTTP
+ * message protected end to end, and the answer comes back as a real
+ * `Response`. A lost session (404/410) is re-established transparently;
+ * only idempotent requests are then resent.
+ *
+ * @example
+ * ```ts
+ * const client = createAtlsClient({ tls: { ca: caPem }, transport: { insecure: true } });
+ * const res = await client.fetch('https://service.example/api/items');
+ * console.log(res.status, await res.json());
+ * await client.close();
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import type { AtlsErrorCode } from '../errors.js';
+import type { HandshakeInfo, TlsClientConfig, TlsEngine } from '../engines/types.js';
+import { AtlsClientSession } from '../session/session.js';
+import type { FlightResult, Mode, SessionOptions, SessionState } from '../session/types.js';
+import { bhttpToResponse, requestToBhttp } from '../bhttp/web.js';
+import { concatBytes } from '../bytes.js';
+import {
+  COOKIE_NAME,
+  DEFAULT_ENDPOINT,
+  HEADER_FLIGHT_LENGTH,
+  MEDIA_TYPE_FLIGHT,
+  MEDIA_TYPE_PROTECTED,
+} from './constants.js';
+import { parseSetCookie } from './cookie.js';
+import { HttpTransport, type AtlsTransportOptions, type TransportResponse } from './transport.js';
+import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLength } from './wire.js';
+
+/** Largest outer response body the client reads (default 32 MiB). */
+const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
+/** A handshake that needs more round trips than this is refused (HRR makes 3). */
+const MAX_HANDSHAKE_ROUND_TRIPS = 8;
+
+/**
+ * The ATLS layer's trust and identity: whom the service must prove to be, and
+ * how this client proves itself. `serverName` defaults to the URL's host.
+ */
+export type AtlsClientTls = TlsClientConfig;
+
+/** A flight or protected message on the wire, for `atls fetch -v` style logs. */
+export interface AtlsFlightEvent {
+  type: 'flight';
+  origin: string;
+  direction: 'sent' | 'received';
+  /** `flight`: TLS records; `protected`: one protected message; `flight+protected`: piggy-backed. */
+  kind: 'flight' | 'protected' | 'flight+protected';
+  /** The whole body. */
+  bytes: Uint8Array;
+  /** Bytes of TLS records at the start of `bytes` (all of them for `flight`, 0 for `protected`). */
+  flightBytes: number;
+  /** 1-based count of POSTs of this session so far. */
+  roundTrip: number;
+  /** Received only: the HTTP status. */
+  status?: number;
+}
+
+/** Everything a client reports. Hooks must not throw (errors are swallowed). */
+export type AtlsClientEvent =
+  | AtlsFlightEvent
+  | {
+      type: 'handshake';
+      origin: string;
+      info: HandshakeInfo;
+      /** POSTs the handshake took (the piggy-backed request included). */
+      roundTrips: number;
+      bytesSent: number;
+      bytesReceived: number;
+      durationMs: number;
+      /** The first request rode with the final flight. */
+      piggyBacked: boolean;
+    }
+  | { type: 'session-lost'; origin: string; status: number; resend: boolean };
+
+/** Options of {@link createAtlsClient}. */
+export interface AtlsClientOptions {
+  /** ATLS trust and identity (ca, cert/key, psk, serverName, versions). */
+  tls?: AtlsClientTls;
+  /** `exported` (architecture b, default) or `records` (architecture a). */
+  mode?: Mode;
+  /** Endpoint path on each origin (default `/.well-known/atls`; draft-00 servers: `/atls`). */
+  endpoint?: string;
+  /** The outer transport: its trust settings, never used for ATLS. */
+  transport?: AtlsTransportOptions;
+  /** Proxy for the transport: a URL, `false` for none; default HTTP_PROXY / HTTPS_PROXY / NO_PROXY. */
+  proxy?: string | false;
+  /** Environment for proxy variables (default `process.env`). */
+  env?: Record<string, string | undefined>;
+  engine?: TlsEngine;
+  /** Further session options (flight cap, protection window). */
+  session?: Omit<SessionOptions, 'engine' | 'mode'>;
+  /** Let the first request ride with the client's final flight when it can (default true). */
+  piggyback?: boolean;
+  /** After a lost session, resend non-idempotent requests too (default false). */
+  retryNonIdempotent?: boolean;
+  /** Largest outer response body read (default 32 MiB). */
+  maxResponseBytes?: number;
+  onEvent?: (event: AtlsClientEvent) => void;
+  /** Shorthand for the `flight` events of `onEvent`. */
+  onFlight?: (event: AtlsFlightEvent) => void;
+}
+
+/** What a client knows about one origin's session. */
+export interface AtlsClientSessionInfo {
+  origin: string;
+  endpoint: string;
+  state: SessionState;
+  handshake: HandshakeInfo | undefined;
+  /** POSTs sent for this session. */
+  roundTrips: number;
+  /** Inner requests answered. */
+  requests: number;
+  hasCookie: boolean;
+}
+
+/** A client: `fetch` through ATLS plus session management. */
+export interface AtlsClient {
+  /** Same signature and semantics as `fetch`; resolves with the inner response. */
+  fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
+  /** Forget every session (sending close_notify in mode `records`) and close connections. */
+  close(): Promise<void>;
+  /** The session of each origin. */
+  readonly sessions: ReadonlyMap<string, AtlsClientSessionInfo>;
+}
+
+/** The server no longer knows the session (404/410): handshake again. */
+class SessionLost extends Error {
+  constructor(readonly status: number) {
+    super(`ATLS session lost (HTTP ${status})`);
+  }
+}
+
+function statusCode(status: number): AtlsErrorCode {
+  switch (status) {
+    case 401:
+      return 'CERTIFICATE_REQUIRED';
+    case 403:
+      return 'HANDSHAKE_FAILED';
+    case 404:
+    case 410:
+      return 'CLOSED';
+    case 409:
+      return 'INVALID_STATE';
+    case 413:
+      return 'TOO_LARGE';
+    case 415:
+      return 'UNSUPPORTED';
+    case 429:
+    case 503:
+      return 'LIMIT_REACHED';
+    default:
+      return status >= 500 ? 'INTERNAL' : 'MALFORMED_RECORD';
+  }
+}
+
+/** The error an ATLS server's error response stands for. */
+function responseError(res: TransportResponse, url: URL): AtlsError {
+  const code = errorCodeFromHeader(res.headers.get('atls-error')) ?? statusCode(res.status);
+  let detail = '';
+  if (mediaType(res.headers.get('content-type')).startsWith('text/')) {
+    detail = new TextDecoder().decode(res.body.subarray(0, 200)).trim();
+    detail = detail.replace(/[^\x20-\x7e]/g, '?');
+  }
+  return new AtlsError(code, `ATLS server ${url.href} answered ${res.status}${detail ? `: ${detail}` : ''}`, {
+    source: 'remote',
+  });
+}
+
+/** One origin's ATLS session. */
+class OriginSession {
+  readonly session: AtlsClientSession;
+  cookie: string | undefined;
+  roundTrips = 0;
+  requests = 0;
+  /** Resolves when the handshake is done. */
+  ready: Promise<void> = Promise.resolve();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly origin: string,
+    readonly endpoint: URL,
+    private readonly client: ClientCore,
+  ) {
+    const o = client.options;
+    const serverName = o.tls?.serverName ?? endpoint.hostname.replace(/^\[|\]$/g, '');
+    this.session = new AtlsClientSession({
+      ...o.session,
+      mode: o.mode ?? 'exported',
+      ...(o.engine ? { engine: o.engine } : {}),
+      tls: { ...o.tls, serverName },
+    });
+  }
+
+  get mode(): Mode {
+    return this.session.mode;
+  }
+
+  private async post(
+    body: Uint8Array,
+    kind: AtlsFlightEvent['kind'],
+    flightBytes: number,
+    signal: AbortSignal | undefined,
+  ): Promise<TransportResponse> {
+    const headers: Record<string, string> = {
+      'content-type': kind === 'protected' ? MEDIA_TYPE_PROTECTED : MEDIA_TYPE_FLIGHT,
+      accept: kind === 'protected' ? MEDIA_TYPE_PROTECTED : MEDIA_TYPE_FLIGHT,
+    };
+    if (kind === 'flight+protected') headers[HEADER_FLIGHT_LENGTH] = String(flightBytes);
+    if (this.cookie) headers.cookie = `${COOKIE_NAME}=${this.cookie}`;
+    this.roundTrips++;
+    const roundTrip = this.roundTrips;
+    this.client.emit({ type: 'flight', origin: this.origin, direction: 'sent', kind, bytes: body, flightBytes, roundTrip });
+    const res = await this.client.transport.post(this.endpoint, body, headers, this.client.maxResponse, signal);
+    for (const sc of res.headers.getSetCookie()) {
+      const v = parseSetCookie(sc, COOKIE_NAME);
+      if (v !== undefined) this.cookie = v === '' ? undefined : v;
+    }
+    const rkind = bodyKind(res.headers.get('content-type'));
+    const split = res.headers.get(HEADER_FLIGHT_LENGTH);
+    let rFlightBytes = rkind === 'flight' ? res.body.length : 0;
+    if (split !== null && rkind === 'flight') {
+      try {
+        rFlightBytes = parseFlightLength(split, res.body.length);
+      } catch {
+        // reported below by the caller
+      }
+    }
+    this.client.emit({
+      type: 'flight',
+      origin: this.origin,
+      direction: 'received',
+      kind: rkind === 'protected' ? 'protected' : split !== null ? 'flight+protected' : 'flight',
+      bytes: res.body,
+      flightBytes: rFlightBytes,
+      roundTrip,
+      status: res.status,
+    });
+    return res;
+  }
+
+  /** Fails the handshake from an error response (its body may hold the server's alert). */
+  private handshakeError(res: TransportResponse): AtlsError {
+    const fallback = responseError(res, this.endpoint);
+    const body = bodyKind(res.headers.get('content-type')) === 'flight' ? res.body : new Uint8Array(0);
+    return this.session.peerFailed(body, fallback);
+  }
+
+  /**
+   * Runs the handshake. With `first`, the first inner request rides with the
+   * client's final flight when there is one; resolves with its inner response.
+   */
+  async handshake(first: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+    const started = Date.now();
+    let sent = 0;
+    let received = 0;
+    let out: FlightResult = await this.session.start();
+    let piggyBacked = false;
+    let answer: Uint8Array | undefined;
+    for (;;) {
+      if (this.roundTrips >= MAX_HANDSHAKE_ROUND_TRIPS) {
+        throw new AtlsError('HANDSHAKE_FAILED', `handshake did not finish in ${MAX_HANDSHAKE_ROUND_TRIPS} round trips`, {
+          source: 'remote',
+        });
+      }
+      const rider = this.session.state === 'confirming' ? first : undefined;
+      const ride = rider !== undefined;
+      let body = out.flight;
+      let kind: AtlsFlightEvent['kind'] = 'flight';
+      if (rider && this.mode === 'exported') {
+        body = concatBytes([out.flight, this.session.protect(rider)]);
+        kind = 'flight+protected';
+      } else if (rider) {
+        body = concatBytes([out.flight, await this.session.send(rider)]); // whole records either way
+      }
+      piggyBacked ||= ride;
+      sent += body.length;
+      const res = await this.post(body, kind, out.flight.length, signal);
+      received += res.body.length;
+      if (res.status !== 200) throw this.handshakeError(res);
+      if (bodyKind(res.headers.get('content-type')) !== 'flight') {
+        throw this.session.peerFailed(
+          new Uint8Array(0),
+          new AtlsError('MALFORMED_RECORD', `ATLS server answered a flight with ${res.headers.get('content-type') ?? 'no Content-Type'}`, {
+            source: 'remote',
+          }),
+        );
+      }
+      let flight = res.body;
+      let sealed: Uint8Array | undefined;
+      if (ride && this.mode === 'exported') {
+        const split = res.headers.get(HEADER_FLIGHT_LENGTH);
+        if (split === null) {
+          throw this.session.peerFailed(new Uint8Array(0), new AtlsError('MALFORMED_MESSAGE', 'the server did not answer the piggy-backed request', { source: 'remote' }));
+        }
+        const n = parseFlightLength(split, res.body.length);
+        flight = res.body.subarray(0, n);
+        sealed = res.body.subarray(n);
+      }
+      out = await this.session.receive(flight);
+      const data = out.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
+      const hs = out.events.find((e) => e.type === 'handshake');
+      if (hs && hs.type === 'handshake') {
+        this.client.emit({
+          type: 'handshake',
+          origin: this.origin,
+          info: hs.info,
+          roundTrips: this.roundTrips,
+          bytesSent: sent,
+          bytesReceived: received,
+          durationMs: Date.now() - started,
+          piggyBacked,
+        });
+      }
+      if (ride) {
+        // The answer to the request that rode with the final flight.
+        first = undefined;
+        if (sealed) answer = this.session.unprotect(sealed);
+        else if (data.length > 0) answer = concatBytes(data);
+        else throw new AtlsError('MALFORMED_RECORD', 'no response rode with the final flight', { source: 'remote' });
+        this.requests++;
+      }
+      if (this.session.state === 'established' && out.flight.length === 0) return answer;
+      if (this.session.state !== 'handshaking' && this.session.state !== 'confirming' && this.session.state !== 'established') {
+        throw this.session.error ?? new AtlsError('CLOSED', 'the server closed the ATLS session during the handshake', { source: 'remote' });
+      }
+    }
+  }
+
+  /** Sends one inner request over the established session. */
+  async request(bhttp: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    if (this.mode === 'exported') {
+      // Architecture (b): protected messages may overlap (the server's replay window reorders).
+      const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal);
+      if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
+      if (res.status !== 200) throw responseError(res, this.endpoint);
+      if (bodyKind(res.headers.get('content-type')) !== 'protected') {
+        throw new AtlsError('MALFORMED_MESSAGE', 'ATLS server answered without a protected message', { source: 'remote' });
+      }
+      const plain = this.session.unprotect(res.body);
+      this.requests++;
+      return plain;
+    }
+    // Architecture (a): TLS records are sequenced, so one request at a time.
+    const run = this.queue.then(async () => {
+      const res = await this.post(await this.session.send(bhttp), 'flight', 0, signal);
+      if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
+      if (res.status !== 200) throw responseError(res, this.endpoint);
+      if (bodyKind(res.headers.get('content-type')) !== 'flight') {
+        throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without TLS records', { source: 'remote' });
+      }
+      const step = await this.session.receive(res.body);
+      if (step.events.some((e) => e.type === 'closed')) throw new SessionLost(410);
+      const data = step.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
+      if (data.length === 0) throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without data', { source: 'remote' });
+      this.requests++;
+      return concatBytes(data);
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  info(): AtlsClientSessionInfo {
+    return {
+      origin: this.origin,
+      endpoint: this.endpoint.href,
+      state: this.session.state,
+      handshake: this.session.handshakeInfo,
+      roundTrips: this.roundTrips,
+      requests: this.requests,
+      hasCookie: this.cookie !== undefined,
+    };
+  }
+
+  /** Mode `records`: tell the server (close_notify); mode `exported`: forget the keys. */
+  async close(): Promise<void> {
+    const state = this.session.state;
+    if (state !== 'established') {
+      this.session.destroy();
+      return;
+    }
+    try {
+      const records = await this.session.close();
+      if (records.length > 0 && this.cookie) await this.post(records, 'flight', records.length, AbortSignal.timeout(2000));
+    } catch {
+      // Best effort: the server forgets the session by TTL anyway.
+    }
+  }
+}
+
+/** Shared state of a client. */
+class ClientCore {
+  readonly transport: HttpTransport;
+  readonly maxResponse: number;
+  readonly sessions = new Map<string, OriginSession>();
+
+  constructor(readonly options: AtlsClientOptions) {
+    this.transport = new HttpTransport(options.transport, {
+      ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
+    this.maxResponse = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
+    const ep = options.endpoint ?? DEFAULT_ENDPOINT;
+    if (!ep.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', 'endpoint must be a path starting with "/"');
+  }
+
+  emit(ev: AtlsClientEvent): void {
+    try {
+      this.options.onEvent?.(ev);
+      if (ev.type === 'flight') this.options.onFlight?.(ev);
+    } catch {
+      // Logging hooks must not break requests.
+    }
+  }
+
+  /** The origin's live session, or a new one whose handshake this call runs. */
+  private async acquire(
+    origin: string,
+    first: Uint8Array | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ os: OriginSession; answer: Uint8Array | undefined }> {
+    const existing = this.sessions.get(origin);
+    if (existing) {
+      await existing.ready;
+      return { os: existing, answer: undefined };
+    }
+    const os = new OriginSession(origin, new URL(this.options.endpoint ?? DEFAULT_ENDPOINT, origin), this);
+    this.sessions.set(origin, os);
+    const run = os.handshake(first, signal);
+    os.ready = run.then(
+      () => undefined,
+      (e: unknown) => {
+        throw e;
+      },
+    );
+    os.ready.catch(() => undefined); // waiters see the error; nobody else must
+    try {
+      return { os, answer: await run };
+    } catch (e) {
+      if (this.sessions.get(origin) === os) this.sessions.delete(origin);
+      os.session.destroy();
+      throw e;
+    }
+  }
+
+  async fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    let request: Request;
+    try {
+      request = new Request(input, init);
+    } catch (e) {
+      throw new AtlsError('INVALID_ARGUMENT', `invalid request: ${String(e)}`, { cause: e });
+    }
+    const url = new URL(request.url);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`);
+    }
+    const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
+    const bhttp = await requestToBhttp(request);
+    const resend = isIdempotent(request.method) || this.options.retryNonIdempotent === true;
+    const piggyback = this.options.piggyback !== false;
+    for (let attempt = 0; ; attempt++) {
+      const { os, answer } = await this.acquire(url.origin, piggyback ? bhttp : undefined, signal);
+      if (answer) return bhttpToResponse(answer);
+      try {
+        return bhttpToResponse(await os.request(bhttp, signal));
+      } catch (e) {
+        if (!(e instanceof SessionLost)) throw e;
+        if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);
+        os.session.destroy();
+        const retry = attempt === 0 && resend;
+        this.emit({ type: 'session-lost', origin: url.origin, status: e.status, resend: retry });
+        if (!retry) {
+          throw new AtlsError(
+            'CLOSED',
+            attempt === 0
+              ? `the ATLS session with ${url.origin} was lost (HTTP ${e.status}); ${request.method} is not idempotent, so it was not resent`
+              : `the ATLS session with ${url.origin} was lost again right after a new handshake (HTTP ${e.status})`,
+            { source: 'remote' },
+          );
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((s) => s.close()));
+    await this.transport.close();
+  }
+}
+
+/**
+ * Creates an ATLS client. ATLS trust (`tls`) and transport trust
+ * (`transport`) are separate: the transport may be a TLS-intercepting
+ * middlebox, which ATLS does not need to trust (draft §6.3).
+ *
+ * @example
+ * ```ts
+ * const client = createAtlsClient({
+ *   tls: { ca: caPem, cert: clientPem, key: clientKey },   // ATLS, end to end
+ *   transport: { insecure: true },                          // the middlebox in between
+ *   onFlight: (f) => console.error(f.direction, f.bytes.length),
+ * });
+ * const res = await client.fetch('https://service.example/hello');
+ * ```
+ */
+export function createAtlsClient(options: AtlsClientOptions = {}): AtlsClient {
+  const core = new ClientCore(options);
+  return {
+    fetch: (input, init) => core.fetch(input, init),
+    close: () => core.close(),
+    get sessions(): ReadonlyMap<string, AtlsClientSessionInfo> {
+      return new Map([...core.sessions].map(([k, v]) => [k, v.info()]));
+    },
+  };
+}
+
+let defaultClient: AtlsClient | undefined;
+const optionClients = new WeakMap<AtlsClientOptions, AtlsClient>();
+
+/** `RequestInit` plus the client options to use (one client is kept per options object). */
+export interface AtlsRequestInit extends RequestInit {
+  atls?: AtlsClientOptions;
+}
+
+/**
+ * `fetch` through ATLS with a process-wide client (default trust: Node's root
+ * store for ATLS and transport; proxies from the environment). Pass
+ * `init.atls` for other settings; the same options object reuses its client
+ * and sessions.
+ *
+ * @example
+ * ```ts
+ * const res = await atlsFetch('https://service.example/hello', { atls: { tls: { ca } } });
+ * ```
+ */
+export function atlsFetch(input: string | URL | Request, init?: AtlsRequestInit): Promise<Response> {
+  let client: AtlsClient;
+  const { atls, ...rest } = init ?? {};
+  if (atls) {
+    client = optionClients.get(atls) ?? createAtlsClient(atls);
+    optionClients.set(atls, client);
+  } else {
+    defaultClient ??= createAtlsClient();
+    client = defaultClient;
+  }
+  return client.fetch(input, init ? rest : undefined);
+}

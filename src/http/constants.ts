@@ -1,0 +1,56 @@
+/**
+ * Wire constants of the HTTP binding (docs/protocol.md §5): endpoint paths,
+ * media types, the session cookie and the extra header names.
+ *
+ * @example
+ * ```ts
+ * fetch(new URL(DEFAULT_ENDPOINT, origin), {
+ *   method: 'POST',
+ *   headers: { 'content-type': MEDIA_TYPE_FLIGHT },
+ *   body: flight,
+ * });
+ * ```
+ * @module
+ */
+
+/** Endpoint of later draft revisions (-02 on); the client's default. */
+export const WELL_KNOWN_ENDPOINT = '/.well-known/atls';
+/** Endpoint of draft-00 §9.7. */
+export const LEGACY_ENDPOINT = '/atls';
+/** The client's default endpoint path. */
+export const DEFAULT_ENDPOINT = WELL_KNOWN_ENDPOINT;
+/** Paths a server answers by default (both, draft-00 and -02). */
+export const DEFAULT_ENDPOINTS: readonly string[] = [WELL_KNOWN_ENDPOINT, LEGACY_ENDPOINT];
+
+/** Media type of bodies that are one TLS flight (draft-00 §9.2). */
+export const MEDIA_TYPE_FLIGHT = 'application/atls+octet-stream';
+/** The same, as spelled by draft-02 and later; accepted and echoed back. */
+export const MEDIA_TYPE_FLIGHT_LATER = 'application/atls';
+/**
+ * Media type of bodies that are exactly one protected message (architecture
+ * b, docs/protocol.md §4). Our choice: the draft defines none (decisions.md).
+ */
+export const MEDIA_TYPE_PROTECTED = 'application/atls-protected';
+
+/** Name of the session cookie (RFC 6265). */
+export const COOKIE_NAME = 'atls-session';
+
+/**
+ * Request and response header: the body starts with a flight of this many
+ * bytes and ends with one protected message (the piggy-backed first request,
+ * or its response). Decimal, no sign, no leading zeros except "0".
+ */
+export const HEADER_FLIGHT_LENGTH = 'atls-flight-length';
+/** Response header on every error: the AtlsError code (debugging, client errors). */
+export const HEADER_ERROR = 'atls-error';
+
+/** Default cap on one request body, flights and protected messages alike (1 MiB). */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** Default idle lifetime of an established session (1 hour). */
+export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
+/** Default lifetime of a half-open handshake (30 s). */
+export const DEFAULT_HANDSHAKE_TTL_MS = 30 * 1000;
+/** Default cap on concurrent half-open handshakes. */
+export const DEFAULT_MAX_HALF_OPEN = 1000;
+/** Default cap on sessions, half-open or established. */
+export const DEFAULT_MAX_SESSIONS = 100_000;

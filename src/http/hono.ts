@@ -1,0 +1,72 @@
+/**
+ * Hono middleware: answers the ATLS endpoints, runs every inner request
+ * through the same Hono app (so existing routes serve it unchanged) with the
+ * authenticated peer in `c.get('atls')`, and leaves every other request alone.
+ *
+ * @example
+ * ```ts
+ * const app = new Hono<{ Variables: AtlsVariables }>();
+ * app.use(atls({ tls: { cert, key }, app }));
+ * app.get('/hello', (c) => c.text(`hello ${c.get('atls')?.subject ?? 'plain HTTP'}`));
+ * ```
+ * @module
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions } from './server.js';
+import type { AtlsPeer } from './peer.js';
+
+/** Variables the middleware sets: `atls` is the peer on inner requests, undefined on plain ones. */
+export interface AtlsVariables {
+  atls: AtlsPeer | undefined;
+}
+
+/** The app the inner requests are dispatched to: anything with Hono's `fetch`. */
+export interface FetchApp {
+  fetch(request: Request, env?: unknown, executionCtx?: never): Response | Promise<Response>;
+}
+
+/** Options of {@link atls}: the handler's, with `app` being the Hono app itself. */
+export interface AtlsMiddlewareOptions extends Omit<AtlsHandlerOptions, 'app'> {
+  /** The Hono app that serves the inner requests (usually the one `use`-ing this middleware). */
+  app: FetchApp;
+  /** Only let inner requests through to the app's routes, never plain ones (default false). */
+  requireAtls?: boolean;
+}
+
+/** The middleware function, with the handler behind it (stats, close). */
+export type AtlsMiddleware = MiddlewareHandler & { handler: AtlsHandler };
+
+/**
+ * Creates the middleware. Inner requests are recognised by object identity
+ * (a WeakMap the middleware fills), so no header of a plain request can
+ * pretend to be an authenticated one.
+ */
+export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
+  const peers = new WeakMap<Request, AtlsPeer>();
+  const outerContexts = new WeakMap<Request, Context>();
+  const handler = createAtlsHandler({
+    ...options,
+    app: (inner, peer, { outer }) => {
+      peers.set(inner, peer);
+      const c = outerContexts.get(outer);
+      return options.app.fetch(inner, c?.env);
+    },
+  });
+  const middleware: MiddlewareHandler = async function atlsMiddleware(c, next) {
+    const raw = c.req.raw;
+    const peer = peers.get(raw);
+    if (peer) {
+      c.set('atls', peer);
+      await next();
+      return;
+    }
+    if (handler.matches(new URL(raw.url).pathname)) {
+      outerContexts.set(raw, c);
+      return handler(raw);
+    }
+    if (options.requireAtls) return c.text('this service answers through ATLS only\n', 403);
+    await next();
+    return;
+  };
+  return Object.assign(middleware, { handler });
+}

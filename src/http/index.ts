@@ -1,0 +1,43 @@
+/**
+ * The HTTP binding of ATLS (draft §9, docs/protocol.md §5): a Web-standard
+ * server handler, a `node:http` adapter, Hono middleware, and a
+ * fetch-compatible client.
+ *
+ * @example
+ * ```ts
+ * import { createAtlsServer, createAtlsClient } from 'atls/http';
+ * createAtlsServer({ tls: { cert, key }, app: () => new Response('hi') }).listen(8080);
+ * const res = await createAtlsClient({ tls: { ca } }).fetch('http://localhost:8080/');
+ * ```
+ * @module
+ */
+export * from './constants.js';
+export { createAtlsHandler } from './server.js';
+export type {
+  AtlsApp,
+  AtlsAppContext,
+  AtlsHandler,
+  AtlsHandlerLimits,
+  AtlsHandlerOptions,
+  AtlsHandlerStats,
+  AtlsServerEvent,
+} from './server.js';
+export type { AtlsPeer } from './peer.js';
+export { toNodeListener, createAtlsServer } from './node.js';
+export type { AtlsNodeServer, AtlsServerOptions, NodeListenerOptions, WebHandler } from './node.js';
+export { atls } from './hono.js';
+export type { AtlsMiddleware, AtlsMiddlewareOptions, AtlsVariables, FetchApp } from './hono.js';
+export { atlsFetch, createAtlsClient } from './client.js';
+export type {
+  AtlsClient,
+  AtlsClientEvent,
+  AtlsClientOptions,
+  AtlsClientSessionInfo,
+  AtlsClientTls,
+  AtlsFlightEvent,
+  AtlsRequestInit,
+} from './client.js';
+export { noProxyMatches, proxyFor } from './transport.js';
+export type { AtlsTransportOptions, ProxySettings } from './transport.js';
+export { echoApp, upstreamApp, forwardHandler } from './apps.js';
+export type { UpstreamOptions } from './apps.js';

@@ -1,0 +1,468 @@
+/**
+ * The server side of the HTTP binding (draft §9, docs/protocol.md §5): a
+ * Web-standard `(Request) => Promise<Response>` handler for the ATLS
+ * endpoints. It runs the handshake flight by flight, tracks sessions by
+ * cookie, and dispatches every inner request (one Binary HTTP message) to the
+ * application as an ordinary `Request`, protecting its `Response`.
+ *
+ * @example
+ * ```ts
+ * const handler = createAtlsHandler({
+ *   tls: { cert, key },
+ *   app: (req, peer) => new Response(`hello ${peer.subject ?? peer.pskIdentity}`),
+ * });
+ * const res = await handler(new Request('http://localhost/.well-known/atls', { method: 'POST', ... }));
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
+import { AtlsServerSession } from '../session/session.js';
+import type { Mode, SessionOptions } from '../session/types.js';
+import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
+import { concatBytes } from '../bytes.js';
+import {
+  COOKIE_NAME,
+  DEFAULT_ENDPOINTS,
+  DEFAULT_HANDSHAKE_TTL_MS,
+  DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_MAX_HALF_OPEN,
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SESSION_TTL_MS,
+  HEADER_FLIGHT_LENGTH,
+  MEDIA_TYPE_FLIGHT,
+  MEDIA_TYPE_FLIGHT_LATER,
+  MEDIA_TYPE_PROTECTED,
+} from './constants.js';
+import { newCookieValue, plausibleCookieValue, readCookie, setCookie, validRoutingTag } from './cookie.js';
+import { peerFromHandshake, type AtlsPeer } from './peer.js';
+import {
+  HttpRefusal,
+  NO_STORE,
+  bodyKind,
+  errorResponse,
+  mediaType,
+  parseFlightLength,
+  readBody,
+  startsWithClientHello,
+} from './wire.js';
+
+/** What the application gets besides the inner request. */
+export interface AtlsAppContext {
+  /** The outer HTTP request that carried the inner one (its headers are the middleboxes' view). */
+  outer: Request;
+}
+
+/**
+ * The inner application: an ordinary fetch-style handler that also sees the
+ * authenticated peer. Its own failures (throwing, 5xx) travel protected.
+ */
+export type AtlsApp = (request: Request, peer: AtlsPeer, context: AtlsAppContext) => Promise<Response> | Response;
+
+/** Resource limits of a handler. */
+export interface AtlsHandlerLimits {
+  /** Largest request body accepted (413 above; default 1 MiB). */
+  maxBodyBytes?: number;
+  /** Handshakes in progress at once (503 above; default 1000). */
+  maxHalfOpen?: number;
+  /** Sessions in total, half-open or established (503 above; default 100000). */
+  maxSessions?: number;
+  /** A half-open handshake is forgotten after this long (default 30 s). */
+  handshakeTtlMs?: number;
+}
+
+/** Things a handler reports, e.g. for `atls serve` logs. Hooks must not throw (errors are swallowed). */
+export type AtlsServerEvent =
+  | { type: 'session'; sessionId: string }
+  | { type: 'flight'; sessionId: string; received: number; sent: number; state: string }
+  | { type: 'handshake'; peer: AtlsPeer }
+  | { type: 'request'; peer: AtlsPeer; method: string; url: string; status: number }
+  | { type: 'app-error'; peer: AtlsPeer; error: unknown }
+  | { type: 'error'; sessionId: string | undefined; error: AtlsError; status: number }
+  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' };
+
+/** Options of {@link createAtlsHandler}. */
+export interface AtlsHandlerOptions {
+  /** The ATLS server's TLS configuration (certificate, client authentication, PSK lookup, versions). */
+  tls: TlsServerConfig;
+  /** The inner application. */
+  app: AtlsApp;
+  /** `exported` (architecture b, default) or `records` (architecture a). */
+  mode?: Mode;
+  /** Endpoint paths answered (default `/.well-known/atls` and `/atls`). */
+  endpoints?: readonly string[];
+  limits?: AtlsHandlerLimits;
+  /** Idle lifetime of an established session in ms (default 1 hour). */
+  ttl?: number;
+  /** Prefix of session cookie values (`<tag>.<random>`), for load balancers. */
+  routingTag?: string;
+  /** TLS engine (default: the best available). */
+  engine?: TlsEngine;
+  /** Further session options (flight cap, protection window). */
+  session?: Omit<SessionOptions, 'engine' | 'mode'>;
+  /** Mark the cookie Secure: `auto` (default) when the request URL is https. */
+  secureCookie?: boolean | 'auto';
+  onEvent?: (event: AtlsServerEvent) => void;
+}
+
+/** Counters of a handler's session table. */
+export interface AtlsHandlerStats {
+  sessions: number;
+  halfOpen: number;
+}
+
+/** The handler: a Web-standard request handler plus a little introspection. */
+export interface AtlsHandler {
+  (request: Request): Promise<Response>;
+  /** True when `pathname` is one of the ATLS endpoints. */
+  matches(pathname: string): boolean;
+  stats(): AtlsHandlerStats;
+  /** Forget every session now. */
+  close(): void;
+}
+
+/** One server-side session and what the binding knows about it. */
+interface Entry {
+  readonly id: string;
+  readonly session: AtlsServerSession;
+  /** Set when the handshake completed. */
+  peer: AtlsPeer | undefined;
+  /** A flight (or records-mode request) of this session is being processed. */
+  busy: boolean;
+  expiresAt: number;
+}
+
+/**
+ * The in-memory session table: TTLs, a cap on half-open handshakes and on all
+ * sessions. Map order is least recently used first, so expired entries are
+ * found at the front. An established architecture-(b) session holds only its
+ * keys, counters and replay window (the session released its TLS engine).
+ */
+class SessionTable {
+  private readonly map = new Map<string, Entry>();
+  private halfOpenCount = 0;
+  private lastFullSweep = 0;
+
+  constructor(
+    private readonly maxSessions: number,
+    private readonly maxHalfOpen: number,
+    private readonly handshakeTtl: number,
+    private readonly sessionTtl: number,
+    private readonly onEnd: (e: Entry, reason: 'expired') => void,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get halfOpen(): number {
+    return this.halfOpenCount;
+  }
+
+  get(id: string, now = Date.now()): Entry | undefined {
+    const e = this.map.get(id);
+    if (!e) return undefined;
+    if (e.expiresAt <= now) {
+      this.remove(e);
+      this.onEnd(e, 'expired');
+      return undefined;
+    }
+    return e;
+  }
+
+  /** Admits a new half-open session, or throws LIMIT_REACHED (503). */
+  add(make: () => Entry): Entry {
+    const now = Date.now();
+    this.sweepFront(now, 16);
+    if (this.map.size >= this.maxSessions || this.halfOpenCount >= this.maxHalfOpen) this.sweepAll(now);
+    if (this.map.size >= this.maxSessions) {
+      throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`);
+    }
+    if (this.halfOpenCount >= this.maxHalfOpen) {
+      throw new AtlsError('LIMIT_REACHED', `half-open handshake limit (${this.maxHalfOpen}) reached`);
+    }
+    const e = make();
+    e.expiresAt = now + this.handshakeTtl;
+    this.map.set(e.id, e);
+    this.halfOpenCount++;
+    return e;
+  }
+
+  /** The handshake completed: the entry stops counting as half-open. */
+  promote(e: Entry): void {
+    if (this.map.get(e.id) === e) this.halfOpenCount--;
+    this.touch(e);
+  }
+
+  /** Refreshes the TTL and moves the entry to the back (most recently used). */
+  touch(e: Entry): void {
+    if (this.map.get(e.id) !== e) return;
+    e.expiresAt = Date.now() + (e.peer ? this.sessionTtl : this.handshakeTtl);
+    this.map.delete(e.id);
+    this.map.set(e.id, e);
+  }
+
+  remove(e: Entry): void {
+    if (this.map.get(e.id) !== e) return;
+    this.map.delete(e.id);
+    if (!e.peer) this.halfOpenCount--;
+    e.session.destroy();
+  }
+
+  clear(): void {
+    for (const e of [...this.map.values()]) this.remove(e);
+  }
+
+  private sweepFront(now: number, max: number): void {
+    let n = 0;
+    for (const e of this.map.values()) {
+      if (n++ >= max || e.expiresAt > now) break;
+      if (e.busy) continue;
+      this.remove(e);
+      this.onEnd(e, 'expired');
+    }
+  }
+
+  private sweepAll(now: number): void {
+    // At a cap: look at everything, but at most once a second (a flood must not make each request O(n)).
+    if (now - this.lastFullSweep < 1000) return;
+    this.lastFullSweep = now;
+    for (const e of [...this.map.values()]) {
+      if (e.expiresAt <= now && !e.busy) {
+        this.remove(e);
+        this.onEnd(e, 'expired');
+      }
+    }
+  }
+}
+
+const ACCEPT_POST = `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_FLIGHT_LATER}, ${MEDIA_TYPE_PROTECTED}`;
+
+function positive(v: number | undefined, fallback: number, name: string): number {
+  if (v === undefined) return fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
+  return v;
+}
+
+/**
+ * Creates the ATLS endpoint handler. Requests to other paths get a plain 404
+ * (mount it where only the endpoints reach it, or use the Hono middleware).
+ * Every failure caused by a peer becomes a 4xx (503 for limits), never a 500.
+ */
+export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
+  const mode: Mode = options.mode ?? 'exported';
+  const endpoints = [...(options.endpoints ?? DEFAULT_ENDPOINTS)];
+  for (const e of endpoints) {
+    if (!e.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', `endpoint ${e} must start with "/"`);
+  }
+  if (options.routingTag !== undefined && !validRoutingTag(options.routingTag)) {
+    throw new AtlsError('INVALID_ARGUMENT', 'routingTag must be 1..32 characters of [A-Za-z0-9_-]');
+  }
+  const limits = options.limits ?? {};
+  const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'limits.maxBodyBytes');
+  const emit = (ev: AtlsServerEvent): void => {
+    try {
+      options.onEvent?.(ev);
+    } catch {
+      // A logging hook must not break the protocol.
+    }
+  };
+  const table = new SessionTable(
+    positive(limits.maxSessions, DEFAULT_MAX_SESSIONS, 'limits.maxSessions'),
+    positive(limits.maxHalfOpen, DEFAULT_MAX_HALF_OPEN, 'limits.maxHalfOpen'),
+    positive(limits.handshakeTtlMs, DEFAULT_HANDSHAKE_TTL_MS, 'limits.handshakeTtlMs'),
+    positive(options.ttl, DEFAULT_SESSION_TTL_MS, 'ttl'),
+    (e, reason) => emit({ type: 'end', sessionId: e.id, reason }),
+  );
+  const sessionOptions: SessionOptions = {
+    ...options.session,
+    mode,
+    ...(options.engine ? { engine: options.engine } : {}),
+  };
+
+  /** Runs one inner request through the application; the app's failures become an inner 500. */
+  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, outer: Request, url: URL): Promise<Uint8Array> {
+    // RFC 9292: the plaintext is exactly one known-length request; a bad one is the peer's fault (400).
+    const inner = bhttpToRequest(plaintext, { scheme: url.protocol.slice(0, -1), authority: url.host });
+    let res: Response;
+    try {
+      res = await options.app(inner, peer, { outer });
+      if (!res || typeof res.status !== 'number' || !res.headers) throw new TypeError('the app did not return a Response');
+    } catch (error) {
+      emit({ type: 'app-error', peer, error });
+      res = new Response('internal server error\n', { status: 500, headers: { 'content-type': 'text/plain' } });
+    }
+    emit({ type: 'request', peer, method: inner.method, url: inner.url, status: res.status });
+    try {
+      return await responseToBhttp(res);
+    } catch (error) {
+      emit({ type: 'app-error', peer, error });
+      return responseToBhttp(new Response('internal server error\n', { status: 500 }));
+    }
+  }
+
+  function end(e: Entry, reason: 'closed' | 'failed' | 'replaced'): void {
+    table.remove(e);
+    emit({ type: 'end', sessionId: e.id, reason });
+  }
+
+  /** A body of flight type: handshake flights, and in mode `records` also requests. */
+  async function onFlight(e: Entry, body: Uint8Array, request: Request, url: URL): Promise<Response> {
+    if (e.busy) {
+      // One flight per session at a time: TLS records are sequenced (decisions.md: 409, not a queue).
+      throw new AtlsError('INVALID_STATE', 'another request of this ATLS session is in progress', { source: 'remote' });
+    }
+    e.busy = true;
+    try {
+      let flight = body;
+      let piggyBacked: Uint8Array | undefined;
+      const lengthHeader = request.headers.get(HEADER_FLIGHT_LENGTH);
+      if (lengthHeader !== null) {
+        if (mode !== 'exported') {
+          throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} is for mode "exported"`, { source: 'remote' });
+        }
+        const n = parseFlightLength(lengthHeader, body.length);
+        flight = body.subarray(0, n);
+        piggyBacked = body.subarray(n);
+        if (piggyBacked.length === 0) {
+          throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} given but no protected message follows`, {
+            source: 'remote',
+          });
+        }
+      }
+      const step = await e.session.receive(flight);
+      let out = step.flight;
+      const data: Uint8Array[] = [];
+      let closed = false;
+      for (const ev of step.events) {
+        if (ev.type === 'handshake') {
+          e.peer = peerFromHandshake(e.id, mode, ev.info);
+          table.promote(e);
+          emit({ type: 'handshake', peer: e.peer });
+        } else if (ev.type === 'data') {
+          data.push(ev.data);
+        } else if (ev.type === 'closed') {
+          closed = true;
+        }
+      }
+      const headers = new Headers(NO_STORE);
+      const requestType = mediaType(request.headers.get('content-type'));
+      headers.set('content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT);
+      if (data.length > 0 && e.peer && !closed) {
+        // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
+        const response = await dispatch(concatBytes(data), e.peer, request, url);
+        out = concatBytes([out, await e.session.send(response)]);
+      } else if (piggyBacked) {
+        if (!e.peer) {
+          throw new AtlsError('MALFORMED_MESSAGE', 'a protected message rode with a flight that did not finish the handshake', {
+            source: 'remote',
+          });
+        }
+        const response = await dispatch(e.session.unprotect(piggyBacked), e.peer, request, url);
+        headers.set(HEADER_FLIGHT_LENGTH, String(out.length));
+        out = concatBytes([out, e.session.protect(response)]);
+      }
+      emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
+      if (closed || e.session.state === 'closed') end(e, 'closed');
+      else table.touch(e);
+      return new Response(out, { status: 200, headers });
+    } catch (err) {
+      if (e.session.state === 'failed' || e.session.state === 'closed') end(e, 'failed');
+      throw err;
+    } finally {
+      e.busy = false;
+    }
+  }
+
+  /** A body of protected type: one inner request of an established architecture-(b) session. */
+  async function onProtected(e: Entry, body: Uint8Array, request: Request, url: URL): Promise<Response> {
+    if (e.session.mode !== 'exported') {
+      throw new HttpRefusal(415, `this session runs mode "records": send ${MEDIA_TYPE_FLIGHT}`, [['accept-post', MEDIA_TYPE_FLIGHT]]);
+    }
+    const peer = e.peer;
+    if (!peer) throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
+    try {
+      const response = await dispatch(e.session.unprotect(body), peer, request, url);
+      const sealed = e.session.protect(response);
+      table.touch(e);
+      return new Response(sealed, { status: 200, headers: { ...NO_STORE, 'content-type': MEDIA_TYPE_PROTECTED } });
+    } catch (err) {
+      // Forged, replayed, old: that message only. Key limits end the session (410: handshake again).
+      if (e.session.state === 'failed' || (err instanceof AtlsError && err.code === 'KEY_LIMIT_REACHED')) end(e, 'failed');
+      throw err;
+    }
+  }
+
+  const gone = (): AtlsError =>
+    new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
+
+  const handler = async (request: Request): Promise<Response> => {
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return errorResponse(new AtlsError('INVALID_ARGUMENT', 'unparsable request URL', { source: 'remote' }));
+    }
+    const endpoint = url.pathname;
+    if (!endpoints.includes(endpoint)) return errorResponse(new HttpRefusal(404, 'not an ATLS endpoint'));
+    const secure = options.secureCookie === undefined || options.secureCookie === 'auto'
+      ? url.protocol === 'https:'
+      : options.secureCookie;
+    const cookieAttrs = { path: endpoint, secure };
+    let id: string | undefined;
+    let created: Entry | undefined;
+    let known: Entry | undefined;
+    try {
+      if (request.method !== 'POST') {
+        throw new HttpRefusal(405, 'ATLS endpoints accept POST only', [['allow', 'POST']]);
+      }
+      const kind = bodyKind(request.headers.get('content-type'));
+      if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
+      const body = await readBody(request.body, maxBody, request.headers.get('content-length'));
+      id = readCookie(request.headers.get('cookie'), COOKIE_NAME);
+      known = id !== undefined && plausibleCookieValue(id) ? table.get(id) : undefined;
+      if (kind === 'protected') {
+        if (!known) throw gone();
+        return await onProtected(known, body, request, url);
+      }
+      if (known) {
+        const stale = known.session.mode === 'exported' && known.peer !== undefined;
+        if (!stale) return await onFlight(known, body, request, url);
+        // An established architecture-(b) session takes no more flights; a
+        // new ClientHello with its cookie means the client starts afresh.
+        if (!startsWithClientHello(body)) {
+          throw new AtlsError('INVALID_STATE', `session established: send ${MEDIA_TYPE_PROTECTED}`, { source: 'remote' });
+        }
+        end(known, 'replaced');
+        known = undefined;
+      } else if (id !== undefined && !startsWithClientHello(body)) {
+        throw gone();
+      }
+      created = table.add(() => ({
+        id: newCookieValue(options.routingTag),
+        session: new AtlsServerSession({ ...sessionOptions, tls: options.tls }),
+        peer: undefined,
+        busy: false,
+        expiresAt: 0,
+      }));
+      emit({ type: 'session', sessionId: created.id });
+      const res = await onFlight(created, body, request, url);
+      res.headers.append('set-cookie', setCookie(COOKIE_NAME, created.id, cookieAttrs));
+      return res;
+    } catch (err) {
+      const extra: Array<[string, string]> = [];
+      // The client's cookie names nothing (any more): tell it to drop it.
+      const lost = known ? table.get(known.id) === undefined : id !== undefined && !created;
+      if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
+      const res = errorResponse(err, extra);
+      if (err instanceof AtlsError) emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status });
+      return res;
+    }
+  };
+
+  return Object.assign(handler, {
+    matches: (pathname: string) => endpoints.includes(pathname),
+    stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen }),
+    close: () => table.clear(),
+  });
+}

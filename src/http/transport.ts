@@ -1,0 +1,183 @@
+/**
+ * The client's outer HTTP transport: undici with its own trust settings
+ * (kept apart from the ATLS trust settings: per draft §6.3 the transport may
+ * even go unverified) and HTTP/HTTPS proxies from options or the environment
+ * (HTTP_PROXY, HTTPS_PROXY, NO_PROXY). Through a plain HTTP proxy, http
+ * targets are forwarded in absolute form; https targets use CONNECT.
+ *
+ * @example
+ * ```ts
+ * const t = new HttpTransport({ insecure: true }, { env: process.env });
+ * const res = await t.post(new URL('https://svc.example/.well-known/atls'), flight, { 'content-type': MEDIA_TYPE_FLIGHT });
+ * ```
+ * @module
+ */
+import { Agent, ProxyAgent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import { AtlsError } from '../errors.js';
+import type { PemInput } from '../engines/types.js';
+import { readBody } from './wire.js';
+
+/** Options of the outer transport (not of ATLS). */
+export interface AtlsTransportOptions {
+  /** Trust anchors for an https transport (default: Node's root store). */
+  ca?: PemInput | PemInput[];
+  /** Do not verify the transport's TLS certificate (ATLS still authenticates the service). */
+  insecure?: boolean;
+  /** Extra outer request headers (e.g. credentials for a gateway); never protected. */
+  headers?: Record<string, string>;
+  /** Use this undici dispatcher instead of building one (proxy settings are then ignored). */
+  dispatcher?: Dispatcher;
+  /**
+   * Send requests with this function instead of the network, e.g. an ATLS
+   * handler directly (tests without sockets). Proxy and trust settings are ignored.
+   */
+  fetch?: (request: Request) => Promise<Response>;
+}
+
+/** Where proxies come from. */
+export interface ProxySettings {
+  /** Proxy URL for every target, or `false` for none; default: the environment. */
+  proxy?: string | false;
+  /** Environment to read HTTP_PROXY / HTTPS_PROXY / NO_PROXY from (default `process.env`). */
+  env?: Record<string, string | undefined>;
+}
+
+/** What the client needs of an outer response. */
+export interface TransportResponse {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+function envGet(env: Record<string, string | undefined>, name: string): string | undefined {
+  // curl's convention: the lower-case name first (upper-case HTTP_PROXY is ignored by CGI-safe tools).
+  const v = env[name.toLowerCase()] ?? env[name.toUpperCase()];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+/**
+ * True when NO_PROXY exempts `target`: `*`, a host name (matching it and its
+ * subdomains; a leading `.` or `*.` is ignored), an IP literal, each optionally
+ * with `:port`. Entries are separated by commas or spaces.
+ */
+export function noProxyMatches(target: URL, noProxy: string | undefined): boolean {
+  if (!noProxy) return false;
+  const host = target.hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  const port = target.port || (target.protocol === 'https:' ? '443' : '80');
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    let entry = raw.trim().toLowerCase();
+    if (entry === '') continue;
+    if (entry === '*') return true;
+    let entryPort: string | undefined;
+    const m = /^(.*?)(?::(\d+))?$/.exec(entry.startsWith('[') ? entry.replace(/^\[(.*)\](:\d+)?$/, '$1$2') : entry);
+    if (m && m[2] !== undefined && !m[1]!.includes(':')) {
+      entry = m[1]!;
+      entryPort = m[2];
+    }
+    if (entryPort !== undefined && entryPort !== port) continue;
+    entry = entry.replace(/^\*?\./, '');
+    if (host === entry || host.endsWith(`.${entry}`)) return true;
+  }
+  return false;
+}
+
+/** The proxy URL for `target`, or undefined for a direct connection. */
+export function proxyFor(target: URL, settings: ProxySettings): string | undefined {
+  if (settings.proxy === false) return undefined;
+  if (typeof settings.proxy === 'string') return settings.proxy;
+  const env = settings.env ?? process.env;
+  const p = envGet(env, target.protocol === 'https:' ? 'https_proxy' : 'http_proxy');
+  if (!p || noProxyMatches(target, envGet(env, 'no_proxy'))) return undefined;
+  return p;
+}
+
+/** Sends the client's POSTs; one instance per client, dispatchers cached per proxy. */
+export class HttpTransport {
+  private readonly dispatchers = new Map<string, Dispatcher>();
+
+  constructor(
+    private readonly options: AtlsTransportOptions = {},
+    private readonly proxies: ProxySettings = {},
+  ) {}
+
+  /** POSTs `body` to `url`; resolves with the whole response body (at most `maxBytes`). */
+  async post(
+    url: URL,
+    body: Uint8Array,
+    headers: Record<string, string>,
+    maxBytes: number,
+    signal?: AbortSignal,
+  ): Promise<TransportResponse> {
+    const allHeaders = { ...this.options.headers, ...headers };
+    let res: Response;
+    try {
+      if (this.options.fetch) {
+        res = await this.options.fetch(
+          new Request(url, { method: 'POST', headers: allHeaders, body, ...(signal ? { signal } : {}) }),
+        );
+      } else {
+        const r = await undiciFetch(url, {
+          method: 'POST',
+          headers: allHeaders,
+          body,
+          dispatcher: this.dispatcherFor(url),
+          ...(signal ? { signal } : {}),
+        });
+        res = r as unknown as Response; // undici's own Response class; the same shape as the global one
+      }
+    } catch (e) {
+      if (e instanceof AtlsError) throw e;
+      if (signal?.aborted) throw signal.reason ?? e;
+      const reason = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
+      throw new AtlsError('CLOSED', `transport to ${url.origin} failed: ${reason}`, { source: 'remote', cause: e });
+    }
+    const data = await readBody(res.body, maxBytes, res.headers.get('content-length'));
+    return { status: res.status, headers: res.headers, body: data };
+  }
+
+  /** Which proxy a request to `url` would use (for logs). */
+  proxyFor(url: URL): string | undefined {
+    if (this.options.fetch || this.options.dispatcher) return undefined;
+    return proxyFor(url, this.proxies);
+  }
+
+  private dispatcherFor(url: URL): Dispatcher {
+    if (this.options.dispatcher) return this.options.dispatcher;
+    const proxy = proxyFor(url, this.proxies);
+    const key = proxy ?? '';
+    let d = this.dispatchers.get(key);
+    if (!d) {
+      const tls = {
+        ...(this.options.ca !== undefined ? { ca: pemList(this.options.ca) } : {}),
+        rejectUnauthorized: this.options.insecure !== true,
+      };
+      if (proxy === undefined) {
+        d = new Agent({ connect: tls });
+      } else {
+        let proxyUrl: URL;
+        try {
+          proxyUrl = new URL(proxy);
+        } catch {
+          throw new AtlsError('INVALID_ARGUMENT', `proxy ${JSON.stringify(proxy)} is not a URL`);
+        }
+        // proxyTunnel false: http targets go in absolute form through a plain
+        // HTTP proxy (undici would otherwise CONNECT); https targets still CONNECT.
+        d = new ProxyAgent({ uri: proxyUrl.href, proxyTunnel: false, requestTls: tls, proxyTls: tls });
+      }
+      this.dispatchers.set(key, d);
+    }
+    return d;
+  }
+
+  /** Closes pooled connections. */
+  async close(): Promise<void> {
+    const all = [...this.dispatchers.values()];
+    this.dispatchers.clear();
+    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+  }
+}
+
+function pemList(ca: PemInput | PemInput[]): string[] {
+  const list = Array.isArray(ca) ? ca : [ca];
+  return list.map((c) => (typeof c === 'string' ? c : Buffer.from(c).toString('latin1')));
+}

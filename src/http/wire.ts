@@ -1,0 +1,179 @@
+/**
+ * Small pieces of the HTTP binding shared by the server and the client:
+ * media type classification, bounded body reading, the piggy-back header,
+ * and the one place where an error becomes an HTTP response.
+ *
+ * @example
+ * ```ts
+ * const kind = bodyKind(request.headers.get('content-type')); // 'flight' | 'protected' | undefined
+ * const body = await readBody(request.body, 1 << 20);
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import type { AtlsErrorCode } from '../errors.js';
+import {
+  HEADER_ERROR,
+  MEDIA_TYPE_FLIGHT,
+  MEDIA_TYPE_FLIGHT_LATER,
+  MEDIA_TYPE_PROTECTED,
+} from './constants.js';
+
+/** What an ATLS request or response body holds, judged by its media type. */
+export type BodyKind = 'flight' | 'protected';
+
+/** The media type of a Content-Type value: lower case, without parameters (RFC 9110 §8.3.1). */
+export function mediaType(contentType: string | null | undefined): string {
+  if (!contentType) return '';
+  const semi = contentType.indexOf(';');
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+}
+
+/** Classifies a Content-Type; undefined for anything that is not an ATLS body (415). */
+export function bodyKind(contentType: string | null | undefined): BodyKind | undefined {
+  const t = mediaType(contentType);
+  if (t === MEDIA_TYPE_FLIGHT || t === MEDIA_TYPE_FLIGHT_LATER) return 'flight'; // draft §9.2 (-00, -02)
+  if (t === MEDIA_TYPE_PROTECTED) return 'protected';
+  return undefined;
+}
+
+/**
+ * Reads a body stream into one buffer, refusing more than `max` bytes
+ * (TOO_LARGE) without buffering them: memory stays bounded whatever the peer sends.
+ */
+export async function readBody(
+  body: ReadableStream<Uint8Array> | null,
+  max: number,
+  declaredLength?: string | null,
+): Promise<Uint8Array> {
+  if (declaredLength !== null && declaredLength !== undefined && /^\d+$/.test(declaredLength)) {
+    if (Number(declaredLength) > max) {
+      await body?.cancel().catch(() => undefined);
+      throw new AtlsError('TOO_LARGE', `body of ${declaredLength} bytes exceeds ${max}`, { source: 'remote' });
+    }
+  }
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > max) {
+        await reader.cancel().catch(() => undefined);
+        throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' });
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof AtlsError) throw e;
+    // The transport broke mid-body (client went away): the peer's doing.
+    throw new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
+  return out;
+}
+
+/**
+ * Parses the ATLS-Flight-Length header against the body length: a decimal
+ * byte count with no sign or leading zeros, at most `bodyLength`.
+ * Throws MALFORMED_MESSAGE otherwise.
+ */
+export function parseFlightLength(value: string, bodyLength: number): number {
+  if (!/^(0|[1-9]\d{0,8})$/.test(value)) {
+    throw new AtlsError('MALFORMED_MESSAGE', 'ATLS-Flight-Length is not a decimal byte count', { source: 'remote' });
+  }
+  const n = Number(value);
+  if (n > bodyLength) {
+    throw new AtlsError('MALFORMED_MESSAGE', `ATLS-Flight-Length ${n} exceeds the body (${bodyLength} bytes)`, {
+      source: 'remote',
+    });
+  }
+  return n;
+}
+
+/** True when the flight starts with a TLS handshake record holding a ClientHello (RFC 8446 §5.1, §4). */
+export function startsWithClientHello(flight: Uint8Array): boolean {
+  // record: type(1)=22 version(2) length(2); handshake: msg_type(1)=1 (client_hello)
+  return flight.length >= 6 && flight[0] === 22 && flight[5] === 1;
+}
+
+/** Idempotent methods (RFC 9110 §9.2.2): safe to resend after the session was lost. */
+export function isIdempotent(method: string): boolean {
+  return ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'].includes(method.toUpperCase());
+}
+
+const KNOWN_CODES: Record<AtlsErrorCode, true> = {
+  INVALID_ARGUMENT: true, INVALID_STATE: true, NOT_ESTABLISHED: true, UNSUPPORTED: true,
+  ENGINE_UNAVAILABLE: true, CLOSED: true, HANDSHAKE_FAILED: true, CERTIFICATE_UNTRUSTED: true,
+  CERTIFICATE_EXPIRED: true, CERTIFICATE_NAME_MISMATCH: true, CERTIFICATE_REQUIRED: true, PSK_UNKNOWN: true,
+  PROTOCOL_VERSION: true, BAD_RECORD_MAC: true, MALFORMED_RECORD: true, TRUNCATED_FLIGHT: true,
+  ALERT_RECEIVED: true, MALFORMED_MESSAGE: true, DECRYPT_FAILED: true, REPLAYED: true, TOO_OLD: true,
+  KEY_LIMIT_REACHED: true, TOO_LARGE: true, LIMIT_REACHED: true, INTERNAL: true, TIMEOUT: true,
+};
+const CODES = new Set<string>(Object.keys(KNOWN_CODES));
+
+/** An error code from an ATLS-Error header, if it names one. */
+export function errorCodeFromHeader(value: string | null): AtlsErrorCode | undefined {
+  return value !== null && CODES.has(value) ? (value as AtlsErrorCode) : undefined;
+}
+
+/**
+ * A refusal that has no AtlsError code because it is about HTTP itself, not
+ * ATLS: 404 (not an endpoint), 405 (method), 415 (media type). Internal: it
+ * never escapes the handler.
+ */
+export class HttpRefusal extends Error {
+  constructor(
+    readonly status: 404 | 405 | 415,
+    message: string,
+    readonly headers: Array<[string, string]> = [],
+  ) {
+    super(message);
+  }
+}
+
+/** Extra headers every ATLS response carries. */
+export const NO_STORE = { 'cache-control': 'no-store' } as const;
+
+/**
+ * The one place where a failure becomes an HTTP response (draft §9.3:
+ * existing status codes only). The status is the error's `httpStatus`
+ * (src/errors.ts holds the table); the body is the alert records when the
+ * TLS stack produced some (401/403/400 after a failed handshake), otherwise
+ * a one-line text. `ATLS-Error` names the code. {@link HttpRefusal}s give
+ * 404/405/415. Anything that is not an
+ * AtlsError is our own bug: 500, with no detail leaked.
+ */
+export function errorResponse(e: unknown, extraHeaders: Array<[string, string]> = []): Response {
+  if (e instanceof HttpRefusal) {
+    const headers = new Headers(NO_STORE);
+    headers.set('content-type', 'text/plain; charset=utf-8');
+    for (const [k, v] of [...e.headers, ...extraHeaders]) headers.append(k, v);
+    return new Response(`${e.message}\n`, { status: e.status, headers });
+  }
+  const err = e instanceof AtlsError ? e : new AtlsError('INTERNAL', 'internal error', { cause: e });
+  const headers = new Headers(NO_STORE);
+  headers.set(HEADER_ERROR, err.code);
+  for (const [k, v] of extraHeaders) headers.append(k, v);
+  if (err.code === 'LIMIT_REACHED' || err.code === 'ENGINE_UNAVAILABLE') headers.set('retry-after', '1');
+  let body: Uint8Array | string;
+  if (err.alertFlight.length > 0) {
+    headers.set('content-type', MEDIA_TYPE_FLIGHT);
+    body = err.alertFlight;
+  } else {
+    headers.set('content-type', 'text/plain; charset=utf-8');
+    body = e instanceof AtlsError ? `${err.code}: ${err.message}\n` : 'INTERNAL: internal error\n';
+  }
+  return new Response(body, { status: err.httpStatus, headers });
+}
