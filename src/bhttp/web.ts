@@ -180,6 +180,13 @@ function toHeaders(fields: FieldLine[], what: string): Headers {
 export function bhttpToRequest(bytes: Uint8Array, base?: BhttpBase, options: BhttpLimits = {}): Request {
   const what = 'binary HTTP request';
   const m = decodeRequest(bytes, options);
+  const method = m.method.toUpperCase();
+  if (method === 'CONNECT' || method === 'TRACE' || method === 'TRACK') {
+    throw new AtlsError('UNSUPPORTED', `${what}: method ${m.method} cannot be represented by fetch`, { source: 'remote' });
+  }
+  if ((method === 'GET' || method === 'HEAD') && m.content.length > 0) {
+    throw new AtlsError('UNSUPPORTED', `${what}: ${method} with content cannot be represented by fetch`, { source: 'remote' });
+  }
   const scheme = m.scheme || base?.scheme || '';
   let authority = m.authority;
   if (authority === '') {
@@ -207,13 +214,6 @@ export function bhttpToRequest(bytes: Uint8Array, base?: BhttpBase, options: Bht
     url = new URL(`${scheme}://${authority}${m.path === '*' ? '/' : m.path}`);
   } catch (e) {
     throw new AtlsError('MALFORMED_MESSAGE', `${what}: invalid target`, { source: 'remote', cause: e });
-  }
-  const method = m.method.toUpperCase();
-  if (method === 'CONNECT' || method === 'TRACE' || method === 'TRACK') {
-    throw new AtlsError('UNSUPPORTED', `${what}: method ${m.method} cannot be represented by fetch`, { source: 'remote' });
-  }
-  if ((method === 'GET' || method === 'HEAD') && m.content.length > 0) {
-    throw new AtlsError('UNSUPPORTED', `${what}: ${method} with content cannot be represented by fetch`, { source: 'remote' });
   }
   const headers = toHeaders(m.headers, what);
   try {
