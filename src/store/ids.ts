@@ -1,0 +1,66 @@
+/**
+ * Session ids: 128 random bits in base64url, optionally behind a routing tag,
+ * `<tag>.<random>`, so that a plain load balancer (an nginx `map`, an haproxy
+ * ACL) can send every flight of a session to the node that holds it.
+ *
+ * @example
+ * ```ts
+ * const id = newSessionId('node-3');     // "node-3.q2x...Q"
+ * parseSessionId(id);                    // { id, routingTag: 'node-3' }
+ * parseSessionId('node-3.<script>');     // undefined
+ * ```
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { AtlsError } from '../errors.js';
+
+/** Random bytes in an id: 128 bits, beyond guessing and birthday collisions. */
+export const SESSION_ID_RANDOM_BYTES = 16;
+
+const TAG = /^[A-Za-z0-9_-]{1,32}$/;
+/**
+ * 22 base64url chars carry 132 bits; for 128 bits the last char holds 2 bits
+ * and 4 zero bits, so only A, Q, g or w can end a canonical id.
+ */
+const RANDOM = /^[A-Za-z0-9_-]{21}[AQgw]$/;
+const MAX_LENGTH = 32 + 1 + 22;
+
+/** True when `tag` can prefix a session id: 1 to 32 of [A-Za-z0-9_-]. */
+export function isValidRoutingTag(tag: unknown): tag is string {
+  return typeof tag === 'string' && TAG.test(tag);
+}
+
+/**
+ * A fresh session id, `<routingTag>.<22 base64url chars>` or just the random part.
+ * Throws INVALID_ARGUMENT for a bad tag.
+ */
+export function newSessionId(routingTag?: string): string {
+  const random = randomBytes(SESSION_ID_RANDOM_BYTES).toString('base64url');
+  if (routingTag === undefined) return random;
+  if (!isValidRoutingTag(routingTag)) {
+    throw new AtlsError('INVALID_ARGUMENT', 'routing tag must be 1-32 characters of [A-Za-z0-9_-]');
+  }
+  return `${routingTag}.${random}`;
+}
+
+/** A session id that passed {@link parseSessionId}. */
+export interface ParsedSessionId {
+  /** The whole id, as given. */
+  id: string;
+  routingTag: string | undefined;
+}
+
+/**
+ * Validates an id that came from a peer (cookie, header, CoAP option): length,
+ * alphabet and shape, before it is used as a key or logged. Returns undefined
+ * for anything that {@link newSessionId} could not have produced.
+ */
+export function parseSessionId(input: unknown): ParsedSessionId | undefined {
+  if (typeof input !== 'string' || input.length > MAX_LENGTH) return undefined;
+  const dot = input.indexOf('.');
+  if (dot === -1) return RANDOM.test(input) ? { id: input, routingTag: undefined } : undefined;
+  const tag = input.slice(0, dot);
+  const random = input.slice(dot + 1);
+  if (!TAG.test(tag) || !RANDOM.test(random)) return undefined;
+  return { id: input, routingTag: tag };
+}
