@@ -35,8 +35,8 @@ import {
 /** One field line: lower-case name and value, both byte strings. */
 export type FieldLine = [name: string, value: string];
 
-/** Field lines as accepted by the encoders (names of any case; lower-cased on encode). */
-export type FieldLinesInit = ReadonlyArray<readonly [name: string, value: string]>;
+/** Field lines as accepted by the encoders (names of any case; lower-cased on encode); a fetch `Headers` fits. */
+export type FieldLinesInit = Iterable<readonly [name: string, value: string]>;
 
 /** A decoded request (RFC 9292 §3.4 control data, §3.6 fields, §3.7 content). */
 export interface BhttpRequest {

@@ -245,6 +245,11 @@ describe('round trips', () => {
     }
   });
 
+  it('takes a fetch Headers object as field lines', () => {
+    const bytes = encodeRequest({ method: 'GET', scheme: 'https', path: '/', headers: new Headers({ 'X-A': '1', accept: '*/*' }) });
+    assert.deepEqual(decodeRequest(bytes).headers, [['accept', '*/*'], ['x-a', '1']]);
+  });
+
   it('keeps obs-text bytes (0x80-0xff) as one char per byte', () => {
     const req = { ...figure7, headers: [['x-latin', 'caf\u00e9 \u00ff'] as FieldLine] };
     const bytes = encodeRequest(req);
