@@ -14,8 +14,15 @@ import type { AtlsApp } from './server.js';
 import type { AtlsClient } from './client.js';
 import { DEFAULT_ENDPOINTS } from './constants.js';
 
-/** Fields that belong to one hop only (RFC 9110 §7.6.1), plus Host, which the next hop sets. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host'];
+/**
+ * Fields that belong to one hop only (RFC 9110 §7.6.1), plus Host and
+ * Content-Length, which the next hop's fetch sets itself (undici refuses a
+ * second Content-Length).
+ */
+const HOP_BY_HOP = [
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length',
+];
 
 function forwardableHeaders(src: Headers): Headers {
   const h = new Headers(src);

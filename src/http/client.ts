@@ -245,9 +245,17 @@ class OriginSession {
   }
 
   /** Fails the handshake from an error response (its body may hold the server's alert). */
-  private handshakeError(res: TransportResponse): AtlsError {
+  private async handshakeError(res: TransportResponse): Promise<AtlsError> {
     const fallback = responseError(res, this.endpoint);
     const body = bodyKind(res.headers.get('content-type')) === 'flight' ? res.body : new Uint8Array(0);
+    if (body.length > 0 && (this.session.state === 'handshaking' || this.session.state === 'confirming')) {
+      // TLS 1.3 alerts after the ServerHello are encrypted: let the stack read the precise one.
+      try {
+        await this.session.receive(body);
+      } catch (e) {
+        if (e instanceof AtlsError) return e;
+      }
+    }
     return this.session.peerFailed(body, fallback);
   }
 
@@ -262,6 +270,7 @@ class OriginSession {
     let out: FlightResult = await this.session.start();
     let piggyBacked = false;
     let answer: Uint8Array | undefined;
+    let reported = false;
     for (;;) {
       if (this.roundTrips >= MAX_HANDSHAKE_ROUND_TRIPS) {
         throw new AtlsError('HANDSHAKE_FAILED', `handshake did not finish in ${MAX_HANDSHAKE_ROUND_TRIPS} round trips`, {
@@ -282,7 +291,7 @@ class OriginSession {
       sent += body.length;
       const res = await this.post(body, kind, out.flight.length, signal);
       received += res.body.length;
-      if (res.status !== 200) throw this.handshakeError(res);
+      if (res.status !== 200) throw await this.handshakeError(res);
       if (bodyKind(res.headers.get('content-type')) !== 'flight') {
         throw this.session.peerFailed(
           new Uint8Array(0),
@@ -305,11 +314,14 @@ class OriginSession {
       out = await this.session.receive(flight);
       const data = out.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
       const hs = out.events.find((e) => e.type === 'handshake');
-      if (hs && hs.type === 'handshake') {
+      // The event, or the state: a records-mode send() in `confirming` may have taken the event already.
+      const info = hs?.type === 'handshake' ? hs.info : this.session.state === 'established' ? this.session.handshakeInfo : undefined;
+      if (info && !reported) {
+        reported = true;
         this.client.emit({
           type: 'handshake',
           origin: this.origin,
-          info: hs.info,
+          info,
           roundTrips: this.roundTrips,
           bytesSent: sent,
           bytesReceived: received,
