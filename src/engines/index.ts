@@ -1,0 +1,74 @@
+/**
+ * The engine registry: which TLS engines this process can use.
+ *
+ * Each entry loads its engine on first use and may report why it cannot
+ * (e.g. a native addon that was not built). Adding an engine is one line in
+ * {@link ENGINES}.
+ *
+ * @example
+ * ```ts
+ * for (const engine of availableEngines()) console.log(engine.name, engine.capabilities);
+ * const conn = getEngine('node').createClient({ serverName: 'localhost', ca });
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import type { TlsEngine } from './types.js';
+import { nodeEngine } from './node.js';
+
+/** What an engine loader returns: the engine, or the reason it is unavailable. */
+export type EngineLoad = { engine: TlsEngine; reason?: undefined } | { engine: undefined; reason: string };
+
+/** Engines in order of preference for {@link defaultEngine}. */
+const ENGINES: ReadonlyArray<{ name: TlsEngine['name']; load: () => EngineLoad }> = [
+  { name: 'node', load: () => ({ engine: nodeEngine }) },
+];
+
+const loaded = new Map<string, EngineLoad>();
+
+function load(name: string): EngineLoad {
+  let hit = loaded.get(name);
+  if (!hit) {
+    const entry = ENGINES.find((e) => e.name === name);
+    if (!entry) return { engine: undefined, reason: `unknown engine ${JSON.stringify(name)}` };
+    try {
+      hit = entry.load();
+    } catch (e) {
+      hit = { engine: undefined, reason: e instanceof Error ? e.message : String(e) };
+    }
+    loaded.set(name, hit);
+  }
+  return hit;
+}
+
+/** Names of every engine this build knows, available or not. */
+export function engineNames(): TlsEngine['name'][] {
+  return ENGINES.map((e) => e.name);
+}
+
+/** Every engine that loads in this process, in order of preference. */
+export function availableEngines(): TlsEngine[] {
+  return ENGINES.map((e) => load(e.name).engine).filter((e): e is TlsEngine => e !== undefined);
+}
+
+/**
+ * The engine called `name`; throws ENGINE_UNAVAILABLE with the reason when it
+ * cannot be used here.
+ */
+export function getEngine(name: string): TlsEngine {
+  const r = load(name);
+  if (!r.engine) throw new AtlsError('ENGINE_UNAVAILABLE', `TLS engine ${name} is unavailable: ${r.reason}`);
+  return r.engine;
+}
+
+/** Why `name` is unavailable, or undefined when it is available. */
+export function engineUnavailableReason(name: string): string | undefined {
+  return load(name).reason;
+}
+
+/** The preferred available engine (the node engine is always available). */
+export function defaultEngine(): TlsEngine {
+  const first = availableEngines()[0];
+  if (!first) throw new AtlsError('ENGINE_UNAVAILABLE', 'no TLS engine is available');
+  return first;
+}

@@ -1,0 +1,767 @@
+/**
+ * The `node` TLS engine: Node's own `node:tls` (OpenSSL inside) driven over an
+ * in-memory duplex, so TLS flights become byte buffers (draft §6.1).
+ *
+ * How it is driven, and why:
+ * - Client: `tls.connect({ socket: duplex })`. Server: a `tls.TLSSocket` in
+ *   server mode per connection over a cached SecureContext (a `tls.Server`
+ *   per connection would cost ~1.1 ms more; a shared one loses the link
+ *   between socket and duplex). The server verifies client certificates with
+ *   the same OpenSSL verify result `tls.Server` uses.
+ * - Node has no "wants to read" signal: a step is complete when the output
+ *   and the events have stopped changing for `quietTurns` (2) setImmediate
+ *   turns. Flights are therefore not exact (`capabilities.exactFlights` false).
+ * - Certificate rejections that Node cannot turn into an alert (client-side
+ *   checks run in JS; a server rejecting a client certificate just destroys
+ *   the socket) are answered with a synthesised plaintext alert record, and
+ *   a plaintext fatal alert in a peer flight is read here before the stack
+ *   sees it (see docs/decisions.md, section engines).
+ *
+ * @example
+ * ```ts
+ * const client = nodeEngine.createClient({ ca, serverName: 'localhost' });
+ * const server = nodeEngine.createServer({ cert, key });
+ * let c = await client.start();
+ * let s = await server.receive(c.flight);
+ * c = await client.receive(s.flight);   // events: handshake
+ * const key = client.exportKeyingMaterial(32, 'application-layer-tls');
+ * ```
+ * @module
+ */
+import tls from 'node:tls';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { AlertDescription as A, AtlsError, alertName, codeForAlert, type AtlsErrorCode, type ErrorSource } from '../errors.js';
+import type {
+  EngineCapabilities,
+  EngineConnection,
+  EngineEvent,
+  EngineStep,
+  HandshakeInfo,
+  TlsClientConfig,
+  TlsEngine,
+  TlsServerConfig,
+} from './types.js';
+import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
+import { certificateFailure, classifyStackError } from './node-errors.js';
+import { ContextCache, checkAlpn, checkPsk, clientContext, serverContexts, type ServerContexts } from './node-context.js';
+
+/** Tuning of the node engine. Defaults suit ATLS handshakes. */
+export interface NodeEngineOptions {
+  /** Largest peer flight `receive()` accepts, in bytes (default 256 KiB); larger ones fail with TOO_LARGE. */
+  maxFlightBytes?: number;
+  /** Longest one step may run, in ms (default 10 000); longer fails with LIMIT_REACHED. */
+  stepTimeoutMs?: number;
+  /** setImmediate turns without new output or events before a flight counts as complete (default 2). */
+  quietTurns?: number;
+  /** Secure contexts kept for reuse (default 64); 0 disables the cache (and ticket resumption with it). */
+  contextCacheSize?: number;
+}
+
+/** What the node engine can do: no DTLS, no 0-RTT, no ticket count; exporter contexts verified (docs/decisions.md). */
+export const NODE_CAPABILITIES: EngineCapabilities = Object.freeze({
+  exactFlights: false,
+  dtls: false,
+  earlyData: false,
+  ticketCount: false,
+  exporterContextControl: true,
+});
+
+const DEFAULTS = { maxFlightBytes: 256 * 1024, stepTimeoutMs: 10_000, quietTurns: 2, contextCacheSize: 64 };
+/** RFC 8446 §7.5 / §7.1: HKDF-Expand-Label output is at most 255 x Hash.length (8160 bytes with SHA-256). */
+const MAX_EXPORT = 255 * 32;
+/** RFC 5705 §4: the context length is a uint16. */
+const MAX_EXPORT_CONTEXT = 0xffff;
+/** Client session state from a `ticket` event is ~0.3-3 KB; anything this large is not one. */
+const MAX_SESSION = 64 * 1024;
+/** Worst-case record overhead per 16 KiB of data (TLS 1.2 AEAD: 5 header + 8 nonce + 16 tag). */
+const RECORD_OVERHEAD = 29;
+const EMPTY = new Uint8Array(0);
+
+interface Runtime {
+  cache: ContextCache;
+  maxFlightBytes: number;
+  stepTimeoutMs: number;
+  quietTurns: number;
+}
+
+/** The duplex node:tls writes its records into and reads the peer's from. */
+class FlightPipe extends Duplex {
+  private chunks: Buffer[] = [];
+  constructor(private readonly onOutput: () => void) {
+    // The TLS socket inherits allowHalfOpen from its transport: false makes
+    // node:tls answer the peer's close_notify with its own (RFC 5246 §7.2.1).
+    super({ allowHalfOpen: false });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    this.onOutput();
+    callback();
+  }
+
+  override _read(): void {
+    // Peer bytes are pushed by receive(); nothing to pull.
+  }
+
+  /** Everything written since the last call, as one buffer. */
+  takeOutput(): Buffer {
+    const out = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    return out;
+  }
+}
+
+/** A failure noticed during a step, turned into an AtlsError when the step ends. */
+type Pending =
+  | { kind: 'stack'; error: unknown }
+  | { kind: 'received'; description: number; level: number }
+  | {
+      kind: 'policy';
+      code: AtlsErrorCode;
+      message: string;
+      source: ErrorSource;
+      /** The alert to send in place of whatever the stack produced (undefined: send nothing). */
+      alert: number | undefined;
+      cause?: unknown;
+    };
+
+/** The private handle node:tls uses itself (tls.Server, tls.connect) to read OpenSSL's verify result. */
+interface VerifyHandle {
+  verifyError?: () => (Error & { code?: string }) | null | undefined;
+}
+
+/** OpenSSL's chain verification result for the peer, as node:tls reads it. */
+function verifyResult(socket: tls.TLSSocket): { ok: true } | { ok: false; code: string | undefined; message: string } {
+  const handle = (socket as unknown as { ssl?: VerifyHandle | null }).ssl;
+  if (!handle || typeof handle.verifyError !== 'function') {
+    throw new AtlsError('ENGINE_UNAVAILABLE', 'this Node version does not expose the TLS verify result; the node engine cannot verify peers');
+  }
+  const err = handle.verifyError();
+  return err ? { ok: false, code: err.code, message: err.message } : { ok: true };
+}
+
+/** The peer's chain as node:tls reports it, DER, leaf first (may end at the local trust anchor). */
+function peerChain(socket: tls.TLSSocket): Uint8Array[] {
+  const chain: Uint8Array[] = [];
+  const seen = new Set<string>();
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  while (cert?.raw && chain.length < 16 && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    chain.push(new Uint8Array(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return chain;
+}
+
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function toBytes(data: unknown, what: string): Uint8Array {
+  if (!(data instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', `${what} must be a Uint8Array`);
+  return data;
+}
+
+/** The step machinery both roles share: flights in, flights and events out, sticky failure. */
+abstract class NodeConnection implements EngineConnection {
+  protected socket: tls.TLSSocket | undefined;
+  protected readonly pipe: FlightPipe;
+  /** Bumped by every output write, event and error: the flight heuristic watches it. */
+  private activity = 0;
+  private events: EngineEvent[] = [];
+  private pending: Pending | undefined;
+  private failure: AtlsError | undefined;
+  private destroyed = false;
+  private busy = false;
+  /** Node reported the handshake complete (and our peer checks passed). */
+  protected secure = false;
+  /** We sent close_notify. */
+  private closeSent = false;
+  /** The peer sent close_notify (node:tls answers it with ours). */
+  private peerClosed = false;
+
+  constructor(protected readonly rt: Runtime) {
+    this.pipe = new FlightPipe(() => this.activity++);
+    this.pipe.on('error', () => undefined); // surfaced through the TLS socket
+  }
+
+  abstract start(): Promise<EngineStep>;
+
+  async receive(flight: Uint8Array): Promise<EngineStep> {
+    const bytes = toBytes(flight, 'flight');
+    this.usable();
+    if (this.peerClosed) throw new AtlsError('CLOSED', 'the peer closed the connection');
+    this.beforeReceive();
+    return this.step(() => {
+      if (bytes.length > this.rt.maxFlightBytes) {
+        return this.policy('TOO_LARGE', `peer flight of ${bytes.length} bytes exceeds ${this.rt.maxFlightBytes}`, A.internal_error);
+      }
+      const scan = scanFlight(bytes);
+      // A fatal alert in the clear: read it here, since a stack that already
+      // uses record protection would reject it as a bad record (docs/decisions.md).
+      const fatal = plaintextAlerts(bytes, scan.records).find((a) => a.level === 2);
+      if (fatal) {
+        this.pending ??= { kind: 'received', description: fatal.description, level: fatal.level };
+        return;
+      }
+      if (scan.truncated) {
+        // draft §6.1: a flight is whole records; the stack would wait forever.
+        return this.policy('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record', A.decode_error);
+      }
+      if (bytes.length > 0) this.pipe.push(Buffer.from(bytes)); // a copy: the caller may reuse its buffer
+      if (scan.garbageAt !== undefined) this.garbage = true;
+    });
+  }
+
+  /** Set when the flight held a non-record header; if the stack stays silent, the engine rejects it. */
+  private garbage = false;
+
+  async write(data: Uint8Array): Promise<EngineStep> {
+    const bytes = toBytes(data, 'data');
+    this.usable();
+    if (this.closeSent || this.peerClosed) throw new AtlsError('CLOSED', 'the connection is closed');
+    if (!this.secure) throw new AtlsError('NOT_ESTABLISHED', 'write() before the handshake completed');
+    const records = Math.ceil(bytes.length / 16384);
+    if (bytes.length + records * RECORD_OVERHEAD > this.rt.maxFlightBytes) {
+      throw new AtlsError('TOO_LARGE', `write of ${bytes.length} bytes would exceed the ${this.rt.maxFlightBytes}-byte flight limit`, {
+        source: 'local',
+      });
+    }
+    if (bytes.length === 0) return { flight: EMPTY, events: [] };
+    return this.step(() => {
+      this.socket!.write(bytes);
+    });
+  }
+
+  async close(): Promise<EngineStep> {
+    this.usable();
+    if (this.closeSent || this.peerClosed) return { flight: EMPTY, events: [] };
+    this.closeSent = true;
+    if (!this.socket || !this.secure) {
+      // Nothing established to close: just free the stack.
+      this.teardown();
+      return { flight: EMPTY, events: [] };
+    }
+    return this.step(() => {
+      this.socket!.end(); // RFC 8446 §6.1: close_notify
+    });
+  }
+
+  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
+    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
+    if (this.failure) throw this.failure;
+    if (!this.secure || !this.socket) throw new AtlsError('NOT_ESTABLISHED', 'exportKeyingMaterial() before the handshake completed');
+    if (!Number.isInteger(length) || length < 1 || length > MAX_EXPORT) {
+      throw new AtlsError('INVALID_ARGUMENT', `exporter length must be an integer in 1..${MAX_EXPORT}`);
+    }
+    // RFC 5705 §4: labels are ASCII strings; node:tls encodes the string as given.
+    if (typeof label !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(label)) {
+      throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..255 printable ASCII characters');
+    }
+    if (context !== undefined && (!(context instanceof Uint8Array) || context.length > MAX_EXPORT_CONTEXT)) {
+      throw new AtlsError('INVALID_ARGUMENT', `exporter context must be a Uint8Array of at most ${MAX_EXPORT_CONTEXT} bytes`);
+    }
+    if (this.socket.destroyed) throw new AtlsError('CLOSED', 'the connection is closed');
+    try {
+      // Passing no context (undefined) makes node:tls call SSL_export_keying_material
+      // with use_context = 0: "no context", which differs from an empty one in TLS 1.2.
+      // (@types/node marks the context as required; node:tls treats undefined as absent.)
+      const ctx = context === undefined ? (undefined as unknown as Buffer) : Buffer.from(context);
+      const out = this.socket.exportKeyingMaterial(length, label, ctx);
+      return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    } catch (e) {
+      throw new AtlsError('INVALID_ARGUMENT', `key export failed: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.events = [];
+    this.teardown();
+  }
+
+  // ---- hooks for the roles -------------------------------------------------
+
+  /** Server: create the socket on the first flight. */
+  protected beforeReceive(): void {}
+  /** Client: verify the server certificate as soon as it has arrived. */
+  protected afterStep(): void {}
+  /** Server: replace a stack failure by a sharper one (unknown PSK). */
+  protected refine(error: AtlsError, _output: Buffer): AtlsError {
+    return error;
+  }
+
+  // ---- shared machinery ---------------------------------------------------
+
+  /** Rejects calls on destroyed, failed or busy connections. */
+  protected usable(): void {
+    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
+    if (this.failure) throw this.failure;
+    if (this.busy) throw new AtlsError('INVALID_STATE', 'another call on this connection is still running');
+  }
+
+  /** Wires the socket events every role needs. */
+  protected wire(socket: tls.TLSSocket): void {
+    this.socket = socket;
+    socket.on('data', (data: Buffer) => this.emit({ type: 'data', data }));
+    socket.on('end', () => {
+      // The peer's close_notify (RFC 8446 §6.1); node:tls answers with ours.
+      this.peerClosed = true;
+      this.emit({ type: 'closed' });
+    });
+    const onError = (error: unknown): void => {
+      this.activity++;
+      if (!this.pending && !this.failure && !this.destroyed) this.pending = { kind: 'stack', error };
+    };
+    socket.on('error', onError);
+    // node:tls reports TLS errors of a server socket that no tls.Server has
+    // "released" only as '_tlsError' (e.g. a bad record after the handshake).
+    socket.on('_tlsError', onError);
+  }
+
+  /** Queues an event for the current step. */
+  protected emit(event: EngineEvent): void {
+    if (this.failure || this.destroyed) return;
+    this.activity++;
+    this.events.push(event);
+  }
+
+  /** Records a failure decided by the engine's own policy (the first one wins). */
+  protected policy(code: AtlsErrorCode, message: string, alert: number | undefined, source: ErrorSource = 'remote', cause?: unknown): void {
+    this.activity++;
+    if (!this.pending) this.pending = { kind: 'policy', code, message, source, alert, ...(cause === undefined ? {} : { cause }) };
+  }
+
+  protected get failed(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /** Runs one step: act, wait for the stack to go quiet, collect the flight and events. */
+  protected async step(act: () => void): Promise<EngineStep> {
+    this.busy = true;
+    try {
+      try {
+        act();
+      } catch (e) {
+        if (e instanceof AtlsError && e.code === 'ENGINE_UNAVAILABLE') throw e;
+        this.policy('INVALID_ARGUMENT', `node:tls rejected the call: ${(e as Error).message ?? String(e)}`, undefined, 'local', e);
+      }
+      if (!this.pending || this.pending.kind === 'stack') await this.settle();
+      if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed during the step');
+      if (!this.pending) this.afterStep();
+      if (!this.pending && this.garbage) {
+        this.policy('MALFORMED_RECORD', 'the flight holds bytes that are not TLS records', A.unexpected_message);
+      }
+      this.garbage = false;
+      if (this.pending) throw this.fail(this.pending);
+      return { flight: this.pipe.takeOutput(), events: this.events.splice(0) };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Waits until output and events have not changed for `quietTurns` turns (Node has no "wants read"). */
+  private async settle(): Promise<void> {
+    const deadline = performance.now() + this.rt.stepTimeoutMs;
+    let seen = -1;
+    let quiet = 0;
+    while (quiet < this.rt.quietTurns) {
+      await turn();
+      if (this.destroyed) return;
+      if (this.activity !== seen) {
+        seen = this.activity;
+        quiet = 0;
+      } else {
+        quiet++;
+      }
+      if (performance.now() > deadline) {
+        this.pending = undefined; // whatever the stack was doing, the step is abandoned
+        this.policy('LIMIT_REACHED', `a TLS step ran longer than ${this.rt.stepTimeoutMs} ms`, A.internal_error, 'local');
+        return;
+      }
+    }
+  }
+
+  /** Turns the pending failure into the sticky AtlsError, with the records the peer must still get. */
+  private fail(p: Pending): AtlsError {
+    const output = this.pipe.takeOutput();
+    let error: AtlsError;
+    if (p.kind === 'received') {
+      const name = alertName(p.description);
+      error = new AtlsError(codeForAlert(p.description), `peer sent fatal alert ${name} (${p.description})`, {
+        source: 'remote',
+        alert: { level: p.level, description: p.description, name },
+      });
+    } else if (p.kind === 'policy') {
+      error = new AtlsError(p.code, p.message, {
+        source: p.source,
+        ...(p.alert === undefined ? {} : { alert: p.alert }),
+        alertFlight: p.alert === undefined ? EMPTY : plaintextAlert(p.alert),
+        ...(p.cause === undefined ? {} : { cause: p.cause }),
+      });
+    } else {
+      const own = plaintextAlerts(output).at(-1);
+      const c = classifyStackError(p.error, { tls13: this.tls13(), established: this.secure, ownAlert: own?.description });
+      const message = (p.error as Error)?.message?.split('\n')[0] ?? String(p.error);
+      // The stack's own alert goes out as it wrote it; if it wrote nothing
+      // (and the failure is not the peer's alert), send one so the peer is not left waiting.
+      const alertFlight = c.received ? EMPTY : output.length > 0 ? output : c.alert !== undefined ? plaintextAlert(c.alert) : EMPTY;
+      error = new AtlsError(c.code, `TLS ${c.received ? 'peer alert' : 'failure'}: ${message}`, {
+          source: 'remote',
+          ...(c.alert === undefined ? {} : { alert: c.alert }),
+        alertFlight,
+        cause: p.error,
+      });
+      if (!c.received) error = this.refine(error, output);
+    }
+    this.failure = error;
+    this.pending = undefined;
+    this.events = [];
+    this.teardown();
+    return error;
+  }
+
+  /** The negotiated version is 1.3 (undefined before the ServerHello). */
+  protected tls13(): boolean | undefined {
+    const v = this.socket?.getProtocol?.();
+    return v === 'TLSv1.3' ? true : v === 'TLSv1.2' ? false : undefined;
+  }
+
+  /** Frees the socket and the pipe; later socket events are ignored. */
+  private teardown(): void {
+    this.socket?.destroy();
+    this.pipe.destroy();
+  }
+
+  /** What the handshake established; role-specific parts come from the subclass. */
+  protected info(serverName: string | undefined, pskIdentity: string | undefined): HandshakeInfo {
+    const s = this.socket!;
+    const version = s.getProtocol() === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2';
+    return {
+      version,
+      cipherSuite: s.getCipher().standardName,
+      alpn: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : undefined,
+      serverName,
+      peerCertificates: peerChain(s),
+      pskIdentity,
+      resumed: pskIdentity === undefined && s.isSessionReused(),
+      earlyData: 'none',
+    };
+  }
+}
+
+/** True when the negotiated TLS 1.2 suite is a PSK one (RFC 4279, RFC 5489). */
+function isPskSuite(socket: tls.TLSSocket): boolean {
+  return /_PSK_/.test(socket.getCipher().standardName);
+}
+
+interface ClientSetup {
+  context: tls.SecureContext;
+  serverName: string | undefined;
+  alpn: string[] | undefined;
+  psk: { identity: string; key: Buffer } | undefined;
+  session: Buffer | undefined;
+  verifyPeer: boolean;
+}
+
+class NodeClientConnection extends NodeConnection {
+  private started = false;
+  /** The server certificate has been checked (or needs no check). */
+  private checked = false;
+
+  constructor(
+    rt: Runtime,
+    private readonly setup: ClientSetup,
+  ) {
+    super(rt);
+    this.checked = !setup.verifyPeer;
+  }
+
+  async start(): Promise<EngineStep> {
+    this.usable();
+    if (this.started) throw new AtlsError('INVALID_STATE', 'start() was already called');
+    this.started = true;
+    return this.step(() => {
+      const { setup } = this;
+      const sni = setup.serverName !== undefined && net.isIP(setup.serverName) === 0 ? setup.serverName : undefined;
+      const socket = tls.connect({
+        socket: this.pipe,
+        secureContext: setup.context,
+        // RFC 6066 §3: SNI carries host names only, never IP literals.
+        ...(sni === undefined ? {} : { servername: sni }),
+        ...(setup.alpn ? { ALPNProtocols: setup.alpn } : {}),
+        ...(setup.session ? { session: setup.session } : {}),
+        ...(setup.psk ? { pskCallback: () => ({ psk: setup.psk!.key, identity: setup.psk!.identity }) } : {}),
+        // The engine checks the chain and the name itself, before Node's
+        // secureConnect (TLS 1.2) or instead of letting Node destroy the socket.
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined,
+      });
+      this.wire(socket);
+      socket.on('secureConnect', () => this.onSecure());
+      socket.on('session', (session: Buffer) => this.emit({ type: 'ticket', session }));
+    });
+  }
+
+  protected override beforeReceive(): void {
+    if (!this.started) throw new AtlsError('INVALID_STATE', 'a client calls start() before receive()');
+  }
+
+  /** TLS 1.2: the certificate arrives a flight before the handshake ends; refuse it there, before our key exchange leaves. */
+  protected override afterStep(): void {
+    if (this.checked || this.secure || !this.socket) return;
+    const leaf = this.socket.getPeerCertificate();
+    if (leaf && Object.keys(leaf).length > 0) this.checkServer();
+  }
+
+  private onSecure(): void {
+    if (this.failed) return;
+    if (!this.checked && !this.checkServer()) return;
+    this.secure = true;
+    this.emit({ type: 'handshake', info: this.info(this.setup.serverName, this.pskIdentity()) });
+  }
+
+  private pskIdentity(): string | undefined {
+    const s = this.socket!;
+    if (!this.setup.psk) return undefined;
+    if (s.getProtocol() === 'TLSv1.3') {
+      // RFC 8446 §2.2: an external PSK shows as a resumed session; a ticket we offered takes precedence.
+      return s.isSessionReused() && !this.setup.session ? this.setup.psk.identity : undefined;
+    }
+    return isPskSuite(s) ? this.setup.psk.identity : undefined;
+  }
+
+  /** Chain (OpenSSL's verify result) then name (RFC 6125 via tls.checkServerIdentity). */
+  private checkServer(): boolean {
+    this.checked = true;
+    const s = this.socket!;
+    const v = verifyResult(s);
+    if (!v.ok) {
+      const f = certificateFailure(v.code);
+      this.policy(f.code, `server certificate rejected: ${v.code ?? v.message}`, f.alert);
+      return false;
+    }
+    const name = this.setup.serverName;
+    const cert = s.getPeerCertificate(true);
+    if (name !== undefined && cert && Object.keys(cert).length > 0) {
+      const err = tls.checkServerIdentity(name, cert) as (Error & { code?: string }) | undefined;
+      if (err) {
+        const f = certificateFailure(err.code ?? 'ERR_TLS_CERT_ALTNAME_INVALID');
+        this.policy(f.code, `server certificate rejected: ${err.message}`, f.alert, 'remote', err);
+        return false;
+      }
+    }
+    return true;
+  }
+}
+
+interface ServerSetup {
+  contexts: ServerContexts;
+  config: TlsServerConfig;
+  alpn: string[] | undefined;
+  requestCert: boolean;
+  requireCert: boolean;
+}
+
+class NodeServerConnection extends NodeConnection {
+  private sni: string | undefined;
+  private pskUsed: string | undefined;
+  private pskUnknown = false;
+
+  constructor(
+    rt: Runtime,
+    private readonly setup: ServerSetup,
+  ) {
+    super(rt);
+  }
+
+  start(): Promise<EngineStep> {
+    return Promise.reject(new AtlsError('INVALID_STATE', 'a server does not start; pass the client flight to receive()'));
+  }
+
+  protected override beforeReceive(): void {
+    if (this.socket) return;
+    const { setup } = this;
+    const cfg = setup.config;
+    const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback' | 'pskIdentityHint'> = {
+      isServer: true,
+      secureContext: setup.contexts.main,
+      requestCert: setup.requestCert,
+      // Only makes OpenSSL refuse a missing certificate (SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+      // the chain itself is judged in onSecure().
+      rejectUnauthorized: setup.requireCert,
+      SNICallback: (name, cb) => {
+        this.sni = name;
+        cb(null, setup.contexts.sni.get(name.toLowerCase()));
+      },
+      ...(setup.alpn ? { ALPNProtocols: setup.alpn } : {}),
+      ...(cfg.pskLookup ? { pskCallback: (_s: tls.TLSSocket, identity: string) => this.lookupPsk(identity) } : {}),
+      ...(cfg.pskHint !== undefined ? { pskIdentityHint: cfg.pskHint } : {}),
+    };
+    const socket = new tls.TLSSocket(this.pipe, options);
+    this.wire(socket);
+    socket.on('secure', () => this.onSecure());
+  }
+
+  private lookupPsk(identity: string): Buffer | null {
+    let key: Uint8Array | undefined;
+    try {
+      key = this.setup.config.pskLookup!(identity);
+    } catch {
+      key = undefined;
+    }
+    if (key instanceof Uint8Array && key.length > 0 && key.length <= 512) {
+      this.pskUsed = identity;
+      return Buffer.from(key);
+    }
+    this.pskUnknown = true;
+    return null;
+  }
+
+  private onSecure(): void {
+    if (this.failed) return;
+    const s = this.socket!;
+    const psk = this.pskIdentity();
+    if (this.setup.requestCert && psk === undefined) {
+      if (s.getPeerX509Certificate()) {
+        const v = verifyResult(s);
+        if (!v.ok) {
+          // tls.Server would destroy the socket without an alert; answer with one.
+          const f = certificateFailure(v.code);
+          this.policy(f.code, `client certificate rejected: ${v.code ?? v.message}`, f.alert);
+          s.destroy();
+          return;
+        }
+      } else if (this.setup.requireCert) {
+        const tls13 = s.getProtocol() === 'TLSv1.3';
+        // RFC 8446 §4.4.2.4 / RFC 5246 §7.4.6
+        this.policy('CERTIFICATE_REQUIRED', 'the client sent no certificate', tls13 ? A.certificate_required : A.handshake_failure);
+        s.destroy();
+        return;
+      }
+    }
+    this.secure = true;
+    this.emit({ type: 'handshake', info: this.info(this.serverName(), psk) });
+  }
+
+  private serverName(): string | undefined {
+    const n = this.socket!.servername;
+    return typeof n === 'string' && n.length > 0 ? n : this.sni;
+  }
+
+  private pskIdentity(): string | undefined {
+    const s = this.socket!;
+    if (this.pskUsed === undefined) return undefined;
+    return s.getProtocol() === 'TLSv1.3' ? (s.isSessionReused() ? this.pskUsed : undefined) : isPskSuite(s) ? this.pskUsed : undefined;
+  }
+
+  /**
+   * An unknown PSK identity in TLS 1.3 makes OpenSSL fall back to certificates
+   * and fail with handshake_failure when it has none; say what happened
+   * instead (RFC 8446 §6.2: unknown_psk_identity). Only plaintext alerts are
+   * rewritten; an encrypted one goes out as written.
+   */
+  protected override refine(error: AtlsError, output: Buffer): AtlsError {
+    const stackFailedOnUnknownPsk =
+      !this.secure && this.pskUnknown && this.pskUsed === undefined && (error.code === 'HANDSHAKE_FAILED' || error.code === 'PSK_UNKNOWN');
+    if (!stackFailedOnUnknownPsk) return error;
+    const scan = scanFlight(output);
+    const plainOnly = plaintextAlerts(output, scan.records).length === scan.records.length;
+    return new AtlsError('PSK_UNKNOWN', 'the client offered only unknown PSK identities', {
+      source: 'remote',
+      alert: plainOnly ? A.unknown_psk_identity : error.alert ?? A.unknown_psk_identity,
+      alertFlight: plainOnly ? plaintextAlert(A.unknown_psk_identity) : error.alertFlight,
+      cause: error,
+    });
+  }
+}
+
+function unsupported(message: string): AtlsError {
+  return new AtlsError('UNSUPPORTED', `node engine: ${message}`, { source: 'local' });
+}
+
+function configObject<T>(cfg: T, what: string): T {
+  if (typeof cfg !== 'object' || cfg === null) throw new AtlsError('INVALID_ARGUMENT', `${what} must be an object`);
+  return cfg;
+}
+
+/**
+ * A node engine with its own context cache and limits.
+ *
+ * @example
+ * ```ts
+ * const engine = createNodeEngine({ maxFlightBytes: 64 * 1024 });
+ * const conn = engine.createServer({ cert, key, requireClientCert: true, ca });
+ * ```
+ */
+export function createNodeEngine(options: NodeEngineOptions = {}): TlsEngine & { clearContextCache(): void } {
+  const num = (v: number | undefined, d: number, min: number): number => {
+    const x = v ?? d;
+    if (!Number.isFinite(x) || x < min) throw new AtlsError('INVALID_ARGUMENT', `node engine option out of range: ${x}`);
+    return x;
+  };
+  const rt: Runtime = {
+    cache: new ContextCache(num(options.contextCacheSize, DEFAULTS.contextCacheSize, 0)),
+    maxFlightBytes: num(options.maxFlightBytes, DEFAULTS.maxFlightBytes, 1),
+    stepTimeoutMs: num(options.stepTimeoutMs, DEFAULTS.stepTimeoutMs, 1),
+    quietTurns: num(options.quietTurns, DEFAULTS.quietTurns, 1),
+  };
+  return {
+    name: 'node',
+    capabilities: NODE_CAPABILITIES,
+
+    createClient(config: TlsClientConfig): EngineConnection {
+      const cfg = configObject(config, 'client config');
+      if (cfg.dtls) throw unsupported('no DTLS in node:tls');
+      if (cfg.earlyData !== undefined) throw unsupported('node:tls has no API for TLS 1.3 early data');
+      if (cfg.serverName !== undefined && (typeof cfg.serverName !== 'string' || !/^[^\0]{1,255}$/.test(cfg.serverName))) {
+        throw new AtlsError('INVALID_ARGUMENT', 'serverName must be 1..255 characters'); // RFC 6066 §3
+      }
+      if (cfg.session !== undefined && (!(cfg.session instanceof Uint8Array) || cfg.session.length === 0 || cfg.session.length > MAX_SESSION)) {
+        throw new AtlsError('INVALID_ARGUMENT', 'session must be the bytes of a ticket event');
+      }
+      return new NodeClientConnection(rt, {
+        context: clientContext(cfg, rt.cache),
+        serverName: cfg.serverName,
+        alpn: checkAlpn(cfg.alpn),
+        psk: cfg.psk === undefined ? undefined : checkPsk(cfg.psk),
+        session: cfg.session === undefined ? undefined : Buffer.from(cfg.session),
+        verifyPeer: cfg.verifyPeer !== false,
+      });
+    },
+
+    createServer(config: TlsServerConfig): EngineConnection {
+      const cfg = configObject(config, 'server config');
+      if (cfg.dtls) throw unsupported('no DTLS in node:tls');
+      if (cfg.ticketCount !== undefined && cfg.ticketCount !== 2) throw unsupported('node:tls always issues 2 TLS 1.3 tickets');
+      if (cfg.maxEarlyData !== undefined && cfg.maxEarlyData !== 0) throw unsupported('node:tls has no API for TLS 1.3 early data');
+      if (cfg.dtlsCookieSecret !== undefined) throw unsupported('no DTLS in node:tls');
+      const requireCert = cfg.requireClientCert === true;
+      return new NodeServerConnection(rt, {
+        contexts: serverContexts(cfg, rt.cache),
+        config: cfg,
+        alpn: checkAlpn(cfg.alpn),
+        requestCert: requireCert || cfg.requestClientCert === true,
+        requireCert,
+      });
+    },
+
+    clearContextCache(): void {
+      rt.cache.clear();
+    },
+  };
+}
+
+/**
+ * The shared node engine (default limits).
+ *
+ * @example
+ * ```ts
+ * import { nodeEngine } from './engines/node.js';
+ * const conn = nodeEngine.createClient({ serverName: 'localhost', ca });
+ * ```
+ */
+export const nodeEngine: TlsEngine & { clearContextCache(): void } = createNodeEngine();
