@@ -86,6 +86,7 @@ interface NativeAddon {
   Connection: new (context: object, options: Record<string, unknown>) => NativeConnection;
   opensslVersion(): { text: string; number: number; headers: string };
   liveObjects(): { contexts: number; connections: number };
+  threadCpuNs(): number;
 }
 
 let loaded: { addon: NativeAddon; version: string } | { addon: undefined; reason: string } | undefined;
@@ -138,6 +139,17 @@ export function opensslAvailability(): { available: true; version: string } | { 
 export function nativeLiveObjects(): { contexts: number; connections: number } {
   const l = loadAddon();
   return l.addon ? l.addon.liveObjects() : { contexts: 0, connections: 0 };
+}
+
+/**
+ * CPU time of the calling thread in ns (for benchmarks that count work, not
+ * wall time); falls back to process CPU time when the addon is absent.
+ */
+export function threadCpuNs(): number {
+  const l = loadAddon();
+  if (l.addon) return l.addon.threadCpuNs();
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
 }
 
 // --------------------------------------------------- config normalisation
