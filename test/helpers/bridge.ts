@@ -28,6 +28,16 @@ import type { SessionEvent } from '../../src/session/types.js';
  */
 export const QUIET_MS = 100;
 
+/**
+ * Client in state `confirming` (its final flight is out, the server has not
+ * answered yet): over HTTP the response confirms, over raw TCP a server may
+ * legitimately send nothing more (a TLS 1.3 server that skips client
+ * authentication may send its tickets with its own Finished, RFC 8446 §4.6.1,
+ * as GnuTLS does). After this much silence the handshake loop hands over to
+ * the data phase; the first answer of the server then establishes the session.
+ */
+export const CONFIRM_SILENCE_MS = 3 * QUIET_MS;
+
 /** Default bound for one handshake or one data exchange over the bridge. */
 export const STEP_TIMEOUT_MS = 5000;
 
@@ -109,10 +119,13 @@ export class FlightChannel {
   /**
    * The peer's next flight: whole records followed by {@link QUIET_MS} of
    * silence. After the peer closed, resolves with what is left (possibly
-   * empty). Rejects after `timeoutMs`, or when the peer closed mid-record.
+   * empty). With `silenceMs`, resolves with an empty flight when not a byte
+   * arrived for that long. Rejects after `timeoutMs`, or when the peer closed
+   * mid-record.
    */
-  async nextFlight(timeoutMs = STEP_TIMEOUT_MS): Promise<Uint8Array> {
-    const deadline = performance.now() + timeoutMs;
+  async nextFlight(timeoutMs = STEP_TIMEOUT_MS, silenceMs?: number): Promise<Uint8Array> {
+    const start = performance.now();
+    const deadline = start + timeoutMs;
     for (;;) {
       const whole = wholeRecordPrefix(this.buf);
       const now = performance.now();
@@ -124,10 +137,12 @@ export class FlightChannel {
       }
       if (whole > 0 && whole === this.buf.length && now - this.lastArrival >= QUIET_MS) return this.take(whole);
       if (this.error) throw this.error;
+      if (silenceMs !== undefined && this.buf.length === 0 && now - start >= silenceMs) return this.take(0);
       if (now >= deadline) {
         throw new Error(`bridge: no complete flight within ${timeoutMs} ms (${this.buf.length} bytes buffered)`);
       }
-      const wait = whole > 0 && whole === this.buf.length ? QUIET_MS - (now - this.lastArrival) : deadline - now;
+      let wait = whole > 0 && whole === this.buf.length ? QUIET_MS - (now - this.lastArrival) : deadline - now;
+      if (silenceMs !== undefined && this.buf.length === 0) wait = Math.min(wait, start + silenceMs - now);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(1, Math.min(wait, deadline - now)));
         function done(): void {
@@ -225,6 +240,11 @@ export interface HandshakeStats {
   flights: FlightRecord[];
   /** Events the session reported during the handshake. */
   events: SessionEvent[];
+  /**
+   * Client: the server sent nothing after our final flight, so the session
+   * is still `confirming` (see {@link CONFIRM_SILENCE_MS}).
+   */
+  unconfirmed: boolean;
 }
 
 /** `us 517 > peer 1234 > us 80` for logs. */
@@ -252,23 +272,33 @@ async function drive(session: BridgedSession, ch: FlightChannel, timeoutMs: numb
   const deadline = performance.now() + timeoutMs;
   const events: SessionEvent[] = [];
   let roundTrips = 0;
+  let unconfirmed = false;
   while (session.state !== 'established') {
     if (session.state === 'closed' || session.state === 'failed') {
       throw new Error(`bridge: session ended in state ${session.state} during the handshake`);
     }
-    const flight = await ch.nextFlight(Math.max(1, deadline - performance.now()));
+    const confirming = session.state === 'confirming';
+    const flight = await ch.nextFlight(
+      Math.max(1, deadline - performance.now()),
+      confirming ? CONFIRM_SILENCE_MS : undefined,
+    );
     if (flight.length === 0) {
+      if (confirming && !ch.peerClosed) {
+        unconfirmed = true;
+        break;
+      }
       throw new AtlsError('HANDSHAKE_FAILED', 'peer closed the connection during the handshake');
     }
     roundTrips++;
     events.push(...(await step(session, ch, flight)).events);
   }
-  return { roundTrips, flights: [...ch.log], events };
+  return { roundTrips, flights: [...ch.log], events, unconfirmed };
 }
 
 /**
  * Runs our client's handshake against the peer on `ch`: sends the first
- * flight, then answers every peer flight until the session is established.
+ * flight, then answers every peer flight until the session is established
+ * (or stays `confirming` because the server is silent, see `unconfirmed`).
  * Fatal errors send our alert records to the peer, then reject.
  */
 export async function clientHandshake(
