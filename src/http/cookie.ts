@@ -1,49 +1,18 @@
 /**
- * The session cookie (RFC 6265): an unguessable value of at least 128 random
- * bits, optionally prefixed by a routing tag that plain load balancers can
- * match on (`<tag>.<random>`), and the attributes docs/protocol.md §5 fixes.
+ * The session cookie (RFC 6265) with the attributes docs/protocol.md §5
+ * fixes. Its value is a session id of src/store/ids.ts: 128 random bits,
+ * optionally behind a routing tag (`<tag>.<random>`).
  *
  * @example
  * ```ts
- * const id = newCookieValue('node-3');          // 'node-3.hT0w...'
  * setCookie('atls-session', id, { path: '/atls', secure: true });
  * readCookie('a=1; atls-session=' + id, 'atls-session'); // id
  * ```
  * @module
  */
-import { randomBytes } from 'node:crypto';
-import { AtlsError } from '../errors.js';
 
-/** Random bytes in a cookie value: 16 = 128 bits (RFC 6265 §8.4 asks for unguessable). */
-const RANDOM_BYTES = 16;
-/** A routing tag: 1..32 characters of base64url's alphabet. */
-const TAG_RE = /^[A-Za-z0-9_-]{1,32}$/;
-/** What this server ever issues; anything else is an unknown session. */
-const VALUE_RE = /^(?:[A-Za-z0-9_-]{1,32}\.)?[A-Za-z0-9_-]{22,86}$/;
 /** Longest Cookie header we look at; longer ones are scanned only this far. */
 const MAX_COOKIE_HEADER = 8192;
-
-/** True when `tag` may be used as a routing tag. */
-export function validRoutingTag(tag: string): boolean {
-  return TAG_RE.test(tag);
-}
-
-/**
- * A fresh session id / cookie value: `[tag.]` + 22 base64url characters (128 bits).
- * Throws INVALID_ARGUMENT for a tag outside `[A-Za-z0-9_-]{1,32}`.
- */
-export function newCookieValue(routingTag?: string): string {
-  if (routingTag !== undefined && !validRoutingTag(routingTag)) {
-    throw new AtlsError('INVALID_ARGUMENT', 'routing tag must be 1..32 characters of [A-Za-z0-9_-]');
-  }
-  const random = randomBytes(RANDOM_BYTES).toString('base64url');
-  return routingTag === undefined ? random : `${routingTag}.${random}`;
-}
-
-/** True when `value` has the shape of a value we issue (cheap pre-check before a store lookup). */
-export function plausibleCookieValue(value: string): boolean {
-  return VALUE_RE.test(value);
-}
 
 /**
  * The value of cookie `name` in a Cookie request header (RFC 6265 §5.4:

@@ -134,6 +134,6 @@ export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
     return handler(request);
   };
   const server = createHttpServer(toNodeListener(web, options.https === undefined ? {} : { https: options.https }));
-  server.on('close', () => handler.close());
+  server.on('close', () => void handler.close());
   return Object.assign(server, { atls: handler });
 }

@@ -34,7 +34,9 @@ import {
   MEDIA_TYPE_FLIGHT_LATER,
   MEDIA_TYPE_PROTECTED,
 } from './constants.js';
-import { newCookieValue, plausibleCookieValue, readCookie, setCookie, validRoutingTag } from './cookie.js';
+import { readCookie, setCookie } from './cookie.js';
+import { MemoryStore, isSyncStore, isValidRoutingTag, newSessionId, parseSessionId } from '../store/index.js';
+import type { SessionStore } from '../store/index.js';
 import { peerFromHandshake, type AtlsPeer } from './peer.js';
 import {
   HttpRefusal,
@@ -79,7 +81,7 @@ export type AtlsServerEvent =
   | { type: 'request'; peer: AtlsPeer; method: string; url: string; status: number }
   | { type: 'app-error'; peer: AtlsPeer; error: unknown }
   | { type: 'error'; sessionId: string | undefined; error: AtlsError; status: number }
-  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' };
+  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' };
 
 /** Options of {@link createAtlsHandler}. */
 export interface AtlsHandlerOptions {
@@ -92,6 +94,11 @@ export interface AtlsHandlerOptions {
   /** Endpoint paths answered (default `/.well-known/atls` and `/atls`). */
   endpoints?: readonly string[];
   limits?: AtlsHandlerLimits;
+  /**
+   * Where sessions live (default: an in-memory store sized by `limits.maxSessions`).
+   * Entries are live session objects, so the store must be in-process.
+   */
+  store?: SessionStore<AtlsSessionEntry>;
   /** Idle lifetime of an established session in ms (default 1 hour). */
   ttl?: number;
   /** Prefix of session cookie values (`<tag>.<random>`), for load balancers. */
@@ -107,7 +114,9 @@ export interface AtlsHandlerOptions {
 
 /** Counters of a handler's session table. */
 export interface AtlsHandlerStats {
-  sessions: number;
+  /** Sessions held; undefined when a custom store cannot tell. */
+  sessions: number | undefined;
+  /** Handshakes in progress. */
   halfOpen: number;
 }
 
@@ -117,124 +126,109 @@ export interface AtlsHandler {
   /** True when `pathname` is one of the ATLS endpoints. */
   matches(pathname: string): boolean;
   stats(): AtlsHandlerStats;
-  /** Forget every session now. */
-  close(): void;
+  /** Release the store (the default one drops every session); the handler must not be used afterwards. */
+  close(): Promise<void>;
 }
 
-/** One server-side session and what the binding knows about it. */
-interface Entry {
+/** One server-side session and what the binding knows about it (the value a store holds). */
+export interface AtlsSessionEntry {
   readonly id: string;
   readonly session: AtlsServerSession;
   /** Set when the handshake completed. */
   peer: AtlsPeer | undefined;
   /** A flight (or records-mode request) of this session is being processed. */
   busy: boolean;
-  expiresAt: number;
 }
 
 /**
- * The in-memory session table: TTLs, a cap on half-open handshakes and on all
- * sessions. Map order is least recently used first, so expired entries are
- * found at the front. An established architecture-(b) session holds only its
- * keys, counters and replay window (the session released its TLS engine).
+ * The binding's view of the session store: TTLs (short while half-open,
+ * longer once established, refreshed on use), the half-open cap (counted
+ * here, whatever the store), and the total cap. An established
+ * architecture-(b) session holds only its keys, counters and replay window
+ * (the session released its TLS engine).
  */
 class SessionTable {
-  private readonly map = new Map<string, Entry>();
-  private halfOpenCount = 0;
-  private lastFullSweep = 0;
+  /** Half-open sessions and when they expire; bounded by maxHalfOpen. */
+  private readonly halfOpenIds = new Map<string, number>();
 
   constructor(
+    private readonly store: SessionStore<Entry>,
+    private readonly ownsStore: boolean,
     private readonly maxSessions: number,
     private readonly maxHalfOpen: number,
     private readonly handshakeTtl: number,
     private readonly sessionTtl: number,
-    private readonly onEnd: (e: Entry, reason: 'expired') => void,
   ) {}
 
-  get size(): number {
-    return this.map.size;
+  /** Sessions held, when the store can tell (the default store can). */
+  get size(): number | undefined {
+    return this.store instanceof MemoryStore ? this.store.size : undefined;
   }
 
   get halfOpen(): number {
-    return this.halfOpenCount;
+    return this.halfOpenIds.size;
   }
 
-  get(id: string, now = Date.now()): Entry | undefined {
-    const e = this.map.get(id);
-    if (!e) return undefined;
-    if (e.expiresAt <= now) {
-      this.remove(e);
-      this.onEnd(e, 'expired');
-      return undefined;
-    }
-    return e;
+  async get(id: string): Promise<Entry | undefined> {
+    const e = isSyncStore(this.store) ? this.store.getSync(id) : await this.store.get(id);
+    return e && e.id === id ? e : undefined;
   }
 
   /** Admits a new half-open session, or throws LIMIT_REACHED (503). */
-  add(make: () => Entry): Entry {
+  async add(make: () => Entry): Promise<Entry> {
     const now = Date.now();
-    this.sweepFront(now, 16);
-    if (this.map.size >= this.maxSessions || this.halfOpenCount >= this.maxHalfOpen) this.sweepAll(now);
-    if (this.map.size >= this.maxSessions) {
+    if (this.halfOpenIds.size >= this.maxHalfOpen) {
+      for (const [id, at] of this.halfOpenIds) if (at <= now) this.halfOpenIds.delete(id);
+      if (this.halfOpenIds.size >= this.maxHalfOpen) {
+        throw new AtlsError('LIMIT_REACHED', `half-open handshake limit (${this.maxHalfOpen}) reached`);
+      }
+    }
+    const size = this.size;
+    if (size !== undefined && size >= this.maxSessions) {
       throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`);
     }
-    if (this.halfOpenCount >= this.maxHalfOpen) {
-      throw new AtlsError('LIMIT_REACHED', `half-open handshake limit (${this.maxHalfOpen}) reached`);
-    }
     const e = make();
-    e.expiresAt = now + this.handshakeTtl;
-    this.map.set(e.id, e);
-    this.halfOpenCount++;
+    this.halfOpenIds.set(e.id, now + this.handshakeTtl);
+    await this.write(e);
     return e;
   }
 
-  /** The handshake completed: the entry stops counting as half-open. */
-  promote(e: Entry): void {
-    if (this.map.get(e.id) === e) this.halfOpenCount--;
-    this.touch(e);
+  /** The handshake completed: the entry stops counting as half-open and gets the session TTL. */
+  async promote(e: Entry): Promise<void> {
+    this.halfOpenIds.delete(e.id);
+    await this.write(e);
   }
 
-  /** Refreshes the TTL and moves the entry to the back (most recently used). */
-  touch(e: Entry): void {
-    if (this.map.get(e.id) !== e) return;
-    e.expiresAt = Date.now() + (e.peer ? this.sessionTtl : this.handshakeTtl);
-    this.map.delete(e.id);
-    this.map.set(e.id, e);
+  /** Refreshes the TTL. */
+  async touch(e: Entry): Promise<void> {
+    await this.write(e);
   }
 
-  remove(e: Entry): void {
-    if (this.map.get(e.id) !== e) return;
-    this.map.delete(e.id);
-    if (!e.peer) this.halfOpenCount--;
+  async remove(e: Entry): Promise<void> {
+    this.forget(e);
+    if (isSyncStore(this.store)) this.store.deleteSync(e.id);
+    else await this.store.delete(e.id);
+  }
+
+  /** The store let go of an entry (expiry, eviction, deletion): free its engine. */
+  forget(e: Entry): void {
+    this.halfOpenIds.delete(e.id);
     e.session.destroy();
   }
 
-  clear(): void {
-    for (const e of [...this.map.values()]) this.remove(e);
+  async close(): Promise<void> {
+    this.halfOpenIds.clear();
+    if (this.ownsStore) await this.store.close?.();
   }
 
-  private sweepFront(now: number, max: number): void {
-    let n = 0;
-    for (const e of this.map.values()) {
-      if (n++ >= max || e.expiresAt > now) break;
-      if (e.busy) continue;
-      this.remove(e);
-      this.onEnd(e, 'expired');
-    }
-  }
-
-  private sweepAll(now: number): void {
-    // At a cap: look at everything, but at most once a second (a flood must not make each request O(n)).
-    if (now - this.lastFullSweep < 1000) return;
-    this.lastFullSweep = now;
-    for (const e of [...this.map.values()]) {
-      if (e.expiresAt <= now && !e.busy) {
-        this.remove(e);
-        this.onEnd(e, 'expired');
-      }
-    }
+  private async write(e: Entry): Promise<void> {
+    const ttl = e.peer ? this.sessionTtl : this.handshakeTtl;
+    if (isSyncStore(this.store)) this.store.setSync(e.id, e, ttl);
+    else await this.store.set(e.id, e, ttl);
   }
 }
+
+type Entry = AtlsSessionEntry;
 
 const ACCEPT_POST = `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_FLIGHT_LATER}, ${MEDIA_TYPE_PROTECTED}`;
 
@@ -255,7 +249,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   for (const e of endpoints) {
     if (!e.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', `endpoint ${e} must start with "/"`);
   }
-  if (options.routingTag !== undefined && !validRoutingTag(options.routingTag)) {
+  if (options.routingTag !== undefined && !isValidRoutingTag(options.routingTag)) {
     throw new AtlsError('INVALID_ARGUMENT', 'routingTag must be 1..32 characters of [A-Za-z0-9_-]');
   }
   const limits = options.limits ?? {};
@@ -267,12 +261,25 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       // A logging hook must not break the protocol.
     }
   };
-  const table = new SessionTable(
-    positive(limits.maxSessions, DEFAULT_MAX_SESSIONS, 'limits.maxSessions'),
+  const maxSessions = positive(limits.maxSessions, DEFAULT_MAX_SESSIONS, 'limits.maxSessions');
+  // The default store evicts only as a backstop: the handler answers 503 at maxSessions first.
+  const store =
+    options.store ??
+    new MemoryStore<Entry>({
+      maxEntries: maxSessions + 1,
+      onRemove: (id, e, reason) => {
+        if (reason === 'replaced') return;
+        table.forget(e);
+        if (reason === 'expired' || reason === 'evicted') emit({ type: 'end', sessionId: id, reason });
+      },
+    });
+  const table: SessionTable = new SessionTable(
+    store,
+    options.store === undefined,
+    maxSessions,
     positive(limits.maxHalfOpen, DEFAULT_MAX_HALF_OPEN, 'limits.maxHalfOpen'),
     positive(limits.handshakeTtlMs, DEFAULT_HANDSHAKE_TTL_MS, 'limits.handshakeTtlMs'),
     positive(options.ttl, DEFAULT_SESSION_TTL_MS, 'ttl'),
-    (e, reason) => emit({ type: 'end', sessionId: e.id, reason }),
   );
   const sessionOptions: SessionOptions = {
     ...options.session,
@@ -302,7 +309,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   }
 
   function end(e: Entry, reason: 'closed' | 'failed' | 'replaced'): void {
-    table.remove(e);
+    void table.remove(e);
     emit({ type: 'end', sessionId: e.id, reason });
   }
 
@@ -337,7 +344,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       for (const ev of step.events) {
         if (ev.type === 'handshake') {
           e.peer = peerFromHandshake(e.id, mode, ev.info);
-          table.promote(e);
+          await table.promote(e);
           emit({ type: 'handshake', peer: e.peer });
         } else if (ev.type === 'data') {
           data.push(ev.data);
@@ -364,7 +371,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
       if (closed || e.session.state === 'closed') end(e, 'closed');
-      else table.touch(e);
+      else await table.touch(e);
       return new Response(out, { status: 200, headers });
     } catch (err) {
       if (e.session.state === 'failed' || e.session.state === 'closed') end(e, 'failed');
@@ -384,7 +391,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     try {
       const response = await dispatch(e.session.unprotect(body), peer, request, url);
       const sealed = e.session.protect(response);
-      table.touch(e);
+      await table.touch(e);
       return new Response(sealed, { status: 200, headers: { ...NO_STORE, 'content-type': MEDIA_TYPE_PROTECTED } });
     } catch (err) {
       // Forged, replayed, old: that message only. Key limits end the session (410: handshake again).
@@ -420,7 +427,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
       const body = await readBody(request.body, maxBody, request.headers.get('content-length'));
       id = readCookie(request.headers.get('cookie'), COOKIE_NAME);
-      known = id !== undefined && plausibleCookieValue(id) ? table.get(id) : undefined;
+      known = id !== undefined && parseSessionId(id) ? await table.get(id) : undefined;
       if (kind === 'protected') {
         if (!known) throw gone();
         return await onProtected(known, body, request, url);
@@ -438,12 +445,11 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       } else if (id !== undefined && !startsWithClientHello(body)) {
         throw gone();
       }
-      created = table.add(() => ({
-        id: newCookieValue(options.routingTag),
+      created = await table.add(() => ({
+        id: newSessionId(options.routingTag),
         session: new AtlsServerSession({ ...sessionOptions, tls: options.tls }),
         peer: undefined,
         busy: false,
-        expiresAt: 0,
       }));
       emit({ type: 'session', sessionId: created.id });
       const res = await onFlight(created, body, request, url);
@@ -452,7 +458,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     } catch (err) {
       const extra: Array<[string, string]> = [];
       // The client's cookie names nothing (any more): tell it to drop it.
-      const lost = known ? table.get(known.id) === undefined : id !== undefined && !created;
+      const lost = known ? (await table.get(known.id)) === undefined : id !== undefined && !created;
       if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
       const res = errorResponse(err, extra);
       if (err instanceof AtlsError) emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status });
@@ -463,6 +469,6 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   return Object.assign(handler, {
     matches: (pathname: string) => endpoints.includes(pathname),
     stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen }),
-    close: () => table.clear(),
+    close: () => table.close(),
   });
 }

@@ -8,7 +8,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { testPki, type TestPki } from '../helpers/pki.js';
-import { makePair, tlsPair, cookieOf, type HttpAuth } from '../helpers/http.js';
+import { ForgetfulStore, makePair, tlsPair, cookieOf, type HttpAuth } from '../helpers/http.js';
 import { AtlsError } from '../../src/errors.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED, HEADER_FLIGHT_LENGTH } from '../../src/http/constants.js';
 import type { Mode } from '../../src/session/types.js';
@@ -176,9 +176,11 @@ describe('HTTP binding through the Web handler', () => {
   it('a lost session: GET re-handshakes transparently, POST is not resent', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     let served = 0;
+    const store = new ForgetfulStore();
     const p = makePair(
       {
         tls: tls.server,
+        store,
         app: (req) => {
           served++;
           return new Response(`${req.method} ${served}`);
@@ -187,14 +189,14 @@ describe('HTTP binding through the Web handler', () => {
       { tls: tls.client },
     );
     assert.equal(await (await p.client.fetch('http://localhost/a')).text(), 'GET 1');
-    p.handler.close(); // the server forgets every session (restart, eviction, TTL)
+    store.forgetAll(); // the server forgets every session (restart, eviction, TTL)
     assert.equal(await (await p.client.fetch('http://localhost/a')).text(), 'GET 2');
     const lost = p.events.filter((e) => e.type === 'session-lost');
     assert.equal(lost.length, 1);
     assert.ok(lost[0]!.type === 'session-lost' && lost[0]!.status === 410 && lost[0]!.resend);
     assert.equal(p.events.filter((e) => e.type === 'handshake').length, 2);
 
-    p.handler.close();
+    store.forgetAll();
     await assert.rejects(
       p.client.fetch('http://localhost/a', { method: 'POST', body: 'once' }),
       (e: unknown) => e instanceof AtlsError && e.code === 'CLOSED' && /not idempotent/.test(e.message),
@@ -207,9 +209,10 @@ describe('HTTP binding through the Web handler', () => {
 
   it('retryNonIdempotent resends a POST after a lost session', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'psk');
-    const p = makePair({ tls: tls.server, app: () => new Response('ok') }, { tls: tls.client, retryNonIdempotent: true });
+    const store = new ForgetfulStore();
+    const p = makePair({ tls: tls.server, store, app: () => new Response('ok') }, { tls: tls.client, retryNonIdempotent: true });
     await (await p.client.fetch('http://localhost/')).text();
-    p.handler.close();
+    store.forgetAll();
     assert.equal(await (await p.client.fetch('http://localhost/', { method: 'POST', body: 'x' })).text(), 'ok');
     await p.client.close();
   });

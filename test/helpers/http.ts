@@ -6,11 +6,31 @@
 import type { TlsClientConfig, TlsServerConfig } from '../../src/engines/types.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import type { Mode } from '../../src/session/types.js';
-import { createAtlsHandler, type AtlsApp, type AtlsHandler, type AtlsHandlerOptions } from '../../src/http/server.js';
+import { createAtlsHandler, type AtlsApp, type AtlsHandler, type AtlsHandlerOptions, type AtlsSessionEntry } from '../../src/http/server.js';
+import type { SessionStore } from '../../src/store/index.js';
 import { createAtlsClient, type AtlsClient, type AtlsClientEvent, type AtlsClientOptions } from '../../src/http/client.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { requestToBhttp } from '../../src/bhttp/web.js';
 import type { TestPki } from './pki.js';
+
+/** A store the tests can empty at will (a restart, an eviction), exercising the async store path. */
+export class ForgetfulStore implements SessionStore<AtlsSessionEntry> {
+  readonly map = new Map<string, AtlsSessionEntry>();
+  async get(id: string): Promise<AtlsSessionEntry | undefined> {
+    return this.map.get(id);
+  }
+  async set(id: string, value: AtlsSessionEntry): Promise<void> {
+    this.map.set(id, value);
+  }
+  async delete(id: string): Promise<void> {
+    this.map.delete(id);
+  }
+  /** Forget every session, as a restarted server would. */
+  forgetAll(): void {
+    for (const e of this.map.values()) e.session.destroy();
+    this.map.clear();
+  }
+}
 
 /** The external PSK the PSK tests share. */
 export const TEST_PSK = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
