@@ -12,6 +12,7 @@ import { ForgetfulStore, makePair, tlsPair, cookieOf, type HttpAuth } from '../h
 import { AtlsError } from '../../src/errors.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED, HEADER_FLIGHT_LENGTH } from '../../src/http/constants.js';
 import type { Mode } from '../../src/session/types.js';
+import { captureHttpExample } from '../helpers/http-example.js';
 
 interface Report {
   method: string;
@@ -342,5 +343,14 @@ describe('HTTP binding through the Web handler', () => {
     // The inner cookie never leaks into the outer response.
     assert.ok(p.wire.every((w) => !w.response.headers.getSetCookie().some((c) => c.startsWith('inner='))));
     await p.client.close();
+  });
+
+  it('the worked example of docs/protocol.md §5.10 can be regenerated', async () => {
+    const { markdown, exchanges } = await captureHttpExample();
+    assert.equal(exchanges.length, 3);
+    assert.ok(exchanges[1]!.request.headers.has(HEADER_FLIGHT_LENGTH));
+    assert.equal(exchanges[2]!.request.headers.get('content-type'), MEDIA_TYPE_PROTECTED);
+    assert.match(markdown, /client_hello/);
+    assert.match(markdown, /set-cookie: atls-session=/);
   });
 });
