@@ -126,8 +126,11 @@ std::string TakeErrorString(unsigned long* first_code) {
   return std::string(buf);
 }
 
+// A plain Uint8Array copy (not a Buffer: callers compare with Uint8Array values).
 Napi::Value ToBuffer(Napi::Env env, const uint8_t* p, size_t n) {
-  return Napi::Buffer<uint8_t>::Copy(env, p, n);
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, n);
+  if (n > 0) memcpy(ab.Data(), p, n);
+  return Napi::Uint8Array::New(env, n, ab, 0);
 }
 
 // ----------------------------------------------- datagram queue BIO (DTLS)
@@ -848,6 +851,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
         if (ssl_err == SSL_ERROR_ZERO_RETURN) {
           if (!closed_) events_.push_back(PendingEvent{PendingEvent::kClosed, {}});
           closed_ = true;
+          // Answer the peer's close_notify with ours (RFC 8446 §6.1).
+          if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) (void)SSL_shutdown(ssl_);
           break;
         }
         fatal = true;
@@ -931,6 +936,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
       if (last_read_alert_ >= 0) err.Set("alertReceived", last_read_alert_);
       if (lookup_threw_) err.Set("lookupThrew", true);
       err.Set("handshakeDone", handshake_done_);
+      err.Set("tls13", SSL_version(ssl_) == TLS1_3_VERSION);
       res.Set("error", err);
       // A failed SSL is useless: free it now (memory), keep the wrapper for sticky errors.
       FreeSsl();
@@ -1005,7 +1011,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
   static Napi::Value Der(Napi::Env env, X509* x) {
     unsigned char* der = nullptr;
     int len = i2d_X509(x, &der);
-    if (len <= 0) return Napi::Buffer<uint8_t>::New(env, 0);
+    if (len <= 0) return ToBuffer(env, nullptr, 0);
     Napi::Value b = ToBuffer(env, der, static_cast<size_t>(len));
     OPENSSL_free(der);
     return b;
@@ -1089,9 +1095,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
     if (handshake_done_ || SSL_in_init(ssl_) == 0) (void)SSL_shutdown(ssl_);
     Bytes out;
     Drain(&out);
-    Napi::Value r = Result(env, out, false, 0);
-    FreeSsl();
-    return r;
+    // The SSL stays until destroy(): the peer's close_notify may still arrive.
+    return Result(env, out, false, 0);
   }
 
   Napi::Value Export(const Napi::CallbackInfo& info) {

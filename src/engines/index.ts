@@ -15,14 +15,19 @@
 import { AtlsError } from '../errors.js';
 import type { TlsEngine } from './types.js';
 import { nodeEngine } from './node.js';
+import { loadOpensslEngine } from './openssl.js';
 
 /** What an engine loader returns: the engine, or the reason it is unavailable. */
 export type EngineLoad = { engine: TlsEngine; reason?: undefined } | { engine: undefined; reason: string };
 
 /** Engines in order of preference for {@link defaultEngine}. */
 const ENGINES: ReadonlyArray<{ name: TlsEngine['name']; load: () => EngineLoad }> = [
+  // The native engine is preferred wherever its addon builds and loads.
+  { name: 'openssl', load: loadOpensslEngine },
   { name: 'node', load: () => ({ engine: nodeEngine }) },
 ];
+
+let warned = false;
 
 const loaded = new Map<string, EngineLoad>();
 
@@ -68,6 +73,11 @@ export function engineUnavailableReason(name: string): string | undefined {
 
 /** The preferred available engine (the node engine is always available). */
 export function defaultEngine(): TlsEngine {
+  const native = load('openssl');
+  if (!native.engine && !warned) {
+    warned = true;
+    console.warn(`atls: native OpenSSL engine unavailable (${native.reason}); using the node engine`);
+  }
   const first = availableEngines()[0];
   if (!first) throw new AtlsError('ENGINE_UNAVAILABLE', 'no TLS engine is available');
   return first;

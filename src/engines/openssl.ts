@@ -24,8 +24,11 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_CIPHERS, rootCertificates } from 'node:tls';
-import { AtlsError, alertName, codeForAlert, receivedAlertError, type AtlsErrorCode } from '../errors.js';
+import { rootCertificates } from 'node:tls';
+import { AlertDescription, AtlsError, alertName, codeForAlert, type AtlsErrorCode } from '../errors.js';
+import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
+import { certificateFailure, classifyStackError } from './node-errors.js';
+import { DEFAULT_SESSION_ID_CONTEXT, checkAlpn, checkPsk, resolveCiphers } from './node-context.js';
 import type {
   EngineCapabilities,
   EngineConnection,
@@ -53,6 +56,8 @@ interface NativeError {
   alertReceived?: number;
   lookupThrew?: boolean;
   handshakeDone: boolean;
+  /** TLS 1.3 was negotiated (or offered and not yet refused). */
+  tls13: boolean;
 }
 
 type NativeEvent =
@@ -185,18 +190,30 @@ function splitCiphers(ciphers: string): { cipherList: string; cipherSuites: stri
   };
 }
 
-function commonOptions(c: TlsCommonConfig, server: boolean): Record<string, unknown> {
-  const { cipherList, cipherSuites } = splitCiphers(c.ciphers ?? DEFAULT_CIPHERS);
+function invalid(message: string): AtlsError {
+  return new AtlsError('INVALID_ARGUMENT', message, { source: 'local' });
+}
+
+/** Settings both roles share; validation and cipher defaults are the node engine's (node-context.ts). */
+function commonOptions(c: TlsCommonConfig, server: boolean, psk: boolean, cert: boolean): Record<string, unknown> {
+  if ((c.cert === undefined) !== (c.key === undefined)) throw invalid('cert and key must be given together');
+  const minVersion = c.minVersion ?? 'TLSv1.2';
+  const maxVersion = c.maxVersion ?? 'TLSv1.3';
+  if (!(minVersion in VERSION_NUMBERS) || !(maxVersion in VERSION_NUMBERS)) {
+    throw invalid('unsupported TLS version (TLSv1.2 or TLSv1.3)');
+  }
+  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') throw invalid('minVersion is above maxVersion');
+  const { cipherList, cipherSuites } = splitCiphers(resolveCiphers(c, psk, cert));
   const ca = c.ca === undefined ? undefined : (Array.isArray(c.ca) ? c.ca : [c.ca]).map(toBytes);
   return {
     server,
     dtls: c.dtls === true,
-    minVersion: VERSION_NUMBERS[c.minVersion ?? 'TLSv1.2'],
-    maxVersion: VERSION_NUMBERS[c.maxVersion ?? 'TLSv1.3'],
+    minVersion: VERSION_NUMBERS[minVersion],
+    maxVersion: VERSION_NUMBERS[maxVersion],
     cert: c.cert === undefined ? undefined : toBytes(c.cert),
     key: c.key === undefined ? undefined : toBytes(c.key),
     ca,
-    alpn: alpnWire(c.alpn),
+    alpn: alpnWire(checkAlpn(c.alpn)),
     // Only TLS 1.3 names given: keep OpenSSL's TLS 1.2 defaults rather than none.
     cipherList: cipherList.length > 0 ? cipherList : undefined,
     cipherSuites: cipherSuites.length > 0 ? cipherSuites : undefined,
@@ -206,26 +223,36 @@ function commonOptions(c: TlsCommonConfig, server: boolean): Record<string, unkn
 }
 
 function serverContextOptions(c: TlsServerConfig): Record<string, unknown> {
-  if (c.ticketKeys !== undefined && c.ticketKeys.length !== 48) {
-    throw new AtlsError('INVALID_ARGUMENT', 'ticketKeys must be 48 bytes');
+  const psk = c.pskLookup !== undefined;
+  if (psk && typeof c.pskLookup !== 'function') throw invalid('pskLookup must be a function');
+  if (c.cert === undefined && !psk) throw invalid('a server needs cert and key, or pskLookup');
+  if (c.ticketKeys !== undefined && (!(c.ticketKeys instanceof Uint8Array) || c.ticketKeys.length !== 48)) {
+    throw invalid('ticketKeys must be 48 bytes');
+  }
+  const sid = c.sessionIdContext ?? DEFAULT_SESSION_ID_CONTEXT;
+  if (typeof sid !== 'string' || Buffer.byteLength(sid) < 1 || Buffer.byteLength(sid) > 32) {
+    throw invalid('sessionIdContext must be 1..32 bytes'); // SSL_MAX_SID_CTX_LENGTH
   }
   if (c.ticketCount !== undefined && (!Number.isInteger(c.ticketCount) || c.ticketCount < 0 || c.ticketCount > 16)) {
-    throw new AtlsError('INVALID_ARGUMENT', 'ticketCount must be an integer 0..16');
+    throw invalid('ticketCount must be an integer 0..16');
   }
   if (c.maxEarlyData !== undefined && (!Number.isInteger(c.maxEarlyData) || c.maxEarlyData < 0)) {
-    throw new AtlsError('INVALID_ARGUMENT', 'maxEarlyData must be a non-negative integer');
+    throw invalid('maxEarlyData must be a non-negative integer');
   }
   if (c.dtlsCookieSecret !== undefined && c.dtlsCookieSecret.length < 16) {
-    throw new AtlsError('INVALID_ARGUMENT', 'dtlsCookieSecret must be at least 16 bytes');
+    throw invalid('dtlsCookieSecret must be at least 16 bytes');
+  }
+  for (const [name, pair] of Object.entries(c.sniCertificates ?? {})) {
+    if (!pair || pair.cert === undefined || pair.key === undefined) throw invalid(`sniCertificates[${name}] needs cert and key`);
   }
   return {
-    ...commonOptions(c, true),
+    ...commonOptions(c, true, psk, c.cert !== undefined),
     requestCert: c.requestClientCert === true || c.requireClientCert === true,
     requireCert: c.requireClientCert === true,
-    psk: c.pskLookup !== undefined,
+    psk,
     pskHint: c.pskHint,
     ticketKeys: c.ticketKeys,
-    sessionIdContext: c.sessionIdContext,
+    sessionIdContext: sid,
     ticketCount: c.ticketCount,
     maxEarlyData: c.maxEarlyData,
     cookieSecret: c.dtlsCookieSecret,
@@ -237,7 +264,7 @@ function serverContextOptions(c: TlsServerConfig): Record<string, unknown> {
 
 function clientContextOptions(c: TlsClientConfig): Record<string, unknown> {
   const verifyPeer = c.verifyPeer !== false;
-  const o = commonOptions(c, false);
+  const o = commonOptions(c, false, c.psk !== undefined, c.cert !== undefined || c.psk === undefined);
   // Same default trust as the node engine: Node's bundled root certificates.
   if (verifyPeer && o.ca === undefined) o.ca = rootCertificates.map((p) => enc.encode(p));
   o.verifyPeer = verifyPeer;
@@ -299,116 +326,112 @@ function newNative<T>(fn: () => T): T {
 
 // ----------------------------------------------------- error translation
 
-// OpenSSL X509_V_ERR_* values (include/openssl/x509_vfy.h).
-const X509_V_ERR_CERT_NOT_YET_VALID = 9;
-const X509_V_ERR_CERT_HAS_EXPIRED = 10;
-const X509_V_ERR_HOSTNAME_MISMATCH = 62;
-const X509_V_ERR_EMAIL_MISMATCH = 63;
-const X509_V_ERR_IP_ADDRESS_MISMATCH = 64;
-// OpenSSL SSL_R_* reasons (include/openssl/sslerr.h).
-const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE = 199;
+/**
+ * OpenSSL X509_V_ERR_* numbers (include/openssl/x509_vfy.h) to the names
+ * node:tls reports, so that {@link certificateFailure} gives both engines the same codes.
+ */
+const VERIFY_NAMES: Record<number, string> = {
+  2: 'UNABLE_TO_GET_ISSUER_CERT',
+  7: 'CERT_SIGNATURE_FAILURE',
+  9: 'CERT_NOT_YET_VALID',
+  10: 'CERT_HAS_EXPIRED',
+  18: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  19: 'SELF_SIGNED_CERT_IN_CHAIN',
+  20: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  21: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  23: 'CERT_REVOKED',
+  26: 'INVALID_PURPOSE',
+  27: 'CERT_UNTRUSTED',
+  62: 'HOSTNAME_MISMATCH',
+  63: 'EMAIL_MISMATCH',
+  64: 'IP_ADDRESS_MISMATCH',
+};
 const SSL_R_CERTIFICATE_VERIFY_FAILED = 134;
-const SSL_R_WRONG_VERSION_NUMBER = 267;
-const SSL_R_UNSUPPORTED_PROTOCOL = 258;
-const SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC = 281;
-const SSL_R_PACKET_LENGTH_TOO_LONG = 198;
-const SSL_R_RECORD_LENGTH_MISMATCH = 213;
-const SSL_R_LENGTH_MISMATCH = 159;
-const SSL_R_HTTP_REQUEST = 156;
-const SSL_R_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY = 1115;
-const SSL_R_PSK_IDENTITY_NOT_FOUND = 223;
-const SSL_R_NO_SHARED_CIPHER = 193;
-const SSL_R_NO_SUITABLE_KEY_SHARE = 101;
-const SSL_R_NO_APPLICATION_PROTOCOL = 235;
-const SSL_R_UNEXPECTED_EOF_WHILE_READING = 294;
 
-function verifyCode(v: number): AtlsErrorCode {
-  if (v === X509_V_ERR_CERT_HAS_EXPIRED || v === X509_V_ERR_CERT_NOT_YET_VALID) return 'CERTIFICATE_EXPIRED';
-  if (v === X509_V_ERR_HOSTNAME_MISMATCH || v === X509_V_ERR_IP_ADDRESS_MISMATCH || v === X509_V_ERR_EMAIL_MISMATCH) {
-    return 'CERTIFICATE_NAME_MISMATCH';
-  }
-  return 'CERTIFICATE_UNTRUSTED';
-}
-
-function reasonCode(reason: number): AtlsErrorCode | undefined {
-  switch (reason) {
-    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-      return 'CERTIFICATE_REQUIRED';
-    case SSL_R_WRONG_VERSION_NUMBER:
-    case SSL_R_PACKET_LENGTH_TOO_LONG:
-    case SSL_R_RECORD_LENGTH_MISMATCH:
-    case SSL_R_LENGTH_MISMATCH:
-    case SSL_R_HTTP_REQUEST:
-      return 'MALFORMED_RECORD';
-    case SSL_R_UNSUPPORTED_PROTOCOL:
-      return 'PROTOCOL_VERSION';
-    case SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC:
-      return 'BAD_RECORD_MAC';
-    case SSL_R_TLSV1_ALERT_UNKNOWN_PSK_IDENTITY:
-    case SSL_R_PSK_IDENTITY_NOT_FOUND:
-      return 'PSK_UNKNOWN';
-    case SSL_R_NO_SHARED_CIPHER:
-    case SSL_R_NO_SUITABLE_KEY_SHARE:
-    case SSL_R_NO_APPLICATION_PROTOCOL:
-      return 'HANDSHAKE_FAILED';
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
-      return 'TRUNCATED_FLIGHT';
-    default:
-      return undefined;
-  }
-}
-
-/** Maps a native failure to the same codes the node engine uses for the same failure. */
-function translateError(e: NativeError, flight: Uint8Array, role: 'client' | 'server'): AtlsError {
-  const detail = e.message || e.reasonString || `SSL error ${e.sslError}`;
+/**
+ * Maps a native failure to the same code and alert the node engine gives the
+ * same failure: OpenSSL's reason is spelt the way node:tls spells it
+ * (`ERR_SSL_<REASON>`) and classified by the shared table (node-errors.ts).
+ */
+function translateError(e: NativeError, flight: Uint8Array, role: 'client' | 'server', tls13: boolean): AtlsError {
   if (e.lookupThrew) {
     return new AtlsError('INTERNAL', 'pskLookup threw', { source: 'local', alertFlight: flight });
   }
+  const detail = e.message || e.reasonString || `SSL error ${e.sslError}`;
   if (e.alertReceived !== undefined) {
-    const err = receivedAlertError(e.alertReceived);
-    return err.withAlertFlight(flight);
-  }
-  const alert = e.alertSent;
-  // We verified the peer's certificate and it failed (RFC 8446 §4.4.2.4, RFC 5280 §6).
-  if (e.reason === SSL_R_CERTIFICATE_VERIFY_FAILED && e.verifyResult !== 0) {
-    const code = verifyCode(e.verifyResult);
-    return new AtlsError(code, `${role}: peer certificate rejected: ${e.verifyError ?? detail}`, {
+    // The peer's fatal alert: nothing to answer (RFC 8446 §6.2).
+    const c = classifyStackError({ message: `SSL alert number ${e.alertReceived}` }, { tls13, established: e.handshakeDone });
+    const name = alertName(e.alertReceived);
+    return new AtlsError(c.code, `${role}: peer sent fatal alert ${name} (${e.alertReceived})`, {
       source: 'remote',
-      ...(alert !== undefined ? { alert } : {}),
-      alertFlight: flight,
+      alert: { level: 2, description: e.alertReceived, name },
     });
   }
-  const code = reasonCode(e.reason) ?? (alert !== undefined && alert !== 80 && alert !== 10 ? codeForAlert(alert) : undefined);
-  return new AtlsError(code ?? 'HANDSHAKE_FAILED', `${role}: TLS failure: ${detail}`, {
+  const own = e.alertSent;
+  const withFlight = (alert: number | undefined): Uint8Array =>
+    flight.length > 0 ? flight : alert !== undefined ? plaintextAlert(alert) : flight;
+  // We verified the peer's certificate and it failed (RFC 8446 §4.4.2.4, RFC 5280 §6).
+  if (e.reason === SSL_R_CERTIFICATE_VERIFY_FAILED && e.verifyResult !== 0) {
+    const f = certificateFailure(VERIFY_NAMES[e.verifyResult]);
+    const alert = own ?? f.alert;
+    return new AtlsError(f.code, `${role}: peer certificate rejected: ${e.verifyError ?? detail}`, {
+      source: 'remote',
+      alert,
+      alertFlight: withFlight(alert),
+    });
+  }
+  const nodeCode = e.reasonString ? `ERR_SSL_${e.reasonString.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` : '';
+  const c = classifyStackError({ code: nodeCode, message: detail }, { tls13, established: e.handshakeDone, ownAlert: own });
+  return new AtlsError(c.code, `${role}: TLS failure: ${detail}`, {
     source: 'remote',
-    ...(alert !== undefined ? { alert } : {}),
-    alertFlight: flight,
+    ...(c.alert === undefined ? {} : { alert: c.alert }),
+    alertFlight: withFlight(c.alert),
   });
 }
 
 // ------------------------------------------------------------ connection
 
-const MAX_INPUT = 16 * 1024 * 1024;
+/** Largest peer flight `receive()` accepts (as the node engine); larger ones fail with TOO_LARGE. */
+const MAX_FLIGHT = 256 * 1024;
+/** Largest `write()`: the records must fit in one flight. */
+const MAX_WRITE = MAX_FLIGHT - 8 * 1024;
 const MAX_EXPORT = 16384;
+const EMPTY = new Uint8Array(0);
 
 /** One native connection behind the {@link EngineConnection} interface. */
 class OpensslConnection implements EngineConnection {
   private failed: AtlsError | undefined;
   private destroyed = false;
+  private established = false;
+  private tls13 = false;
+  private closeSent = false;
+  private peerClosed = false;
+  /** Server: a pskLookup answered "unknown" and none was found (RFC 8446 §6.2: unknown_psk_identity). */
+  pskUnknown = false;
+  pskFound = false;
 
   constructor(
-    private readonly native: NativeConnection,
+    private native: NativeConnection,
     private readonly role: 'client' | 'server',
+    private readonly dtls: boolean,
   ) {}
 
-  private guard(): void {
+  /** Rejects calls on destroyed or failed connections. */
+  private usable(): void {
+    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
     if (this.failed) throw this.failed;
-    if (this.destroyed) throw new AtlsError('CLOSED', 'connection destroyed');
+  }
+
+  /** Makes `error` the sticky failure and frees the native connection. */
+  private fail(error: AtlsError): AtlsError {
+    this.failed = error;
+    this.native.destroy();
+    return error;
   }
 
   /** Converts a native result; a fatal error becomes sticky and is thrown. */
   private step(fn: () => NativeResult): EngineStep {
-    this.guard();
+    this.usable();
     let r: NativeResult;
     try {
       r = fn();
@@ -416,13 +439,23 @@ class OpensslConnection implements EngineConnection {
       const code = (e as { atlsCode?: AtlsErrorCode }).atlsCode ?? 'INTERNAL';
       throw new AtlsError(code, e instanceof Error ? e.message : String(e), { source: 'local', cause: e });
     }
-    const events: EngineEvent[] = r.events.map((ev) =>
-      ev.type === 'alert' ? { ...ev, name: alertName(ev.description) } : ev,
-    );
+    const events: EngineEvent[] = [];
+    for (const ev of r.events) {
+      if (ev.type === 'alert') events.push({ ...ev, name: alertName(ev.description) });
+      else {
+        if (ev.type === 'handshake') {
+          this.established = true;
+          this.tls13 = ev.info.version === 'TLSv1.3';
+        } else if (ev.type === 'closed') {
+          this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
+        }
+        events.push(ev);
+      }
+    }
     if (r.error) {
-      this.failed = translateError(r.error, r.flight, this.role);
-      this.destroyed = true;
-      throw this.failed;
+      let err = translateError(r.error, r.flight, this.role, r.error.tls13);
+      err = this.refine(err, r.flight);
+      throw this.fail(err);
     }
     if (r.datagrams) {
       const datagrams: Uint8Array[] = [];
@@ -436,8 +469,30 @@ class OpensslConnection implements EngineConnection {
     return { flight: r.flight, events };
   }
 
+  /**
+   * An unknown PSK identity in TLS 1.3 makes OpenSSL fall back to certificates
+   * and fail on something else; report it as unknown_psk_identity, as the node engine does.
+   */
+  private refine(error: AtlsError, output: Uint8Array): AtlsError {
+    if (this.role !== 'server' || this.established || !this.pskUnknown || this.pskFound) return error;
+    if (error.code !== 'HANDSHAKE_FAILED' && error.code !== 'PSK_UNKNOWN') return error;
+    const scan = scanFlight(output);
+    const plainOnly = plaintextAlerts(output, scan.records).length === scan.records.length;
+    return new AtlsError('PSK_UNKNOWN', 'the client offered only unknown PSK identities', {
+      source: 'remote',
+      alert: plainOnly ? AlertDescription.unknown_psk_identity : (error.alert ?? AlertDescription.unknown_psk_identity),
+      alertFlight: plainOnly ? plaintextAlert(AlertDescription.unknown_psk_identity) : error.alertFlight,
+    });
+  }
+
+  /** A failure found before the stack saw the flight, answered with a plaintext alert. */
+  private policy(code: AtlsErrorCode, message: string, alert: number): never {
+    throw this.fail(new AtlsError(code, message, { source: 'remote', alert, alertFlight: plaintextAlert(alert) }));
+  }
+
   start(): Promise<EngineStep> {
     try {
+      this.usable();
       if (this.role !== 'client') throw new AtlsError('INVALID_STATE', 'start() is for clients');
       return Promise.resolve(this.step(() => this.native.start()));
     } catch (e) {
@@ -447,8 +502,29 @@ class OpensslConnection implements EngineConnection {
 
   receive(flight: Uint8Array): Promise<EngineStep> {
     try {
+      this.usable();
       if (!(flight instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'flight must be bytes');
-      if (flight.length > MAX_INPUT) throw new AtlsError('TOO_LARGE', `flight of ${flight.length} bytes`);
+      if (this.peerClosed) throw new AtlsError('CLOSED', 'the peer closed the connection');
+      if (flight.length > MAX_FLIGHT) {
+        this.policy('TOO_LARGE', `peer flight of ${flight.length} bytes exceeds ${MAX_FLIGHT}`, AlertDescription.internal_error);
+      }
+      if (!this.dtls) {
+        const scan = scanFlight(flight);
+        // A fatal alert in the clear: read it here (as the node engine does); a
+        // stack already using record protection would call it a bad record.
+        const fatal = plaintextAlerts(flight, scan.records).find((a) => a.level === 2);
+        if (fatal) {
+          const name = alertName(fatal.description);
+          throw this.fail(
+            new AtlsError(codeForAlert(fatal.description), `${this.role}: peer sent fatal alert ${name} (${fatal.description})`, {
+              source: 'remote',
+              alert: { level: fatal.level, description: fatal.description, name },
+            }),
+          );
+        }
+        // draft §6.1: a flight is whole records; the stack would wait forever.
+        if (scan.truncated) this.policy('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record', AlertDescription.decode_error);
+      }
       return Promise.resolve(this.step(() => this.native.receive(flight)));
     } catch (e) {
       return Promise.reject(e as Error);
@@ -457,8 +533,12 @@ class OpensslConnection implements EngineConnection {
 
   write(data: Uint8Array): Promise<EngineStep> {
     try {
+      this.usable();
       if (!(data instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'data must be bytes');
-      if (data.length > MAX_INPUT) throw new AtlsError('TOO_LARGE', `write of ${data.length} bytes`);
+      if (this.closeSent || this.peerClosed) throw new AtlsError('CLOSED', 'the connection is closed');
+      if (!this.established) throw new AtlsError('NOT_ESTABLISHED', 'write() before the handshake completed');
+      if (data.length > MAX_WRITE) throw new AtlsError('TOO_LARGE', `write of ${data.length} bytes exceeds one flight`, { source: 'local' });
+      if (data.length === 0) return Promise.resolve({ flight: EMPTY, events: [] });
       return Promise.resolve(this.step(() => this.native.write(data)));
     } catch (e) {
       return Promise.reject(e as Error);
@@ -466,11 +546,18 @@ class OpensslConnection implements EngineConnection {
   }
 
   exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
-    this.guard();
+    this.usable();
+    if (!this.established) throw new AtlsError('NOT_ESTABLISHED', 'exportKeyingMaterial() before the handshake completed');
     if (!Number.isInteger(length) || length < 1 || length > MAX_EXPORT) {
-      throw new AtlsError('INVALID_ARGUMENT', `export length must be 1..${MAX_EXPORT}`);
+      throw new AtlsError('INVALID_ARGUMENT', `exporter length must be an integer in 1..${MAX_EXPORT}`);
     }
-    if (typeof label !== 'string' || label.length === 0) throw new AtlsError('INVALID_ARGUMENT', 'export label required');
+    // RFC 5705 §4: labels are ASCII strings.
+    if (typeof label !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(label)) {
+      throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..255 printable ASCII characters');
+    }
+    if (context !== undefined && (!(context instanceof Uint8Array) || context.length > 65535)) {
+      throw new AtlsError('INVALID_ARGUMENT', 'exporter context must be a Uint8Array of at most 65535 bytes');
+    }
     try {
       // RFC 5705 §4: `undefined` = no context; an empty array is a (different, in TLS 1.2) empty context.
       return context === undefined
@@ -484,11 +571,15 @@ class OpensslConnection implements EngineConnection {
 
   close(): Promise<EngineStep> {
     try {
-      if (this.failed) throw this.failed;
-      if (this.destroyed) return Promise.resolve({ flight: new Uint8Array(0), events: [] });
-      const s = this.step(() => this.native.close());
-      this.destroyed = true;
-      return Promise.resolve(s);
+      this.usable();
+      if (this.closeSent || this.peerClosed) return Promise.resolve({ flight: EMPTY, events: [] });
+      this.closeSent = true;
+      if (!this.established) {
+        // Nothing established to close: just free the stack.
+        this.native.destroy();
+        return Promise.resolve({ flight: EMPTY, events: [] });
+      }
+      return Promise.resolve(this.step(() => this.native.close())); // RFC 8446 §6.1: close_notify
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -497,6 +588,7 @@ class OpensslConnection implements EngineConnection {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.failed = undefined;
     this.native.destroy();
   }
 
@@ -546,30 +638,35 @@ function makeEngine(addon: NativeAddon): TlsEngine {
       const o: Record<string, unknown> = { verifyPeer: config.verifyPeer !== false };
       if (config.serverName !== undefined) o.serverName = config.serverName;
       if (config.psk) {
-        if (config.psk.key.length === 0 || config.psk.key.length > 256) {
-          throw new AtlsError('INVALID_ARGUMENT', 'PSK key must be 1..256 bytes');
-        }
-        o.pskIdentity = config.psk.identity;
-        o.pskKey = config.psk.key;
+        const psk = checkPsk(config.psk);
+        o.pskIdentity = psk.identity;
+        o.pskKey = psk.key;
       }
       if (config.session !== undefined) o.session = config.session;
       if (config.earlyData !== undefined && config.earlyData.length > 0) o.earlyData = config.earlyData;
       dtlsOptions(config, o);
-      return new OpensslConnection(
-        newNative(() => new addon.Connection(ctx, o)),
-        'client',
-      );
+      return new OpensslConnection(newNative(() => new addon.Connection(ctx, o)), 'client', config.dtls === true);
     },
     createServer(config: TlsServerConfig): EngineConnection {
       const ctx = contextFor(addon, config, () => serverContextOptions(config));
       const o: Record<string, unknown> = {};
-      if (config.pskLookup) o.pskLookup = config.pskLookup;
+      let conn: OpensslConnection | undefined = undefined;
+      const lookup = config.pskLookup;
+      if (lookup) {
+        // Track unknown identities so a TLS 1.3 fallback failure reads as PSK_UNKNOWN.
+        o.pskLookup = (identity: string): Uint8Array | undefined => {
+          const key = lookup(identity);
+          if (conn) {
+            if (key === undefined) conn.pskUnknown = true;
+            else conn.pskFound = true;
+          }
+          return key;
+        };
+      }
       if (config.dtlsPeer !== undefined) o.dtlsPeer = config.dtlsPeer;
       dtlsOptions(config, o);
-      return new OpensslConnection(
-        newNative(() => new addon.Connection(ctx, o)),
-        'server',
-      );
+      conn = new OpensslConnection(newNative(() => new addon.Connection(ctx, o)), 'server', config.dtls === true);
+      return conn;
     },
   };
 }

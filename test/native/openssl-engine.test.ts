@@ -220,8 +220,9 @@ void test('PSK: TLS 1.3 external PSK and TLS 1.2 PSK suites; unknown identities 
 
   const c13 = e.createClient({ psk: { identity: 'nobody', key }, verifyPeer: false });
   const s13 = e.createServer({ pskLookup: lookup });
-  const e13 = await rejects(s13.receive((await c13.start()).flight), 'HANDSHAKE_FAILED');
-  await assert.rejects(c13.receive(e13.alertFlight), AtlsError);
+  const e13 = await rejects(s13.receive((await c13.start()).flight), 'PSK_UNKNOWN');
+  assert.equal(e13.alert?.name, 'unknown_psk_identity');
+  await rejects(c13.receive(e13.alertFlight), 'PSK_UNKNOWN');
 
   // A lookup that throws is a local failure, never a crash.
   const s4 = e.createServer({
