@@ -353,4 +353,17 @@ describe('HTTP binding through the Web handler', () => {
     assert.match(markdown, /client_hello/);
     assert.match(markdown, /set-cookie: atls-session=/);
   });
+
+  it('HelloRetryRequest: one more round trip, the request still rides with the final flight', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const p = makePair({ tls: { ...tls.server, groups: 'P-256' } }, { tls: { ...tls.client, groups: 'X25519:P-256' } });
+    const r = await p.client.fetch('http://localhost/hrr');
+    assert.equal(((await r.json()) as Report).path, '/hrr');
+    const hs = p.events.find((e) => e.type === 'handshake');
+    assert.ok(hs && hs.type === 'handshake');
+    assert.equal(hs.roundTrips, 3);
+    assert.ok(hs.piggyBacked);
+    assert.equal(p.wire.length, 3);
+    await p.client.close();
+  });
 });

@@ -230,4 +230,27 @@ describe('HTTP binding over node:http sockets', () => {
     await assert.rejects(client.fetch(`http://127.0.0.1:${dead}/`), (e: unknown) => e instanceof AtlsError && e.code === 'CLOSED');
     await client.close();
   });
+
+  it('oversized bodies over a socket: 413, with and without Content-Length', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'psk');
+    const port = await start(createAtlsServer({ tls: tls.server, app: echoApp, limits: { maxBodyBytes: 1000 } }));
+    const fixed = await fetch(`http://127.0.0.1:${port}/atls`, {
+      method: 'POST',
+      body: new Uint8Array(5_000_000),
+      headers: { 'content-type': 'application/atls' },
+    });
+    assert.equal(fixed.status, 413);
+    const chunked = await fetch(`http://127.0.0.1:${port}/atls`, {
+      method: 'POST',
+      body: new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 100; i++) c.enqueue(new Uint8Array(50_000));
+          c.close();
+        },
+      }),
+      headers: { 'content-type': 'application/atls' },
+      duplex: 'half',
+    } as RequestInit);
+    assert.equal(chunked.status, 413);
+  });
 });
