@@ -20,6 +20,13 @@ export default tseslint.config(
     },
   },
   {
+    // node:test's describe/it return promises that the runner itself awaits.
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: { '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [
+      { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] },
+    ] }] },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },

@@ -94,9 +94,9 @@ abstract class AtlsSession {
     return this._ticket;
   }
 
-  /** Bytes of overhead a protected message adds to its plaintext (mode `exported`). */
+  /** Bytes the next protected message adds to its plaintext (mode `exported`). */
   get protectedOverhead(): number | undefined {
-    return this.channel?.maxOverhead;
+    return this.channel?.overhead;
   }
 
   /**
