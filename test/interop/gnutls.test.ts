@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * GnuTLS, a TLS stack independent of OpenSSL, in both roles, for every engine:
  * - `gnutls-cli` -> our server: {TLS 1.2, 1.3} x {ECDSA, RSA, mutual, PSK},
@@ -26,6 +25,8 @@ import {
 import { ToolProcess, freePort, killAllTools, requireTool } from '../helpers/tools.js';
 import {
   AUTHS,
+  CASE_TIMEOUT,
+  SUITE,
   EXPORT_LEN,
   LABEL,
   PSK,
@@ -42,7 +43,6 @@ import {
 } from './harness.js';
 import type { Auth, PkiOnDisk, Version } from './harness.js';
 
-const CASE_TIMEOUT = 15_000;
 
 let disk: PkiOnDisk;
 before(async () => {
@@ -230,7 +230,7 @@ async function servCase(t: TestContext, engine: TlsEngine, version: Version, aut
 }
 
 for (const engine of engines()) {
-  describe(`gnutls-cli -> our server (${engine.name} engine)`, { timeout: 120_000 }, () => {
+  describe(`gnutls-cli -> our server (${engine.name} engine)`, SUITE, () => {
     for (const version of VERSIONS) {
       for (const auth of AUTHS) {
         it(`${version} ${auth}: handshake, exporter, data both ways`, { timeout: CASE_TIMEOUT }, (t) =>
@@ -248,7 +248,7 @@ for (const engine of engines()) {
     }
   });
 
-  describe(`our client (${engine.name} engine) -> gnutls-serv`, { timeout: 120_000 }, () => {
+  describe(`our client (${engine.name} engine) -> gnutls-serv`, SUITE, () => {
     for (const version of VERSIONS) {
       for (const auth of AUTHS) {
         it(`${version} ${auth}: handshake, exporter, echoed data`, { timeout: CASE_TIMEOUT }, (t) =>

@@ -16,6 +16,16 @@ import type { TestPki } from '../helpers/pki.js';
 import { describeFlights } from '../helpers/bridge.js';
 import type { HandshakeStats } from '../helpers/bridge.js';
 
+/**
+ * Options of every suite: cases are independent (own tool process, port and
+ * socket), so four run at once; that cuts the wall time about threefold and
+ * stays well inside the bridge's quiet period on a loaded machine.
+ */
+export const SUITE = { timeout: 120_000, concurrency: 4 } as const;
+
+/** Bound of one case: tool start, handshake, exporter, data, close. */
+export const CASE_TIMEOUT = 15_000;
+
 /** The draft's exporter label (draft-friel-tls-atls-00 §10, IANA "TLS Exporter Label"). */
 export const LABEL = 'application-layer-tls';
 
@@ -104,11 +114,15 @@ export async function pkiOnDisk(): Promise<PkiOnDisk> {
   return { dir, files, pskPasswd, pki, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** The keying material `openssl s_client/s_server -keymatexport` printed. */
-export function openSslKeyMaterial(output: string): Uint8Array {
-  const m = output.match(/Keying material: ([0-9A-F]+)/);
-  assert.ok(m?.[1], `no keying material in openssl output:\n${output.slice(-2000)}`);
-  return Buffer.from(m[1], 'hex');
+/**
+ * The keying material `openssl s_client/s_server -keymatexport` printed for
+ * connection number `index` (0 = first; s_server prints one per connection).
+ */
+export function openSslKeyMaterial(output: string, index = 0): Uint8Array {
+  const all = [...output.matchAll(/Keying material: ([0-9A-F]+)/g)];
+  const hex = all[index]?.[1];
+  assert.ok(hex, `no keying material #${index} in openssl output:\n${output.slice(-2000)}`);
+  return Buffer.from(hex, 'hex');
 }
 
 /** The keying material `gnutls-cli/gnutls-serv --keymatexport` printed. */

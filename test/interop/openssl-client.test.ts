@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * `openssl s_client` -> our server over a real TCP socket, for every engine:
  * {TLS 1.2, 1.3} x {ECDSA, RSA, mutual, PSK}, keying material compared with
@@ -16,6 +15,8 @@ import { FlightChannel, listenOnce, receiveData, sendData, serverHandshake } fro
 import { ToolProcess, killAllTools, requireTool } from '../helpers/tools.js';
 import {
   AUTHS,
+  CASE_TIMEOUT,
+  SUITE,
   EXPORT_LEN,
   LABEL,
   PSK,
@@ -31,7 +32,6 @@ import {
 } from './harness.js';
 import type { Auth, PkiOnDisk, Version } from './harness.js';
 
-const CASE_TIMEOUT = 15_000;
 const VERSION_FLAG: Record<Version, string> = { 'TLSv1.2': '-tls1_2', 'TLSv1.3': '-tls1_3' };
 
 let disk: PkiOnDisk;
@@ -135,7 +135,7 @@ async function negativeCase(
 }
 
 for (const engine of engines()) {
-  describe(`openssl s_client -> our server (${engine.name} engine)`, { timeout: 120_000 }, () => {
+  describe(`openssl s_client -> our server (${engine.name} engine)`, SUITE, () => {
     for (const version of VERSIONS) {
       for (const auth of AUTHS) {
         it(`${version} ${auth}: handshake, exporter, data both ways`, { timeout: CASE_TIMEOUT }, (t) =>

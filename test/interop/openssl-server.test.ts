@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * Our client -> `openssl s_server` over a real TCP socket, for every engine:
  * {TLS 1.2, 1.3} x {ECDSA, RSA, mutual, PSK}, keying material compared with
@@ -22,6 +21,8 @@ import {
 import { ToolProcess, killAllTools, requireTool } from '../helpers/tools.js';
 import {
   AUTHS,
+  CASE_TIMEOUT,
+  SUITE,
   EXPORT_LEN,
   LABEL,
   PSK,
@@ -36,7 +37,6 @@ import {
 } from './harness.js';
 import type { Auth, PkiOnDisk, Version } from './harness.js';
 
-const CASE_TIMEOUT = 15_000;
 const VERSION_FLAG: Record<Version, string> = { 'TLSv1.2': '-tls1_2', 'TLSv1.3': '-tls1_3' };
 
 let disk: PkiOnDisk;
@@ -109,6 +109,69 @@ async function positiveCase(t: TestContext, engine: TlsEngine, version: Version,
   await srv.waitFor(/DONE|CONNECTION CLOSED|shutting down/, 5000);
 }
 
+/**
+ * Full handshake, then a second connection resuming it with the ticket our
+ * client received: s_server must accept the resumption (`info.resumed`) and
+ * both connections' exporters must match. A resumed TLS 1.2 handshake ends
+ * on our flight, which s_server does not answer: the data exchange confirms.
+ */
+async function resumptionCase(t: TestContext, engine: TlsEngine, version: Version): Promise<void> {
+  const openssl = requireTool(t, 'openssl');
+  if (!openssl) return;
+  const f = disk.files.server;
+  const args = [VERSION_FLAG[version], '-keymatexport', LABEL, '-keymatexportlen', '32', '-cert', f.cert, '-key', f.key];
+  const srv = ToolProcess.spawn(openssl, ['s_server', '-accept', '127.0.0.1:0', '-naccept', '2', ...args]);
+  t.after(() => srv.kill());
+  const port = Number((await srv.waitFor(/ACCEPT 127\.0\.0\.1:(\d+)/, 5000))[1]);
+
+  let ticket: Uint8Array | undefined;
+  for (const round of [0, 1]) {
+    const ch = new FlightChannel(await connectTcp(port));
+    t.after(() => ch.close());
+    const tls = { ...clientTls(disk.pki, version, 'ecdsa'), ...(ticket ? { session: ticket } : {}) };
+    const client = new AtlsClientSession({ engine, mode: 'records', tls });
+    t.after(() => client.destroy());
+    const stats = await clientHandshake(client, ch);
+    reportFigures(t, stats, `${round === 0 ? 'full' : 'resumed'} ${client.handshakeInfo!.cipherSuite}`);
+    assert.equal(client.handshakeInfo!.resumed, round === 1, `connection ${round + 1} resumed?`);
+
+    const reply = `pong ${round} from s_server\n`;
+    await sendData(client, ch, `ping ${round} from atls\n`);
+    await srv.waitFor(new RegExp(`ping ${round} from atls`), 5000);
+    srv.write(reply);
+    await receiveData(client, ch, (s) => s.includes(reply));
+    assert.equal(client.state, 'established');
+    await srv.waitFor(new RegExp(`(Keying material: [0-9A-F]+[\\s\\S]*){${round + 1}}`), 5000);
+    assertExporterMatches(client, openSslKeyMaterial(srv.stdout, round), 32, version);
+
+    // TLS 1.3 tickets arrive after the handshake; TLS 1.2's with the server's Finished.
+    ticket = client.resumptionTicket;
+    assert.ok(round === 1 || ticket, 'a resumption ticket after the first connection');
+    ch.send(await client.close());
+    ch.close();
+  }
+}
+
+/** TLS 1.3 HelloRetryRequest: s_server accepts only P-256, our client's first key share is X25519. */
+async function helloRetryCase(t: TestContext, engine: TlsEngine): Promise<void> {
+  const openssl = requireTool(t, 'openssl');
+  if (!openssl) return;
+  const args = [...serverArgs('TLSv1.3', 'ecdsa', 32), '-groups', 'P-256'];
+  const { srv, port } = await startServer(openssl, args);
+  t.after(() => srv.kill());
+  const ch = new FlightChannel(await connectTcp(port));
+  t.after(() => ch.close());
+  const tls = { ...clientTls(disk.pki, 'TLSv1.3', 'ecdsa'), groups: 'X25519:P-256' };
+  const client = new AtlsClientSession({ engine, mode: 'records', tls });
+  t.after(() => client.destroy());
+  const stats = await clientHandshake(client, ch);
+  reportFigures(t, stats, 'HelloRetryRequest');
+  assert.equal(stats.roundTrips, 3, 'HRR adds one round trip'); // RFC 8446 §4.1.4
+  await srv.waitFor(/Keying material: [0-9A-F]+/, 5000);
+  assertExporterMatches(client, openSslKeyMaterial(srv.stdout), 32, 'TLSv1.3');
+  ch.send(await client.close());
+}
+
 async function negativeCase(
   t: TestContext,
   engine: TlsEngine,
@@ -143,13 +206,17 @@ function e2s(e: AtlsError | undefined): string {
 }
 
 for (const engine of engines()) {
-  describe(`our client (${engine.name} engine) -> openssl s_server`, { timeout: 120_000 }, () => {
+  describe(`our client (${engine.name} engine) -> openssl s_server`, SUITE, () => {
+    it('TLSv1.3 HelloRetryRequest: handshake, exporter', { timeout: CASE_TIMEOUT }, (t) => helloRetryCase(t, engine));
     for (const version of VERSIONS) {
       for (const auth of AUTHS) {
         it(`${version} ${auth}: handshake, exporter, data both ways`, { timeout: CASE_TIMEOUT }, (t) =>
           positiveCase(t, engine, version, auth),
         );
       }
+      it(`${version} resumption with the ticket s_server issued`, { timeout: CASE_TIMEOUT }, (t) =>
+        resumptionCase(t, engine, version),
+      );
       it(`${version} untrusted server certificate -> CERTIFICATE_UNTRUSTED`, { timeout: CASE_TIMEOUT }, (t) =>
         negativeCase(t, engine, version, 'untrustedServer', 'CERTIFICATE_UNTRUSTED', /[^\n]*alert unknown ca/i),
       );
