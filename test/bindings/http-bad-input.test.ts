@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * The HTTP binding against hostile input, through the Web handler: the exact
  * status for each kind of bad request, and a garbage sweep asserting that no

@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * The HTTP binding through the Web handler, no sockets: the client's
  * transport calls the handler directly. Both modes, TLS 1.2 and 1.3,

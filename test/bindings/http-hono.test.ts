@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * The Hono middleware: ATLS endpoints answered, inner requests served by the
  * app's own routes with the peer in `c.get('atls')`, other routes untouched.

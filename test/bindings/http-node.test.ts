@@ -1,4 +1,3 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
 /**
  * The HTTP binding over real sockets: `createAtlsServer` on loopback, the
  * client over undici; an https transport that ATLS does not need to trust;
