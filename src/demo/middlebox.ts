@@ -23,9 +23,11 @@ export interface InterceptedRequest {
   url: string;
   host: string;
   contentType: string | undefined;
+  requestHeaders: http.IncomingHttpHeaders;
   requestBody: Uint8Array;
   status: number;
   responseContentType: string | undefined;
+  responseHeaders: http.IncomingHttpHeaders;
   responseBody: Uint8Array;
 }
 
@@ -107,9 +109,11 @@ export async function startMiddlebox(options: MiddleboxOptions = {}, port = 0): 
             url: req.url ?? '',
             host: target,
             contentType: req.headers['content-type'],
+            requestHeaders: req.headers,
             requestBody: body,
             status: ures.statusCode ?? 0,
             responseContentType: ures.headers['content-type'],
+            responseHeaders: ures.headers,
             responseBody: rbody,
           });
           const out = { ...ures.headers };

@@ -120,12 +120,12 @@ abstract class AtlsSession {
     if (flight.length === 0) {
       // An empty flight is the peer's "nothing to add": for a confirming
       // client it is the server's acceptance of its final flight.
-      return this.absorb({ flight: new Uint8Array(0), events: [] });
+      return this.absorb({ flight: new Uint8Array(0), events: [] }, true);
     }
     return this.run(async (conn) => {
       splitRecords(flight, { dtls: this.isDtls() }); // draft §9.1: a body is whole records
       const step = await conn.receive(flight);
-      return this.absorb(step);
+      return this.absorb(step, true);
     });
   }
 
@@ -138,7 +138,7 @@ abstract class AtlsSession {
     if (this.mode !== 'records') {
       throw new AtlsError('INVALID_STATE', 'send() is for mode "records"; use protect() in mode "exported"');
     }
-    const r = await this.run(async (conn) => this.absorb(await conn.write(data)));
+    const r = await this.run(async (conn) => this.absorb(await conn.write(data), false));
     return r.flight;
   }
 
@@ -263,10 +263,13 @@ abstract class AtlsSession {
     }
   }
 
-  /** Turns an engine step into session state and events. */
-  protected absorb(step: EngineStep): FlightResult {
+  /**
+   * Turns an engine step into session state and events. `fromPeer`: the step
+   * processed a peer flight (only that can confirm a client's final flight).
+   */
+  protected absorb(step: EngineStep, fromPeer: boolean): FlightResult {
     const events: SessionEvent[] = [];
-    const wasConfirming = this._state === 'confirming';
+    const wasConfirming = fromPeer && this._state === 'confirming';
     if (this._state === 'idle') this._state = 'handshaking';
     for (const ev of step.events) {
       switch (ev.type) {
@@ -367,7 +370,7 @@ export class AtlsClientSession extends AtlsSession {
   /** Begin the handshake; resolves with the first flight (the ClientHello). */
   async start(): Promise<FlightResult> {
     this.check('start');
-    return this.run(async (conn) => this.absorb(await conn.start()));
+    return this.run(async (conn) => this.absorb(await conn.start(), false));
   }
 
   protected override isDtls(): boolean {

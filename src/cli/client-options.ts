@@ -1,0 +1,20 @@
+/** Client-side flags shared by `atls fetch` and `atls proxy`. */
+import type { TlsClientConfig } from '../engines/types.js';
+import { PSK_CIPHERS, pskFrom, readPem, versionRange } from './options.js';
+import { AtlsError } from '../errors.js';
+
+/** The ATLS-layer trust and identity named by the flags (never the transport's). */
+export function clientTlsFrom(opts: Record<string, unknown>): TlsClientConfig {
+  const psk = pskFrom(opts);
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new AtlsError('INVALID_ARGUMENT', '--cert and --key go together');
+  }
+  return {
+    ...versionRange(opts.tlsVersion),
+    ...(opts.ca !== undefined ? { ca: readPem(opts.ca as string, '--ca') } : {}),
+    ...(opts.cert !== undefined ? { cert: readPem(opts.cert as string, '--cert') } : {}),
+    ...(opts.key !== undefined ? { key: readPem(opts.key as string, '--key') } : {}),
+    ...(typeof opts.serverName === 'string' ? { serverName: opts.serverName } : {}),
+    ...(psk ? { psk, ciphers: PSK_CIPHERS } : {}),
+  };
+}

@@ -1,0 +1,33 @@
+/** `atls doctor`: which TLS engines are available here, why not, and the default. */
+import { defaultEngine, engineNames, engineUnavailableReason, getEngine } from '../engines/index.js';
+
+export async function runDoctor(opts: { json?: boolean }): Promise<void> {
+  const engines = engineNames().map((name) => {
+    const reason = engineUnavailableReason(name);
+    return reason === undefined
+      ? { name, available: true, capabilities: getEngine(name).capabilities }
+      : { name, available: false, reason };
+  });
+  const report = {
+    node: process.version,
+    openssl: process.versions.openssl,
+    defaultEngine: defaultEngine().name,
+    engines,
+  };
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`node ${report.node}, OpenSSL ${report.openssl}\n`);
+  for (const e of engines) {
+    if (e.available) {
+      const caps = Object.entries(e.capabilities ?? {})
+        .filter(([, on]) => on)
+        .map(([k]) => k);
+      process.stdout.write(`engine ${e.name}: available (${caps.join(', ') || 'basic'})\n`);
+    } else {
+      process.stdout.write(`engine ${e.name}: unavailable: ${e.reason}\n`);
+    }
+  }
+  process.stdout.write(`default engine: ${report.defaultEngine}\n`);
+}

@@ -1,0 +1,33 @@
+/**
+ * `atls proxy`: a forward sidecar. Local plain-HTTP clients (curl, a browser)
+ * talk to it; every request travels ATLS-protected to the service.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAtlsClient, forwardHandler, toNodeListener } from '../http/index.js';
+import { clientTlsFrom } from './client-options.js';
+import { engineFrom, modeFrom, parseHostPort, untilSignal } from './options.js';
+
+export async function runProxy(opts: Record<string, unknown>): Promise<void> {
+  const { host, port } = parseHostPort(opts.listen as string);
+  const to = new URL(opts.to as string);
+  const client = createAtlsClient({
+    tls: clientTlsFrom(opts),
+    mode: modeFrom(opts),
+    ...engineFrom(opts),
+    ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
+    transport: { insecure: opts.insecureTransport === true },
+  });
+  const server = createServer(toNodeListener(forwardHandler(client, to)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  process.stdout.write(`atls: forward proxy at http://${shown}:${a.port}/ -> ${to.origin} (ATLS)\n`);
+  await untilSignal();
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await client.close();
+}
