@@ -297,7 +297,8 @@ export class BlockwiseServer {
     if (lastBlock1) extra.push(blockOption(OptionNumber.Block1, { num: lastBlock1.num, more: false, szx: lastBlock1.szx }));
     const payload = res.payload ?? new Uint8Array(0);
     const options = withoutOptions(res.options ?? [], OptionNumber.Block1, OptionNumber.Block2, OptionNumber.Size2);
-    const szx = Math.min(block2?.szx ?? this.maxSzx, this.maxSzx);
+    // Response blocks: the size the client asked for (Block2), else the size it sent in (Block1).
+    const szx = Math.min(block2?.szx ?? lastBlock1?.szx ?? this.maxSzx, this.maxSzx);
     const size = blockSizeOf(szx);
     if (payload.length <= size) return { code: res.code, options: [...options, ...extra], payload };
     if (payload.length > this.maxBody) {
