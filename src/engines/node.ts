@@ -44,6 +44,7 @@ import type {
   TlsServerConfig,
 } from './types.js';
 import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
+import { tls13AlertRecord } from './tls13-alert.js';
 import { certificateFailure, classifyStackError } from './node-errors.js';
 import { ContextCache, checkAlpn, checkPsk, clientContext, serverContexts, type ServerContexts } from './node-context.js';
 
@@ -124,6 +125,8 @@ type Pending =
       source: ErrorSource;
       /** The alert to send in place of whatever the stack produced (undefined: send nothing). */
       alert: number | undefined;
+      /** The alert as records, when not a plaintext alert record (see reject()). */
+      alertFlight?: Uint8Array;
       cause?: unknown;
     };
 
@@ -335,6 +338,41 @@ abstract class NodeConnection implements EngineConnection {
     if (!this.pending) this.pending = { kind: 'policy', code, message, source, alert, ...(cause === undefined ? {} : { cause }) };
   }
 
+  /**
+   * Refuses the peer's certificate in the step that revealed it: whatever the
+   * stack wrote in this step (our Finished, or tickets) is withheld and the
+   * alert goes out instead, protected with the traffic secret of that very
+   * output in TLS 1.3 (RFC 8446 §5.1), so at sequence number 0.
+   */
+  protected reject(code: AtlsErrorCode, message: string, alert: number, cause?: unknown): void {
+    if (this.pending) return;
+    const suite = this.tls13() ? this.socket?.getCipher()?.standardName : undefined;
+    const record = suite && this.secret ? tls13AlertRecord(suite, this.secret, alert) : undefined;
+    this.activity++;
+    this.pending = { kind: 'policy', code, message, source: 'remote', alert, ...(record ? { alertFlight: record } : {}), ...(cause === undefined ? {} : { cause }) };
+    this.forgetSecret();
+  }
+
+  /** The TLS 1.3 traffic secret reject() protects its alert with (from node:tls' keylog). */
+  private secret: Buffer | undefined;
+
+  /** Keeps the keylog secret called `label` (NSS key log format: label, client random, secret). */
+  protected watchSecret(socket: tls.TLSSocket, label: string): void {
+    socket.on('keylog', (line: Buffer) => {
+      if (this.secure || this.failure) return;
+      const [name, , hex] = line.toString('latin1').trim().split(' ');
+      if (name === label && hex) {
+        this.forgetSecret();
+        this.secret = Buffer.from(hex, 'hex');
+      }
+    });
+  }
+
+  protected forgetSecret(): void {
+    this.secret?.fill(0);
+    this.secret = undefined;
+  }
+
   protected get failed(): boolean {
     return this.pending !== undefined;
   }
@@ -399,7 +437,7 @@ abstract class NodeConnection implements EngineConnection {
       error = new AtlsError(p.code, p.message, {
         source: p.source,
         ...(p.alert === undefined ? {} : { alert: p.alert }),
-        alertFlight: p.alert === undefined ? EMPTY : plaintextAlert(p.alert),
+        alertFlight: p.alertFlight ?? (p.alert === undefined ? EMPTY : plaintextAlert(p.alert)),
         ...(p.cause === undefined ? {} : { cause: p.cause }),
       });
     } else {
@@ -432,6 +470,7 @@ abstract class NodeConnection implements EngineConnection {
 
   /** Frees the socket and the pipe; later socket events are ignored. */
   private teardown(): void {
+    this.forgetSecret();
     this.socket?.destroy();
     this.pipe.destroy();
   }
@@ -465,6 +504,8 @@ interface ClientSetup {
   psk: { identity: string; key: Buffer } | undefined;
   session: Buffer | undefined;
   verifyPeer: boolean;
+  /** TLS 1.3 may be negotiated. */
+  tls13: boolean;
 }
 
 class NodeClientConnection extends NodeConnection {
@@ -501,6 +542,8 @@ class NodeClientConnection extends NodeConnection {
         checkServerIdentity: () => undefined,
       });
       this.wire(socket);
+      // Our first records under the handshake keys are the ones a rejection withholds.
+      if (setup.verifyPeer && setup.tls13) this.watchSecret(socket, 'CLIENT_HANDSHAKE_TRAFFIC_SECRET');
       socket.on('secureConnect', () => this.onSecure());
       socket.on('session', (session: Buffer) => this.emit({ type: 'ticket', session }));
     });
@@ -521,6 +564,7 @@ class NodeClientConnection extends NodeConnection {
     if (this.failed) return;
     if (!this.checked && !this.checkServer()) return;
     this.secure = true;
+    this.forgetSecret();
     this.emit({ type: 'handshake', info: this.info(this.setup.serverName, this.pskIdentity()) });
   }
 
@@ -541,7 +585,7 @@ class NodeClientConnection extends NodeConnection {
     const v = verifyResult(s);
     if (!v.ok) {
       const f = certificateFailure(v.code);
-      this.policy(f.code, `server certificate rejected: ${v.code ?? v.message}`, f.alert);
+      this.reject(f.code, `server certificate rejected: ${v.code ?? v.message}`, f.alert);
       return false;
     }
     const name = this.setup.serverName;
@@ -550,7 +594,7 @@ class NodeClientConnection extends NodeConnection {
       const err = tls.checkServerIdentity(name, cert) as (Error & { code?: string }) | undefined;
       if (err) {
         const f = certificateFailure(err.code ?? 'ERR_TLS_CERT_ALTNAME_INVALID');
-        this.policy(f.code, `server certificate rejected: ${err.message}`, f.alert, 'remote', err);
+        this.reject(f.code, `server certificate rejected: ${err.message}`, f.alert, err);
         return false;
       }
     }
@@ -564,6 +608,8 @@ interface ServerSetup {
   alpn: string[] | undefined;
   requestCert: boolean;
   requireCert: boolean;
+  /** TLS 1.3 may be negotiated. */
+  tls13: boolean;
 }
 
 class NodeServerConnection extends NodeConnection {
@@ -603,6 +649,8 @@ class NodeServerConnection extends NodeConnection {
     };
     const socket = new tls.TLSSocket(this.pipe, options);
     this.wire(socket);
+    // The tickets after the client's Finished are our first records under this key.
+    if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
     socket.on('secure', () => this.onSecure());
   }
 
@@ -631,19 +679,20 @@ class NodeServerConnection extends NodeConnection {
         if (!v.ok) {
           // tls.Server would destroy the socket without an alert; answer with one.
           const f = certificateFailure(v.code);
-          this.policy(f.code, `client certificate rejected: ${v.code ?? v.message}`, f.alert);
+          this.reject(f.code, `client certificate rejected: ${v.code ?? v.message}`, f.alert);
           s.destroy();
           return;
         }
       } else if (this.setup.requireCert) {
         const tls13 = s.getProtocol() === 'TLSv1.3';
         // RFC 8446 §4.4.2.4 / RFC 5246 §7.4.6
-        this.policy('CERTIFICATE_REQUIRED', 'the client sent no certificate', tls13 ? A.certificate_required : A.handshake_failure);
+        this.reject('CERTIFICATE_REQUIRED', 'the client sent no certificate', tls13 ? A.certificate_required : A.handshake_failure);
         s.destroy();
         return;
       }
     }
     this.secure = true;
+    this.forgetSecret();
     this.emit({ type: 'handshake', info: this.info(this.serverName(), psk) });
   }
 
@@ -730,6 +779,7 @@ export function createNodeEngine(options: NodeEngineOptions = {}): TlsEngine & {
         psk: cfg.psk === undefined ? undefined : checkPsk(cfg.psk),
         session: cfg.session === undefined ? undefined : Buffer.from(cfg.session),
         verifyPeer: cfg.verifyPeer !== false,
+        tls13: cfg.maxVersion !== 'TLSv1.2',
       });
     },
 
@@ -746,6 +796,7 @@ export function createNodeEngine(options: NodeEngineOptions = {}): TlsEngine & {
         alpn: checkAlpn(cfg.alpn),
         requestCert: requireCert || cfg.requestClientCert === true,
         requireCert,
+        tls13: cfg.maxVersion !== 'TLSv1.2',
       });
     },
 
