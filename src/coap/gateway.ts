@@ -1,0 +1,261 @@
+/**
+ * A CoAP-to-HTTP gateway for ATLS (draft Figures 3 and 7): CoAP in, HTTP out
+ * to an ATLS HTTP service (docs/protocol.md §5). It forwards every flight and
+ * protected message unchanged, mapping Content-Format to media type and the
+ * per-session CoAP resource (`atls/<id>`) to the service's session cookie.
+ * It holds no keys and can read none of the application data.
+ *
+ * | CoAP Content-Format | HTTP media type |
+ * |---|---|
+ * | `records` (65000) | `application/atls+octet-stream` |
+ * | `protectedHttp` (65002) | `application/atls-protected` (inner Binary HTTP) |
+ * | `protected` (65001, inner CoAP) | none: 4.15 (an HTTP service reads Binary HTTP) |
+ *
+ * @example
+ * ```ts
+ * const gw = await AtlsCoapGateway.listen({ host: '0.0.0.0', port: 5683, to: 'https://service.example/' });
+ * // devices: new AtlsCoapClient({ url: 'coap://gateway', tls }).fetch(new Request('https://service.example/x'))
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import { newSessionId, parseSessionId } from '../store/ids.js';
+import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_FLIGHT_LATER, MEDIA_TYPE_PROTECTED, WELL_KNOWN_ENDPOINT } from '../http/constants.js';
+import { mediaType, readBody } from '../http/wire.js';
+import { parseSetCookie } from '../http/cookie.js';
+import { CoapCode, OptionNumber, SESSION_PATH_PREFIX, WELL_KNOWN_PATH, makeCode, type TransmissionParameters } from './constants.js';
+import { getPath, getUintOption, stringOption, uintOption, type CoapMessage, type CoapOption } from './packet.js';
+import { BlockwiseServer, type CoapResponse, type Peer } from './blockwise.js';
+import { CoapEndpoint } from './endpoint.js';
+import { DEFAULT_ATLS_COAP_FORMATS, type AtlsCoapFormats } from './server.js';
+
+/** A fetch function (the global `fetch`, or undici's with a dispatcher for private CAs). */
+export type FetchLike = (input: string | URL, init: RequestInit) => Promise<Response>;
+
+/** One forwarded message, as the gateway saw it: sizes and formats, never plaintext (it has none). */
+export interface GatewayEvent {
+  direction: 'to-service' | 'to-device';
+  /** Gateway session id (the CoAP resource), once known. */
+  sessionId: string | undefined;
+  contentFormat: number | undefined;
+  mediaType: string;
+  /** HTTP status (to-device) or method (to-service). */
+  status?: number;
+  coapCode?: string;
+  bytes: number;
+  /** The forwarded body itself (opaque records or protected messages). */
+  body: Uint8Array;
+}
+
+/** Options of {@link AtlsCoapGateway.listen}. */
+export interface AtlsCoapGatewayOptions {
+  /** The ATLS HTTP service: its origin, or the full URL of its ATLS endpoint. */
+  to: string | URL;
+  host?: string;
+  port?: number;
+  contentFormats?: Partial<AtlsCoapFormats>;
+  fetch?: FetchLike;
+  /** Sessions mapped at once (default 10000); the oldest is dropped beyond. */
+  maxSessions?: number;
+  /** Idle lifetime of a mapping (default 1 h). */
+  sessionTtlMs?: number;
+  /** Largest body either way (default 64 KiB). */
+  maxBodyBytes?: number;
+  /** HTTP request timeout (default 30 s). */
+  timeoutMs?: number;
+  transmission?: Partial<TransmissionParameters>;
+  onEvent?: (e: GatewayEvent) => void;
+}
+
+interface Mapping {
+  cookie: string;
+  expires: number;
+}
+
+const enc = new TextEncoder();
+
+/** HTTP status -> CoAP response code (RFC 8075 §7, closest codes). */
+export function coapCodeForStatus(status: number): number {
+  const table: Record<number, number> = {
+    200: CoapCode.Changed,
+    201: CoapCode.Created,
+    204: CoapCode.Changed,
+    400: CoapCode.BadRequest,
+    401: CoapCode.Unauthorized,
+    403: CoapCode.Forbidden,
+    404: CoapCode.NotFound,
+    405: CoapCode.MethodNotAllowed,
+    406: CoapCode.NotAcceptable,
+    409: makeCode(4, 9),
+    410: CoapCode.NotFound,
+    412: CoapCode.PreconditionFailed,
+    413: CoapCode.RequestEntityTooLarge,
+    415: CoapCode.UnsupportedContentFormat,
+    429: makeCode(4, 29),
+    500: CoapCode.InternalServerError,
+    501: CoapCode.NotImplemented,
+    502: CoapCode.BadGateway,
+    503: CoapCode.ServiceUnavailable,
+    504: CoapCode.GatewayTimeout,
+  };
+  const hit = table[status];
+  if (hit !== undefined) return hit;
+  if (status >= 200 && status < 300) return CoapCode.Changed;
+  if (status >= 400 && status < 500) return CoapCode.BadRequest;
+  return CoapCode.BadGateway;
+}
+
+function diag(code: number, text: string): CoapResponse {
+  return { code, payload: enc.encode(text) };
+}
+
+/** The gateway logic without a socket: one whole CoAP request in, one response out. */
+export class AtlsCoapGatewayHandler {
+  readonly formats: AtlsCoapFormats;
+  private readonly endpointUrl: URL;
+  private readonly sessions = new Map<string, Mapping>();
+  private readonly fetch: FetchLike;
+
+  constructor(private readonly opts: AtlsCoapGatewayOptions) {
+    this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...opts.contentFormats };
+    const to = new URL(opts.to);
+    if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new AtlsError('INVALID_ARGUMENT', `the service must be http(s): ${to.href}`);
+    this.endpointUrl = to.pathname === '/' || to.pathname === '' ? new URL(WELL_KNOWN_ENDPOINT, to) : to;
+    this.fetch = opts.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  /** The HTTP URL flights are POSTed to. */
+  get serviceEndpoint(): string {
+    return this.endpointUrl.href;
+  }
+
+  /** Sessions mapped now. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Handles one whole CoAP request. Never throws. */
+  async handle(msg: CoapMessage, _peer: Peer): Promise<CoapResponse> {
+    this.sweep();
+    let path: string[];
+    let cf: number | undefined;
+    try {
+      path = getPath(msg);
+      cf = getUintOption(msg, OptionNumber.ContentFormat);
+    } catch {
+      return diag(CoapCode.BadOption, 'malformed Uri-Path or Content-Format');
+    }
+    const isNew = path.length === WELL_KNOWN_PATH.length && path.every((s, i) => s === WELL_KNOWN_PATH[i]);
+    let id: string | undefined;
+    let mapping: Mapping | undefined;
+    if (!isNew) {
+      if (path.length !== 2 || path[0] !== SESSION_PATH_PREFIX) return diag(CoapCode.NotFound, 'not an ATLS resource');
+      id = path[1]!;
+      mapping = parseSessionId(id) ? this.sessions.get(id) : undefined;
+      if (!mapping) return diag(CoapCode.NotFound, 'no such ATLS session');
+      if (msg.code === CoapCode.DELETE) {
+        this.sessions.delete(id);
+        return { code: CoapCode.Deleted };
+      }
+    }
+    if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages');
+    let type: string;
+    if (cf === this.formats.records) type = MEDIA_TYPE_FLIGHT;
+    else if (cf === this.formats.protectedHttp && !isNew) type = MEDIA_TYPE_PROTECTED;
+    else if (cf === this.formats.protected && !isNew) {
+      // The service speaks HTTP: an inner CoAP message means nothing to it (docs/protocol.md §6.8).
+      return diag(CoapCode.UnsupportedContentFormat, `an HTTP service reads Binary HTTP: use Content-Format ${this.formats.protectedHttp}`);
+    } else return diag(CoapCode.UnsupportedContentFormat, `Content-Format ${cf ?? 'missing'} not forwarded`);
+
+    this.opts.onEvent?.({ direction: 'to-service', sessionId: id, contentFormat: cf, mediaType: type, bytes: msg.payload.length, body: msg.payload });
+    const headers: Record<string, string> = { 'content-type': type, accept: `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_PROTECTED}` };
+    if (mapping) headers.cookie = `${COOKIE_NAME}=${mapping.cookie}`;
+    let res: Response;
+    let body: Uint8Array;
+    try {
+      res = await this.fetch(this.endpointUrl, {
+        method: 'POST',
+        headers,
+        body: msg.payload,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+      });
+      body = await readBody(res.body, this.opts.maxBodyBytes ?? 64 * 1024, res.headers.get('content-length'));
+    } catch (e) {
+      const tooLarge = e instanceof AtlsError && e.code === 'TOO_LARGE';
+      return diag(tooLarge ? CoapCode.BadGateway : CoapCode.GatewayTimeout, tooLarge ? 'service response too large' : 'service unreachable');
+    }
+    const rtype = mediaType(res.headers.get('content-type'));
+    const rcf = rtype === MEDIA_TYPE_FLIGHT || rtype === MEDIA_TYPE_FLIGHT_LATER ? this.formats.records : rtype === MEDIA_TYPE_PROTECTED ? this.formats.protectedHttp : undefined;
+    const options: CoapOption[] = rcf === undefined ? [] : [uintOption(OptionNumber.ContentFormat, rcf)];
+    let code = coapCodeForStatus(res.status);
+    // The service's cookie names the session: keep it behind a CoAP resource of our own.
+    const cookie = res.headers.getSetCookie().map((h) => parseSetCookie(h, COOKIE_NAME)).find((v) => v !== undefined);
+    if (res.ok && isNew) {
+      if (!cookie) return diag(CoapCode.BadGateway, 'the service set no session cookie');
+      id = newSessionId();
+      this.remember(id, cookie);
+      code = CoapCode.Created;
+      options.push(stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX), stringOption(OptionNumber.LocationPath, id));
+    } else if (id !== undefined) {
+      if (cookie === '' || res.status === 410 || (!res.ok && res.status !== 400 && res.status !== 413 && res.status !== 415)) {
+        this.sessions.delete(id); // the service dropped the session
+      } else {
+        this.remember(id, cookie || mapping!.cookie);
+      }
+    }
+    this.opts.onEvent?.({ direction: 'to-device', sessionId: id, contentFormat: rcf, mediaType: rtype, status: res.status, coapCode: `${code >> 5}.${String(code & 31).padStart(2, '0')}`, bytes: body.length, body });
+    return { code, options, payload: body };
+  }
+
+  private remember(id: string, cookie: string): void {
+    this.sessions.delete(id);
+    const max = this.opts.maxSessions ?? 10_000;
+    while (this.sessions.size >= max) {
+      const oldest = this.sessions.keys().next();
+      if (oldest.done) break;
+      this.sessions.delete(oldest.value);
+    }
+    this.sessions.set(id, { cookie, expires: Date.now() + (this.opts.sessionTtlMs ?? 3_600_000) });
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, m] of this.sessions) if (m.expires <= now) this.sessions.delete(k);
+  }
+}
+
+/** The gateway on a UDP CoAP endpoint. */
+export class AtlsCoapGateway {
+  private constructor(
+    readonly endpoint: CoapEndpoint,
+    readonly handler: AtlsCoapGatewayHandler,
+  ) {}
+
+  /** Binds and starts forwarding. */
+  static async listen(options: AtlsCoapGatewayOptions): Promise<AtlsCoapGateway> {
+    const handler = new AtlsCoapGatewayHandler(options);
+    const endpoint = await CoapEndpoint.bind({
+      ...(options.host !== undefined ? { host: options.host } : {}),
+      ...(options.port !== undefined ? { port: options.port } : {}),
+      ...(options.transmission ? { transmission: options.transmission } : {}),
+    });
+    const blockwise = new BlockwiseServer({ maxBodyBytes: options.maxBodyBytes ?? 64 * 1024 });
+    endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p) => handler.handle(m, p)));
+    return new AtlsCoapGateway(endpoint, handler);
+  }
+
+  /** `coap://host:port` of the gateway. */
+  get url(): string {
+    const a = this.endpoint.address;
+    return `coap://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  get port(): number {
+    return this.endpoint.port;
+  }
+
+  async close(): Promise<void> {
+    await this.endpoint.close();
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Device (our CoAP client) -> CoAP-to-HTTP gateway -> ATLS HTTP service, end
+ * to end on loopback, with a record of what the gateway saw: Content-Formats,
+ * media types and opaque bodies in which the application data never appears.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { AtlsError } from '../../src/errors.js';
+import { createAtlsServer, type AtlsNodeServer } from '../../src/http/index.js';
+import { AtlsCoapGateway, coapCodeForStatus, type GatewayEvent } from '../../src/coap/gateway.js';
+import { AtlsCoapClient } from '../../src/coap/client.js';
+import { CoapCode } from '../../src/coap/constants.js';
+import { testPki, type TestPki } from '../helpers/pki.js';
+
+const SECRET = 'SECRET-READING-42';
+let pki: TestPki;
+let service: AtlsNodeServer;
+let gateway: AtlsCoapGateway;
+const seen: GatewayEvent[] = [];
+
+before(async () => {
+  pki = await testPki();
+  service = createAtlsServer({
+    tls: { cert: pki.server.cert, key: pki.server.key },
+    app: async (req) => new Response(`service got ${req.method} ${new URL(req.url).pathname}: ${await req.text()}`, { headers: { 'content-type': 'text/plain' } }),
+  });
+  await new Promise<void>((r) => service.listen(0, '127.0.0.1', () => r()));
+  const port = (service.address() as AddressInfo).port;
+  gateway = await AtlsCoapGateway.listen({ to: `http://127.0.0.1:${port}/`, onEvent: (e) => seen.push(e) });
+});
+after(async () => {
+  await gateway.close();
+  await new Promise<void>((r) => service.close(() => r()));
+});
+
+function device(blockSize = 64): AtlsCoapClient {
+  return new AtlsCoapClient({ url: gateway.url, blockSize, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+}
+
+void describe('CoAP device -> gateway -> HTTP service', () => {
+  void it('runs the handshake and a request end to end; the gateway sees only opaque bytes', async () => {
+    seen.length = 0;
+    const client = device(64);
+    const res = await client.fetch(new Request('https://service.example/temp', { method: 'POST', body: SECRET }));
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), `service got POST /temp: ${SECRET}`);
+    await client.close();
+
+    // What the gateway saw, printed for the record.
+    for (const e of seen) {
+      console.log(`gateway saw: ${e.direction.padEnd(10)} session=${e.sessionId ?? '(new)'} cf=${e.contentFormat ?? '-'} type=${e.mediaType} ${e.status ?? ''} ${e.coapCode ?? ''} ${e.bytes} B`);
+    }
+    const formats = seen.map((e) => `${e.direction}:${e.contentFormat}`);
+    assert.deepEqual(formats, [
+      'to-service:65000', // ClientHello
+      'to-device:65000', // ServerHello .. Finished
+      'to-service:65000', // client Finished
+      'to-device:65000', // answer (tickets)
+      'to-service:65002', // protected Binary HTTP request
+      'to-device:65002', // protected Binary HTTP response
+    ]);
+    assert.equal(seen[0]!.mediaType, 'application/atls+octet-stream');
+    assert.equal(seen[4]!.mediaType, 'application/atls-protected');
+    assert.equal(seen[1]!.coapCode, '2.01');
+    for (const e of seen) {
+      assert.ok(!Buffer.from(e.body).includes(SECRET), 'the gateway never sees application data');
+      assert.ok(!Buffer.from(e.body).includes('service got'), 'nor the response');
+    }
+  });
+
+  void it('several devices at once keep their own sessions', async () => {
+    const clients = [device(64), device(256), device(1024)];
+    const texts = await Promise.all(
+      clients.map(async (c, i) => (await c.fetch(new Request(`https://service.example/d${i}`, { method: 'POST', body: `n${i}` }))).text()),
+    );
+    assert.deepEqual(texts, ['service got POST /d0: n0', 'service got POST /d1: n1', 'service got POST /d2: n2']);
+    await Promise.all(clients.map((c) => c.close()));
+  });
+
+  void it('an inner CoAP message cannot reach an HTTP service: 4.15', async () => {
+    const client = device();
+    await assert.rejects(client.request({ method: 'GET', pathname: '/x' }), (e: unknown) => e instanceof AtlsError && /4\.15/.test(e.message));
+    await client.close();
+  });
+
+  void it('maps HTTP statuses to CoAP codes', () => {
+    assert.equal(coapCodeForStatus(200), CoapCode.Changed);
+    assert.equal(coapCodeForStatus(413), CoapCode.RequestEntityTooLarge);
+    assert.equal(coapCodeForStatus(415), CoapCode.UnsupportedContentFormat);
+    assert.equal(coapCodeForStatus(403), CoapCode.Forbidden);
+    assert.equal(coapCodeForStatus(599), CoapCode.BadGateway);
+  });
+
+  void it('a service that is down gives 5.04', async () => {
+    const dead = await AtlsCoapGateway.listen({ to: 'http://127.0.0.1:9/', timeoutMs: 2000 });
+    try {
+      const client = new AtlsCoapClient({ url: dead.url, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+      await assert.rejects(client.connect(), (e: unknown) => e instanceof AtlsError && /5\.04/.test(e.message));
+      await client.close();
+    } finally {
+      await dead.close();
+    }
+  });
+});
