@@ -70,6 +70,9 @@ export interface RequestOptions {
 export interface EndpointStats {
   received: number;
   sent: number;
+  /** UDP payload bytes received and sent (CoAP headers included). */
+  bytesReceived: number;
+  bytesSent: number;
   malformed: number;
   duplicates: number;
   retransmissions: number;
@@ -105,7 +108,7 @@ export class CoapEndpoint {
   private readonly byToken = new Map<string, Exchange>();
   private nextMid = randomInt(0, 0x10000);
   private closed = false;
-  private readonly counters = { received: 0, sent: 0, malformed: 0, duplicates: 0, retransmissions: 0 };
+  private readonly counters = { received: 0, sent: 0, bytesReceived: 0, bytesSent: 0, malformed: 0, duplicates: 0, retransmissions: 0 };
 
   private constructor(
     private readonly socket: Socket,
@@ -240,6 +243,7 @@ export class CoapEndpoint {
   private send(bytes: Uint8Array, peer: Peer): void {
     if (this.closed) return;
     this.counters.sent++;
+    this.counters.bytesSent += bytes.length;
     this.socket.send(bytes, peer.port, peer.address, (e) => {
       if (e) this.options.onError?.(e, peer);
     });
@@ -254,6 +258,7 @@ export class CoapEndpoint {
   private onDatagram(buf: Uint8Array, peer: Peer): void {
     if (this.closed) return;
     this.counters.received++;
+    this.counters.bytesReceived += buf.length;
     if (buf.length > (this.options.maxDatagramBytes ?? 65507)) {
       this.counters.malformed++;
       return;

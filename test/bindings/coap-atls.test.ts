@@ -16,6 +16,7 @@ import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
 import { getUintOption, pathOptions, uintOption } from '../../src/coap/packet.js';
 import { blockwiseRequest } from '../../src/coap/blockwise.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
+import { availableEngines } from '../../src/engines/index.js';
 
 const PSK = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
 const dec = new TextDecoder();
@@ -69,6 +70,31 @@ void describe('ATLS over CoAP', () => {
     const r = await coapFetch(`${pskServer.url}/temp?unit=C`, { method: 'PUT', payload: '21.5', tls: { psk: PSK, ciphers: 'TLS_AES_128_GCM_SHA256', minVersion: 'TLSv1.3' } });
     assert.equal(r.codeText, '2.05');
     assert.equal(dec.decode(r.payload), 'PUT /temp unit=C 21.5');
+  });
+
+  void it('small handshakes (native engine): DTLS 1.2 over NON, TLS 1.3 PSK with zero tickets', async (t) => {
+    const engine = availableEngines().find((e) => e.capabilities.dtls && e.capabilities.ticketCount);
+    if (!engine) {
+      t.skip('no engine with DTLS and ticketCount (native engine not built)');
+      return;
+    }
+    const pskLookup = (id: string) => (id === PSK.identity ? PSK.key : undefined);
+    const dtls = await AtlsCoapServer.listen({ engine, tls: { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', pskLookup }, handler: echoCoapHandler });
+    const zero = await AtlsCoapServer.listen({ engine, tls: { minVersion: 'TLSv1.3', ticketCount: 0, ciphers: 'TLS_AES_128_GCM_SHA256', pskLookup }, handler: echoCoapHandler });
+    try {
+      const c1 = new AtlsCoapClient({ url: dtls.url, engine, nonConfirmable: true, timeoutMs: 5000, tls: { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', psk: PSK } });
+      assert.equal((await c1.connect()).version, 'DTLSv1.2');
+      assert.equal(dec.decode((await c1.request({ method: 'POST', payload: 'over NON' })).payload), 'over NON');
+      await c1.close();
+      const c2 = new AtlsCoapClient({ url: zero.url, engine, tls: { minVersion: 'TLSv1.3', ciphers: 'TLS_AES_128_GCM_SHA256', psk: PSK } });
+      await c2.connect();
+      // Zero tickets: the server's answer to the client Finished is empty.
+      assert.ok(c2.stats.handshakeBytesSent + c2.stats.handshakeBytesReceived < 700, JSON.stringify(c2.stats));
+      await c2.close();
+    } finally {
+      await dtls.close();
+      await zero.close();
+    }
   });
 
   void it('mode records (architecture a)', async () => {
