@@ -163,6 +163,29 @@ describe('atls command', () => {
     assert.match(await refused.text(), /certificate/i);
   });
 
+  it('serve --coap with a PSK answers fetch coap://, block-wise included', async () => {
+    const psk = ['--psk-identity', 'sensor-1', '--psk', '00112233445566778899aabbccddeeff'];
+    const { child, line } = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--cert', join(certs, 'server.pem'),
+      '--key', join(certs, 'server.key'), '--echo', ...psk,
+    ]);
+    daemons.push(child);
+    const coap = /(coap:\/\/[^\s]+)/.exec(line)?.[1];
+    assert.ok(coap, `ready line names the CoAP endpoint: ${line}`);
+    const r = atls(['fetch', `${coap}/temperature`, '-X', 'POST', '-d', '21.5 C', ...psk]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '21.5 C');
+    // Certificates: the flights need block-wise transfer at 64-byte blocks.
+    const big = 'x'.repeat(300);
+    const r2 = atls(['fetch', `${coap.replace('127.0.0.1', 'localhost')}/echo`, '-X', 'PUT', '-d', big, '--ca', join(certs, 'ca.pem'), '--block-size', '64']);
+    assert.equal(r2.status, 0, r2.stderr);
+    assert.equal(r2.stdout, big);
+    const wrong = atls(['fetch', `${coap}/t`, '--psk-identity', 'sensor-1', '--psk', 'ffffffffffffffffffffffffffffffff']);
+    assert.equal(wrong.status, 1);
+    assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
+    assert.equal(atls(['fetch', `${coap}/t`, '--block-size', '100', ...psk]).status, 1);
+  });
+
   it('inspect decodes a flight without keys, as text and JSON', async () => {
     const capture = await captureHandshake({ client: { servername: 'inspect.example', ALPNProtocols: ['h2'] } });
     const hello = capture.flights[0]!.bytes;
