@@ -6,6 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AtlsError } from '../../src/errors.js';
 import { fromHex, toHex } from '../../src/bytes.js';
 import { CoapCode, MessageType, OptionNumber, codeFromString, codeToString } from '../../src/coap/constants.js';
@@ -18,9 +19,11 @@ import {
   uintOption,
   encodeUint,
   decodeUint,
+  stringOption,
   type CoapMessage,
 } from '../../src/coap/packet.js';
-import { decodeBlock, encodeBlock, szxOf, blockSizeOf } from '../../src/coap/blockwise.js';
+import { encodeInner, decodeInner } from '../../src/coap/inner.js';
+import { decodeBlock, encodeBlock, szxOf, blockSizeOf, blockOption } from '../../src/coap/blockwise.js';
 
 function malformed(hex: string): void {
   assert.throws(
@@ -153,5 +156,63 @@ void describe('CoAP packet codec', () => {
     assert.equal(blockSizeOf(2), 64);
     assert.throws(() => szxOf(2048), AtlsError);
     assert.throws(() => szxOf(100), AtlsError);
+  });
+});
+
+/** The hex at the start of each line of a code block, up to the payload marker (docs/protocol.md §6.4). */
+function docBlocks(): string[] {
+  const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('### 6.4'), doc.indexOf('### 6.5'));
+  const blocks = [...section.matchAll(/```\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  return blocks.map((b) =>
+    b
+      .split('\n')
+      .map((line) => {
+        const out: string[] = [];
+        for (const tok of line.trim().split(/\s+/)) {
+          if (tok === 'ff' || !/^[0-9a-f]+$/.test(tok)) break;
+          out.push(tok);
+        }
+        return out.join('');
+      })
+      .join(''),
+  );
+}
+
+void describe('docs/protocol.md §6.4 and §6.6 examples', () => {
+  const tok = fromHex('7a510c02');
+  const id = 'q2xZ8mF3vT0aK7pRwE1bNg';
+  void it('the annotated messages are what the codec produces', () => {
+    const [first, created, protectedPost] = docBlocks();
+    const a = encodeMessage({
+      type: MessageType.CON, code: CoapCode.POST, messageId: 0x2f01, token: tok,
+      options: [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000), blockOption(OptionNumber.Block1, { num: 0, more: true, szx: 2 }), uintOption(OptionNumber.Size1, 269), { number: OptionNumber.RequestTag, value: fromHex('9e1d4430') }],
+      payload: new Uint8Array(0),
+    });
+    assert.equal(first, toHex(a));
+    const b = encodeMessage({
+      type: MessageType.ACK, code: CoapCode.Created, messageId: 0x2f05, token: tok,
+      options: [stringOption(OptionNumber.LocationPath, 'atls'), stringOption(OptionNumber.LocationPath, id), uintOption(OptionNumber.ContentFormat, 65000), blockOption(OptionNumber.Block2, { num: 0, more: true, szx: 2 }), uintOption(OptionNumber.Size2, 823)],
+      payload: new Uint8Array(0),
+    });
+    assert.equal(created, toHex(b));
+    const c = encodeMessage({ type: MessageType.CON, code: CoapCode.POST, messageId: 0x2f10, token: tok, options: [...pathOptions(`/atls/${id}`), uintOption(OptionNumber.ContentFormat, 65001)], payload: new Uint8Array(0) });
+    assert.equal(protectedPost, toHex(c));
+  });
+
+  void it('the inner message table', () => {
+    const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+    const hexOf = (label: string) => {
+      const line = doc.split('\n').find((l) => l.startsWith(`| ${label}`))!;
+      return [...line.split('|')[2]!.matchAll(/`([0-9a-f ]+)`/g)].map((m) => m[1]!.replace(/ /g, '')).join('');
+    };
+    const enc = new TextEncoder();
+    assert.equal(hexOf('GET `/temp?unit=C`'), toHex(encodeInner({ code: CoapCode.GET, options: [...pathOptions('/temp'), stringOption(OptionNumber.UriQuery, 'unit=C')], payload: new Uint8Array(0) })));
+    assert.equal(hexOf('2.05 Content'), toHex(encodeInner({ code: CoapCode.Content, options: [uintOption(OptionNumber.ContentFormat, 0)], payload: enc.encode('21.5') })));
+    assert.equal(hexOf('POST `/echo`'), toHex(encodeInner({ code: CoapCode.POST, options: [...pathOptions('/echo'), uintOption(OptionNumber.ContentFormat, 42)], payload: enc.encode('hi') })));
+    const back = decodeInner(fromHex('45c0ff32312e35'));
+    assert.equal(back.code, CoapCode.Content);
+    assert.throws(() => decodeInner(fromHex('')), AtlsError);
+    assert.throws(() => decodeInner(fromHex('e0')), AtlsError); // class 7
   });
 });
