@@ -178,7 +178,11 @@ export class AtlsCoapHandler {
     }
     if (path.length === 2 && path[0] === SESSION_PATH_PREFIX) {
       const id = path[1]!;
-      const entry = parseSessionId(id) ? this.sessions.get(id) : undefined;
+      let entry = parseSessionId(id) ? this.sessions.get(id) : undefined;
+      if (entry && entry.expires <= Date.now()) {
+        this.drop(entry, 'expired');
+        entry = undefined;
+      }
       if (!entry) return diag(CoapCode.NotFound, 'no such ATLS session'); // -05: unknown session resource
       if (msg.code === CoapCode.DELETE) {
         this.drop(entry, 'deleted');
@@ -360,8 +364,12 @@ export class AtlsCoapHandler {
     this.opts.onEvent?.({ type: 'closed', sessionId: entry.id, reason });
   }
 
+  private lastSweep = 0;
+
   private sweep(): void {
     const now = Date.now();
+    if (now - this.lastSweep < 1000) return; // at most once a second: O(sessions)
+    this.lastSweep = now;
     for (const e of this.sessions.values()) if (e.expires <= now) this.drop(e, 'expired');
   }
 }

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { AtlsError } from '../../src/errors.js';
 import { AtlsCoapServer, echoCoapHandler, type AtlsCoapServerEvent } from '../../src/coap/server.js';
 import { AtlsCoapClient, coapFetch } from '../../src/coap/client.js';
+import { httpAppAsCoapHandler } from '../../src/coap/http-map.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
 import { getUintOption, pathOptions, uintOption } from '../../src/coap/packet.js';
@@ -94,6 +95,28 @@ void describe('ATLS over CoAP', () => {
     } finally {
       await dtls.close();
       await zero.close();
+    }
+  });
+
+  void it('an HTTP application answers inner CoAP requests (httpAppAsCoapHandler, for --upstream)', async () => {
+    const srv = await AtlsCoapServer.listen({
+      tls: { cert: pki.server.cert, key: pki.server.key },
+      handler: httpAppAsCoapHandler(async (req) =>
+        req.method === 'GET'
+          ? new Response('gone', { status: 404 })
+          : new Response(JSON.stringify({ got: await req.json(), path: new URL(req.url).pathname, q: new URL(req.url).search }), { headers: { 'content-type': 'application/json' } }),
+      ),
+    });
+    try {
+      const client = new AtlsCoapClient({ url: srv.url, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+      const r = await client.request({ method: 'POST', pathname: '/api/v1?x=2', payload: '{"t":21}', contentFormat: 50 });
+      assert.equal(r.codeText, '2.05');
+      assert.equal(r.contentFormat, 50);
+      assert.deepEqual(JSON.parse(dec.decode(r.payload)), { got: { t: 21 }, path: '/api/v1', q: '?x=2' });
+      assert.equal((await client.request({ method: 'GET', pathname: '/nothing' })).codeText, '4.04');
+      await client.close();
+    } finally {
+      await srv.close();
     }
   });
 
