@@ -128,8 +128,7 @@ export class HttpTransport {
     } catch (e) {
       if (e instanceof AtlsError) throw e;
       if (signal?.aborted) throw signal.reason ?? e;
-      const reason = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
-      throw new AtlsError('CLOSED', `transport to ${url.origin} failed: ${reason}`, { source: 'remote', cause: e });
+      throw new AtlsError('CLOSED', `transport to ${url.origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
     }
     const data = await readBody(res.body, maxBytes, res.headers.get('content-length'));
     return { status: res.status, headers: res.headers, body: data };
@@ -175,6 +174,17 @@ export class HttpTransport {
     this.dispatchers.clear();
     await Promise.all(all.map((d) => d.close().catch(() => undefined)));
   }
+}
+
+/**
+ * The innermost message of an error's cause chain: undici wraps the real
+ * reason (ECONNREFUSED, a proxy's 403 to CONNECT) in "fetch failed" and, for
+ * a refused tunnel, in "Request was cancelled." as well.
+ */
+function innermostMessage(e: unknown): string {
+  let cur = e;
+  for (let depth = 0; depth < 8 && cur instanceof Error && cur.cause instanceof Error; depth++) cur = cur.cause;
+  return cur instanceof Error ? cur.message : String(cur);
 }
 
 function pemList(ca: PemInput | PemInput[]): string[] {
