@@ -45,6 +45,8 @@ export interface Service {
   statuses: number[];
   /** Events of the ATLS handler. */
   events: AtlsServerEvent[];
+  /** Outer request headers of every ATLS endpoint request, in order (what the proxies added). */
+  requestHeaders: Headers[];
   handler: AtlsHandler;
   close(): Promise<void>;
 }
@@ -69,6 +71,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
   const name = options.name ?? 'svc';
   const events: AtlsServerEvent[] = [];
   const statuses: number[] = [];
+  const requestHeaders: Headers[] = [];
   const handler = createAtlsHandler({
     tls: { cert: pki.server.cert, key: pki.server.key, ...options.tls },
     ...(options.mode ? { mode: options.mode } : {}),
@@ -82,6 +85,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
     },
   });
   const listener = toNodeListener(async (request) => {
+    requestHeaders.push(new Headers(request.headers));
     const res = await handler(request);
     statuses.push(res.status);
     return res;
@@ -98,6 +102,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
     url: (path = '/', host = '127.0.0.1') => `${scheme}://${host}:${port}${path}`,
     statuses,
     events,
+    requestHeaders,
     handler,
     close: async () => {
       server.closeAllConnections();
