@@ -585,9 +585,13 @@ class Connection : public Napi::ObjectWrap<Connection> {
   const Bytes& cookie_peer() const { return dtls_peer_; }
 
   unsigned int ServerPsk(const char* identity, unsigned char* psk, unsigned int max_len) {
-    if (psk_lookup_.IsEmpty() || identity == nullptr) return 0;
+    if (!has_psk_lookup_ || identity == nullptr) return 0;
     Napi::Env e = Env();
-    Napi::Value r = psk_lookup_.Call({Napi::String::New(e, identity)});
+    // The lookup lives on the JS object (not a strong C++ reference), so a
+    // closure that refers back to the connection cannot keep it alive forever.
+    Napi::Value fn = Value().Get(kLookupKey);
+    if (!fn.IsFunction()) return 0;
+    Napi::Value r = fn.As<Napi::Function>().Call({Napi::String::New(e, identity)});
     if (e.IsExceptionPending()) {
       e.GetAndClearPendingException();
       lookup_threw_ = true;
@@ -674,7 +678,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
     if (ctx_->server) {
       SSL_set_accept_state(ssl_);
       Napi::Value f = o.Get("pskLookup");
-      if (f.IsFunction()) psk_lookup_ = Napi::Persistent(f.As<Napi::Function>());
+      if (f.IsFunction()) {
+        Value().Set(kLookupKey, f);
+        has_psk_lookup_ = true;
+      }
       if (ctx_->dtls && !ctx_->cookie_secret.empty()) {
         SSL_set_options(ssl_, SSL_OP_COOKIE_EXCHANGE);  // RFC 6347 §4.2.1
         std::string peer = GetString(o, "dtlsPeer");
@@ -744,7 +751,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
     }
     if (!psk_key_.empty()) OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
     psk_key_.clear();
-    psk_lookup_.Reset();
+    has_psk_lookup_ = false;
   }
 
   bool CheckUsable(Napi::Env env) {
@@ -1178,7 +1185,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
   BIO* wbio_ = nullptr;
   std::vector<PendingEvent> events_;
   std::vector<uint32_t> datagram_sizes_;
-  Napi::FunctionReference psk_lookup_;
+  static constexpr const char* kLookupKey = "__atlsPskLookup";
+  bool has_psk_lookup_ = false;
   std::string psk_identity_;
   Bytes psk_key_;
   std::string psk_identity_used_;
