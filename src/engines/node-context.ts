@@ -56,7 +56,7 @@ function pem(input: PemInput, what: string, kind: 'cert' | 'key'): string | Buff
   if (typeof input === 'string') return input;
   if (!(input instanceof Uint8Array)) throw invalid(`${what} must be PEM text or bytes`);
   const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  if (bytes[0] === 0x2d /* '-' */ || bytes.subarray(0, 64).includes(0x2d)) return bytes; // PEM bytes
+  if (bytes[0] !== 0x30 /* DER SEQUENCE */ || bytes.includes('-----BEGIN ')) return bytes; // PEM bytes
   try {
     // node:tls takes PEM only; DER is converted once here.
     return kind === 'cert'

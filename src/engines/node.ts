@@ -145,11 +145,14 @@ function verifyResult(socket: tls.TLSSocket): { ok: true } | { ok: false; code: 
   return err ? { ok: false, code: err.code, message: err.message } : { ok: true };
 }
 
-/** The peer's chain as node:tls reports it, DER, leaf first (may end at the local trust anchor). */
-function peerChain(socket: tls.TLSSocket): Uint8Array[] {
+/**
+ * The chain in a node:tls peer certificate object, DER, leaf first (it may end
+ * at the local trust anchor that verified it).
+ */
+function chainOf(peer: tls.DetailedPeerCertificate | undefined): Uint8Array[] {
   const chain: Uint8Array[] = [];
   const seen = new Set<string>();
-  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  let cert = peer;
   while (cert?.raw && chain.length < 16 && !seen.has(cert.fingerprint256)) {
     seen.add(cert.fingerprint256);
     chain.push(new Uint8Array(cert.raw));
@@ -325,6 +328,21 @@ abstract class NodeConnection implements EngineConnection {
     socket.on('_tlsError', onError);
   }
 
+  /**
+   * Wraps a socket event handler: an exception thrown inside node:tls'
+   * callbacks would be uncaught, so it becomes the step's failure instead.
+   */
+  protected guard<Args extends unknown[]>(fn: (...args: Args) => void): (...args: Args) => void {
+    return (...args: Args) => {
+      try {
+        fn(...args);
+      } catch (e) {
+        const code = e instanceof AtlsError ? e.code : 'INTERNAL';
+        this.policy(code, `node engine: ${(e as Error).message ?? String(e)}`, A.internal_error, 'local', e);
+      }
+    };
+  }
+
   /** Queues an event for the current step. */
   protected emit(event: EngineEvent): void {
     if (this.failure || this.destroyed) return;
@@ -351,6 +369,23 @@ abstract class NodeConnection implements EngineConnection {
     this.activity++;
     this.pending = { kind: 'policy', code, message, source: 'remote', alert, ...(record ? { alertFlight: record } : {}), ...(cause === undefined ? {} : { cause }) };
     this.forgetSecret();
+  }
+
+  /** The peer certificate object with its chain, once read (see peer()). */
+  protected peerCache: tls.DetailedPeerCertificate | undefined;
+
+  /**
+   * The peer's certificate with its chain, read once: node:tls builds this
+   * object afresh on each call, at about ten times the cost of the leaf alone
+   * (an issuer lookup in the trust store). Not getPeerX509Certificate(): on a
+   * Node 20 client it removes the leaf from the peer chain it reads.
+   */
+  protected peer(): tls.DetailedPeerCertificate | undefined {
+    if (this.peerCache === undefined && this.socket) {
+      const cert = this.socket.getPeerCertificate(true);
+      if (cert && cert.raw) this.peerCache = cert;
+    }
+    return this.peerCache;
   }
 
   /** The TLS 1.3 traffic secret reject() protects its alert with (from node:tls' keylog). */
@@ -389,7 +424,14 @@ abstract class NodeConnection implements EngineConnection {
       }
       if (!this.pending || this.pending.kind === 'stack') await this.settle();
       if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed during the step');
-      if (!this.pending) this.afterStep();
+      if (!this.pending) {
+        try {
+          this.afterStep();
+        } catch (e) {
+          if (e instanceof AtlsError && e.code === 'ENGINE_UNAVAILABLE') throw e;
+          this.policy('INTERNAL', `node engine: ${(e as Error).message ?? String(e)}`, A.internal_error, 'local', e);
+        }
+      }
       if (!this.pending && this.garbage) {
         this.policy('MALFORMED_RECORD', 'the flight holds bytes that are not TLS records', A.unexpected_message);
       }
@@ -476,7 +518,7 @@ abstract class NodeConnection implements EngineConnection {
   }
 
   /** What the handshake established; role-specific parts come from the subclass. */
-  protected info(serverName: string | undefined, pskIdentity: string | undefined): HandshakeInfo {
+  protected info(serverName: string | undefined, pskIdentity: string | undefined, withPeer: boolean): HandshakeInfo {
     const s = this.socket!;
     const version = s.getProtocol() === 'TLSv1.3' ? 'TLSv1.3' : 'TLSv1.2';
     return {
@@ -484,7 +526,7 @@ abstract class NodeConnection implements EngineConnection {
       cipherSuite: s.getCipher().standardName,
       alpn: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : undefined,
       serverName,
-      peerCertificates: peerChain(s),
+      peerCertificates: withPeer && pskIdentity === undefined ? chainOf(this.peer()) : [],
       pskIdentity,
       resumed: pskIdentity === undefined && s.isSessionReused(),
       earlyData: 'none',
@@ -494,7 +536,7 @@ abstract class NodeConnection implements EngineConnection {
 
 /** True when the negotiated TLS 1.2 suite is a PSK one (RFC 4279, RFC 5489). */
 function isPskSuite(socket: tls.TLSSocket): boolean {
-  return /_PSK_/.test(socket.getCipher().standardName);
+  return /_PSK_/.test(socket.getCipher()?.standardName ?? '');
 }
 
 interface ClientSetup {
@@ -539,12 +581,17 @@ class NodeClientConnection extends NodeConnection {
         // The engine checks the chain and the name itself, before Node's
         // secureConnect (TLS 1.2) or instead of letting Node destroy the socket.
         rejectUnauthorized: false,
-        checkServerIdentity: () => undefined,
+        // node:tls hands this hook the full peer certificate object it builds
+        // anyway; keeping it saves building it a second time.
+        checkServerIdentity: (_name: string, cert: tls.PeerCertificate) => {
+          if (cert && cert.raw) this.peerCache = cert as tls.DetailedPeerCertificate;
+          return undefined;
+        },
       });
       this.wire(socket);
       // Our first records under the handshake keys are the ones a rejection withholds.
       if (setup.verifyPeer && setup.tls13) this.watchSecret(socket, 'CLIENT_HANDSHAKE_TRAFFIC_SECRET');
-      socket.on('secureConnect', () => this.onSecure());
+      socket.on('secureConnect', this.guard(() => this.onSecure()));
       socket.on('session', (session: Buffer) => this.emit({ type: 'ticket', session }));
     });
   }
@@ -556,8 +603,9 @@ class NodeClientConnection extends NodeConnection {
   /** TLS 1.2: the certificate arrives a flight before the handshake ends; refuse it there, before our key exchange leaves. */
   protected override afterStep(): void {
     if (this.checked || this.secure || !this.socket) return;
-    const leaf = this.socket.getPeerCertificate();
-    if (leaf && Object.keys(leaf).length > 0) this.checkServer();
+    // TLS 1.3 delivers the certificate with the server Finished (checked in onSecure).
+    if (this.socket.getProtocol() !== 'TLSv1.2' || !this.socket.getCipher() || isPskSuite(this.socket)) return;
+    if (this.socket.getPeerCertificate(false)?.raw) this.checkServer();
   }
 
   private onSecure(): void {
@@ -565,7 +613,7 @@ class NodeClientConnection extends NodeConnection {
     if (!this.checked && !this.checkServer()) return;
     this.secure = true;
     this.forgetSecret();
-    this.emit({ type: 'handshake', info: this.info(this.setup.serverName, this.pskIdentity()) });
+    this.emit({ type: 'handshake', info: this.info(this.setup.serverName, this.pskIdentity(), true) });
   }
 
   private pskIdentity(): string | undefined {
@@ -589,8 +637,9 @@ class NodeClientConnection extends NodeConnection {
       return false;
     }
     const name = this.setup.serverName;
-    const cert = s.getPeerCertificate(true);
-    if (name !== undefined && cert && Object.keys(cert).length > 0) {
+    // The leaf is enough for the name; the chain object may not exist yet (TLS 1.2).
+    const cert = this.peerCache ?? s.getPeerCertificate(false);
+    if (name !== undefined && cert?.raw) {
       const err = tls.checkServerIdentity(name, cert) as (Error & { code?: string }) | undefined;
       if (err) {
         const f = certificateFailure(err.code ?? 'ERR_TLS_CERT_ALTNAME_INVALID');
@@ -651,7 +700,7 @@ class NodeServerConnection extends NodeConnection {
     this.wire(socket);
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
-    socket.on('secure', () => this.onSecure());
+    socket.on('secure', this.guard(() => this.onSecure()));
   }
 
   private lookupPsk(identity: string): Buffer | null {
@@ -674,7 +723,7 @@ class NodeServerConnection extends NodeConnection {
     const s = this.socket!;
     const psk = this.pskIdentity();
     if (this.setup.requestCert && psk === undefined) {
-      if (s.getPeerX509Certificate()) {
+      if (this.peer()) {
         const v = verifyResult(s);
         if (!v.ok) {
           // tls.Server would destroy the socket without an alert; answer with one.
@@ -693,7 +742,7 @@ class NodeServerConnection extends NodeConnection {
     }
     this.secure = true;
     this.forgetSecret();
-    this.emit({ type: 'handshake', info: this.info(this.serverName(), psk) });
+    this.emit({ type: 'handshake', info: this.info(this.serverName(), psk, this.setup.requestCert) });
   }
 
   private serverName(): string | undefined {
