@@ -172,10 +172,53 @@ function responseError(res: TransportResponse, url: URL): AtlsError {
   });
 }
 
+/** Other cookies kept per session, and the largest one (RFC 6265 §6.1 asks at least 50 and 4096 bytes). */
+const MAX_OTHER_COOKIES = 16;
+const MAX_OTHER_COOKIE_BYTES = 4096;
+/** RFC 6265 §4.1.1: cookie-name is a token; cookie-value is cookie-octets, optionally quoted. */
+const COOKIE_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const COOKIE_VALUE_RE = /^(?:"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"|[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)$/;
+
+/**
+ * Cookies the origin sets besides the session cookie, such as a load
+ * balancer's stickiness cookie (haproxy `cookie SRV insert`): sent back with
+ * every POST of the session so that all its flights reach the instance that
+ * holds it. A minimal jar: one origin, one path (the endpoint), kept for the
+ * session's lifetime; only deletion (Max-Age <= 0, Expires in the past) is honoured.
+ */
+class OtherCookies {
+  private readonly jar = new Map<string, string>();
+
+  /** Takes one Set-Cookie header (not the session cookie's); malformed ones are ignored. */
+  update(header: string): void {
+    if (header.length > MAX_OTHER_COOKIE_BYTES) return;
+    const [first = '', ...attrs] = header.split(';');
+    const eq = first.indexOf('=');
+    if (eq <= 0) return;
+    const name = first.slice(0, eq).trim();
+    const value = first.slice(eq + 1).trim();
+    if (!COOKIE_NAME_RE.test(name) || !COOKIE_VALUE_RE.test(value)) return;
+    const expired = attrs.some((a) => {
+      const [k = '', v = ''] = a.split('=', 2).map((x) => x.trim());
+      if (k.toLowerCase() === 'max-age') return Number(v) <= 0;
+      return k.toLowerCase() === 'expires' && Date.parse(v) < Date.now();
+    });
+    if (expired) this.jar.delete(name);
+    else if (this.jar.has(name) || this.jar.size < MAX_OTHER_COOKIES) this.jar.set(name, value);
+  }
+
+  /** `name=value` pairs for the Cookie header (RFC 6265 §5.4). */
+  pairs(): string[] {
+    return [...this.jar].map(([n, v]) => `${n}=${v}`);
+  }
+}
+
 /** One origin's ATLS session. */
 class OriginSession {
   readonly session: AtlsClientSession;
   cookie: string | undefined;
+  /** Cookies of other names, e.g. a load balancer's (sent back so that flights stay on one instance). */
+  private readonly otherCookies = new OtherCookies();
   roundTrips = 0;
   requests = 0;
   /** Resolves when the handshake is done. */
@@ -212,7 +255,9 @@ class OriginSession {
       accept: kind === 'protected' ? MEDIA_TYPE_PROTECTED : MEDIA_TYPE_FLIGHT,
     };
     if (kind === 'flight+protected') headers[HEADER_FLIGHT_LENGTH] = String(flightBytes);
-    if (this.cookie) headers.cookie = `${COOKIE_NAME}=${this.cookie}`;
+    const cookies = this.otherCookies.pairs();
+    if (this.cookie) cookies.push(`${COOKIE_NAME}=${this.cookie}`);
+    if (cookies.length > 0) headers.cookie = cookies.join('; ');
     this.roundTrips++;
     const roundTrip = this.roundTrips;
     this.client.emit({ type: 'flight', origin: this.origin, direction: 'sent', kind, bytes: body, flightBytes, roundTrip });
@@ -220,6 +265,7 @@ class OriginSession {
     for (const sc of res.headers.getSetCookie()) {
       const v = parseSetCookie(sc, COOKIE_NAME);
       if (v !== undefined) this.cookie = v === '' ? undefined : v;
+      else this.otherCookies.update(sc);
     }
     const rkind = bodyKind(res.headers.get('content-type'));
     const split = res.headers.get(HEADER_FLIGHT_LENGTH);
