@@ -1,0 +1,76 @@
+/**
+ * The server process of the benchmark (pinned to one core by the
+ * orchestrator): starts the requested server on an ephemeral port and reports
+ * its own CPU time on request, so every rate can also be given per server
+ * CPU-second.
+ * @module
+ */
+import { fileURLToPath } from 'node:url';
+import { createServer as createHttp, type Server } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createAtlsServer, toNodeListener } from '../../src/http/index.js';
+import { getEngine } from '../../src/engines/index.js';
+import type { TlsServerConfig } from '../../src/engines/types.js';
+import { nodeEcho, webEcho, type BenchPki, type FromChild, type ServerSpec, type ToChild } from '../lib/scenarios.js';
+
+function send(m: FromChild): void {
+  process.send?.(m);
+}
+
+/** Builds the server a spec names. */
+export function buildServer(spec: ServerSpec, pki: BenchPki): Server {
+  switch (spec.kind) {
+    case 'atls': {
+      const tls: TlsServerConfig = {
+        cert: pki.server.cert,
+        key: pki.server.key,
+        minVersion: 'TLSv1.3',
+        ...(spec.mutual ? { ca: pki.ca.cert, requireClientCert: true } : {}),
+      };
+      return createAtlsServer({
+        tls,
+        app: webEcho,
+        mode: spec.mode,
+        ...(spec.engine ? { engine: getEngine(spec.engine) } : {}),
+        limits: { maxSessions: 1_000_000, maxHalfOpen: 10_000 },
+      });
+    }
+    case 'https':
+      return createHttps(
+        {
+          cert: pki.server.cert,
+          key: pki.server.key,
+          minVersion: 'TLSv1.3',
+          ...(spec.mutual ? { ca: pki.ca.cert, requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        nodeEcho,
+      );
+    case 'http':
+      return createHttp(nodeEcho);
+    case 'http-web':
+      return createHttp(toNodeListener(webEcho));
+  }
+}
+
+const isMain = process.send !== undefined && process.argv[1] === fileURLToPath(import.meta.url);
+let server: Server | undefined;
+if (isMain) process.on('message', (m: ToChild) => {
+  if (m.type === 'start-server') {
+    try {
+      server = buildServer(m.spec, m.pki);
+      server.keepAliveTimeout = 60_000;
+      server.listen(0, '127.0.0.1', () => send({ type: 'ready', port: (server!.address() as AddressInfo).port }));
+    } catch (e) {
+      send({ type: 'error', message: String(e) });
+    }
+  } else if (m.type === 'cpu') {
+    const c = process.cpuUsage();
+    send({ type: 'cpu', cpuUs: c.user + c.system, rss: process.memoryUsage.rss() });
+  } else if (m.type === 'stop') {
+    server?.closeAllConnections();
+    server?.close();
+    process.disconnect();
+  }
+});
+if (isMain) process.on('disconnect', () => process.exit(0));

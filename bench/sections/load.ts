@@ -1,0 +1,124 @@
+/**
+ * Figures 1 and 2 over real sockets: handshakes per second (ATLS HTTP
+ * endpoint against `node:https` with a fresh TLS connection per request) and
+ * requests per second with latency percentiles over established sessions
+ * (architecture b, architecture a, plain HTTP and HTTPS keep-alive).
+ * @module
+ */
+import { startServer, runLoad, type LoadSummary, type LoadTiming } from '../lib/procs.js';
+import type { BenchPki, LoadJob, ServerSpec } from '../lib/scenarios.js';
+import { fmt, ratio, type BenchRow } from '../lib/stats.js';
+import { label, type CryptoCosts } from './crypto.js';
+
+/** Knobs of the load sections. */
+export interface LoadOptions extends LoadTiming {
+  /** Concurrent handshake loops. */
+  hsConcurrency: number;
+  /** Concurrent connections / sessions for requests. */
+  reqConcurrency: number;
+  sizes: readonly number[];
+}
+
+async function measure(spec: ServerSpec, job: Omit<LoadJob, 'port'>, pki: BenchPki, t: LoadTiming): Promise<LoadSummary> {
+  const server = await startServer(spec, pki);
+  try {
+    return await runLoad({ ...job, port: server.port }, pki, server, t);
+  } finally {
+    await server.stop();
+  }
+}
+
+function note(r: LoadSummary, extra = ''): string {
+  const parts = [
+    `server ${fmt(r.serverUsPerOp)} µs CPU/op, busy ${(r.serverBusy * 100).toFixed(0)}%`,
+    `load busy ${(r.loadBusy * 100).toFixed(0)}%`,
+  ];
+  if (r.errors) parts.push(`${r.errors} errors: ${r.firstError ?? ''}`);
+  if (extra) parts.push(extra);
+  return parts.join('; ');
+}
+
+function summary(r: LoadSummary): Record<string, unknown> {
+  return { ...r };
+}
+
+/** Figure 1. */
+export async function handshakeSection(pki: BenchPki, o: LoadOptions, crypto: CryptoCosts): Promise<BenchRow[]> {
+  const S = '1 handshakes';
+  const rows: BenchRow[] = [];
+  for (const mutual of [false, true]) {
+    for (const resumed of [false, true]) {
+      const what = `${mutual ? 'mutual' : 'server-only'}, ${resumed ? 'resumed' : 'full'}`;
+      const base = { concurrency: o.hsConcurrency, size: 100, mutual, resumed };
+      const atls = await measure({ kind: 'atls', mode: 'exported', mutual }, { ...base, kind: 'hs-atls', mode: 'exported' }, pki, o);
+      const https = await measure({ kind: 'https', mutual }, { ...base, kind: 'hs-https' }, pki, o);
+      const cryptoUs = resumed ? crypto.handshake.resumed : mutual ? crypto.handshake.mutual : crypto.handshake.serverOnly;
+      const res = (r: LoadSummary): string => (resumed ? `, ${r.resumed ?? 0}/${r.ops} resumed` : '');
+      rows.push({
+        section: S,
+        name: `ATLS endpoint (b), ${what}`,
+        value: atls.capacity,
+        unit: 'hs/server-CPU-s',
+        note: `wall ${fmt(atls.rate)}/s, p50 ${fmt(atls.p50Us / 1000)} ms${res(atls)}; ${note(atls)}; ${((atls.capacity * cryptoUs) / 1e4).toFixed(1)}% of crypto-only`,
+        extra: { atls: summary(atls) },
+      });
+      rows.push({
+        section: S,
+        name: `node:https new conn/request, ${what}`,
+        value: https.capacity,
+        unit: 'hs/server-CPU-s',
+        note: `wall ${fmt(https.rate)}/s, p50 ${fmt(https.p50Us / 1000)} ms${res(https)}; ${note(https)}`,
+        extra: { https: summary(https) },
+      });
+      rows.push({
+        section: S,
+        name: `ratio ATLS / HTTPS, ${what}`,
+        value: atls.capacity / https.capacity,
+        unit: 'x',
+        note: `per server CPU-second (target >= 1.0); wall-rate ratio ${ratio(atls.rate, https.rate)}`,
+      });
+    }
+  }
+  return rows;
+}
+
+/** Figure 2. */
+export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: CryptoCosts): Promise<BenchRow[]> {
+  const S = '2 requests';
+  const rows: BenchRow[] = [];
+  for (const size of o.sizes) {
+    const base = { concurrency: o.reqConcurrency, size };
+    const variants: Array<[string, ServerSpec, Omit<LoadJob, 'port'>]> = [
+      ['plain HTTP keep-alive (node:http)', { kind: 'http' }, { ...base, kind: 'req-http' }],
+      ['HTTPS keep-alive (node:https)', { kind: 'https' }, { ...base, kind: 'req-https' }],
+      ['ATLS arch (b), exported keys', { kind: 'atls', mode: 'exported' }, { ...base, kind: 'req-atls', mode: 'exported' }],
+      ['ATLS arch (a), TLS records', { kind: 'atls', mode: 'records' }, { ...base, kind: 'req-atls', mode: 'records' }],
+      ['diag: node:http + toNodeListener + Web echo', { kind: 'http-web' }, { ...base, kind: 'req-http' }],
+    ];
+    const got: LoadSummary[] = [];
+    for (const [name, spec, job] of variants) {
+      const r = await measure(spec, job, pki, o);
+      got.push(r);
+      rows.push({
+        section: S,
+        name: `${name}, ${label(size)}`,
+        value: r.capacity,
+        unit: 'req/server-CPU-s',
+        note: `wall ${fmt(r.rate)}/s, p50 ${fmt(r.p50Us / 1000)} ms, p99 ${fmt(r.p99Us / 1000)} ms; ${note(r)}`,
+        extra: { result: summary(r), size },
+      });
+    }
+    const [plain, , b, a] = got;
+    const aeadUs = crypto.aead[size];
+    rows.push({
+      section: S,
+      name: `ratio arch (b) / plain HTTP, ${label(size)}`,
+      value: b!.capacity / plain!.capacity,
+      unit: 'x',
+      note: `per server CPU-second (target >= 0.8); wall ${ratio(b!.rate, plain!.rate)}; arch (a) ${ratio(a!.capacity, plain!.capacity)}${
+        aeadUs ? `; arch (b) = ${((b!.capacity * aeadUs) / 1e4).toFixed(2)}% of the AEAD-only limit` : ''
+      }`,
+    });
+  }
+  return rows;
+}
