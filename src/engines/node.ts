@@ -45,6 +45,7 @@ import type {
 } from './types.js';
 import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
 import { tls13AlertRecord } from './tls13-alert.js';
+import { parseClientHello } from '../records.js';
 import { certificateFailure, classifyStackError } from './node-errors.js';
 import { ContextCache, checkAlpn, checkPsk, clientContext, serverContexts, type ServerContexts } from './node-context.js';
 
@@ -216,7 +217,11 @@ abstract class NodeConnection implements EngineConnection {
         // draft §6.1: a flight is whole records; the stack would wait forever.
         return this.policy('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record', A.decode_error);
       }
-      if (bytes.length > 0) this.pipe.push(Buffer.from(bytes)); // a copy: the caller may reuse its buffer
+      if (bytes.length > 0) {
+        const copy = Buffer.from(bytes); // the caller may reuse its buffer
+        this.onFlight(copy);
+        this.pipe.push(copy);
+      }
       if (scan.garbageAt !== undefined) this.garbage = true;
     });
   }
@@ -293,6 +298,8 @@ abstract class NodeConnection implements EngineConnection {
 
   /** Server: create the socket on the first flight. */
   protected beforeReceive(): void {}
+  /** Server: keep the first flight (the ClientHello) until the handshake ends. */
+  protected onFlight(_flight: Buffer): void {}
   /** Client: verify the server certificate as soon as it has arrived. */
   protected afterStep(): void {}
   /** Server: replace a stack failure by a sharper one (unknown PSK). */
@@ -663,6 +670,9 @@ interface ServerSetup {
 
 class NodeServerConnection extends NodeConnection {
   private sni: string | undefined;
+  /** The first flight, for the SNI of a resumed TLS 1.2 session (node:tls reports none). */
+  private hello: Buffer | undefined;
+  private flights = 0;
   private pskUsed: string | undefined;
   private pskUnknown = false;
 
@@ -688,10 +698,14 @@ class NodeServerConnection extends NodeConnection {
       // Only makes OpenSSL refuse a missing certificate (SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
       // the chain itself is judged in onSecure().
       rejectUnauthorized: setup.requireCert,
-      SNICallback: (name, cb) => {
-        this.sni = name;
-        cb(null, setup.contexts.sni.get(name.toLowerCase()));
-      },
+      ...(setup.contexts.sni.size > 0
+        ? {
+            SNICallback: (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => {
+              this.sni = name;
+              cb(null, setup.contexts.sni.get(name.toLowerCase()));
+            },
+          }
+        : {}),
       ...(setup.alpn ? { ALPNProtocols: setup.alpn } : {}),
       ...(cfg.pskLookup ? { pskCallback: (_s: tls.TLSSocket, identity: string) => this.lookupPsk(identity) } : {}),
       ...(cfg.pskHint !== undefined ? { pskIdentityHint: cfg.pskHint } : {}),
@@ -701,6 +715,10 @@ class NodeServerConnection extends NodeConnection {
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
     socket.on('secure', this.guard(() => this.onSecure()));
+  }
+
+  protected override onFlight(flight: Buffer): void {
+    if (this.flights++ === 0 && flight.length <= 16384) this.hello = flight;
   }
 
   private lookupPsk(identity: string): Buffer | null {
@@ -747,7 +765,15 @@ class NodeServerConnection extends NodeConnection {
 
   private serverName(): string | undefined {
     const n = this.socket!.servername;
-    return typeof n === 'string' && n.length > 0 ? n : this.sni;
+    const hello = this.hello;
+    this.hello = undefined;
+    if (typeof n === 'string' && n.length > 0) return n;
+    if (this.sni !== undefined || !hello) return this.sni;
+    try {
+      return parseClientHello(hello).serverName; // RFC 6066 §3, read from our copy of the ClientHello
+    } catch {
+      return undefined;
+    }
   }
 
   private pskIdentity(): string | undefined {

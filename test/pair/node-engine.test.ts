@@ -166,6 +166,20 @@ void describe('node engine specifics', () => {
     assert.equal(handshakeOf(fresh.events.server)!.resumed, false, 'new random ticket keys');
   });
 
+  for (const v of ['TLSv1.2', 'TLSv1.3'] as const) {
+    void it(`${v} resumption: the server reports the SNI; the client has no peer certificate to report`, async () => {
+      const c = { ...only(v), ca: pki.ca.cert, serverName: 'localhost' };
+      const s = { ...only(v), ...pki.server };
+      const first = await pump(nodeEngine.createClient(c), nodeEngine.createServer(s));
+      const session = ticketsOf(first.events.client).at(-1)!;
+      const again = await pump(nodeEngine.createClient({ ...c, session }), nodeEngine.createServer(s));
+      assert.equal(handshakeOf(again.events.server)!.resumed, true);
+      assert.equal(handshakeOf(again.events.server)!.serverName, 'localhost'); // TLS 1.2: read from the ClientHello
+      // A resumed handshake carries no certificate; node:tls keeps no chain in a client session.
+      assert.deepEqual(handshakeOf(again.events.client)!.peerCertificates, []);
+    });
+  }
+
   void it('DER certificates and keys are accepted', async () => {
     const der = (pem: string) => new Uint8Array(new X509Certificate(pem).raw);
     const keyDer = (pem: string) => new Uint8Array(createPrivateKey(pem).export({ format: 'der', type: 'pkcs8' }));
