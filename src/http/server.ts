@@ -355,6 +355,13 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       const headers = new Headers(NO_STORE);
       const requestType = mediaType(request.headers.get('content-type'));
       headers.set('content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT);
+      if (data.length > 0 && e.session.mode !== 'records') {
+        // Architecture (b) takes requests only as protected messages: refuse
+        // before the app runs a request this session could not answer.
+        throw new AtlsError('INVALID_STATE', `this endpoint runs mode "exported": send requests as ${MEDIA_TYPE_PROTECTED}`, {
+          source: 'remote',
+        });
+      }
       if (data.length > 0 && e.peer && !closed) {
         // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
         const response = await dispatch(concatBytes(data), e.peer, request, url);

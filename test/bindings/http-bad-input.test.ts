@@ -201,6 +201,23 @@ describe('HTTP binding: bad input', () => {
     assert.equal((await post(h, new Uint8Array(40), { cookie, type: MEDIA_TYPE_PROTECTED })).status, 415);
   });
 
+  it('mode "exported" endpoint given a records-mode client: 409 before the app runs', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    let calls = 0;
+    const h = createAtlsHandler({ tls: tls.server, app: () => (calls++, new Response('ran')) });
+    const s = new AtlsClientSession({ tls: tls.client, mode: 'records' });
+    const r1 = await post(h, (await s.start()).flight);
+    const cookie = cookieOf(r1)!;
+    const last = await s.receive(new Uint8Array(await r1.arrayBuffer()));
+    // The client's Finished plus a request in TLS records (architecture a).
+    const body = new Uint8Array([...last.flight, ...(await s.send(new TextEncoder().encode('GET / inner')))]);
+    const res = await post(h, body, { cookie });
+    assert.equal(res.status, 409);
+    assert.match(await res.text(), /runs mode "exported"/);
+    assert.equal(calls, 0);
+    s.destroy();
+  });
+
   it('a second flight while the first is processed: 409', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const h = createAtlsHandler({ tls: tls.server, app });
