@@ -221,6 +221,17 @@ describe('haproxy load-balancing two ATLS service instances', { skip, timeout: 9
     assert.equal(first.size, 1);
     assert.equal(second.size, 1);
     assert.notDeepEqual([...first], [...second]);
+    // What the client stores: `<server>~<tag>.<random>`; the instances see `<tag>.<random>` only.
+    const session = new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const res = await fetch(`${front.prefix!}/.well-known/atls`, {
+      method: 'POST',
+      headers: { 'content-type': MEDIA_TYPE_FLIGHT },
+      body: (await session.start()).flight,
+      signal: AbortSignal.timeout(5000),
+    });
+    session.destroy();
+    await res.arrayBuffer();
+    assert.match(res.headers.getSetCookie().join('\n'), new RegExp(`^${COOKIE_NAME}=(a~a|b~b)\\.[A-Za-z0-9_-]{22};`));
   });
 
   it('cookie SRV insert indirect nocache: the client returns haproxy\'s own cookie, sessions stay put', async () => {

@@ -118,7 +118,7 @@ describe('squid as a plain forward proxy', { skip, timeout: 60_000 }, () => {
   }
 
   for (const mode of ['exported', 'records'] as const) {
-    it(`mode ${mode}: an http service through squid, forwarded in absolute form (no CONNECT)`, async () => {
+    it(`mode ${mode}: an http service through squid, forwarded in absolute form (no CONNECT)`, async (t) => {
       const svc = await startService({ mode, name: `squid-http-${mode}` });
       services.push(svc);
       await exchange(client({ mode, proxy: open.url }), svc, 3);
@@ -129,6 +129,7 @@ describe('squid as a plain forward proxy', { skip, timeout: 60_000 }, () => {
       assert.ok(lines.length >= 3, lines.join('\n'));
       assert.ok(lines.every((l) => / POST http:\/\//.test(l)), `not all absolute-form POSTs:\n${lines.join('\n')}`);
       // The service saw the requests arrive through squid.
+      t.diagnostic(`Via: ${svc.requestHeaders[0]?.get('via') ?? '(none)'}`);
       assert.ok(svc.requestHeaders.every((h) => /squid/i.test(h.get('via') ?? '')), 'Via: squid missing');
       assert.ok(svc.statuses.every((s) => s === 200));
     });
