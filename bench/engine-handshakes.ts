@@ -4,7 +4,7 @@
  * of both ends together. Reports handshakes/s (wall) and CPU ms per handshake
  * (user + system, less sensitive to a busy machine).
  *
- *   node --import tsx bench/engine-handshakes.ts [--n 300] [--baselines] [--json]
+ *   node --import tsx bench/engine-handshakes.ts [--n 300] [--rounds 5] [--baselines] [--json]
  *
  * `--baselines` also times raw node:tls pairs driven the way the node engine
  * could drive them (docs/decisions.md, section engines): a tls.Server per
@@ -23,30 +23,56 @@ import { pump, ticketsOf } from '../test/helpers/pair.js';
 const args = process.argv.slice(2);
 const N = Number(args[args.indexOf('--n') + 1] ?? 300) || 300;
 const JSON_OUT = args.includes('--json');
+const ROUNDS = Number(args[args.indexOf('--rounds') + 1] ?? 5) || 5;
 const PSK = { identity: 'bench', key: new Uint8Array(32).fill(1) };
 
 interface Row {
   engine: string;
   case: string;
   handshakesPerSecond: number;
+  /** Median over the rounds of CPU (user + system) ms per handshake. */
   cpuMsPerHandshake: number;
   wallMsPerHandshake: number;
 }
 
-async function time(engine: string, name: string, n: number, once: () => Promise<void>): Promise<Row> {
-  for (let i = 0; i < Math.min(20, n); i++) await once(); // warm-up: contexts, JIT
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) await once();
-  const wall = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  return {
-    engine,
-    case: name,
-    handshakesPerSecond: Math.round((n / wall) * 1000),
-    cpuMsPerHandshake: +((cpu.user + cpu.system) / 1000 / n).toFixed(3),
-    wallMsPerHandshake: +(wall / n).toFixed(3),
-  };
+interface Case {
+  engine: string;
+  name: string;
+  n: number;
+  once: () => Promise<void>;
+}
+
+/**
+ * Runs every case in ROUNDS interleaved rounds (a busy machine then slows all
+ * cases alike) and reports the median round per case.
+ */
+async function measure(cases: Case[]): Promise<Row[]> {
+  for (const c of cases) for (let i = 0; i < Math.min(20, c.n); i++) await c.once(); // warm-up: contexts, JIT
+  const cpu = new Map<Case, number[]>();
+  const wall = new Map<Case, number[]>();
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const c of cases) {
+      const per = Math.max(1, Math.round(c.n / ROUNDS));
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let i = 0; i < per; i++) await c.once();
+      const w = (performance.now() - t0) / per;
+      const u = process.cpuUsage(cpu0);
+      cpu.set(c, [...(cpu.get(c) ?? []), (u.user + u.system) / 1000 / per]);
+      wall.set(c, [...(wall.get(c) ?? []), w]);
+    }
+  }
+  const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  return cases.map((c) => {
+    const w = median(wall.get(c)!);
+    return {
+      engine: c.engine,
+      case: c.name,
+      handshakesPerSecond: Math.round(1000 / w),
+      cpuMsPerHandshake: +median(cpu.get(c)!).toFixed(3),
+      wallMsPerHandshake: +w.toFixed(3),
+    };
+  });
 }
 
 function cases(pki: TestPki): Array<[string, TlsClientConfig, TlsServerConfig]> {
@@ -64,34 +90,37 @@ function cases(pki: TestPki): Array<[string, TlsClientConfig, TlsServerConfig]> 
   ];
 }
 
-async function engineRows(engine: TlsEngine, pki: TestPki): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const [name, c, s] of cases(pki)) {
-    rows.push(
-      await time(engine.name, name, N, async () => {
-        const client = engine.createClient(c);
-        const server = engine.createServer(s);
-        const run = await pump(client, server);
-        if (Object.keys(run.errors).length) throw new Error(`${name}: ${JSON.stringify(run.errors)}`);
-        client.destroy();
-        server.destroy();
-      }),
-    );
-  }
+async function engineCases(engine: TlsEngine, pki: TestPki): Promise<Case[]> {
+  const out: Case[] = cases(pki).map(([name, c, s]) => ({
+    engine: engine.name,
+    name,
+    n: N,
+    once: async () => {
+      const client = engine.createClient(c);
+      const server = engine.createServer(s);
+      const run = await pump(client, server);
+      if (Object.keys(run.errors).length) throw new Error(`${name}: ${JSON.stringify(run.errors)}`);
+      client.destroy();
+      server.destroy();
+    },
+  }));
   // Resumption with a ticket from a first handshake.
   const [, c, s] = cases(pki)[0]!;
   const first = await pump(engine.createClient(c), engine.createServer(s));
   const session = ticketsOf(first.events.client).at(-1)!;
-  rows.push(
-    await time(engine.name, 'TLS 1.3 resumption (ticket)', N, async () => {
+  out.push({
+    engine: engine.name,
+    name: 'TLS 1.3 resumption (ticket)',
+    n: N,
+    once: async () => {
       const client = engine.createClient({ ...c, session });
       const server = engine.createServer(s);
       await pump(client, server);
       client.destroy();
       server.destroy();
-    }),
-  );
-  return rows;
+    },
+  });
+  return out;
 }
 
 // ---- baselines: raw node:tls, driven with the same "quiet for two turns" rule ----
@@ -140,55 +169,60 @@ async function rawPair(attachServer: (pipe: Pipe) => void, clientCtx: tls.Secure
   sp.destroy();
 }
 
-async function baselineRows(pki: TestPki): Promise<Row[]> {
+async function baselineCases(pki: TestPki): Promise<Case[]> {
   const opts = { cert: pki.server.cert, key: pki.server.key, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
   const clientCtx = tls.createSecureContext({ ca: pki.ca.cert });
   const sharedCtx = tls.createSecureContext(opts);
   const shared = tls.createServer(opts);
-  const rows = [
-    await time('raw node:tls', 'tls.Server per connection', N, () =>
-      rawPair((p) => {
-        const server = tls.createServer(opts);
-        server.on('tlsClientError', () => undefined);
-        server.emit('connection', p);
-      }, clientCtx),
-    ),
-    await time('raw node:tls', 'shared tls.Server (no socket<->duplex link)', N, () =>
-      rawPair((p) => {
-        shared.emit('connection', p);
-      }, clientCtx),
-    ),
-    await time('raw node:tls', 'server TLSSocket per connection, cached context', N, () =>
-      rawPair((p) => {
-        const s = new tls.TLSSocket(p, { isServer: true, secureContext: sharedCtx });
-        s.on('error', () => undefined);
-      }, clientCtx),
-    ),
-    await time('raw node:tls', 'tls.createSecureContext alone', N, async () => {
-      tls.createSecureContext(opts);
-    }),
-  ];
-  shared.close();
+  shared.on('tlsClientError', () => undefined);
+  const raw = 'raw node:tls';
   // One empty step on an established connection: the flight heuristic's own cost.
   const conn = { client: nodeEngine.createClient({ ca: pki.ca.cert, serverName: 'localhost' }), server: nodeEngine.createServer(pki.server) };
   await pump(conn.client, conn.server);
-  rows.push(
-    await time('node', 'one empty receive() step', N * 10, async () => {
-      await conn.server.receive(new Uint8Array(0));
-    }),
-  );
-  return rows;
+  return [
+    {
+      engine: raw,
+      name: 'tls.Server per connection',
+      n: N,
+      once: () =>
+        rawPair((p) => {
+          const server = tls.createServer(opts);
+          server.on('tlsClientError', () => undefined);
+          server.emit('connection', p);
+        }, clientCtx),
+    },
+    { engine: raw, name: 'shared tls.Server (no socket<->duplex link)', n: N, once: () => rawPair((p) => shared.emit('connection', p), clientCtx) },
+    {
+      engine: raw,
+      name: 'server TLSSocket per connection, cached context',
+      n: N,
+      once: () =>
+        rawPair((p) => {
+          new tls.TLSSocket(p, { isServer: true, secureContext: sharedCtx }).on('error', () => undefined);
+        }, clientCtx),
+    },
+    {
+      engine: raw,
+      name: 'tls.createSecureContext alone',
+      n: N,
+      once: async () => {
+        tls.createSecureContext(opts);
+      },
+    },
+    { engine: 'node', name: 'one empty receive() step', n: N * 10, once: async () => void (await conn.server.receive(new Uint8Array(0))) },
+  ];
 }
 
 const pki = await testPki();
-const rows: Row[] = [];
-for (const engine of availableEngines()) rows.push(...(await engineRows(engine, pki)));
-if (args.includes('--baselines')) rows.push(...(await baselineRows(pki)));
+const all: Case[] = [];
+for (const engine of availableEngines()) all.push(...(await engineCases(engine, pki)));
+if (args.includes('--baselines')) all.push(...(await baselineCases(pki)));
+const rows = await measure(all);
 
 if (JSON_OUT) {
   console.log(JSON.stringify({ node: process.version, n: N, rows }, null, 2));
 } else {
-  console.log(`in-process handshakes, client + server together; node ${process.version}; n = ${N}`);
+  console.log(`in-process handshakes, client + server together; node ${process.version}; n = ${N} in ${ROUNDS} interleaved rounds (medians)`);
   console.log('engine        case                                              hs/s   cpu ms/hs  wall ms/hs');
   for (const r of rows) {
     console.log(
