@@ -8,6 +8,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { AtlsError } from '../../src/errors.js';
 import { AtlsCoapServer, echoCoapHandler, type AtlsCoapServerEvent } from '../../src/coap/server.js';
 import { AtlsCoapClient, coapFetch } from '../../src/coap/client.js';
@@ -211,6 +212,37 @@ void describe('ATLS over CoAP', () => {
     void it('a tampered protected message gets 4.00 and the session goes on', async () => {
       const r = await post(good.resource!, 65001, new Uint8Array(randomBytes(40)));
       assert.equal(r.code, CoapCode.BadRequest);
+      await stillWorks();
+    });
+
+    void it('block-wise abuse on the real server: bounded transfers, 4.08, other sessions unaffected', async () => {
+      const b1 = (num: number, more: boolean, tag: number) => [
+        { number: OptionNumber.RequestTag, value: new Uint8Array([tag]) },
+        { number: OptionNumber.Block1, value: new Uint8Array([(num << 4) | (more ? 8 : 0)]) }, // SZX 0: 16 bytes
+      ];
+      const raw = (options: ReturnType<typeof b1>, payload: Uint8Array) =>
+        ep.request(server.endpoint.address, { code: CoapCode.POST, options: [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000), ...options], payload });
+      const codes: number[] = [];
+      for (let tag = 0; tag < 20; tag++) codes.push((await raw(b1(0, true, tag), new Uint8Array(16))).code);
+      assert.equal(codes.filter((c) => c === CoapCode.Continue).length, 16, 'per-peer cap');
+      assert.equal(codes.filter((c) => c === CoapCode.ServiceUnavailable).length, 4);
+      assert.equal((await raw(b1(5, true, 0), new Uint8Array(16))).code, CoapCode.RequestEntityIncomplete, 'gap');
+      assert.equal((await raw(b1(1, false, 200), new Uint8Array(3))).code, CoapCode.RequestEntityIncomplete, 'no transfer');
+      assert.ok(server.blockwise.stats.transfers <= 16); // bounded: at most 16 x 16 bytes held for this peer
+      await stillWorks(); // a different peer endpoint, unaffected
+    });
+
+    void it('random datagrams never crash the server', async () => {
+      const sock = createSocket('udp4');
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      for (let i = 0; i < 2000; i++) {
+        const d = new Uint8Array(randomBytes(1 + (i % 80)));
+        if (i % 2 === 0) d[0] = 0x40 | (d[0]! & 0x3f);
+        sock.send(d, server.port, '127.0.0.1');
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      sock.close();
+      assert.ok(server.endpoint.stats.malformed > 0);
       await stillWorks();
     });
 
