@@ -195,11 +195,15 @@ export class ToolProcess {
     });
   }
 
-  /** Sends SIGTERM (then SIGKILL after a grace period) and waits for the exit. */
-  async kill(): Promise<void> {
+  /**
+   * Sends SIGTERM (then SIGKILL after `graceMs`, default 1 s) and waits for
+   * the exit. Tools that clean up on SIGTERM but take longer (squid acts on
+   * its next 1 s tick) need a longer grace.
+   */
+  async kill(graceMs = 1000): Promise<void> {
     if (this.exitInfo) return;
     this.child.kill('SIGTERM');
-    const grace = setTimeout(() => this.child.kill('SIGKILL'), 1000);
+    const grace = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
     await this.exited;
     clearTimeout(grace);
   }
