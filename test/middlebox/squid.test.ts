@@ -7,7 +7,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAtlsClient } from '../../src/http/index.js';
 import type { AtlsClient, AtlsClientOptions } from '../../src/http/index.js';
@@ -51,24 +51,36 @@ async function startSquid(squid: string, name: string, refuseConnect: boolean): 
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     await writeFile(conf, squidConf(dir.path, port, refuseConnect));
+    // -n: a service name of our own, so that parallel squids (and leftovers of
+    // other users) do not share the shared-memory segments /dev/shm/<name>-cf__*.
+    const service = `atls${process.pid}${name}${attempt}`;
     try {
-      const proc = await startTool(squid, ['-N', '-d', '1', '-f', conf], /Accepting HTTP Socket connections/, 15_000);
+      const proc = await startTool(squid, ['-n', service, '-N', '-d', '1', '-f', conf], /Accepting HTTP Socket connections/, 15_000);
       return {
         url: `http://127.0.0.1:${port}`,
         proc,
         // squid writes a line when a transaction ends; the client has its answer by then.
         accessLog: async () => (await readFile(join(dir.path, 'access.log'), 'utf8').catch(() => '')).split('\n').filter(Boolean),
         stop: async () => {
-          await proc.kill();
+          // squid acts on SIGTERM at its next 1 s tick; SIGKILL would leave its /dev/shm segments behind.
+          await proc.kill(5000);
+          await removeShm(service);
           await dir.remove();
         },
       };
     } catch (e) {
       lastError = e;
+      await removeShm(service);
     }
   }
   await dir.remove();
   throw lastError;
+}
+
+/** Removes what a killed squid left in /dev/shm under our own service name. */
+async function removeShm(service: string): Promise<void> {
+  const names = await readdir('/dev/shm').catch(() => [] as string[]);
+  await Promise.all(names.filter((n) => n.startsWith(`${service}-`)).map((n) => rm(join('/dev/shm', n), { force: true })));
 }
 
 const squidPath = findTool('squid');
@@ -94,7 +106,7 @@ describe('squid as a plain forward proxy', { skip, timeout: 60_000 }, () => {
   before(async () => {
     if (!squidPath) throw new Error('squid not installed and ATLS_REQUIRE_INTEROP=1');
     pki = await testPki();
-    [open, noConnect] = await Promise.all([startSquid(squidPath, 'open', false), startSquid(squidPath, 'noconnect', true)]);
+    [open, noConnect] = await Promise.all([startSquid(squidPath, 'open', false), startSquid(squidPath, 'refusing', true)]);
   });
 
   after(async () => {
