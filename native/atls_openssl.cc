@@ -409,8 +409,9 @@ class Context : public Napi::ObjectWrap<Context> {
         // OpenSSL verifies the chain and sends the alert itself (RFC 8446 §4.4.2.4).
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
       } else if (st->request_cert) {
-        // Asked, not required: any certificate is accepted and the verify result reported.
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+        // Asked, not required: no certificate is fine, but one that is sent must
+        // verify (the node engine's policy, docs/decisions.md E9).
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
       }
       std::string sid = GetString(o, "sessionIdContext");
       if (sid.empty()) sid = "atls";
@@ -1121,7 +1122,7 @@ class Connection : public Napi::ObjectWrap<Connection> {
     }
     int64_t len = info[0].As<Napi::Number>().Int64Value();
     std::string label = info[1].As<Napi::String>().Utf8Value();
-    if (len <= 0 || len > 16384) {
+    if (len <= 0 || len > 8160) {
       Napi::Error e = Napi::Error::New(env, "bad export length");
       e.Set("atlsCode", Napi::String::New(env, "INVALID_ARGUMENT"));
       e.ThrowAsJavaScriptException();

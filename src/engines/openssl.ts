@@ -395,7 +395,8 @@ function translateError(e: NativeError, flight: Uint8Array, role: 'client' | 'se
 const MAX_FLIGHT = 256 * 1024;
 /** Largest `write()`: the records must fit in one flight. */
 const MAX_WRITE = MAX_FLIGHT - 8 * 1024;
-const MAX_EXPORT = 16384;
+/** 255 x SHA-256 output (RFC 8446 §7.1), as the node engine. */
+const MAX_EXPORT = 8160;
 const EMPTY = new Uint8Array(0);
 
 /** One native connection behind the {@link EngineConnection} interface. */
