@@ -374,7 +374,15 @@ abstract class NodeConnection implements EngineConnection {
     const suite = this.tls13() ? this.socket?.getCipher()?.standardName : undefined;
     const record = suite && this.secret ? tls13AlertRecord(suite, this.secret, alert) : undefined;
     this.activity++;
-    this.pending = { kind: 'policy', code, message, source: 'remote', alert, ...(record ? { alertFlight: record } : {}), ...(cause === undefined ? {} : { cause }) };
+    this.pending = {
+      kind: 'policy',
+      code,
+      message,
+      source: 'remote',
+      alert,
+      ...(record ? { alertFlight: record } : {}),
+      ...(cause === undefined ? {} : { cause }),
+    };
     this.forgetSecret();
   }
 
@@ -497,8 +505,8 @@ abstract class NodeConnection implements EngineConnection {
       // (and the failure is not the peer's alert), send one so the peer is not left waiting.
       const alertFlight = c.received ? EMPTY : output.length > 0 ? output : c.alert !== undefined ? plaintextAlert(c.alert) : EMPTY;
       error = new AtlsError(c.code, `TLS ${c.received ? 'peer alert' : 'failure'}: ${message}`, {
-          source: 'remote',
-          ...(c.alert === undefined ? {} : { alert: c.alert }),
+        source: 'remote',
+        ...(c.alert === undefined ? {} : { alert: c.alert }),
         alertFlight,
         cause: p.error,
       });
