@@ -51,7 +51,7 @@ function certClient(extra: Partial<ConstructorParameters<typeof AtlsCoapClient>[
 }
 
 void describe('ATLS over CoAP', () => {
-  for (const blockSize of [64, 256, 1024]) {
+  for (const blockSize of [16, 64, 256, 1024]) {
     void it(`certificate handshake and an echo at block size ${blockSize}`, async () => {
       let maxPayload = 0;
       const client = certClient({ blockSize, onExchange: (e) => (maxPayload = Math.max(maxPayload, e.request.payload.length)) });
@@ -118,6 +118,23 @@ void describe('ATLS over CoAP', () => {
       await client.close();
     } finally {
       await srv.close();
+    }
+  });
+
+  void it('IPv6 (::1)', async (t) => {
+    let v6: AtlsCoapServer;
+    try {
+      v6 = await AtlsCoapServer.listen({ host: '::1', tls: { pskLookup: (id) => (id === PSK.identity ? PSK.key : undefined) }, handler: echoCoapHandler });
+    } catch {
+      t.skip('no IPv6 loopback on this machine');
+      return;
+    }
+    try {
+      assert.match(v6.url, /^coap:\/\/\[::1\]:\d+$/);
+      const r = await coapFetch(`${v6.url}/x`, { method: 'POST', payload: 'six', tls: { psk: PSK } });
+      assert.equal(dec.decode(r.payload), 'six');
+    } finally {
+      await v6.close();
     }
   });
 
