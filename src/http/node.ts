@@ -81,7 +81,11 @@ export function toNodeListener(handler: WebHandler, options: NodeListenerOptions
   return (req: IncomingMessage, res: ServerResponse): void => {
     const https = options.https ?? (req.socket as TLSSocket).encrypted === true;
     const abort = new AbortController();
-    res.on('close', () => abort.abort());
+    // Only a client that left early aborts: aborting after every finished
+    // response built a DOMException per request (about 5% of the CPU profile).
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
     let request: Request;
     try {
       request = toRequest(req, https, abort.signal);
