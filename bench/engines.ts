@@ -16,6 +16,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { availableEngines, engineUnavailableReason } from '../src/engines/index.js';
 import { threadCpuNs } from '../src/engines/openssl.js';
@@ -29,6 +30,8 @@ interface Scenario {
   name: string;
   client: TlsClientConfig;
   server: TlsServerConfig;
+  /** Only for engines with this capability (e.g. ticketCount). */
+  needs?: 'ticketCount';
 }
 
 function scenarios(pki: TestPki): Scenario[] {
@@ -50,6 +53,11 @@ function scenarios(pki: TestPki): Scenario[] {
       server: { ...v, pskLookup: (id) => (id === 'bench' ? PSK_KEY : undefined) },
     },
   ];
+}
+
+/** The same handshakes without TLS 1.3 tickets (engines that can set the count). */
+function noTicketScenarios(list: Scenario[]): Scenario[] {
+  return list.map((sc) => ({ ...sc, name: `${sc.name}/0-tickets`, server: { ...sc.server, ticketCount: 0 }, needs: 'ticketCount' }));
 }
 
 interface Result {
@@ -162,13 +170,34 @@ function cryptoCosts(pki: TestPki): Record<string, number> {
   };
 }
 
+/**
+ * `openssl speed` on the same machine, when the CLI exists: raw X25519 derive
+ * and ECDSA P-256 sign/verify without node:crypto's per-call overhead. Key
+ * generation is not measured there; it is counted as one more derive.
+ */
+function opensslSpeed(): Record<string, number> | undefined {
+  const r = spawnSync('openssl', ['speed', '-seconds', '1', 'ecdhx25519', 'ecdsap256'], { encoding: 'utf8' });
+  if (r.status !== 0) return undefined;
+  const ec = /256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)/.exec(r.stdout);
+  const x = /253 bits ecdh \(X25519\)\s+\S+\s+([\d.]+)/.exec(r.stdout);
+  if (!ec || !x) return undefined;
+  const derive = 1e6 / Number(x[1]);
+  return {
+    x25519KeygenUs: round(derive),
+    x25519DeriveUs: round(derive),
+    ecdsaP256SignUs: round(1e6 / Number(ec[1])),
+    ecdsaP256VerifyUs: round(1e6 / Number(ec[2])),
+  };
+}
+
 /** Crypto-only server cost per scenario (RFC 8446: key share, signatures it makes and checks). */
 function cryptoLimitUs(c: Record<string, number>, scenario: string): number {
+  const base = scenario.replace('/0-tickets', '');
   const kx = c.x25519KeygenUs! + c.x25519DeriveUs!;
-  if (scenario === 'tls13-psk') return kx; // psk_dhe_ke: the (EC)DHE only
+  if (base === 'tls13-psk') return kx; // psk_dhe_ke: the (EC)DHE only
   const serverOnly = kx + c.ecdsaP256SignUs!; // + CertificateVerify signature
   // Mutual: + the client's certificate signature (chain) and its CertificateVerify.
-  return scenario === 'tls13-ecdsa-p256-mutual' ? serverOnly + 2 * c.ecdsaP256VerifyUs! : serverOnly;
+  return base === 'tls13-ecdsa-p256-mutual' ? serverOnly + 2 * c.ecdsaP256VerifyUs! : serverOnly;
 }
 
 async function main(): Promise<void> {
@@ -180,25 +209,66 @@ async function main(): Promise<void> {
   console.log(`# server CPU time per handshake on the JS thread; ${SECONDS} s per case`);
   const crypto = cryptoCosts(pki);
   console.log(`# node:crypto costs (us): ${JSON.stringify(crypto)}`);
+  const speed = opensslSpeed();
+  if (speed) console.log(`# openssl speed costs (us; keygen counted as a derive): ${JSON.stringify(speed)}`);
   const results: Result[] = [];
-  for (const sc of scenarios(pki)) {
-    for (const engine of engines) results.push(await measure(engine, sc));
+  const list = scenarios(pki);
+  for (const sc of [...list, ...noTicketScenarios(list)]) {
+    for (const engine of engines) {
+      if (sc.needs === 'ticketCount' && !engine.capabilities.ticketCount) continue;
+      results.push(await measure(engine, sc));
+    }
   }
   const rows: string[] = [];
   rows.push(
-    ['scenario', 'engine', 'server us/hs', 'server hs/s', 'crypto-limit hs/s', '% of limit', 'vs node', 'client us/hs', 'loop hs/s (wall)'].join(' | '),
+    [
+      'scenario',
+      'engine',
+      'server us/hs',
+      'server hs/s',
+      'limit hs/s (node:crypto)',
+      '% of it',
+      'limit hs/s (openssl speed)',
+      '% of it',
+      'vs node',
+      'client us/hs',
+      'loop hs/s (wall)',
+    ].join(' | '),
   );
   const summary: Record<string, unknown>[] = [];
   for (const r of results) {
     const limitUs = cryptoLimitUs(crypto, r.scenario);
     const limit = Math.round(1e6 / limitUs);
-    const node = results.find((x) => x.engine === 'node' && x.scenario === r.scenario);
+    const rawUs = speed ? cryptoLimitUs(speed, r.scenario) : NaN;
+    const raw = Math.round(1e6 / rawUs);
+    const base = r.scenario.replace('/0-tickets', '');
+    const node = results.find((x) => x.engine === 'node' && x.scenario === base);
     const vsNode = node ? r.serverPerSec / node.serverPerSec : NaN;
     const pct = (100 * r.serverPerSec) / limit;
+    const rawPct = (100 * r.serverPerSec) / raw;
     rows.push(
-      [r.scenario, r.engine, r.serverUs, r.serverPerSec, limit, `${pct.toFixed(0)}%`, Number.isNaN(vsNode) ? '-' : `${vsNode.toFixed(1)}x`, r.clientUs, r.wallPerSec].join(' | '),
+      [
+        r.scenario,
+        r.engine,
+        r.serverUs,
+        r.serverPerSec,
+        limit,
+        `${pct.toFixed(0)}%`,
+        speed ? raw : '-',
+        speed ? `${rawPct.toFixed(0)}%` : '-',
+        Number.isNaN(vsNode) ? '-' : `${vsNode.toFixed(1)}x`,
+        r.clientUs,
+        r.wallPerSec,
+      ].join(' | '),
     );
-    summary.push({ ...r, cryptoLimitUs: round(limitUs), cryptoLimitPerSec: limit, percentOfLimit: round(pct), vsNode: round(vsNode) });
+    summary.push({
+      ...r,
+      cryptoLimitUs: round(limitUs),
+      cryptoLimitPerSec: limit,
+      percentOfLimit: round(pct),
+      ...(speed ? { opensslSpeedLimitPerSec: raw, percentOfOpensslSpeedLimit: round(rawPct) } : {}),
+      vsNode: round(vsNode),
+    });
   }
   console.log(rows.join('\n'));
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
@@ -214,6 +284,7 @@ async function main(): Promise<void> {
         loadavg: loadavg(),
         seconds: SECONDS,
         crypto,
+        opensslSpeed: speed,
         results: summary,
       },
       null,
