@@ -180,6 +180,17 @@ void describe('node engine specifics', () => {
     });
   }
 
+  void it('TLS 1.2 plain PSK suite with an identity hint', async () => {
+    const key = new Uint8Array(16).fill(9);
+    const run = await pump(
+      nodeEngine.createClient({ ...only('TLSv1.2'), ciphers: 'PSK-AES128-GCM-SHA256', psk: { identity: 'dev', key } }),
+      nodeEngine.createServer({ ...only('TLSv1.2'), ciphers: 'PSK-AES128-GCM-SHA256', pskHint: 'atls', pskLookup: (id) => (id === 'dev' ? key : undefined) }),
+    );
+    assert.deepEqual(run.errors, {}, describeRun(run));
+    assert.equal(handshakeOf(run.events.client)!.cipherSuite, 'TLS_PSK_WITH_AES_128_GCM_SHA256'); // RFC 5487
+    assert.equal(handshakeOf(run.events.server)!.pskIdentity, 'dev');
+  });
+
   void it('DER certificates and keys are accepted', async () => {
     const der = (pem: string) => new Uint8Array(new X509Certificate(pem).raw);
     const keyDer = (pem: string) => new Uint8Array(createPrivateKey(pem).export({ format: 'der', type: 'pkcs8' }));
