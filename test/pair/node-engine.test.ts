@@ -11,7 +11,7 @@ import { createNodeEngine, nodeEngine } from '../../src/engines/node.js';
 import { plaintextAlert } from '../../src/engines/flight.js';
 import { AlertDescription as A, AtlsError } from '../../src/errors.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
-import { describe as describeRun, handshakeOf, pump, ticketsOf } from '../helpers/pair.js';
+import { describe as describeRun, handshakeOf, pump, received, ticketsOf } from '../helpers/pair.js';
 
 const LABEL = 'application-layer-tls';
 const only = (v: 'TLSv1.2' | 'TLSv1.3') => ({ minVersion: v, maxVersion: v }) as const;
@@ -139,6 +139,17 @@ void describe('node engine specifics', () => {
     assert.deepEqual(run.errors, {}, describeRun(run));
     await assert.rejects(conns.client.write(new Uint8Array(4096)), { code: 'TOO_LARGE', source: 'local' });
     assert.ok((await conns.client.write(new Uint8Array(1000))).flight.length > 1000, 'a write after a refused one still works');
+    conns.client.destroy();
+    conns.server.destroy();
+  });
+
+  void it('a large flight of application data arrives whole in one step', async () => {
+    const conns = { client: nodeEngine.createClient({ ca: pki.ca.cert, serverName: 'localhost' }), server: nodeEngine.createServer(pki.server) };
+    await pump(conns.client, conns.server);
+    const data = Uint8Array.from({ length: 200_000 }, (_, i) => i & 0xff);
+    const out = await conns.client.write(data);
+    const got = await conns.server.receive(out.flight);
+    assert.deepEqual(received(got.events), data);
     conns.client.destroy();
     conns.server.destroy();
   });
