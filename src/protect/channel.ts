@@ -8,7 +8,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import { LIMIT_UNIT_BYTES } from './constants.js';
+import { IV_LENGTH, LIMIT_UNIT_BYTES } from './constants.js';
 import { aeadOpen, aeadSealInto } from './aead.js';
 import { readHeader, writeHeader, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
@@ -157,10 +157,16 @@ export class ProtectedChannel {
     const start = toSeqParts(options.initialSequence ?? 0);
     this.sendHi = start.hi;
     this.sendLo = start.lo;
-    this.sendKey = Buffer.from(keys.sendKey);
-    this.receiveKey = Buffer.from(keys.receiveKey);
-    this.sendNonce = new NonceBuilder(keys.sendIv);
-    this.receiveNonce = new NonceBuilder(keys.receiveIv);
+    // One unpooled allocation for every secret of the channel (keys, IVs,
+    // nonces): pooled small Buffers would pin shared 8 KiB slabs per session.
+    const k = spec.keyLength;
+    const mem = Buffer.alloc(2 * k + 4 * IV_LENGTH);
+    this.sendKey = mem.subarray(0, k);
+    this.sendKey.set(keys.sendKey);
+    this.receiveKey = mem.subarray(k, 2 * k);
+    this.receiveKey.set(keys.receiveKey);
+    this.sendNonce = new NonceBuilder(keys.sendIv, mem.subarray(2 * k, 2 * k + 2 * IV_LENGTH));
+    this.receiveNonce = new NonceBuilder(keys.receiveIv, mem.subarray(2 * k + 2 * IV_LENGTH));
   }
 
   /**
