@@ -281,10 +281,12 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     positive(limits.handshakeTtlMs, DEFAULT_HANDSHAKE_TTL_MS, 'limits.handshakeTtlMs'),
     positive(options.ttl, DEFAULT_SESSION_TTL_MS, 'ttl'),
   );
-  const sessionOptions: SessionOptions = {
+  // One options object shared by every session (sessions keep a reference; a copy each cost ~60 B per session).
+  const sessionOptions: SessionOptions & { tls: TlsServerConfig } = {
     ...options.session,
     mode,
     ...(options.engine ? { engine: options.engine } : {}),
+    tls: options.tls,
   };
 
   /** Runs one inner request through the application; the app's failures become an inner 500. */
@@ -454,7 +456,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       created = await table.add(() => ({
         id: newSessionId(options.routingTag),
-        session: new AtlsServerSession({ ...sessionOptions, tls: options.tls }),
+        session: new AtlsServerSession(sessionOptions),
         peer: undefined,
         busy: false,
       }));
