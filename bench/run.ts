@@ -38,7 +38,7 @@ export function plan(env: Record<string, string | undefined> = process.env): Ben
     cryptoMs: quick ? 100 : 1000,
     load: quick
       ? { warmupMs: 200, durationMs: 600, hsConcurrency: 4, reqConcurrency: 8, sizes }
-      : { warmupMs: 1000, durationMs: 4000, hsConcurrency: 8, reqConcurrency: 16, sizes },
+      : { warmupMs: 1000, durationMs: 3000, hsConcurrency: 8, reqConcurrency: 16, sizes },
     ecdsaSessions: [Math.min(quick ? 200 : 10_000, big)],
     pskSessions: [...new Set([Math.min(quick ? 200 : 10_000, big), big])],
     only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5').split(',').map((s) => s.trim())),

@@ -102,7 +102,9 @@ export interface ServerHandle {
 
 /** Starts a server process (pinned to {@link SERVER_CPU}) and waits until it listens. */
 export async function startServer(spec: ServerSpec, pki: BenchPki): Promise<ServerHandle> {
-  const child = Child.fork('../procs/server.ts', SERVER_CPU);
+  // BENCH_CPU_PROF=<dir>: write a V8 CPU profile of every server process (open it in Chrome DevTools).
+  const prof = process.env.BENCH_CPU_PROF;
+  const child = Child.fork('../procs/server.ts', SERVER_CPU, prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
   const r = await child.ask({ type: 'start-server', spec, pki });
   if (r.type !== 'ready' || r.port === undefined) throw new Error('server did not start');
   return {
