@@ -282,3 +282,29 @@ void test('interop: openssl s_client -dtls1_2 against our DTLS server with cooki
   await cli.waitFor(/pong/, 5000);
   console.log(`# s_client -dtls1_2: cookie, handshake, exporter and data OK (exporter ${ours.slice(0, 16)}...)`);
 });
+
+void test('DTLS hostile input: mutated and truncated datagrams raise AtlsError or are dropped, never crash', async (t) => {
+  const e = nativeEngineOrSkip(t);
+  if (!e) return;
+  const { prng } = await import('../helpers/prng.js');
+  const rnd = prng(7);
+  const c = e.createClient(client());
+  const hello = await c.start();
+  const s0 = e.createServer(server());
+  const sflight = await s0.receive(hello.flight);
+  for (let i = 0; i < 400; i++) {
+    const base = i % 2 === 0 ? hello.flight : sflight.flight;
+    const m = Uint8Array.from(base);
+    for (let k = 0; k < 1 + rnd.int(4); k++) m[rnd.int(m.length)] = rnd.int(256);
+    const cut = rnd.next() < 0.2 ? m.subarray(0, rnd.int(m.length)) : m;
+    const target = i % 2 === 0 ? e.createServer(server({ dtlsCookieSecret: secret, dtlsPeer: 'p' })) : e.createClient(client());
+    try {
+      if (i % 2 === 1) await target.start();
+      await target.receive(cut);
+    } catch (x) {
+      assert.ok(x instanceof AtlsError, `iteration ${i}: ${String(x)}`);
+    } finally {
+      target.destroy();
+    }
+  }
+});
