@@ -333,3 +333,25 @@ void test('SSL_CTX cache: many connections with one configuration share one cont
   assert.ok(nativeLiveObjects().contexts - before <= 1);
   for (const c of conns) c.destroy();
 });
+
+void test('cross-engine resumption: node and openssl servers sharing ticketKeys resume each other, both ways', async (t) => {
+  const e = nativeEngineOrSkip(t);
+  if (!e) return;
+  const { getEngine } = await import('../../src/engines/index.js');
+  const node = getEngine('node');
+  const keys = randomBytes(48);
+  const s = server({ ticketKeys: keys });
+  for (const [a, b] of [
+    [node, e],
+    [e, node],
+  ] as const) {
+    for (const v of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const first = await drive(a.createClient(client({ maxVersion: v })), a.createServer(s));
+      const ticket = first.client.tickets.at(-1);
+      assert.ok(ticket, `${a.name} ${v} ticket`);
+      const again = await drive(b.createClient(client({ maxVersion: v, session: ticket })), b.createServer(s));
+      assert.equal(again.server.handshake?.resumed, true, `${a.name} -> ${b.name} ${v}`);
+      assert.equal(again.client.handshake?.resumed, true, `${a.name} -> ${b.name} ${v}`);
+    }
+  }
+});
