@@ -2,7 +2,7 @@
 import { AtlsError } from '../errors.js';
 import type { TlsClientConfig, TlsEngine } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
-import { coapFetch } from '../coap/client.js';
+import { AtlsCoapClient, coapFetch, type AtlsCoapClientOptions } from '../coap/client.js';
 
 export interface CoapFetchArgs {
   tls: TlsClientConfig;
@@ -24,11 +24,9 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<Uint8Arr
     }
   }
   const verbose = a.opts.verbose === true;
-  const res = await coapFetch(target, {
+  const common: Omit<AtlsCoapClientOptions, 'url'> = {
     tls: { ...a.tls, serverName: a.tls.serverName ?? target.hostname.replace(/^\[|\]$/g, '') },
     mode: a.mode,
-    method: a.method as never,
-    ...(a.body !== undefined ? { payload: a.body } : {}),
     ...(blockSize !== undefined ? { blockSize } : {}),
     ...(typeof a.opts.coapProxy === 'string' ? { proxy: a.opts.coapProxy } : {}),
     ...(a.engine ? { engine: a.engine } : {}),
@@ -41,6 +39,26 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<Uint8Arr
             ),
         }
       : {}),
+  };
+  if (a.opts.inner === 'http') {
+    // Binary HTTP inside protected messages: what an HTTP service behind a
+    // CoAP-to-HTTP gateway understands (docs/protocol.md §6.8).
+    const client = new AtlsCoapClient({ ...common, url: `coap://${target.host}` });
+    try {
+      const inner = new URL(`${target.pathname}${target.search}`, `http://${target.host}`);
+      const res = await client.fetch(
+        new Request(inner, { method: a.method, ...(a.body !== undefined ? { body: a.body } : {}) }),
+      );
+      if (verbose) process.stderr.write(`* inner response: ${res.status}\n`);
+      return new Uint8Array(await res.arrayBuffer());
+    } finally {
+      await client.close();
+    }
+  }
+  const res = await coapFetch(target, {
+    ...common,
+    method: a.method as never,
+    ...(a.body !== undefined ? { payload: a.body } : {}),
   });
   if (verbose) process.stderr.write(`* inner response: ${res.codeText}\n`);
   return res.payload;

@@ -95,6 +95,11 @@ export const commandSpecs: CommandSpec[] = [
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
         .option('--block-size <n>', 'CoAP block-wise size, 16..1024')
         .option('--coap-proxy <url>', 'send every CoAP message through this CoAP forward proxy')
+        .addOption(
+          new Option('--inner <format>', 'coap:// only: inner message format; http reaches an HTTP service through a gateway')
+            .choices(['coap', 'http'])
+            .default('coap'),
+        )
         .addOption(modeOption())
         .addOption(versionOption())
         .addOption(engineOption())

@@ -25,6 +25,22 @@ function atls(args: string[], input?: Uint8Array): { status: number | null; stdo
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Like {@link atls} but without blocking this process (whose servers must keep answering). */
+function atlsAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [...TSX, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) =>
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    }),
+  );
+}
+
 /** Starts a long-running subcommand and resolves with the first stdout line. */
 function startDaemon(args: string[]): Promise<{ child: ChildProcess; line: string }> {
   const child = spawn(process.execPath, [...TSX, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -184,6 +200,34 @@ describe('atls command', () => {
     assert.equal(wrong.status, 1);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.equal(atls(['fetch', `${coap}/t`, '--block-size', '100', ...psk]).status, 1);
+  });
+
+  it('gateway carries a CoAP device to an HTTP service it cannot read; serve --coap --upstream too', async () => {
+    const svc = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--cert', join(certs, 'server.pem'),
+      '--key', join(certs, 'server.key'), '--upstream', upstreamUrl,
+    ]);
+    daemons.push(svc.child);
+    const http = /(http:\/\/[^\s]+)/.exec(svc.line)![1]!;
+    const coap = /(coap:\/\/[^\s]+)/.exec(svc.line)![1]!;
+    // Inner CoAP request mapped to the upstream HTTP service.
+    const direct = await atlsAsync(['fetch', `${coap}/sensors?id=9`, '-X', 'POST', '-d', 'reading', '--ca', join(certs, 'ca.pem')]);
+    assert.equal(direct.status, 0, direct.stderr);
+    assert.deepEqual(JSON.parse(direct.stdout), { upstream: true, method: 'POST', path: '/sensors?id=9', body: 'reading' });
+
+    const gw = await startDaemon(['gateway', '--listen', '127.0.0.1:0', '--to', new URL(http).origin]);
+    daemons.push(gw.child);
+    const gwUrl = /(coap:\/\/[^\s]+)/.exec(gw.line)![1]!;
+    const seen: string[] = [];
+    gw.child.stdout!.on('data', (d: Buffer) => seen.push(d.toString()));
+    const via = await atlsAsync(['fetch', `${gwUrl}/meter`, '--inner', 'http', '-X', 'POST', '-d', 'secret 4711', '--ca', join(certs, 'ca.pem')]);
+    assert.equal(via.status, 0, via.stderr);
+    assert.deepEqual(JSON.parse(via.stdout), { upstream: true, method: 'POST', path: '/meter', body: 'secret 4711' });
+    await new Promise((r) => setTimeout(r, 200));
+    const log = seen.join('');
+    assert.match(log, /-> service application\/atls\+octet-stream/);
+    assert.match(log, /-> service application\/atls-protected/);
+    assert.doesNotMatch(log, /secret 4711/);
   });
 
   it('inspect decodes a flight without keys, as text and JSON', async () => {
