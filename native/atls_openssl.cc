@@ -632,6 +632,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
     ERR_clear_error();
     ssl_ = SSL_new(ctx_->ctx);
     if (ssl_ == nullptr) return "SSL_new failed: " + TakeErrorString(nullptr);
+    // Tell V8 what a live SSL weighs, so that dropped connections are
+    // collected (and freed by the finalizer) before native memory piles up.
+    Napi::MemoryManagement::AdjustExternalMemory(env, kSslWeight);
+    weighed_ = true;
     SSL_set_ex_data(ssl_, g_ssl_index, this);
     BIO* rbio;
     BIO* wbio;
@@ -749,6 +753,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
       SSL_free(ssl_);  // frees both BIOs
       ssl_ = nullptr;
       rbio_ = wbio_ = nullptr;
+    }
+    if (weighed_) {
+      weighed_ = false;
+      Napi::MemoryManagement::AdjustExternalMemory(Env(), -kSslWeight);
     }
     if (!psk_key_.empty()) OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
     psk_key_.clear();
@@ -1187,6 +1195,9 @@ class Connection : public Napi::ObjectWrap<Connection> {
   std::vector<PendingEvent> events_;
   std::vector<uint32_t> datagram_sizes_;
   static constexpr const char* kLookupKey = "__atlsPskLookup";
+  // Rough native footprint of one SSL in a handshake (state, session, certificates).
+  static constexpr int64_t kSslWeight = 32 * 1024;
+  bool weighed_ = false;
   bool has_psk_lookup_ = false;
   std::string psk_identity_;
   Bytes psk_key_;
