@@ -31,10 +31,11 @@ export interface BenchPki {
 
 /** A server to start in the server process. */
 export type ServerSpec =
-  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node' }
+  /** `app`: the inner echo as a raw app (`echoRawApp`, what `atls serve --echo` runs; default) or the Web echo. */
+  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web' }
   | { kind: 'https'; mutual?: boolean }
   | { kind: 'http' }
-  /** `node:http` + `toNodeListener` + a Web echo app: the adapter cost alone. */
+  /** `node:http` + `toNodeListener` + the Web echo app: the same application as ATLS with `app: 'web'`, without ATLS. */
   | { kind: 'http-web' };
 
 /** A load job run by each load process. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { createAtlsServer, toNodeListener } from '../../src/http/index.js';
+import { createAtlsServer, echoRawApp, toNodeListener } from '../../src/http/index.js';
 import { getEngine } from '../../src/engines/index.js';
 import type { TlsServerConfig } from '../../src/engines/types.js';
 import { nodeEcho, webEcho, type BenchPki, type FromChild, type ServerSpec, type ToChild } from '../lib/scenarios.js';
@@ -31,6 +31,7 @@ export function buildServer(spec: ServerSpec, pki: BenchPki): Server {
       return createAtlsServer({
         tls,
         app: webEcho,
+        ...(spec.app === 'web' ? {} : { rawApp: echoRawApp }),
         mode: spec.mode,
         ...(spec.engine ? { engine: getEngine(spec.engine) } : {}),
         limits: { maxSessions: 1_000_000, maxHalfOpen: 10_000 },

@@ -93,7 +93,8 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
       ['HTTPS keep-alive (node:https)', { kind: 'https' }, { ...base, kind: 'req-https' }],
       ['ATLS arch (b), exported keys', { kind: 'atls', mode: 'exported' }, { ...base, kind: 'req-atls', mode: 'exported' }],
       ['ATLS arch (a), TLS records', { kind: 'atls', mode: 'records' }, { ...base, kind: 'req-atls', mode: 'records' }],
-      ['diag: node:http + toNodeListener + Web echo', { kind: 'http-web' }, { ...base, kind: 'req-http' }],
+      ['same application: node:http + toNodeListener + Web echo', { kind: 'http-web' }, { ...base, kind: 'req-http' }],
+      ['ATLS arch (b), Web echo app', { kind: 'atls', mode: 'exported', app: 'web' }, { ...base, kind: 'req-atls', mode: 'exported' }],
     ];
     const got: LoadSummary[] = [];
     for (const [name, spec, job] of variants) {
@@ -108,7 +109,7 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
         extra: { result: summary(r), size },
       });
     }
-    const [plain, , b, a] = got;
+    const [plain, , b, a, sameApp, bWeb] = got;
     const aeadUs = crypto.aead[size];
     rows.push({
       section: S,
@@ -118,6 +119,13 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
       note: `per server CPU-second (target >= 0.8); wall ${ratio(b!.rate, plain!.rate)}; arch (a) ${ratio(a!.capacity, plain!.capacity)}${
         aeadUs ? `; arch (b) = ${((b!.capacity * aeadUs) / 1e4).toFixed(2)}% of the AEAD-only limit` : ''
       }`,
+    });
+    rows.push({
+      section: S,
+      name: `ratio arch (b) Web app / same application, ${label(size)}`,
+      value: bWeb!.capacity / sameApp!.capacity,
+      unit: 'x',
+      note: `the same Web echo app behind ATLS and behind plain node:http + toNodeListener; wall ${ratio(bWeb!.rate, sameApp!.rate)}`,
     });
   }
   return rows;

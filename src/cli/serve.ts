@@ -5,7 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import { AtlsError } from '../errors.js';
 import type { TlsServerConfig } from '../engines/types.js';
-import { createAtlsServer, echoApp, upstreamApp } from '../http/index.js';
+import { createAtlsServer, echoApp, echoRawApp, upstreamApp } from '../http/index.js';
 import {
   PSK_CIPHERS,
   engineFrom,
@@ -50,6 +50,8 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const server = createAtlsServer({
     tls,
     app,
+    // The echo needs no fetch objects: the raw app skips them (about 1 ms per request on Node 20).
+    ...(opts.echo ? { rawApp: echoRawApp } : {}),
     mode,
     ...engine,
     ...(typeof opts.routingTag === 'string' ? { routingTag: opts.routingTag } : {}),

@@ -10,7 +10,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import type { AtlsApp } from './server.js';
+import type { AtlsApp, AtlsRawApp } from './server.js';
 import type { AtlsClient } from './client.js';
 import { DEFAULT_ENDPOINTS } from './constants.js';
 
@@ -40,6 +40,29 @@ export const echoApp: AtlsApp = async (request) => {
   const type = request.headers.get('content-type');
   if (type) headers.set('content-type', type);
   return new Response(body, { status: 200, headers });
+};
+
+/**
+ * {@link echoApp} as a raw app (no fetch objects): 200 with the request's own
+ * content and Content-Type. Give it as `rawApp` next to `app: echoApp`.
+ *
+ * @example
+ * ```ts
+ * createAtlsServer({ tls, app: echoApp, rawApp: echoRawApp }).listen(8443);
+ * ```
+ */
+export const echoRawApp: AtlsRawApp = (request) => {
+  let type: string | undefined;
+  for (const [name, value] of request.headers) {
+    // Repeated fields join with ", " as fetch's Headers.get does (RFC 9110 §5.3).
+    if (name === 'content-type') type = type === undefined ? value : `${type}, ${value}`;
+  }
+  return {
+    status: 200,
+    headers: type === undefined ? [] : [['content-type', type]],
+    // A copy: the request's content is a view into the decrypted message.
+    content: request.content.slice(),
+  };
 };
 
 /** Options of {@link upstreamApp}. */

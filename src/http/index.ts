@@ -20,11 +20,14 @@ export type {
   AtlsHandlerLimits,
   AtlsHandlerOptions,
   AtlsHandlerStats,
+  AtlsRawApp,
+  AtlsRawReply,
+  AtlsRawRequest,
   AtlsServerEvent,
 } from './server.js';
 export type { AtlsPeer } from './peer.js';
-export { toNodeListener, createAtlsServer } from './node.js';
-export type { AtlsNodeServer, AtlsServerOptions, NodeListenerOptions, WebHandler } from './node.js';
+export { toNodeListener, createAtlsServer, atlsNodeListener } from './node.js';
+export type { AtlsNodeListenerOptions, AtlsNodeServer, AtlsServerOptions, NodeListenerOptions, WebHandler } from './node.js';
 export { atls } from './hono.js';
 export type { AtlsMiddleware, AtlsMiddlewareOptions, AtlsVariables, FetchApp } from './hono.js';
 export { atlsFetch, createAtlsClient } from './client.js';
@@ -39,5 +42,5 @@ export type {
 } from './client.js';
 export { noProxyMatches, proxyFor } from './transport.js';
 export type { AtlsTransportOptions, ProxySettings } from './transport.js';
-export { echoApp, upstreamApp, forwardHandler } from './apps.js';
+export { echoApp, echoRawApp, upstreamApp, forwardHandler } from './apps.js';
 export type { UpstreamOptions } from './apps.js';

@@ -14,8 +14,8 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { AtlsError } from '../errors.js';
-import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions } from './server.js';
-import { errorResponse } from './wire.js';
+import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions, type AtlsRawRequest } from './server.js';
+import { errorReply, errorResponse, type HttpReply } from './wire.js';
 
 /** A fetch-style handler. */
 export type WebHandler = (request: Request) => Response | Promise<Response>;
@@ -113,6 +113,148 @@ export function toNodeListener(handler: WebHandler, options: NodeListenerOptions
   };
 }
 
+/** Options of {@link atlsNodeListener}. */
+export interface AtlsNodeListenerOptions extends NodeListenerOptions {
+  /** Requests to other paths (default: the handler's 404). */
+  fallback?: WebHandler;
+}
+
+/**
+ * Reads a Node request body into one buffer, refusing more than `max` bytes
+ * (TOO_LARGE, remote) without buffering them; a declared Content-Length above
+ * `max` is refused before reading.
+ */
+function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > max) {
+    return Promise.reject(new AtlsError('TOO_LARGE', `body of ${declared} bytes exceeds ${max}`, { source: 'remote' }));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const done = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > max) {
+        done();
+        chunks.length = 0;
+        req.resume(); // discard the rest; the answer is 413 (memory stays bounded)
+        reject(new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' }));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onError = (e: unknown): void => {
+      done();
+      // The transport broke mid-body (client went away): the peer's doing.
+      reject(new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e }));
+    };
+    const onClose = (): void => {
+      if (!req.complete) onError(new Error('connection closed before the body ended'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+/** A Web `Request` for the outer request whose body was already read (for `context.outer`). */
+function outerRequest(req: IncomingMessage, https: boolean, body: Uint8Array | undefined): Request {
+  const url = new URL(req.url ?? '/', `${https ? 'https' : 'http'}://${req.headers.host ?? 'localhost'}`);
+  const headers = new Headers();
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    if (!name.startsWith(':')) headers.append(name, req.rawHeaders[i + 1]!);
+  }
+  const method = req.method ?? 'GET';
+  return new Request(url, { method, headers, ...(body && method !== 'GET' && method !== 'HEAD' ? { body } : {}) });
+}
+
+function writeReply(res: ServerResponse, reply: HttpReply, keepAlive = true): void {
+  const flat: string[] = [];
+  for (const [k, v] of reply.headers) flat.push(k, v);
+  flat.push('content-length', String(reply.body.length));
+  if (!keepAlive) flat.push('connection', 'close');
+  res.writeHead(reply.status, flat);
+  res.end(reply.body);
+}
+
+/** The request target's path: the raw target when it is a plain endpoint path, else what URL parsing makes of it. */
+function pathnameOf(target: string, handler: AtlsHandler): string | undefined {
+  if (handler.matches(target)) return target;
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The `node:http` fast path of the ATLS endpoints: the handler's byte-level
+ * core straight from `IncomingMessage` (body read into one buffer under the
+ * size cap) to `res.writeHead` + `res.end(bytes)`, with no outer fetch
+ * `Request`/`Response`. Other paths go to `fallback` (through
+ * {@link toNodeListener}) or get the handler's 404.
+ *
+ * @example
+ * ```ts
+ * const handler = createAtlsHandler({ tls: { cert, key }, rawApp: echoRawApp });
+ * http.createServer(atlsNodeListener(handler)).listen(8080);
+ * ```
+ */
+export function atlsNodeListener(handler: AtlsHandler, options: AtlsNodeListenerOptions = {}) {
+  const fallback = options.fallback ? toNodeListener(options.fallback, options) : undefined;
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const target = req.url ?? '/';
+    const pathname = pathnameOf(target, handler);
+    if (pathname === undefined) {
+      req.resume();
+      writeReply(res, errorReply(new AtlsError('INVALID_ARGUMENT', 'malformed request head', { source: 'remote' })));
+      return;
+    }
+    if (fallback && !handler.matches(pathname)) {
+      fallback(req, res);
+      return;
+    }
+    const https = options.https ?? (req.socket as TLSSocket).encrypted === true;
+    let body: Uint8Array | undefined;
+    const x: AtlsRawRequest = {
+      method: req.method ?? 'GET',
+      pathname,
+      header: (name) => {
+        const v = req.headers[name];
+        return Array.isArray(v) ? v.join(', ') : v;
+      },
+      body: async (max) => (body = await readNodeBody(req, max)),
+      https,
+      authority: req.headers.host ?? 'localhost',
+      outer: () => outerRequest(req, https, body),
+    };
+    handler.serve(x).then(
+      (reply) => {
+        if (body === undefined && !req.complete) req.resume(); // an unread body (405, 415, 413): drain it
+        writeReply(res, reply, reply.status !== 413);
+      },
+      (e: unknown) => {
+        // serve() never rejects; this is a bug of ours.
+        options.onError?.(e);
+        if (!res.headersSent) writeReply(res, errorReply(e));
+        else res.destroy();
+      },
+    );
+  };
+}
+
 /** Options of {@link createAtlsServer}: the handler's, plus what else the server answers. */
 export interface AtlsServerOptions extends AtlsHandlerOptions {
   /** Requests to other paths (default: 404). */
@@ -128,16 +270,17 @@ export interface AtlsNodeServer extends Server {
 
 /**
  * A `node:http` server for the ATLS endpoints (and `fallback` for anything
- * else). Call `listen()` on it. Closing the server forgets the sessions.
+ * else), on the {@link atlsNodeListener} fast path. Call `listen()` on it.
+ * Closing the server forgets the sessions.
  */
 export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
   const handler = createAtlsHandler(options);
-  const fallback = options.fallback;
-  const web: WebHandler = (request) => {
-    if (fallback && !handler.matches(new URL(request.url).pathname)) return fallback(request);
-    return handler(request);
-  };
-  const server = createHttpServer(toNodeListener(web, options.https === undefined ? {} : { https: options.https }));
+  const server = createHttpServer(
+    atlsNodeListener(handler, {
+      ...(options.fallback ? { fallback: options.fallback } : {}),
+      ...(options.https === undefined ? {} : { https: options.https }),
+    }),
+  );
   server.on('close', () => void handler.close());
   return Object.assign(server, { atls: handler });
 }

@@ -20,6 +20,8 @@ import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
+import { decodeRequest, encodeResponse, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
+import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
 import {
   COOKIE_NAME,
@@ -42,17 +44,23 @@ import {
   HttpRefusal,
   NO_STORE,
   bodyKind,
+  errorReply,
   errorResponse,
   mediaType,
   parseFlightLength,
   readBody,
+  replyToResponse,
   startsWithClientHello,
+  type HttpReply,
 } from './wire.js';
 
 /** What the application gets besides the inner request. */
 export interface AtlsAppContext {
-  /** The outer HTTP request that carried the inner one (its headers are the middleboxes' view). */
-  outer: Request;
+  /**
+   * The outer HTTP request that carried the inner one (its headers are the
+   * middleboxes' view). On the `node:http` fast path it is built when first read.
+   */
+  readonly outer: Request;
 }
 
 /**
@@ -60,6 +68,52 @@ export interface AtlsAppContext {
  * authenticated peer. Its own failures (throwing, 5xx) travel protected.
  */
 export type AtlsApp = (request: Request, peer: AtlsPeer, context: AtlsAppContext) => Promise<Response> | Response;
+
+/**
+ * A raw inner application: the decoded Binary HTTP request in, a Binary HTTP
+ * response out, no fetch objects built on either side (much cheaper per
+ * request on Node 20). The request's empty scheme and authority are filled
+ * in from the outer request (authority: the inner `host` field first); its
+ * `content` is a view into the decrypted message. Throwing, or returning
+ * something `encodeResponse` refuses, becomes an inner 500.
+ *
+ * @example
+ * ```ts
+ * const hello: AtlsRawApp = (req) => ({ status: 200, headers: [['content-type', 'text/plain']],
+ *   content: new TextEncoder().encode(`hello ${req.path}`) });
+ * ```
+ */
+export type AtlsRawApp = (
+  request: BhttpRequest,
+  peer: AtlsPeer,
+  context: AtlsAppContext,
+) => BhttpResponseInit | Promise<BhttpResponseInit>;
+
+/**
+ * An outer request as the byte-level core ({@link AtlsHandler.serve}) sees it:
+ * what the Web handler and the `node:http` listener both reduce a request to.
+ */
+export interface AtlsRawRequest {
+  method: string;
+  /** Path of the request target, without the query. */
+  pathname: string;
+  /** A request header by lower-case name (repeated fields joined as fetch joins them); null or undefined when absent. */
+  header(name: string): string | null | undefined;
+  /**
+   * Reads the whole body, refusing more than `max` bytes with AtlsError
+   * TOO_LARGE (source remote). Called at most once, after method and media type passed.
+   */
+  body(max: number): Promise<Uint8Array>;
+  /** The outer request came over https: the cookie gets Secure (`secureCookie: 'auto'`), the inner scheme defaults to https. */
+  https: boolean;
+  /** Authority (Host) of the outer request: the inner request's default. */
+  authority: string;
+  /** The outer request as a fetch `Request`, for apps that read `context.outer`; called only then. */
+  outer(): Request;
+}
+
+/** The core's answer: status, field lines (lower-case names, `set-cookie` may repeat) and body bytes. */
+export type AtlsRawReply = HttpReply;
 
 /** Resource limits of a handler. */
 export interface AtlsHandlerLimits {
@@ -87,8 +141,10 @@ export type AtlsServerEvent =
 export interface AtlsHandlerOptions {
   /** The ATLS server's TLS configuration (certificate, client authentication, PSK lookup, versions). */
   tls: TlsServerConfig;
-  /** The inner application. */
-  app: AtlsApp;
+  /** The inner application (fetch-style). Required unless `rawApp` is given. */
+  app?: AtlsApp;
+  /** A raw inner application; when given it is used instead of `app` (see {@link AtlsRawApp}). */
+  rawApp?: AtlsRawApp;
   /** `exported` (architecture b, default) or `records` (architecture a). */
   mode?: Mode;
   /** Endpoint paths answered (default `/.well-known/atls` and `/atls`). */
@@ -123,6 +179,8 @@ export interface AtlsHandlerStats {
 /** The handler: a Web-standard request handler plus a little introspection. */
 export interface AtlsHandler {
   (request: Request): Promise<Response>;
+  /** The byte-level core behind the Web handler and `atlsNodeListener`; never rejects. */
+  serve(request: AtlsRawRequest): Promise<AtlsRawReply>;
   /** True when `pathname` is one of the ATLS endpoints. */
   matches(pathname: string): boolean;
   stats(): AtlsHandlerStats;
@@ -232,6 +290,53 @@ type Entry = AtlsSessionEntry;
 
 const ACCEPT_POST = `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_FLIGHT_LATER}, ${MEDIA_TYPE_PROTECTED}`;
 
+/** The inner 500 a failing raw app becomes (the same bytes the Web path sends). */
+const INTERNAL_ERROR_BHTTP = encodeResponse({ status: 500, content: new TextEncoder().encode('internal server error\n') });
+
+/** The app context: `outer` is built on first read (the fast path has no `Request` otherwise). */
+class LazyContext implements AtlsAppContext {
+  private request: Request | undefined;
+  constructor(private readonly x: AtlsRawRequest) {}
+  get outer(): Request {
+    return (this.request ??= this.x.outer());
+  }
+}
+
+function contextOf(x: AtlsRawRequest): AtlsAppContext {
+  return new LazyContext(x);
+}
+
+/**
+ * Decodes the inner request for a raw app, holding it to the rules the fetch
+ * conversion (bhttpToRequest) enforces where they are about the message, not about fetch.
+ */
+function rawInner(plaintext: Uint8Array, scheme: string, authority: string): BhttpRequest {
+  const what = 'binary HTTP request';
+  const m = decodeRequest(plaintext); // RFC 9292: exactly one known-length request
+  if (m.scheme === '') m.scheme = scheme;
+  if (m.authority === '') {
+    let host: string | undefined;
+    for (const [n, v] of m.headers) {
+      if (n !== 'host') continue;
+      if (host !== undefined) throw new AtlsError('MALFORMED_MESSAGE', `${what}: several host fields`, { source: 'remote' });
+      host = v;
+    }
+    const a = host ?? authority;
+    // The host field (or outer Host) was only checked as a field value: hold it to the authority rules.
+    if (a === '' || !authorityValid(latin1Bytes(a) ?? new Uint8Array([0]))) {
+      throw new AtlsError('MALFORMED_MESSAGE', `${what}: invalid or missing authority`, { source: 'remote' });
+    }
+    m.authority = a;
+  }
+  for (const [n, v] of m.headers) {
+    // RFC 9110 §8.6 with RFC 9113 §8.1.1: a content-length that disagrees with the content is malformed.
+    if (n === 'content-length' && v !== String(m.content.length)) {
+      throw new AtlsError('MALFORMED_MESSAGE', `${what}: content-length ${v} but ${m.content.length} bytes of content`, { source: 'remote' });
+    }
+  }
+  return m;
+}
+
 function positive(v: number | undefined, fallback: number, name: string): number {
   if (v === undefined) return fallback;
   if (!Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
@@ -252,6 +357,10 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   if (options.routingTag !== undefined && !isValidRoutingTag(options.routingTag)) {
     throw new AtlsError('INVALID_ARGUMENT', 'routingTag must be 1..32 characters of [A-Za-z0-9_-]');
   }
+  const rawApp = options.rawApp;
+  const givenApp = options.app;
+  if (!rawApp && !givenApp) throw new AtlsError('INVALID_ARGUMENT', 'give app or rawApp');
+  const app: AtlsApp = givenApp ?? (() => new Response(null, { status: 500 }));
   const limits = options.limits ?? {};
   const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'limits.maxBodyBytes');
   const emit = (ev: AtlsServerEvent): void => {
@@ -290,12 +399,14 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   };
 
   /** Runs one inner request through the application; the app's failures become an inner 500. */
-  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, outer: Request, url: URL): Promise<Uint8Array> {
+  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array> {
+    const scheme = x.https ? 'https' : 'http';
+    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, scheme);
     // RFC 9292: the plaintext is exactly one known-length request; a bad one is the peer's fault (400).
-    const inner = bhttpToRequest(plaintext, { scheme: url.protocol.slice(0, -1), authority: url.host });
+    const inner = bhttpToRequest(plaintext, { scheme, authority: x.authority });
     let res: Response;
     try {
-      res = await options.app(inner, peer, { outer });
+      res = await app(inner, peer, contextOf(x));
       if (!res || typeof res.status !== 'number' || !res.headers) throw new TypeError('the app did not return a Response');
     } catch (error) {
       emit({ type: 'app-error', peer, error });
@@ -310,13 +421,37 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     }
   }
 
+  /** The same for a raw application: no fetch objects on either side. */
+  async function dispatchRaw(
+    raw: AtlsRawApp,
+    plaintext: Uint8Array,
+    peer: AtlsPeer,
+    x: AtlsRawRequest,
+    scheme: string,
+  ): Promise<Uint8Array> {
+    const inner = rawInner(plaintext, scheme, x.authority);
+    let status: number;
+    let encoded: Uint8Array;
+    try {
+      const res = await raw(inner, peer, contextOf(x));
+      encoded = encodeResponse(res); // RFC 9292 §3.5: a final status 200..599, valid fields
+      status = res.status;
+    } catch (error) {
+      emit({ type: 'app-error', peer, error });
+      status = 500;
+      encoded = INTERNAL_ERROR_BHTTP;
+    }
+    emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status });
+    return encoded;
+  }
+
   function end(e: Entry, reason: 'closed' | 'failed' | 'replaced'): void {
     void table.remove(e);
     emit({ type: 'end', sessionId: e.id, reason });
   }
 
   /** A body of flight type: handshake flights, and in mode `records` also requests. */
-  async function onFlight(e: Entry, body: Uint8Array, request: Request, url: URL): Promise<Response> {
+  async function onFlight(e: Entry, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
     if (e.busy) {
       // One flight per session at a time: TLS records are sequenced (decisions.md: 409, not a queue).
       throw new AtlsError('INVALID_STATE', 'another request of this ATLS session is in progress', { source: 'remote' });
@@ -325,8 +460,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     try {
       let flight = body;
       let piggyBacked: Uint8Array | undefined;
-      const lengthHeader = request.headers.get(HEADER_FLIGHT_LENGTH);
-      if (lengthHeader !== null) {
+      const lengthHeader = x.header(HEADER_FLIGHT_LENGTH);
+      if (lengthHeader !== null && lengthHeader !== undefined) {
         if (mode !== 'exported') {
           throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} is for mode "exported"`, { source: 'remote' });
         }
@@ -354,9 +489,11 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
           closed = true;
         }
       }
-      const headers = new Headers(NO_STORE);
-      const requestType = mediaType(request.headers.get('content-type'));
-      headers.set('content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT);
+      const requestType = mediaType(x.header('content-type'));
+      const headers: Array<[string, string]> = [
+        ['cache-control', NO_STORE['cache-control']],
+        ['content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT],
+      ];
       if (data.length > 0 && e.session.mode !== 'records') {
         // Architecture (b) takes requests only as protected messages: refuse
         // before the app runs a request this session could not answer.
@@ -366,7 +503,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       if (data.length > 0 && e.peer && !closed) {
         // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
-        const response = await dispatch(concatBytes(data), e.peer, request, url);
+        const response = await dispatch(concatBytes(data), e.peer, x);
         out = concatBytes([out, await e.session.send(response)]);
       } else if (piggyBacked) {
         if (!e.peer) {
@@ -374,14 +511,14 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
             source: 'remote',
           });
         }
-        const response = await dispatch(e.session.unprotect(piggyBacked), e.peer, request, url);
-        headers.set(HEADER_FLIGHT_LENGTH, String(out.length));
+        const response = await dispatch(e.session.unprotect(piggyBacked), e.peer, x);
+        headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
         out = concatBytes([out, e.session.protect(response)]);
       }
       emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
       if (closed || e.session.state === 'closed') end(e, 'closed');
       else await table.touch(e);
-      return new Response(out, { status: 200, headers });
+      return { status: 200, headers, body: out };
     } catch (err) {
       if (e.session.state === 'failed' || e.session.state === 'closed') end(e, 'failed');
       throw err;
@@ -391,17 +528,17 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   }
 
   /** A body of protected type: one inner request of an established architecture-(b) session. */
-  async function onProtected(e: Entry, body: Uint8Array, request: Request, url: URL): Promise<Response> {
+  async function onProtected(e: Entry, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
     if (e.session.mode !== 'exported') {
       throw new HttpRefusal(415, `this session runs mode "records": send ${MEDIA_TYPE_FLIGHT}`, [['accept-post', MEDIA_TYPE_FLIGHT]]);
     }
     const peer = e.peer;
     if (!peer) throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
     try {
-      const response = await dispatch(e.session.unprotect(body), peer, request, url);
+      const response = await dispatch(e.session.unprotect(body), peer, x);
       const sealed = e.session.protect(response);
       await table.touch(e);
-      return new Response(sealed, { status: 200, headers: { ...NO_STORE, 'content-type': MEDIA_TYPE_PROTECTED } });
+      return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
     } catch (err) {
       // Forged, replayed, old: that message only. Key limits end the session (410: handshake again).
       if (e.session.state === 'failed' || (err instanceof AtlsError && err.code === 'KEY_LIMIT_REACHED')) end(e, 'failed');
@@ -412,38 +549,31 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const gone = (): AtlsError =>
     new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
 
-  const handler = async (request: Request): Promise<Response> => {
-    let url: URL;
-    try {
-      url = new URL(request.url);
-    } catch {
-      return errorResponse(new AtlsError('INVALID_ARGUMENT', 'unparsable request URL', { source: 'remote' }));
-    }
-    const endpoint = url.pathname;
-    if (!endpoints.includes(endpoint)) return errorResponse(new HttpRefusal(404, 'not an ATLS endpoint'));
-    const secure = options.secureCookie === undefined || options.secureCookie === 'auto'
-      ? url.protocol === 'https:'
-      : options.secureCookie;
+  /** The byte-level core: every front (Web, node:http) ends here. Never throws. */
+  const serve = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
+    const endpoint = x.pathname;
+    if (!endpoints.includes(endpoint)) return errorReply(new HttpRefusal(404, 'not an ATLS endpoint'));
+    const secure = options.secureCookie === undefined || options.secureCookie === 'auto' ? x.https : options.secureCookie;
     const cookieAttrs = { path: endpoint, secure };
     let id: string | undefined;
     let created: Entry | undefined;
     let known: Entry | undefined;
     try {
-      if (request.method !== 'POST') {
+      if (x.method !== 'POST') {
         throw new HttpRefusal(405, 'ATLS endpoints accept POST only', [['allow', 'POST']]);
       }
-      const kind = bodyKind(request.headers.get('content-type'));
+      const kind = bodyKind(x.header('content-type'));
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
-      const body = await readBody(request.body, maxBody, request.headers.get('content-length'));
-      id = readCookie(request.headers.get('cookie'), COOKIE_NAME);
+      const body = await x.body(maxBody);
+      id = readCookie(x.header('cookie'), COOKIE_NAME);
       known = id !== undefined && parseSessionId(id) ? await table.get(id) : undefined;
       if (kind === 'protected') {
         if (!known) throw gone();
-        return await onProtected(known, body, request, url);
+        return await onProtected(known, body, x);
       }
       if (known) {
         const stale = known.session.mode === 'exported' && known.peer !== undefined;
-        if (!stale) return await onFlight(known, body, request, url);
+        if (!stale) return await onFlight(known, body, x);
         // An established architecture-(b) session takes no more flights; a
         // new ClientHello with its cookie means the client starts afresh.
         if (!startsWithClientHello(body)) {
@@ -461,21 +591,42 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         busy: false,
       }));
       emit({ type: 'session', sessionId: created.id });
-      const res = await onFlight(created, body, request, url);
-      res.headers.append('set-cookie', setCookie(COOKIE_NAME, created.id, cookieAttrs));
+      const res = await onFlight(created, body, x);
+      res.headers.push(['set-cookie', setCookie(COOKIE_NAME, created.id, cookieAttrs)]);
       return res;
     } catch (err) {
       const extra: Array<[string, string]> = [];
       // The client's cookie names nothing (any more): tell it to drop it.
       const lost = known ? (await table.get(known.id)) === undefined : id !== undefined && !created;
       if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
-      const res = errorResponse(err, extra);
+      const res = errorReply(err, extra);
       if (err instanceof AtlsError) emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status });
       return res;
     }
   };
 
+  const handler = async (request: Request): Promise<Response> => {
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return errorResponse(new AtlsError('INVALID_ARGUMENT', 'unparsable request URL', { source: 'remote' }));
+    }
+    const headers = request.headers;
+    const reply = await serve({
+      method: request.method,
+      pathname: url.pathname,
+      header: (name) => headers.get(name),
+      body: (max) => readBody(request.body, max, headers.get('content-length')),
+      https: url.protocol === 'https:',
+      authority: url.host,
+      outer: () => request,
+    });
+    return replyToResponse(reply);
+  };
+
   return Object.assign(handler, {
+    serve,
     matches: (pathname: string) => endpoints.includes(pathname),
     stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen }),
     close: () => table.close(),

@@ -146,8 +146,25 @@ export class HttpRefusal extends Error {
 /** Extra headers every ATLS response carries. */
 export const NO_STORE = { 'cache-control': 'no-store' } as const;
 
+/** An HTTP answer as plain bytes: what both the Web handler and the `node:http` fast path send. */
+export interface HttpReply {
+  status: number;
+  /** Field lines in order; names lower case; `set-cookie` may repeat. */
+  headers: Array<[string, string]>;
+  body: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+
+/** A fetch `Response` holding a {@link HttpReply}. */
+export function replyToResponse(reply: HttpReply): Response {
+  const headers = new Headers();
+  for (const [k, v] of reply.headers) headers.append(k, v);
+  return new Response(reply.body, { status: reply.status, headers });
+}
+
 /**
- * The one place where a failure becomes an HTTP response (draft §9.3:
+ * The one place where a failure becomes an HTTP answer (draft §9.3:
  * existing status codes only). The status is the error's `httpStatus`
  * (src/errors.ts holds the table); the body is the alert records when the
  * TLS stack produced some (401/403/400 after a failed handshake), otherwise
@@ -155,25 +172,29 @@ export const NO_STORE = { 'cache-control': 'no-store' } as const;
  * 404/405/415. Anything that is not an
  * AtlsError is our own bug: 500, with no detail leaked.
  */
-export function errorResponse(e: unknown, extraHeaders: Array<[string, string]> = []): Response {
+export function errorReply(e: unknown, extraHeaders: Array<[string, string]> = []): HttpReply {
   if (e instanceof HttpRefusal) {
-    const headers = new Headers(NO_STORE);
-    headers.set('content-type', 'text/plain; charset=utf-8');
-    for (const [k, v] of [...e.headers, ...extraHeaders]) headers.append(k, v);
-    return new Response(`${e.message}\n`, { status: e.status, headers });
+    return {
+      status: e.status,
+      headers: [['cache-control', NO_STORE['cache-control']], ['content-type', 'text/plain; charset=utf-8'], ...e.headers, ...extraHeaders],
+      body: encoder.encode(`${e.message}\n`),
+    };
   }
   const err = e instanceof AtlsError ? e : new AtlsError('INTERNAL', 'internal error', { cause: e });
-  const headers = new Headers(NO_STORE);
-  headers.set(HEADER_ERROR, err.code);
-  for (const [k, v] of extraHeaders) headers.append(k, v);
-  if (err.code === 'LIMIT_REACHED' || err.code === 'ENGINE_UNAVAILABLE') headers.set('retry-after', '1');
-  let body: Uint8Array | string;
+  const headers: Array<[string, string]> = [['cache-control', NO_STORE['cache-control']], [HEADER_ERROR, err.code], ...extraHeaders];
+  if (err.code === 'LIMIT_REACHED' || err.code === 'ENGINE_UNAVAILABLE') headers.push(['retry-after', '1']);
+  let body: Uint8Array;
   if (err.alertFlight.length > 0) {
-    headers.set('content-type', MEDIA_TYPE_FLIGHT);
+    headers.push(['content-type', MEDIA_TYPE_FLIGHT]);
     body = err.alertFlight;
   } else {
-    headers.set('content-type', 'text/plain; charset=utf-8');
-    body = e instanceof AtlsError ? `${err.code}: ${err.message}\n` : 'INTERNAL: internal error\n';
+    headers.push(['content-type', 'text/plain; charset=utf-8']);
+    body = encoder.encode(e instanceof AtlsError ? `${err.code}: ${err.message}\n` : 'INTERNAL: internal error\n');
   }
-  return new Response(body, { status: err.httpStatus, headers });
+  return { status: err.httpStatus, headers, body };
+}
+
+/** {@link errorReply} as a fetch `Response`. */
+export function errorResponse(e: unknown, extraHeaders: Array<[string, string]> = []): Response {
+  return replyToResponse(errorReply(e, extraHeaders));
 }
