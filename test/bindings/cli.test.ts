@@ -11,6 +11,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
+import { requireLibcoap } from '../helpers/libcoap.js';
+import { ToolProcess, freePort } from '../helpers/tools.js';
 
 const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
@@ -200,6 +202,26 @@ describe('atls command', () => {
     assert.equal(wrong.status, 1);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.equal(atls(['fetch', `${coap}/t`, '--block-size', '100', ...psk]).status, 1);
+  });
+
+  it('fetch coap:// --coap-proxy goes through libcoap coap-server -P', async (t) => {
+    const tool = requireLibcoap(t, 'coap-server');
+    if (!tool) return;
+    const psk = ['--psk-identity', 'sensor-2', '--psk', '0102030405060708090a0b0c0d0e0f10'];
+    const { child, line } = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', ...psk,
+    ]);
+    daemons.push(child);
+    const coap = /(coap:\/\/[^\s]+)/.exec(line)![1]!;
+    const proxyPort = await freePort();
+    // ",atls-proxy": no upstream proxy, and a name that 127.0.0.1 does not match, so requests are forwarded.
+    const proxy = ToolProcess.spawn(tool, ['-v', '7', '-A', '127.0.0.1', '-p', String(proxyPort), '-P', ',atls-proxy']);
+    t.after(() => proxy.kill());
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await atlsAsync(['fetch', `${coap}/via-proxy`, '-X', 'POST', '-d', 'through libcoap', '--coap-proxy', `coap://127.0.0.1:${proxyPort}`, ...psk]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'through libcoap');
+    assert.match(proxy.output, /Proxy-Uri:coap:\/\/127\.0\.0\.1:\d+\/\.well-known\/atls/);
   });
 
   it('gateway carries a CoAP device to an HTTP service it cannot read; serve --coap --upstream too', async () => {
