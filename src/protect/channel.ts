@@ -12,7 +12,6 @@ import { IV_LENGTH, LIMIT_UNIT_BYTES } from './constants.js';
 import { aeadOpen, aeadSealInto } from './aead.js';
 import { readHeader, writeHeader, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
-import { NonceBuilder } from './nonce.js';
 import { ReplayVerdict, ReplayWindow, replayError } from './replay-window.js';
 import { fromSeqParts, seqByteLength, toSeqParts } from './seq.js';
 import type { AeadSpec } from './suites.js';
@@ -56,6 +55,33 @@ export interface ProtectedChannelStats {
 }
 
 const MAX_HEADER = 9;
+
+/** Scratch for one nonce: createCipheriv copies it, so every channel can share it (JS runs one message at a time). */
+const NONCE_SCRATCH = Buffer.alloc(IV_LENGTH);
+/** Scratch for a parsed header, likewise shared. */
+const HEADER_SCRATCH: HeaderFields = { hi: 0, lo: 0 };
+
+/** The limits of a channel; one object per spec is shared by every channel without overrides. */
+interface ChannelLimits {
+  readonly maxPlaintextLength: number;
+  readonly confidentialityLimit: number;
+  readonly integrityLimit: number;
+}
+
+const DEFAULT_LIMITS = new WeakMap<AeadSpec, ChannelLimits>();
+
+function limitsFor(spec: AeadSpec, options: ProtectedChannelOptions): ChannelLimits {
+  const custom = options.maxPlaintextLength !== undefined || options.limits !== undefined;
+  const shared = custom ? undefined : DEFAULT_LIMITS.get(spec);
+  if (shared) return shared;
+  const made: ChannelLimits = {
+    maxPlaintextLength: limitOption('maxPlaintextLength', options.maxPlaintextLength, spec.maxPlaintextLength),
+    confidentialityLimit: limitOption('limits.confidentiality', options.limits?.confidentiality, spec.confidentialityLimit),
+    integrityLimit: limitOption('limits.integrity', options.limits?.integrity, spec.integrityLimit),
+  };
+  if (!custom) DEFAULT_LIMITS.set(spec, made);
+  return made;
+}
 
 function units(length: number): number {
   // RFC 8446 §5.5 counts full-size (2^14-byte) records.
@@ -118,19 +144,16 @@ export class ProtectedChannel {
   readonly spec: AeadSpec;
   /** This end's role. */
   readonly role: ChannelRole;
-  /** The largest overhead a message can have: 1 + 8 + tag length. */
-  readonly maxOverhead: number;
-  /** Largest plaintext accepted and produced. */
-  readonly maxPlaintextLength: number;
-
-  private readonly sendKey: Buffer;
-  private readonly receiveKey: Buffer;
-  private readonly sendNonce: NonceBuilder;
-  private readonly receiveNonce: NonceBuilder;
+  /**
+   * Every secret of the channel in one unpooled allocation: send key |
+   * receive key | send IV | receive IV. Views are made per message, not
+   * kept: each kept Buffer view cost ~96 B per session (an arch-b server
+   * holds one channel per established session).
+   */
+  private readonly mem: Buffer;
   private readonly window: ReplayWindow;
-  private readonly confidentialityLimit: number;
-  private readonly integrityLimit: number;
-  private readonly header: HeaderFields = { hi: 0, lo: 0 };
+  /** Limits, shared by every channel with the same spec and no overrides. */
+  private readonly limits: ChannelLimits;
 
   private sendHi: number;
   private sendLo: number;
@@ -139,7 +162,10 @@ export class ProtectedChannel {
   private failedUnits = 0;
   private sendError: AtlsError | undefined;
   private receiveError: AtlsError | undefined;
-  private readonly counters: ProtectedChannelStats = { sent: 0, received: 0, failures: 0, rejected: 0 };
+  private sent = 0;
+  private received = 0;
+  private failures = 0;
+  private rejected = 0;
 
   private constructor(
     spec: AeadSpec,
@@ -149,24 +175,58 @@ export class ProtectedChannel {
   ) {
     this.spec = spec;
     this.role = role;
-    this.maxOverhead = MAX_HEADER + spec.tagLength;
     this.window = new ReplayWindow(options.replayWindow);
-    this.maxPlaintextLength = limitOption('maxPlaintextLength', options.maxPlaintextLength, spec.maxPlaintextLength);
-    this.confidentialityLimit = limitOption('limits.confidentiality', options.limits?.confidentiality, spec.confidentialityLimit);
-    this.integrityLimit = limitOption('limits.integrity', options.limits?.integrity, spec.integrityLimit);
+    this.limits = limitsFor(spec, options);
     const start = toSeqParts(options.initialSequence ?? 0);
     this.sendHi = start.hi;
     this.sendLo = start.lo;
-    // One unpooled allocation for every secret of the channel (keys, IVs,
-    // nonces): pooled small Buffers would pin shared 8 KiB slabs per session.
+    // One unpooled allocation for every secret of the channel (keys, IVs):
+    // pooled small Buffers would pin shared 8 KiB slabs per session.
     const k = spec.keyLength;
-    const mem = Buffer.alloc(2 * k + 4 * IV_LENGTH);
-    this.sendKey = mem.subarray(0, k);
-    this.sendKey.set(keys.sendKey);
-    this.receiveKey = mem.subarray(k, 2 * k);
-    this.receiveKey.set(keys.receiveKey);
-    this.sendNonce = new NonceBuilder(keys.sendIv, mem.subarray(2 * k, 2 * k + 2 * IV_LENGTH));
-    this.receiveNonce = new NonceBuilder(keys.receiveIv, mem.subarray(2 * k + 2 * IV_LENGTH));
+    if (keys.sendIv.length !== IV_LENGTH || keys.receiveIv.length !== IV_LENGTH) {
+      throw new AtlsError('INVALID_ARGUMENT', `IV must be ${IV_LENGTH} bytes`);
+    }
+    this.mem = Buffer.alloc(2 * k + 2 * IV_LENGTH);
+    this.mem.set(keys.sendKey, 0);
+    this.mem.set(keys.receiveKey, k);
+    this.mem.set(keys.sendIv, 2 * k);
+    this.mem.set(keys.receiveIv, 2 * k + IV_LENGTH);
+  }
+
+  /** The largest overhead a message can have: 1 + 8 + tag length. */
+  get maxOverhead(): number {
+    return MAX_HEADER + this.spec.tagLength;
+  }
+
+  /** Largest plaintext accepted and produced. */
+  get maxPlaintextLength(): number {
+    return this.limits.maxPlaintextLength;
+  }
+
+  /** The key of one direction: a view made for this message only. */
+  private key(send: boolean): Buffer {
+    const k = this.spec.keyLength;
+    return send ? this.mem.subarray(0, k) : this.mem.subarray(k, 2 * k);
+  }
+
+  /** The nonce of one message (RFC 8446 §5.3: IV XOR the big-endian sequence number), in the shared scratch. */
+  private nonce(send: boolean, hi: number, lo: number): Buffer {
+    const at = 2 * this.spec.keyLength + (send ? 0 : IV_LENGTH);
+    const iv = this.mem;
+    const out = NONCE_SCRATCH;
+    out[0] = iv[at]!;
+    out[1] = iv[at + 1]!;
+    out[2] = iv[at + 2]!;
+    out[3] = iv[at + 3]!;
+    out[4] = iv[at + 4]! ^ (hi >>> 24);
+    out[5] = iv[at + 5]! ^ ((hi >>> 16) & 0xff);
+    out[6] = iv[at + 6]! ^ ((hi >>> 8) & 0xff);
+    out[7] = iv[at + 7]! ^ (hi & 0xff);
+    out[8] = iv[at + 8]! ^ (lo >>> 24);
+    out[9] = iv[at + 9]! ^ ((lo >>> 16) & 0xff);
+    out[10] = iv[at + 10]! ^ ((lo >>> 8) & 0xff);
+    out[11] = iv[at + 11]! ^ (lo & 0xff);
+    return out;
   }
 
   /**
@@ -218,7 +278,7 @@ export class ProtectedChannel {
 
   /** A snapshot of the counters. */
   get stats(): ProtectedChannelStats {
-    return { ...this.counters };
+    return { sent: this.sent, received: this.received, failures: this.failures, rejected: this.rejected };
   }
 
   /** False once seal() can no longer succeed (limit reached or destroyed). */
@@ -242,7 +302,7 @@ export class ProtectedChannel {
     if (!(plaintext instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'plaintext must be a Uint8Array');
     if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
     const len = plaintext.length;
-    if (len > this.maxPlaintextLength) {
+    if (len > this.limits.maxPlaintextLength) {
       throw new AtlsError('TOO_LARGE', `plaintext of ${len} bytes exceeds ${this.maxPlaintextLength}`, { source: 'local' });
     }
     if (this.sendExhausted) {
@@ -250,11 +310,11 @@ export class ProtectedChannel {
       throw (this.sendError = new AtlsError('KEY_LIMIT_REACHED', 'sequence numbers exhausted; run a new handshake'));
     }
     const u = units(len);
-    if (this.sentUnits + u > this.confidentialityLimit) {
+    if (this.sentUnits + u > this.limits.confidentialityLimit) {
       // RFC 8446 §5.5 / RFC 9147 §4.5.3: stop using the key at its confidentiality limit.
       throw (this.sendError = new AtlsError(
         'KEY_LIMIT_REACHED',
-        `${this.spec.name} confidentiality limit of ${this.confidentialityLimit} reached; run a new handshake`,
+        `${this.spec.name} confidentiality limit of ${this.limits.confidentialityLimit} reached; run a new handshake`,
       ));
     }
     const hi = this.sendHi;
@@ -276,8 +336,8 @@ export class ProtectedChannel {
     const headerLength = writeHeader(out, hi, lo);
     const header = out.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    aeadSealInto(this.spec, this.sendKey, this.sendNonce.at(hi, lo), fullAad, plaintext, out, headerLength);
-    this.counters.sent++;
+    aeadSealInto(this.spec, this.key(true), this.nonce(true, hi, lo), fullAad, plaintext, out, headerLength);
+    this.sent++;
     return out;
   }
 
@@ -291,24 +351,24 @@ export class ProtectedChannel {
     if (this.receiveError) throw this.receiveError;
     if (!(message instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'message must be a Uint8Array');
     if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
-    const h = this.header;
+    const h = HEADER_SCRATCH; // read synchronously below, before any other channel can use it
     let headerLength: number;
     try {
       headerLength = readHeader(message, h);
     } catch (e) {
-      this.counters.rejected++;
+      this.rejected++;
       throw e;
     }
     const tagLength = this.spec.tagLength;
     const ctLength = message.length - headerLength - tagLength;
     if (ctLength < 0) {
-      this.counters.rejected++;
+      this.rejected++;
       throw new AtlsError('MALFORMED_MESSAGE', `protected message of ${message.length} bytes is shorter than header + tag`, {
         source: 'remote',
       });
     }
     if (ctLength > this.maxPlaintextLength) {
-      this.counters.rejected++;
+      this.rejected++;
       throw new AtlsError('TOO_LARGE', `protected message carries ${ctLength} bytes, more than ${this.maxPlaintextLength}`, {
         source: 'remote',
       });
@@ -317,27 +377,27 @@ export class ProtectedChannel {
     // Checked before decrypting (cheap, read-only); recorded only after authentication.
     const verdict = this.window.test(hi, lo);
     if (verdict !== ReplayVerdict.Fresh) {
-      this.counters.rejected++;
+      this.rejected++;
       throw replayError(verdict, fromSeqParts(hi, lo), this.window.size);
     }
     const header = message.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
     const plaintext = aeadOpen(
       this.spec,
-      this.receiveKey,
-      this.receiveNonce.at(hi, lo),
+      this.key(false),
+      this.nonce(false, hi, lo),
       fullAad,
       message.subarray(headerLength, headerLength + ctLength),
       message.subarray(headerLength + ctLength),
     );
     if (plaintext === undefined) {
-      this.counters.failures++;
+      this.failures++;
       this.failedUnits += units(ctLength);
-      if (this.failedUnits >= this.integrityLimit) {
+      if (this.failedUnits >= this.limits.integrityLimit) {
         // RFC 9147 §4.5.3: stop using the key once the integrity limit is reached.
         throw (this.receiveError = new AtlsError(
           'KEY_LIMIT_REACHED',
-          `${this.spec.name} integrity limit of ${this.integrityLimit} failed decryptions reached; run a new handshake`,
+          `${this.spec.name} integrity limit of ${this.limits.integrityLimit} failed decryptions reached; run a new handshake`,
         ));
       }
       // RFC 9147 §4.5.2: an invalid record is discarded, the association goes on.
@@ -346,16 +406,14 @@ export class ProtectedChannel {
       });
     }
     this.window.mark(hi, lo);
-    this.counters.received++;
+    this.received++;
     return plaintext;
   }
 
   /** Zeroes the keys and IVs; every later seal()/open() throws CLOSED. Idempotent. */
   destroy(): void {
-    this.sendKey.fill(0);
-    this.receiveKey.fill(0);
-    this.sendNonce.wipe();
-    this.receiveNonce.wipe();
+    this.mem.fill(0);
+    NONCE_SCRATCH.fill(0);
     const closed = new AtlsError('CLOSED', 'protected channel destroyed');
     this.sendError = closed;
     this.receiveError = closed;

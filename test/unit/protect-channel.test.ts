@@ -251,10 +251,12 @@ describe('protect: channel', () => {
   it('destroy() zeroes the keys and closes both directions', () => {
     const block = new Uint8Array(randomBytes(56));
     const { client } = channelPair('TLS_AES_128_GCM_SHA256', { block });
-    const keys = client as unknown as { sendKey: Buffer; receiveKey: Buffer };
-    assert.ok(keys.sendKey.some((b) => b !== 0));
+    // Keys and IVs live in one private allocation (`mem`: send key, receive key, send IV, receive IV).
+    const secrets = (client as unknown as { mem: Buffer }).mem;
+    assert.equal(secrets.length, 2 * 16 + 2 * 12);
+    assert.ok(secrets.some((b) => b !== 0));
     client.destroy();
-    assert.ok(keys.sendKey.every((b) => b === 0) && keys.receiveKey.every((b) => b === 0));
+    assert.ok(secrets.every((b) => b === 0));
     assert.throws(() => client.seal(new Uint8Array(1)), { code: 'CLOSED' });
     assert.throws(() => client.open(new Uint8Array(20)), { code: 'CLOSED' });
     client.destroy();
