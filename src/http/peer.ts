@@ -34,27 +34,80 @@ export interface AtlsPeer {
   resumed: boolean;
 }
 
-/** Builds the peer record once, when the handshake completes. */
-export function peerFromHandshake(sessionId: string, mode: Mode, info: HandshakeInfo): AtlsPeer {
-  let subject: string | undefined;
-  const leaf = info.peerCertificates[0];
-  if (leaf) {
-    try {
-      subject = new X509Certificate(leaf).subject;
-    } catch {
-      subject = undefined; // the TLS stack accepted it; a parse failure here only loses the convenience field
-    }
+/**
+ * The peer record: fields copied from the handshake, except `subject`, which
+ * parses the leaf certificate only when first read (an X.509 parse cost
+ * ~0.2 ms per handshake, paid by every mutual handshake whether the app
+ * looked or not). A prototype getter: `{ ...peer }` leaves it out, `JSON.stringify` keeps it.
+ */
+class PeerRecord implements AtlsPeer {
+  readonly version: TlsVersion;
+  readonly cipherSuite: string;
+  readonly alpn: string | undefined;
+  readonly serverName: string | undefined;
+  readonly certificates: Uint8Array[];
+  readonly pskIdentity: string | undefined;
+  readonly resumed: boolean;
+  /** null: parsed, no subject; undefined: not parsed yet. */
+  private parsedSubject: string | null | undefined = undefined;
+
+  constructor(
+    readonly sessionId: string,
+    readonly mode: Mode,
+    info: HandshakeInfo,
+  ) {
+    this.version = info.version;
+    this.cipherSuite = info.cipherSuite;
+    this.alpn = info.alpn;
+    this.serverName = info.serverName;
+    this.certificates = info.peerCertificates;
+    this.pskIdentity = info.pskIdentity;
+    this.resumed = info.resumed;
   }
-  return {
-    sessionId,
-    mode,
-    version: info.version,
-    cipherSuite: info.cipherSuite,
-    alpn: info.alpn,
-    serverName: info.serverName,
-    certificates: info.peerCertificates,
-    subject,
-    pskIdentity: info.pskIdentity,
-    resumed: info.resumed,
-  };
+
+  get subject(): string | undefined {
+    if (this.parsedSubject === undefined) {
+      const leaf = this.certificates[0];
+      let subject: string | null = null;
+      if (leaf) {
+        try {
+          subject = new X509Certificate(leaf).subject;
+        } catch {
+          subject = null; // the TLS stack accepted it; a parse failure here only loses the convenience field
+        }
+      }
+      this.parsedSubject = subject;
+    }
+    return this.parsedSubject ?? undefined;
+  }
+
+  /** A plain copy with `subject` (what spreading would miss). */
+  toJSON(): AtlsPeer {
+    return {
+      sessionId: this.sessionId,
+      mode: this.mode,
+      version: this.version,
+      cipherSuite: this.cipherSuite,
+      alpn: this.alpn,
+      serverName: this.serverName,
+      certificates: this.certificates,
+      subject: this.subject,
+      pskIdentity: this.pskIdentity,
+      resumed: this.resumed,
+    };
+  }
+}
+
+/**
+ * Builds the peer record when the handshake completes; the certificate's
+ * subject is parsed only if someone reads it.
+ *
+ * @example
+ * ```ts
+ * const peer = peerFromHandshake(id, 'exported', info);
+ * peer.subject; // parsed now, once
+ * ```
+ */
+export function peerFromHandshake(sessionId: string, mode: Mode, info: HandshakeInfo): AtlsPeer {
+  return new PeerRecord(sessionId, mode, info);
 }
