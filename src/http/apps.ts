@@ -60,8 +60,8 @@ export const echoRawApp: AtlsRawApp = (request) => {
   return {
     status: 200,
     headers: type === undefined ? [] : [['content-type', type]],
-    // A copy: the request's content is a view into the decrypted message.
-    content: request.content.slice(),
+    // A view into the decrypted request: the handler encodes the response before it lets go of it.
+    content: request.content,
   };
 };
 

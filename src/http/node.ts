@@ -119,6 +119,57 @@ export interface AtlsNodeListenerOptions extends NodeListenerOptions {
   fallback?: WebHandler;
 }
 
+/** State of one body being read; listeners are shared functions that find it on the request. */
+interface BodyRead {
+  max: number;
+  chunks: Buffer[];
+  total: number;
+  resolve: (body: Uint8Array) => void;
+  reject: (e: AtlsError) => void;
+}
+
+const BODY = Symbol('atls body read');
+type ReadingRequest = IncomingMessage & { [BODY]?: BodyRead };
+
+function stopReading(req: ReadingRequest): BodyRead | undefined {
+  const st = req[BODY];
+  req[BODY] = undefined;
+  req.off('data', onBodyData);
+  req.off('end', onBodyEnd);
+  req.off('error', onBodyError);
+  req.off('close', onBodyClose);
+  return st;
+}
+
+function onBodyData(this: ReadingRequest, chunk: Buffer): void {
+  const st = this[BODY];
+  if (!st) return;
+  st.total += chunk.length;
+  if (st.total > st.max) {
+    stopReading(this);
+    st.chunks.length = 0;
+    this.resume(); // discard the rest; the answer is 413 (memory stays bounded)
+    st.reject(new AtlsError('TOO_LARGE', `body exceeds ${st.max} bytes`, { source: 'remote' }));
+    return;
+  }
+  st.chunks.push(chunk);
+}
+
+function onBodyEnd(this: ReadingRequest): void {
+  const st = stopReading(this);
+  if (st) st.resolve(st.chunks.length === 1 ? st.chunks[0]! : Buffer.concat(st.chunks, st.total));
+}
+
+function onBodyError(this: ReadingRequest, e: unknown): void {
+  const st = stopReading(this);
+  // The transport broke mid-body (client went away): the peer's doing.
+  st?.reject(new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e }));
+}
+
+function onBodyClose(this: ReadingRequest): void {
+  if (!this.complete) onBodyError.call(this, new Error('connection closed before the body ended'));
+}
+
 /**
  * Reads a Node request body into one buffer, refusing more than `max` bytes
  * (TOO_LARGE, remote) without buffering them; a declared Content-Length above
@@ -130,42 +181,51 @@ function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
     return Promise.reject(new AtlsError('TOO_LARGE', `body of ${declared} bytes exceeds ${max}`, { source: 'remote' }));
   }
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const done = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('close', onClose);
-    };
-    const onData = (chunk: Buffer): void => {
-      total += chunk.length;
-      if (total > max) {
-        done();
-        chunks.length = 0;
-        req.resume(); // discard the rest; the answer is 413 (memory stays bounded)
-        reject(new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' }));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      done();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
-    };
-    const onError = (e: unknown): void => {
-      done();
-      // The transport broke mid-body (client went away): the peer's doing.
-      reject(new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e }));
-    };
-    const onClose = (): void => {
-      if (!req.complete) onError(new Error('connection closed before the body ended'));
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('close', onClose);
+    (req as ReadingRequest)[BODY] = { max, chunks: [], total: 0, resolve, reject };
+    req.on('data', onBodyData);
+    req.on('end', onBodyEnd);
+    req.on('error', onBodyError);
+    req.on('close', onBodyClose);
   });
+}
+
+/** One `node:http` request as the handler's core sees it; methods on the prototype, no closures per request. */
+class NodeRawRequest implements AtlsRawRequest {
+  readonly method: string;
+  readonly authority: string;
+  read: Uint8Array | undefined = undefined;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    readonly pathname: string,
+    readonly https: boolean,
+  ) {
+    this.method = req.method ?? 'GET';
+    this.authority = req.headers.host ?? 'localhost';
+  }
+
+  header(name: string): string | undefined {
+    const v = this.req.headers[name];
+    return Array.isArray(v) ? v.join(', ') : v;
+  }
+
+  async body(max: number): Promise<Uint8Array> {
+    return (this.read = await readNodeBody(this.req, max));
+  }
+
+  outer(): Request {
+    return outerRequest(this.req, this.https, this.read);
+  }
+
+  /** The whole request body arrived. */
+  get complete(): boolean {
+    return this.req.complete;
+  }
+
+  /** Discard an unread body. */
+  drain(): void {
+    this.req.resume();
+  }
 }
 
 /** A Web `Request` for the outer request whose body was already read (for `context.outer`). */
@@ -227,32 +287,32 @@ export function atlsNodeListener(handler: AtlsHandler, options: AtlsNodeListener
       return;
     }
     const https = options.https ?? (req.socket as TLSSocket).encrypted === true;
-    let body: Uint8Array | undefined;
-    const x: AtlsRawRequest = {
-      method: req.method ?? 'GET',
-      pathname,
-      header: (name) => {
-        const v = req.headers[name];
-        return Array.isArray(v) ? v.join(', ') : v;
-      },
-      body: async (max) => (body = await readNodeBody(req, max)),
-      https,
-      authority: req.headers.host ?? 'localhost',
-      outer: () => outerRequest(req, https, body),
-    };
-    handler.serve(x).then(
-      (reply) => {
-        if (body === undefined && !req.complete) req.resume(); // an unread body (405, 415, 413): drain it
-        writeReply(res, reply, reply.status !== 413);
-      },
-      (e: unknown) => {
-        // serve() never rejects; this is a bug of ours.
-        options.onError?.(e);
-        if (!res.headersSent) writeReply(res, errorReply(e));
-        else res.destroy();
-      },
-    );
+    void respond(handler, new NodeRawRequest(req, pathname, https), res, options.onError);
   };
+}
+
+/** Runs the core and writes its answer (one async function: no closures per request). */
+async function respond(
+  handler: AtlsHandler,
+  x: NodeRawRequest,
+  res: ServerResponse,
+  onError: ((error: unknown) => void) | undefined,
+): Promise<void> {
+  let reply: HttpReply;
+  try {
+    reply = await handler.serve(x);
+  } catch (e) {
+    // serve() never rejects; this is a bug of ours.
+    onError?.(e);
+    reply = errorReply(e);
+  }
+  if (x.read === undefined && !x.complete) x.drain(); // an unread body (405, 415, 413): drain it
+  try {
+    writeReply(res, reply, reply.status !== 413);
+  } catch (e) {
+    onError?.(e);
+    res.destroy();
+  }
 }
 
 /** Options of {@link createAtlsServer}: the handler's, plus what else the server answers. */

@@ -38,7 +38,7 @@ import {
 } from './constants.js';
 import { readCookie, setCookie } from './cookie.js';
 import { MemoryStore, isSyncStore, isValidRoutingTag, newSessionId, parseSessionId } from '../store/index.js';
-import type { SessionStore } from '../store/index.js';
+import type { SessionStore, SyncSessionStore } from '../store/index.js';
 import { peerFromHandshake, type AtlsPeer } from './peer.js';
 import {
   HttpRefusal,
@@ -208,6 +208,7 @@ export interface AtlsSessionEntry {
 class SessionTable {
   /** Half-open sessions and when they expire; bounded by maxHalfOpen. */
   private readonly halfOpenIds = new Map<string, number>();
+  private readonly sync: boolean;
 
   constructor(
     private readonly store: SessionStore<Entry>,
@@ -216,7 +217,9 @@ class SessionTable {
     private readonly maxHalfOpen: number,
     private readonly handshakeTtl: number,
     private readonly sessionTtl: number,
-  ) {}
+  ) {
+    this.sync = isSyncStore(store);
+  }
 
   /** Sessions held, when the store can tell (the default store can). */
   get size(): number | undefined {
@@ -230,6 +233,19 @@ class SessionTable {
   async get(id: string): Promise<Entry | undefined> {
     const e = isSyncStore(this.store) ? this.store.getSync(id) : await this.store.get(id);
     return e && e.id === id ? e : undefined;
+  }
+
+  /** {@link get} without a promise when the store is synchronous (the default one is). */
+  getNow(id: string): Entry | undefined | Promise<Entry | undefined> {
+    if (!this.sync) return this.get(id);
+    const e = (this.store as SyncSessionStore<Entry>).getSync(id);
+    return e && e.id === id ? e : undefined;
+  }
+
+  /** {@link touch} without a promise when the store is synchronous. */
+  touchNow(e: Entry): void | Promise<void> {
+    if (!this.sync) return this.write(e);
+    (this.store as SyncSessionStore<Entry>).setSync(e.id, e, e.peer ? this.sessionTtl : this.handshakeTtl);
   }
 
   /** Admits a new half-open session, or throws LIMIT_REACHED (503). */
@@ -363,6 +379,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const app: AtlsApp = givenApp ?? (() => new Response(null, { status: 500 }));
   const limits = options.limits ?? {};
   const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'limits.maxBodyBytes');
+  /** Events are built only when someone listens (a URL string and an object per request otherwise). */
+  const listening = options.onEvent !== undefined;
   const emit = (ev: AtlsServerEvent): void => {
     try {
       options.onEvent?.(ev);
@@ -412,7 +430,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       emit({ type: 'app-error', peer, error });
       res = new Response('internal server error\n', { status: 500, headers: { 'content-type': 'text/plain' } });
     }
-    emit({ type: 'request', peer, method: inner.method, url: inner.url, status: res.status });
+    if (listening) emit({ type: 'request', peer, method: inner.method, url: inner.url, status: res.status });
     try {
       return await responseToBhttp(res);
     } catch (error) {
@@ -441,7 +459,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       status = 500;
       encoded = INTERNAL_ERROR_BHTTP;
     }
-    emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status });
+    if (listening) emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status });
     return encoded;
   }
 
@@ -515,7 +533,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
         out = concatBytes([out, e.session.protect(response)]);
       }
-      emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
+      if (listening) emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
       if (closed || e.session.state === 'closed') end(e, 'closed');
       else await table.touch(e);
       return { status: 200, headers, body: out };
@@ -535,9 +553,11 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const peer = e.peer;
     if (!peer) throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
     try {
-      const response = await dispatch(e.session.unprotect(body), peer, x);
+      const plaintext = e.session.unprotect(body);
+      const response = rawApp ? await dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http') : await dispatch(plaintext, peer, x);
       const sealed = e.session.protect(response);
-      await table.touch(e);
+      const touched = table.touchNow(e);
+      if (touched) await touched;
       return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
     } catch (err) {
       // Forged, replayed, old: that message only. Key limits end the session (410: handshake again).
@@ -566,7 +586,10 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
       const body = await x.body(maxBody);
       id = readCookie(x.header('cookie'), COOKIE_NAME);
-      known = id !== undefined && parseSessionId(id) ? await table.get(id) : undefined;
+      if (id !== undefined && parseSessionId(id)) {
+        const got = table.getNow(id);
+        known = got instanceof Promise ? await got : got;
+      }
       if (kind === 'protected') {
         if (!known) throw gone();
         return await onProtected(known, body, x);
