@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
+ 
 // Fuzzes the keyless record parsers with mutated real flights. One invariant
 // (as in h11's fuzzing): any input either parses or raises an AtlsError,
 // nothing else, and every call returns in bounded time. Deterministic: a

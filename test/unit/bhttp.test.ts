@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
+ 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AtlsError, type AtlsErrorCode } from '../../src/errors.js';

@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
+ 
 // The annotated text rendering of an inspection, and the `atls inspect` action.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-/* eslint-disable @typescript-eslint/no-floating-promises -- node:test awaits the promises describe() and it() return */
+ 
 // Known-answer vectors (protect.json, made by generate.ts without src/protect)
 // and the worked example of docs/protocol.md §4, checked byte for byte.
 import { describe, it } from 'node:test';
