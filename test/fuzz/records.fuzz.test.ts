@@ -1,4 +1,3 @@
- 
 // Fuzzes the keyless record parsers with mutated real flights. One invariant
 // (as in h11's fuzzing): any input either parses or raises an AtlsError,
 // nothing else, and every call returns in bounded time. Deterministic: a

@@ -1,4 +1,3 @@
- 
 // The annotated text rendering of an inspection, and the `atls inspect` action.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

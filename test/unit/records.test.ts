@@ -1,4 +1,3 @@
- 
 // Record framing, hello parsing and flight inspection, checked against flights
 // written by real stacks (node:tls / OpenSSL for TLS 1.2 and 1.3, OpenSSL
 // s_client for DTLS 1.2) and hand-built edge cases.

@@ -1,4 +1,3 @@
- 
 // Known-answer vectors (protect.json, made by generate.ts without src/protect)
 // and the worked example of docs/protocol.md §4, checked byte for byte.
 import { describe, it } from 'node:test';
