@@ -17,6 +17,7 @@
  * ```
  * @module
  */
+import { readLimited } from '../streams.js';
 import { AtlsError } from '../errors.js';
 import {
   BHTTP_DEFAULT_LIMITS,
@@ -64,36 +65,8 @@ function withoutConnectionFields(fields: Iterable<[string, string]>): FieldLine[
 }
 
 /** Reads a body stream, refusing more than `max` bytes. */
-async function readBody(body: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array> {
-  if (body === null) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > max) {
-        await reader.cancel().catch(() => undefined);
-        throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'local' });
-      }
-      chunks.push(value);
-    }
-  } catch (e) {
-    if (e instanceof AtlsError) throw e;
-    throw new AtlsError('INVALID_ARGUMENT', 'cannot read the body', { source: 'local', cause: e });
-  } finally {
-    reader.releaseLock();
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+function readBody(body: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array> {
+  return readLimited(body, max, 'local');
 }
 
 function bodyOf(r: Request | Response): ReadableStream<Uint8Array> | null {

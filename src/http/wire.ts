@@ -10,6 +10,7 @@
  * ```
  * @module
  */
+import { readLimited } from '../streams.js';
 import { AtlsError } from '../errors.js';
 import type { AtlsErrorCode } from '../errors.js';
 import {
@@ -52,36 +53,8 @@ export async function readBody(
       throw new AtlsError('TOO_LARGE', `body of ${declaredLength} bytes exceeds ${max}`, { source: 'remote' });
     }
   }
-  if (!body) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > max) {
-        await reader.cancel().catch(() => undefined);
-        throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' });
-      }
-      chunks.push(value);
-    }
-  } catch (e) {
-    if (e instanceof AtlsError) throw e;
-    // The transport broke mid-body (client went away): the peer's doing.
-    throw new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
-  } finally {
-    reader.releaseLock();
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const c of chunks) {
-    out.set(c, pos);
-    pos += c.length;
-  }
-  return out;
+  // The transport breaking mid-body (the client went away) is the peer's doing.
+  return readLimited(body, max, 'remote');
 }
 
 /**
