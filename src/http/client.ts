@@ -37,6 +37,8 @@ import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLeng
 const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
 /** A handshake that needs more round trips than this is refused (HRR makes 3). */
 const MAX_HANDSHAKE_ROUND_TRIPS = 8;
+/** Origins whose latest TLS ticket a client keeps (one ticket each; the least recently used goes first). */
+const MAX_TICKET_ORIGINS = 256;
 
 /**
  * The ATLS layer's trust and identity: whom the service must prove to be, and
@@ -101,6 +103,12 @@ export interface AtlsClientOptions {
   retryNonIdempotent?: boolean;
   /** Largest outer response body read (default 32 MiB). */
   maxResponseBytes?: number;
+  /**
+   * Keep the latest TLS ticket of each origin (up to 256 origins) and offer it
+   * at the next handshake there, after a lost session too (default true;
+   * off with `tls.psk`, whose identity a resumed session does not carry).
+   */
+  resumption?: boolean;
   onEvent?: (event: AtlsClientEvent) => void;
   /** Shorthand for the `flight` events of `onEvent`. */
   onFlight?: (event: AtlsFlightEvent) => void;
@@ -213,9 +221,55 @@ class OtherCookies {
   }
 }
 
+/**
+ * The latest resumption ticket of each origin: one per origin, at most
+ * {@link MAX_TICKET_ORIGINS} origins, least recently used evicted first. A
+ * ticket is opaque state from our own TLS stack (the `ticket` event), never
+ * peer bytes taken as such, so its size is the engine's to bound.
+ */
+class TicketCache {
+  private readonly map = new Map<string, Uint8Array>();
+
+  constructor(private readonly cap: number) {}
+
+  /** The origin's ticket, marked as recently used. */
+  get(origin: string): Uint8Array | undefined {
+    const t = this.map.get(origin);
+    if (t !== undefined) {
+      this.map.delete(origin);
+      this.map.set(origin, t);
+    }
+    return t;
+  }
+
+  /** Keeps `ticket` as the origin's only one. */
+  set(origin: string, ticket: Uint8Array): void {
+    this.map.delete(origin);
+    this.map.set(origin, ticket);
+    while (this.map.size > this.cap) {
+      const oldest = this.map.keys().next();
+      if (oldest.done === true) break;
+      this.map.delete(oldest.value);
+    }
+  }
+
+  /** Only forgets `ticket` when it is still the origin's (a newer one may have replaced it). */
+  delete(origin: string, ticket?: Uint8Array): void {
+    if (ticket === undefined || this.map.get(origin) === ticket) this.map.delete(origin);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}
+
 /** One origin's ATLS session. */
 class OriginSession {
   readonly session: AtlsClientSession;
+  /** The ticket offered at this session's handshake, if any. */
+  readonly offered: Uint8Array | undefined;
+  /** The last ticket handed to the cache (so that each is stored once). */
+  private kept: Uint8Array | undefined;
   cookie: string | undefined;
   /** Cookies of other names, e.g. a load balancer's (sent back so that flights stay on one instance). */
   private readonly otherCookies = new OtherCookies();
@@ -232,12 +286,31 @@ class OriginSession {
   ) {
     const o = client.options;
     const serverName = o.tls?.serverName ?? endpoint.hostname.replace(/^\[|\]$/g, '');
+    // An explicit tls.session wins; otherwise the origin's latest ticket (RFC 8446 §4.6.1, §2.2).
+    this.offered = o.tls?.session ?? client.tickets?.get(origin);
     this.session = new AtlsClientSession({
       ...o.session,
       mode: o.mode ?? 'exported',
       ...(o.engine ? { engine: o.engine } : {}),
-      tls: { ...o.tls, serverName },
+      tls: { ...o.tls, serverName, ...(this.offered ? { session: this.offered } : {}) },
     });
+  }
+
+  /** Hands the session's latest ticket, when new, to the client's cache. */
+  keepTicket(): void {
+    const tickets = this.client.tickets;
+    const t = this.session.resumptionTicket;
+    if (!tickets || t === undefined || t === this.kept) return;
+    this.kept = t;
+    tickets.set(this.origin, t);
+  }
+
+  /** After the handshake: a ticket the server did not take is dropped (it would fail again). */
+  settleTicket(info: HandshakeInfo): void {
+    const tickets = this.client.tickets;
+    if (!tickets) return;
+    if (this.offered && !info.resumed) tickets.delete(this.origin, this.offered);
+    this.keepTicket();
   }
 
   get mode(): Mode {
@@ -364,6 +437,7 @@ class OriginSession {
       const info = hs?.type === 'handshake' ? hs.info : this.session.state === 'established' ? this.session.handshakeInfo : undefined;
       if (info && !reported) {
         reported = true;
+        this.settleTicket(info);
         this.client.emit({
           type: 'handshake',
           origin: this.origin,
@@ -383,7 +457,10 @@ class OriginSession {
         else throw new AtlsError('MALFORMED_RECORD', 'no response rode with the final flight', { source: 'remote' });
         this.requests++;
       }
-      if (this.session.state === 'established' && out.flight.length === 0) return answer;
+      if (this.session.state === 'established' && out.flight.length === 0) {
+        this.keepTicket(); // TLS 1.3 tickets come after the client's Finished
+        return answer;
+      }
       if (this.session.state !== 'handshaking' && this.session.state !== 'confirming' && this.session.state !== 'established') {
         throw this.session.error ?? new AtlsError('CLOSED', 'the server closed the ATLS session during the handshake', { source: 'remote' });
       }
@@ -413,6 +490,7 @@ class OriginSession {
         throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without TLS records', { source: 'remote' });
       }
       const step = await this.session.receive(res.body);
+      if (step.events.some((e) => e.type === 'ticket')) this.keepTicket();
       if (step.events.some((e) => e.type === 'closed')) throw new SessionLost(410);
       const data = step.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
       if (data.length === 0) throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without data', { source: 'remote' });
@@ -456,8 +534,14 @@ class ClientCore {
   readonly transport: HttpTransport;
   readonly maxResponse: number;
   readonly sessions = new Map<string, OriginSession>();
+  /** Latest ticket per origin; undefined with `resumption: false`. */
+  readonly tickets: TicketCache | undefined;
 
   constructor(readonly options: AtlsClientOptions) {
+    // With an external PSK no ticket is used: both engines' servers report no PSK identity on a
+    // resumed session, and the identity is what a PSK client is authorized by (RFC 8446 §2.2).
+    const resume = options.resumption !== false && options.tls?.psk === undefined;
+    this.tickets = resume ? new TicketCache(MAX_TICKET_ORIGINS) : undefined;
     this.transport = new HttpTransport(options.transport, {
       ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
       ...(options.env ? { env: options.env } : {}),
@@ -501,6 +585,8 @@ class ClientCore {
       return { os, answer: await run };
     } catch (e) {
       if (this.sessions.get(origin) === os) this.sessions.delete(origin);
+      // A handshake that offered a ticket and failed must not offer it again.
+      if (os.offered) this.tickets?.delete(origin, os.offered);
       os.session.destroy();
       throw e;
     }
@@ -548,6 +634,7 @@ class ClientCore {
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
+    this.tickets?.clear();
     await Promise.all(all.map((s) => s.close()));
     await this.transport.close();
   }
