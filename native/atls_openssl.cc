@@ -1286,6 +1286,206 @@ int CookieVerifyCb(SSL* s, const unsigned char* cookie, unsigned int cookie_len)
   return (cookie_len == len && CRYPTO_memcmp(cookie, expect, len) == 0) ? 1 : 0;
 }
 
+
+// ------------------------------------------------------------ AEAD
+
+std::atomic<long> g_live_aead{0};
+
+// One key and one direction of a protected-message channel (draft §7.2): the
+// EVP_CIPHER_CTX is keyed once, and each message re-initialises only the IV
+// (EVP_CipherInit_ex with NULL cipher and key), which is what makes this
+// cheaper than node:crypto's new cipher object per message. The caller
+// (src/protect/channel.ts) builds every nonce; this object never picks one.
+// The context is freed by free() or by the wrapper's finalizer.
+class Aead : public Napi::ObjectWrap<Aead> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Aead",
+                       {InstanceMethod<&Aead::Seal>("seal"), InstanceMethod<&Aead::Open>("open"),
+                        InstanceMethod<&Aead::Free>("free")});
+  }
+
+  // new Aead(algorithm, key, tagLength, encrypt)
+  explicit Aead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Aead>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
+        !info[3].IsBoolean()) {
+      Fail(env, "Aead(algorithm, key, tagLength, encrypt)");
+      return;
+    }
+    std::string alg = info[0].As<Napi::String>().Utf8Value();
+    Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
+    int tag = info[2].As<Napi::Number>().Int32Value();
+    encrypt_ = info[3].As<Napi::Boolean>().Value();
+    const EVP_CIPHER* c = nullptr;
+    if (alg == "aes-128-gcm") c = EVP_aes_128_gcm();
+    else if (alg == "aes-256-gcm") c = EVP_aes_256_gcm();
+    else if (alg == "chacha20-poly1305") c = EVP_chacha20_poly1305();
+    else if (alg == "aes-128-ccm") { c = EVP_aes_128_ccm(); ccm_ = true; }
+    else if (alg == "aes-256-ccm") { c = EVP_aes_256_ccm(); ccm_ = true; }
+    if (c == nullptr) { Fail(env, "unknown AEAD algorithm"); return; }
+    // RFC 5116 §5.1, RFC 8439 §2.8: 16-byte tags; RFC 6655 §3 (CCM_8): 8.
+    if (!(tag == 16 || (ccm_ && tag == 8))) { Fail(env, "bad tag length"); return; }
+    if (key.ByteLength() != static_cast<size_t>(EVP_CIPHER_get_key_length(c))) { Fail(env, "bad key length"); return; }
+    tag_len_ = tag;
+    ctx_ = EVP_CIPHER_CTX_new();
+    int enc = encrypt_ ? 1 : 0;
+    bool ok = ctx_ != nullptr && EVP_CipherInit_ex(ctx_, c, nullptr, nullptr, nullptr, enc) == 1 &&
+              EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) == 1;
+    // CCM fixes M (the tag length) before the key (RFC 3610 §2).
+    if (ok && ccm_) ok = EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, nullptr) == 1;
+    if (ok) ok = EVP_CipherInit_ex(ctx_, nullptr, nullptr, key.Data(), nullptr, enc) == 1;
+    if (!ok) {
+      ERR_clear_error();
+      Release();
+      Fail(env, "AEAD setup failed");
+      return;
+    }
+    g_live_aead++;
+    counted_ = true;
+    Napi::MemoryManagement::AdjustExternalMemory(env, kWeight);
+  }
+
+  ~Aead() override { Release(); }
+
+ private:
+  static constexpr int64_t kWeight = 1024;
+
+  static void Fail(Napi::Env env, const char* msg) {
+    Napi::Error e = Napi::Error::New(env, msg);
+    e.Set("atlsCode", Napi::String::New(env, "INVALID_ARGUMENT"));
+    e.ThrowAsJavaScriptException();
+  }
+
+  void Release() {
+    if (ctx_ == nullptr) return;
+    EVP_CIPHER_CTX_free(ctx_);  // cleanses the key schedule
+    ctx_ = nullptr;
+    if (counted_) {
+      g_live_aead--;
+      Napi::MemoryManagement::AdjustExternalMemory(Env(), -kWeight);
+    }
+    counted_ = false;
+  }
+
+  // Arguments shared by seal/open: nonce (12 bytes), aad, input, out, at.
+  struct Io {
+    const uint8_t* nonce;
+    const uint8_t* aad;
+    size_t aad_len;
+    const uint8_t* in;
+    size_t in_len;
+    uint8_t* out;
+    size_t out_len;
+  };
+
+  bool Args(const Napi::CallbackInfo& info, Io* io, size_t extra) {
+    Napi::Env env = info.Env();
+    if (ctx_ == nullptr) { Fail(env, "AEAD freed"); return false; }
+    if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
+        !info[3].IsTypedArray() || !info[4].IsNumber()) {
+      Fail(env, "bad AEAD arguments");
+      return false;
+    }
+    Napi::Uint8Array n = info[0].As<Napi::Uint8Array>();
+    Napi::Uint8Array a = info[1].As<Napi::Uint8Array>();
+    Napi::Uint8Array i = info[2].As<Napi::Uint8Array>();
+    Napi::Uint8Array o = info[3].As<Napi::Uint8Array>();
+    double at = info[4].As<Napi::Number>().DoubleValue();
+    if (n.ByteLength() != 12) { Fail(env, "nonce must be 12 bytes"); return false; }
+    // Bounds: the output (plus the tag when sealing) must fit at `at`.
+    if (!(at >= 0) || at > static_cast<double>(o.ByteLength()) ||
+        o.ByteLength() - static_cast<size_t>(at) < i.ByteLength() + extra ||
+        i.ByteLength() > static_cast<size_t>(INT32_MAX) || a.ByteLength() > static_cast<size_t>(INT32_MAX)) {
+      Fail(env, "AEAD output does not fit");
+      return false;
+    }
+    static const uint8_t kEmpty[1] = {0};
+    io->nonce = n.Data();
+    io->aad = a.ByteLength() ? a.Data() : kEmpty;
+    io->aad_len = a.ByteLength();
+    io->in = i.ByteLength() ? i.Data() : kEmpty;
+    io->in_len = i.ByteLength();
+    io->out = o.ByteLength() ? o.Data() + static_cast<size_t>(at) : nullptr;
+    io->out_len = o.ByteLength() - static_cast<size_t>(at);
+    return true;
+  }
+
+  // Per message: the IV only; CCM also needs the plaintext length first (RFC 3610 §2.2).
+  bool Begin(const Io& io) {
+    int outl = 0;
+    if (EVP_CipherInit_ex(ctx_, nullptr, nullptr, nullptr, io.nonce, -1) != 1) return false;
+    if (ccm_ && EVP_CipherUpdate(ctx_, nullptr, &outl, nullptr, static_cast<int>(io.in_len)) != 1) return false;
+    if (io.aad_len && EVP_CipherUpdate(ctx_, nullptr, &outl, io.aad, static_cast<int>(io.aad_len)) != 1) return false;
+    return true;
+  }
+
+  // seal(nonce, aad, plaintext, out, at): ciphertext || tag into out at `at`.
+  Napi::Value Seal(const Napi::CallbackInfo& info) {
+    Io io;
+    if (!encrypt_) { Fail(info.Env(), "AEAD is for opening"); return info.Env().Undefined(); }
+    if (!Args(info, &io, static_cast<size_t>(tag_len_))) return info.Env().Undefined();
+    uint8_t scratch[16];
+    int outl = 0, finl = 0;
+    bool ok = Begin(io);
+    if (ok && (io.in_len || ccm_)) {
+      ok = EVP_CipherUpdate(ctx_, io.in_len ? io.out : scratch, &outl, io.in, static_cast<int>(io.in_len)) == 1;
+    }
+    ok = ok && static_cast<size_t>(outl) <= io.in_len &&
+         EVP_CipherFinal_ex(ctx_, io.out == nullptr ? scratch : io.out + outl, &finl) == 1 &&
+         static_cast<size_t>(outl + finl) == io.in_len &&
+         EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, tag_len_, io.out + io.in_len) == 1;
+    if (!ok) {
+      ERR_clear_error();
+      Fail(info.Env(), "AEAD seal failed");
+      return info.Env().Undefined();
+    }
+    return info.Env().Undefined();
+  }
+
+  // open(nonce, aad, ciphertext, out, at, tag): true when the tag verifies;
+  // on false the output bytes are zeroed (GCM writes them before the check).
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Io io;
+    if (encrypt_) { Fail(env, "AEAD is for sealing"); return env.Undefined(); }
+    if (!Args(info, &io, 0)) return env.Undefined();
+    if (info.Length() < 6 || !info[5].IsTypedArray()) { Fail(env, "bad AEAD arguments"); return env.Undefined(); }
+    Napi::Uint8Array t = info[5].As<Napi::Uint8Array>();
+    if (t.ByteLength() != static_cast<size_t>(tag_len_)) return Napi::Boolean::New(env, false);
+    uint8_t scratch[16];
+    int outl = 0, finl = 0;
+    bool ok;
+    if (ccm_) {
+      // The expected tag goes in before the length for CCM; the update is the verdict.
+      ok = EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, t.Data()) == 1 && Begin(io) &&
+           EVP_DecryptUpdate(ctx_, io.in_len ? io.out : scratch, &outl, io.in, static_cast<int>(io.in_len)) == 1;
+    } else {
+      ok = Begin(io);
+      if (ok && io.in_len) ok = EVP_DecryptUpdate(ctx_, io.out, &outl, io.in, static_cast<int>(io.in_len)) == 1;
+      ok = ok && static_cast<size_t>(outl) <= io.in_len &&
+           EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, t.Data()) == 1 &&
+           EVP_DecryptFinal_ex(ctx_, io.out == nullptr ? scratch : io.out + outl, &finl) == 1;
+    }
+    if (!ok) {
+      ERR_clear_error();
+      if (io.in_len) OPENSSL_cleanse(io.out, io.in_len);
+    }
+    return Napi::Boolean::New(env, ok);
+  }
+
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    Release();
+    return info.Env().Undefined();
+  }
+
+  EVP_CIPHER_CTX* ctx_ = nullptr;
+  bool encrypt_ = true;
+  bool ccm_ = false;
+  bool counted_ = false;
+  int tag_len_ = 16;
+};
+
 // ------------------------------------------------------------ module
 
 Napi::Value OpenSslVersion(const Napi::CallbackInfo& info) {
@@ -1300,6 +1500,7 @@ Napi::Value LiveObjects(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("contexts", static_cast<double>(g_live_ctx.load()));
   o.Set("connections", static_cast<double>(g_live_conn.load()));
+  o.Set("aeads", static_cast<double>(g_live_aead.load()));
   return o;
 }
 
@@ -1325,6 +1526,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   }
   exports.Set("Context", Context::Init(env));
   exports.Set("Connection", Connection::Init(env));
+  exports.Set("Aead", Aead::Init(env));
   exports.Set("opensslVersion", Napi::Function::New(env, OpenSslVersion));
   exports.Set("liveObjects", Napi::Function::New(env, LiveObjects));
   exports.Set("threadCpuNs", Napi::Function::New(env, ThreadCpuNs));

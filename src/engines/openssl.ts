@@ -86,11 +86,26 @@ interface NativeConnection {
   destroy(): void;
 }
 
+/**
+ * One AEAD key and direction held in an OpenSSL `EVP_CIPHER_CTX` (see
+ * {@link nativeAead}). The caller supplies every nonce.
+ */
+export interface NativeAead {
+  /** Writes ciphertext || tag into `out` at `at` (room for plaintext + tag needed); throws on misuse. */
+  seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, at: number): void;
+  /** Writes the plaintext into `out` at `at`; false (and `out` zeroed there) when the tag does not verify. */
+  open(nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, out: Uint8Array, at: number, tag: Uint8Array): boolean;
+  /** Frees the context now (the finalizer does it otherwise). Idempotent; later calls throw. */
+  free(): void;
+}
+
 interface NativeAddon {
   Context: new (options: Record<string, unknown>) => object;
   Connection: new (context: object, options: Record<string, unknown>) => NativeConnection;
+  /** Absent in addons built before the AEAD was added. */
+  Aead?: new (algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean) => NativeAead;
   opensslVersion(): { text: string; number: number; headers: string };
-  liveObjects(): { contexts: number; connections: number };
+  liveObjects(): { contexts: number; connections: number; aeads?: number };
   threadCpuNs(): number;
 }
 
@@ -140,10 +155,36 @@ export function opensslAvailability(): { available: true; version: string } | { 
   return l.addon ? { available: true, version: l.version } : { available: false, reason: l.reason };
 }
 
-/** Live native objects (contexts, connections), for leak tests. Zeros when the addon is absent. */
-export function nativeLiveObjects(): { contexts: number; connections: number } {
+/** Live native objects (contexts, connections, AEAD contexts), for leak tests. Zeros when the addon is absent. */
+export function nativeLiveObjects(): { contexts: number; connections: number; aeads: number } {
   const l = loadAddon();
-  return l.addon ? l.addon.liveObjects() : { contexts: 0, connections: 0 };
+  if (!l.addon) return { contexts: 0, connections: 0, aeads: 0 };
+  const o = l.addon.liveObjects();
+  return { contexts: o.contexts, connections: o.connections, aeads: o.aeads ?? 0 };
+}
+
+/**
+ * A native AEAD for one key and one direction (`encrypt` true to seal,
+ * false to open): an `EVP_CIPHER_CTX` keyed once, re-initialised with only
+ * the nonce per message. `undefined` when the addon (or its AEAD) is missing,
+ * or when `ATLS_NATIVE_AEAD=0`. Throws INVALID_ARGUMENT for an unknown
+ * algorithm, a wrong key length or a tag length other than 16 (8 for CCM).
+ *
+ * @example
+ * ```ts
+ * const s = nativeAead('aes-128-gcm', key, 16, true);
+ * if (s) s.seal(nonce, aad, plaintext, out, 0); // out: plaintext.length + 16 bytes
+ * ```
+ */
+export function nativeAead(algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean): NativeAead | undefined {
+  if (process.env.ATLS_NATIVE_AEAD === '0') return undefined;
+  const Aead = loadAddon().addon?.Aead;
+  if (!Aead) return undefined;
+  try {
+    return new Aead(algorithm, key, tagLength, encrypt);
+  } catch (e) {
+    throw new AtlsError('INVALID_ARGUMENT', `native AEAD: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
 }
 
 /**

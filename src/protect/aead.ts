@@ -1,12 +1,63 @@
 /**
- * One-shot AEAD encryption and decryption with `node:crypto` for the
- * algorithms of {@link AeadSpec}. Internal to the protect module: callers
- * never choose nonces; {@link ProtectedChannel} does.
+ * AEAD encryption and decryption for the algorithms of {@link AeadSpec}:
+ * one-shot with `node:crypto` (a new cipher object per message), or, when the
+ * native addon is built, an OpenSSL context kept per key and direction
+ * ({@link nativeAeadFor}, about 4x cheaper per small message). Internal to
+ * the protect module: callers never choose nonces; {@link ProtectedChannel} does.
  * @module
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { AtlsError } from '../errors.js';
+import { nativeAead, type NativeAead } from '../engines/openssl.js';
 import type { AeadSpec } from './suites.js';
+
+export type { NativeAead } from '../engines/openssl.js';
+
+/**
+ * The native AEAD for one key and direction, or `null` when the addon is
+ * missing (callers then use {@link aeadSealInto} / {@link aeadOpen}).
+ */
+export function nativeAeadFor(spec: AeadSpec, key: Uint8Array, encrypt: boolean): NativeAead | null {
+  return nativeAead(spec.algorithm, key, spec.tagLength, encrypt) ?? null;
+}
+
+/** {@link aeadSealInto} through a native context made by {@link nativeAeadFor}(…, true). */
+export function nativeSealInto(
+  aead: NativeAead,
+  spec: AeadSpec,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+  out: Uint8Array,
+  at: number,
+): void {
+  try {
+    aead.seal(nonce, aad, plaintext, out, at);
+  } catch (e) {
+    throw new AtlsError('INTERNAL', `${spec.name} encryption failed`, { cause: e });
+  }
+}
+
+/** {@link aeadOpen} through a native context made by {@link nativeAeadFor}(…, false). */
+export function nativeOpen(
+  aead: NativeAead,
+  spec: AeadSpec,
+  nonce: Uint8Array,
+  aad: Uint8Array,
+  ciphertext: Uint8Array,
+  tag: Uint8Array,
+): Buffer | undefined {
+  // Unpooled: the caller may hand pt.buffer on without exposing other data.
+  const pt = Buffer.allocUnsafeSlow(ciphertext.length);
+  let ok: boolean;
+  try {
+    ok = aead.open(nonce, aad, ciphertext, pt, 0, tag);
+  } catch (e) {
+    pt.fill(0);
+    throw new AtlsError('INTERNAL', `${spec.name} decryption failed`, { cause: e });
+  }
+  return ok ? pt : undefined; // on failure the addon has already zeroed pt
+}
 
 /**
  * Encrypts `plaintext` into `out` at `at`, followed by the tag.

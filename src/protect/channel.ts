@@ -9,7 +9,7 @@
  */
 import { AtlsError } from '../errors.js';
 import { IV_LENGTH, LIMIT_UNIT_BYTES } from './constants.js';
-import { aeadOpen, aeadSealInto } from './aead.js';
+import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
 import { readHeader, writeHeader, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
 import { ReplayVerdict, ReplayWindow, replayError } from './replay-window.js';
@@ -166,6 +166,13 @@ export class ProtectedChannel {
   private received = 0;
   private failures = 0;
   private rejected = 0;
+  /**
+   * Native AEAD contexts per direction, made on first use: undefined = not
+   * tried yet, null = addon missing (node:crypto is used). Freed by
+   * destroy(), or by their finalizers when the channel is dropped.
+   */
+  private sealer: NativeAead | null | undefined;
+  private opener: NativeAead | null | undefined;
 
   private constructor(
     spec: AeadSpec,
@@ -336,7 +343,10 @@ export class ProtectedChannel {
     const headerLength = writeHeader(out, hi, lo);
     const header = out.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    aeadSealInto(this.spec, this.key(true), this.nonce(true, hi, lo), fullAad, plaintext, out, headerLength);
+    const nonce = this.nonce(true, hi, lo);
+    const sealer = this.sealer === undefined ? (this.sealer = nativeAeadFor(this.spec, this.key(true), true)) : this.sealer;
+    if (sealer) nativeSealInto(sealer, this.spec, nonce, fullAad, plaintext, out, headerLength);
+    else aeadSealInto(this.spec, this.key(true), nonce, fullAad, plaintext, out, headerLength);
     this.sent++;
     return out;
   }
@@ -382,14 +392,13 @@ export class ProtectedChannel {
     }
     const header = message.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    const plaintext = aeadOpen(
-      this.spec,
-      this.key(false),
-      this.nonce(false, hi, lo),
-      fullAad,
-      message.subarray(headerLength, headerLength + ctLength),
-      message.subarray(headerLength + ctLength),
-    );
+    const nonce = this.nonce(false, hi, lo);
+    const ciphertext = message.subarray(headerLength, headerLength + ctLength);
+    const tag = message.subarray(headerLength + ctLength);
+    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
+    const plaintext = opener
+      ? nativeOpen(opener, this.spec, nonce, fullAad, ciphertext, tag)
+      : aeadOpen(this.spec, this.key(false), nonce, fullAad, ciphertext, tag);
     if (plaintext === undefined) {
       this.failures++;
       this.failedUnits += units(ctLength);
@@ -413,6 +422,9 @@ export class ProtectedChannel {
   /** Zeroes the keys and IVs; every later seal()/open() throws CLOSED. Idempotent. */
   destroy(): void {
     this.mem.fill(0);
+    this.sealer?.free();
+    this.opener?.free();
+    this.sealer = this.opener = null;
     NONCE_SCRATCH.fill(0);
     const closed = new AtlsError('CLOSED', 'protected channel destroyed');
     this.sendError = closed;
