@@ -48,6 +48,11 @@ export interface AtlsCoapClientOptions {
   contentFormats?: Partial<AtlsCoapFormats>;
   /** Send Non-confirmable messages (e.g. for DTLS sessions, which retransmit themselves). */
   nonConfirmable?: boolean;
+  /**
+   * NON mode with DTLS: how many times a handshake flight is resent when the
+   * engine's retransmission timer fires before an answer came (default 5).
+   */
+  dtlsMaxRetransmissions?: number;
   /** Per-message timeout (default MAX_TRANSMIT_WAIT). */
   timeoutMs?: number;
   transmission?: Partial<TransmissionParameters>;
@@ -89,6 +94,8 @@ export interface CoapClientStats {
   handshakeBytesReceived: number;
   flights: number;
   messages: number;
+  /** DTLS handshake flights resent because the retransmission timer fired (NON mode). */
+  dtlsRetransmissions: number;
 }
 
 const enc = new TextEncoder();
@@ -100,7 +107,7 @@ function responseCode(code: number): string {
 /** An ATLS session to one server over CoAP. */
 export class AtlsCoapClient {
   readonly formats: AtlsCoapFormats;
-  readonly stats: CoapClientStats = { handshakeBytesSent: 0, handshakeBytesReceived: 0, flights: 0, messages: 0 };
+  readonly stats: CoapClientStats = { handshakeBytesSent: 0, handshakeBytesReceived: 0, flights: 0, messages: 0, dtlsRetransmissions: 0 };
   private readonly target: URL;
   private readonly proxy: URL | undefined;
   private endpoint: CoapEndpoint | undefined;
@@ -220,7 +227,7 @@ export class AtlsCoapClient {
       if (round > 8) throw new AtlsError('HANDSHAKE_FAILED', 'handshake does not converge', { source: 'remote' });
       this.stats.handshakeBytesSent += out.flight.length;
       this.stats.flights++;
-      const res = await this.post(path, out.flight, this.formats.records);
+      const res = await this.postFlight(session, path, out.flight);
       if (round === 0) {
         if (res.code !== CoapCode.Created) throw this.failure(session, res);
         const loc = getLocationPath(res);
@@ -236,10 +243,77 @@ export class AtlsCoapClient {
       if ((session.state as string) === 'established' && out.flight.length > 0) {
         // A flight after establishment (TLS 1.2 with tickets): deliver it, its answer carries nothing we need.
         this.stats.handshakeBytesSent += out.flight.length;
-        await this.post(path, out.flight, this.formats.records);
+        await this.postFlight(session, path, out.flight);
       }
     }
     return session.handshakeInfo!;
+  }
+
+  /**
+   * POSTs one handshake flight. In NON mode with DTLS nothing else resends a
+   * lost datagram, so when the engine's retransmission timer fires before an
+   * answer came, the flight the engine produces goes out again as a new NON
+   * request to the same resource (RFC 6347 §4.2.4; the engine doubles its
+   * timer). The first answer to any copy wins; later ones are dropped.
+   */
+  private postFlight(session: AtlsClientSession, path: string[], flight: Uint8Array): Promise<AssembledResponse> {
+    const cf = this.formats.records;
+    const first = this.options.nonConfirmable ? session.dtlsTimeout() : undefined;
+    if (first === undefined) return this.post(path, flight, cf);
+    const max = this.options.dtlsMaxRetransmissions ?? 5;
+    return new Promise<AssembledResponse>((resolve, reject) => {
+      let settled = false;
+      let pending = 0;
+      let resent = 0;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        timer = undefined;
+        fn();
+      };
+      const attempt = (body: Uint8Array): void => {
+        pending++;
+        this.post(path, body, cf).then(
+          (res) => finish(() => resolve(res)),
+          (e: unknown) => {
+            pending--;
+            // A lost copy times out; keep waiting while another copy or the timer may still answer.
+            const lost = e instanceof AtlsError && e.code === 'TIMEOUT';
+            if (!lost || (pending === 0 && timer === undefined)) finish(() => reject(e as Error));
+          },
+        );
+      };
+      const arm = (ms: number | undefined): void => {
+        if (settled || ms === undefined || resent >= max) {
+          timer = undefined;
+          return;
+        }
+        timer = setTimeout(() => void fire(), ms);
+      };
+      const fire = async (): Promise<void> => {
+        if (settled) return;
+        let again: FlightResult;
+        try {
+          again = await session.dtlsRetransmit();
+        } catch (e) {
+          finish(() => reject(e as Error));
+          return;
+        }
+        if (settled) return;
+        if (again.flight.length > 0) {
+          resent++;
+          this.stats.dtlsRetransmissions++;
+          this.stats.handshakeBytesSent += again.flight.length;
+          attempt(again.flight);
+        }
+        arm(session.dtlsTimeout());
+        if (timer === undefined && pending === 0) finish(() => reject(new AtlsError('TIMEOUT', 'no answer to a DTLS flight after retransmissions')));
+      };
+      attempt(flight);
+      arm(first);
+    });
   }
 
   private failure(session: AtlsClientSession, res: AssembledResponse): AtlsError {

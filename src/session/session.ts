@@ -231,6 +231,37 @@ abstract class AtlsSession {
     return this.fail(err);
   }
 
+  /**
+   * DTLS: milliseconds until the engine's retransmission timer fires, or
+   * undefined when none runs (no flight awaits an answer, or not DTLS).
+   *
+   * @example
+   * ```ts
+   * const ms = session.dtlsTimeout();
+   * if (ms !== undefined) setTimeout(() => void session.dtlsRetransmit().then(send), ms);
+   * ```
+   */
+  dtlsTimeout(): number | undefined {
+    if (!this.isDtls() || !this.conn?.dtlsTimeout || this._error || this._state === 'closed') return undefined;
+    return this.conn.dtlsTimeout();
+  }
+
+  /**
+   * DTLS: the retransmission timer fired with no answer from the peer.
+   * Resolves with the flight to send again (RFC 6347 §4.2.4; the engine
+   * doubles its timer and gives up after its own limit). UNSUPPORTED for
+   * TLS sessions and engines without DTLS timers.
+   */
+  async dtlsRetransmit(): Promise<FlightResult> {
+    if (!this.isDtls()) throw new AtlsError('UNSUPPORTED', 'dtlsRetransmit() is for DTLS sessions');
+    this.check('receive');
+    if (this.conn && !this.conn.dtlsHandleTimeout) throw new AtlsError('UNSUPPORTED', 'the engine has no DTLS retransmission timer');
+    return this.run(async (c) => {
+      if (!c.dtlsHandleTimeout) throw new AtlsError('UNSUPPORTED', 'the engine has no DTLS retransmission timer');
+      return this.absorb(await c.dtlsHandleTimeout(), false);
+    });
+  }
+
   protected isDtls(): boolean {
     return false;
   }

@@ -1,0 +1,149 @@
+/**
+ * DTLS 1.2 over CoAP Non-confirmable messages through a lossy UDP relay: the
+ * client resends a handshake flight when the engine's retransmission timer
+ * fires (RFC 6347 §4.2.4), so losing one datagram of a flight no longer fails
+ * the handshake. Also the session-level dtlsTimeout()/dtlsRetransmit() API.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { AtlsError } from '../../src/errors.js';
+import { AtlsCoapServer, echoCoapHandler } from '../../src/coap/server.js';
+import { AtlsCoapClient } from '../../src/coap/client.js';
+import { AtlsClientSession } from '../../src/session/session.js';
+import { availableEngines } from '../../src/engines/index.js';
+import type { TlsEngine } from '../../src/engines/types.js';
+import type { Peer } from '../../src/coap/blockwise.js';
+
+const PSK = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
+const CIPHERS = 'PSK-AES128-GCM-SHA256';
+const dec = new TextDecoder();
+const engine: TlsEngine | undefined = availableEngines().find((e) => e.capabilities.dtls);
+const sockets: Socket[] = [];
+let server: AtlsCoapServer | undefined;
+
+before(async () => {
+  if (!engine) return;
+  server = await AtlsCoapServer.listen({
+    engine,
+    tls: { dtls: true, ciphers: CIPHERS, pskLookup: (id) => (id === PSK.identity ? PSK.key : undefined) },
+    handler: echoCoapHandler,
+  });
+});
+after(async () => {
+  await server?.close();
+  for (const s of sockets) s.close();
+});
+
+/**
+ * A UDP relay in front of `target` (the pattern of coap-endpoint.test.ts)
+ * that drops the datagrams `drop(n, toServer)` selects; `n` counts the
+ * datagrams of each direction separately.
+ */
+async function lossyRelay(target: Peer, drop: (n: number, toServer: boolean) => boolean): Promise<{ peer: Peer; dropped: number }> {
+  const s = createSocket('udp4');
+  sockets.push(s);
+  let client: Peer | undefined;
+  const count = { up: 0, down: 0 };
+  const state = { peer: { address: '127.0.0.1', port: 0 }, dropped: 0 };
+  s.on('message', (buf, r) => {
+    const toServer = !(r.port === target.port && r.address === target.address);
+    if (toServer) client = { address: r.address, port: r.port };
+    const n = toServer ? count.up++ : count.down++;
+    if (drop(n, toServer)) {
+      state.dropped++;
+      return;
+    }
+    const to = toServer ? target : client;
+    if (to) s.send(buf, to.port, to.address);
+  });
+  await new Promise<void>((res) => s.bind(0, '127.0.0.1', () => res()));
+  state.peer.port = s.address().port;
+  return state;
+}
+
+function dtlsClient(relay: Peer): AtlsCoapClient {
+  return new AtlsCoapClient({
+    url: `coap://127.0.0.1:${relay.port}`,
+    ...(engine ? { engine } : {}),
+    nonConfirmable: true,
+    timeoutMs: 5000,
+    tls: { dtls: true, ciphers: CIPHERS, psk: PSK, dtlsInitialTimeoutMs: 100 },
+  });
+}
+
+void describe('DTLS over CoAP NON with loss', () => {
+  const cases: { name: string; drop: (n: number, toServer: boolean) => boolean }[] = [
+    { name: 'the ClientHello', drop: (n, up) => up && n === 0 },
+    { name: "the server's first flight", drop: (n, up) => !up && n === 0 },
+    { name: "the client's second flight", drop: (n, up) => up && n === 1 },
+  ];
+  for (const c of cases) {
+    void it(`the handshake completes when ${c.name} is lost`, async (t) => {
+      if (!engine || !server) {
+        t.skip('no engine with DTLS (native engine not built)');
+        return;
+      }
+      const relay = await lossyRelay({ address: '127.0.0.1', port: server.port }, c.drop);
+      const client = dtlsClient(relay.peer);
+      try {
+        assert.equal((await client.connect()).version, 'DTLSv1.2');
+        assert.equal(relay.dropped, 1);
+        assert.ok(client.stats.dtlsRetransmissions >= 1, JSON.stringify(client.stats));
+        assert.equal(dec.decode((await client.request({ method: 'POST', payload: 'after loss' })).payload), 'after loss');
+      } finally {
+        await client.close();
+      }
+    });
+  }
+
+  void it('without loss nothing is resent', async (t) => {
+    if (!engine || !server) {
+      t.skip('no engine with DTLS (native engine not built)');
+      return;
+    }
+    const relay = await lossyRelay({ address: '127.0.0.1', port: server.port }, () => false);
+    const client = dtlsClient(relay.peer);
+    try {
+      await client.connect();
+      assert.equal(client.stats.dtlsRetransmissions, 0);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+void describe('session DTLS timer API', () => {
+  void it('a TLS session has no DTLS timer and refuses dtlsRetransmit()', async () => {
+    const s = new AtlsClientSession({ tls: { serverName: 'localhost' } });
+    try {
+      assert.equal(s.dtlsTimeout(), undefined);
+      await assert.rejects(s.dtlsRetransmit(), (e: unknown) => e instanceof AtlsError && e.code === 'UNSUPPORTED');
+    } finally {
+      s.destroy();
+    }
+  });
+
+  void it('a DTLS client arms its timer after the ClientHello and resends it when it fires', async (t) => {
+    if (!engine) {
+      t.skip('no engine with DTLS (native engine not built)');
+      return;
+    }
+    const s = new AtlsClientSession({ engine, tls: { dtls: true, ciphers: CIPHERS, psk: PSK, dtlsInitialTimeoutMs: 50 } });
+    try {
+      assert.equal(s.dtlsTimeout(), undefined);
+      const hello = await s.start();
+      const ms = s.dtlsTimeout();
+      assert.ok(ms !== undefined && ms <= 50, String(ms));
+      await new Promise((r) => setTimeout(r, ms + 10));
+      const again = await s.dtlsRetransmit();
+      assert.ok(again.flight.length > 0);
+      // The same ClientHello in a record with the next sequence number (RFC 6347 §4.1).
+      assert.equal(again.flight.length, hello.flight.length);
+      const ms2 = s.dtlsTimeout();
+      assert.ok(ms2 !== undefined && ms2 > 50 && ms2 <= 100, `doubled timer: ${String(ms2)}`);
+    } finally {
+      s.destroy();
+    }
+  });
+});
