@@ -39,7 +39,11 @@ const env = {
   ATLS_MEMORY_HANDSHAKES: process.env.ATLS_MEMORY_HANDSHAKES ?? '3000',
   ATLS_TEST_CONCURRENCY: '1',
 };
-const tests = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [join(root, 'test', 'native')];
+// Default: the addon's own tests and the native AEAD's known-answer vectors.
+const tests =
+  process.argv.slice(2).length > 0
+    ? process.argv.slice(2)
+    : [join(root, 'test', 'native'), join(root, 'test', 'vectors', 'protect-native.test.ts')];
 const run = spawnSync(process.execPath, [join(root, 'scripts', 'run-tests.mjs'), ...tests], { stdio: 'inherit', env, cwd: root });
 
 // Sort the sanitizer reports: memory errors always count; leaks only with an addon frame.
