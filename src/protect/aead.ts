@@ -6,7 +6,7 @@
  * the protect module: callers never choose nonces; {@link ProtectedChannel} does.
  * @module
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type CipherGCMTypes } from 'node:crypto';
 import { AtlsError } from '../errors.js';
 import { nativeAead, type NativeAead } from '../engines/openssl.js';
 import type { AeadSpec } from './suites.js';
@@ -20,6 +20,10 @@ export type { NativeAead } from '../engines/openssl.js';
 export function nativeAeadFor(spec: AeadSpec, key: Uint8Array, encrypt: boolean): NativeAead | null {
   return nativeAead(spec.algorithm, key, spec.tagLength, encrypt) ?? null;
 }
+
+// GCM, CCM and ChaCha20-Poly1305 ciphers share one API in node:crypto (setAAD
+// with an optional plaintext length, getAuthTag/setAuthTag); the GCM typing
+// stands for all three of AeadSpec's algorithms below.
 
 /** {@link aeadSealInto} through a native context made by {@link nativeAeadFor}(…, true). */
 export function nativeSealInto(
@@ -73,28 +77,11 @@ export function aeadSealInto(
   at: number,
 ): void {
   try {
-    let ct: Buffer;
-    let fin: Buffer;
-    let tag: Buffer;
-    if (spec.algorithm === 'aes-128-ccm' || spec.algorithm === 'aes-256-ccm') {
-      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      c.setAAD(aad, { plaintextLength: plaintext.length }); // CCM needs the length up front (RFC 3610 §2.2)
-      ct = c.update(plaintext);
-      fin = c.final();
-      tag = c.getAuthTag();
-    } else if (spec.algorithm === 'chacha20-poly1305') {
-      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      c.setAAD(aad, { plaintextLength: plaintext.length });
-      ct = c.update(plaintext);
-      fin = c.final();
-      tag = c.getAuthTag();
-    } else {
-      const c = createCipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      c.setAAD(aad);
-      ct = c.update(plaintext);
-      fin = c.final();
-      tag = c.getAuthTag();
-    }
+    const c = createCipheriv(spec.algorithm as CipherGCMTypes, key, nonce, { authTagLength: spec.tagLength });
+    c.setAAD(aad, { plaintextLength: plaintext.length }); // CCM needs the length up front (RFC 3610 §2.2)
+    const ct = c.update(plaintext);
+    const fin = c.final();
+    const tag = c.getAuthTag();
     out.set(ct, at);
     if (fin.length) out.set(fin, at + ct.length);
     out.set(tag, at + plaintext.length);
@@ -117,26 +104,11 @@ export function aeadOpen(
 ): Buffer | undefined {
   let pt: Buffer | undefined;
   try {
-    let fin: Buffer;
-    if (spec.algorithm === 'aes-128-ccm' || spec.algorithm === 'aes-256-ccm') {
-      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      d.setAuthTag(tag);
-      d.setAAD(aad, { plaintextLength: ciphertext.length });
-      pt = d.update(ciphertext);
-      fin = d.final(); // throws when the tag does not verify
-    } else if (spec.algorithm === 'chacha20-poly1305') {
-      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      d.setAuthTag(tag);
-      d.setAAD(aad, { plaintextLength: ciphertext.length });
-      pt = d.update(ciphertext);
-      fin = d.final();
-    } else {
-      const d = createDecipheriv(spec.algorithm, key, nonce, { authTagLength: spec.tagLength });
-      d.setAuthTag(tag);
-      d.setAAD(aad);
-      pt = d.update(ciphertext);
-      fin = d.final();
-    }
+    const d = createDecipheriv(spec.algorithm as CipherGCMTypes, key, nonce, { authTagLength: spec.tagLength });
+    d.setAuthTag(tag);
+    d.setAAD(aad, { plaintextLength: ciphertext.length });
+    pt = d.update(ciphertext);
+    const fin = d.final(); // throws when the tag does not verify
     return fin.length ? Buffer.concat([pt, fin]) : pt;
   } catch {
     pt?.fill(0); // GCM releases plaintext before the tag is checked; do not leave it around
