@@ -1,6 +1,6 @@
 /** Client-side flags shared by `atls fetch` and `atls proxy`. */
 import type { TlsClientConfig } from '../engines/types.js';
-import { PSK_CIPHERS, pskFrom, readPem, versionRange } from './options.js';
+import { cipherFlags, pskFrom, readPem, versionRange } from './options.js';
 import { AtlsError } from '../errors.js';
 
 /** The ATLS-layer trust and identity named by the flags (never the transport's). */
@@ -15,6 +15,7 @@ export function clientTlsFrom(opts: Record<string, unknown>): TlsClientConfig {
     ...(opts.cert !== undefined ? { cert: readPem(opts.cert as string, '--cert') } : {}),
     ...(opts.key !== undefined ? { key: readPem(opts.key as string, '--key') } : {}),
     ...(typeof opts.serverName === 'string' ? { serverName: opts.serverName } : {}),
-    ...(psk ? { psk, ciphers: PSK_CIPHERS } : {}),
+    ...(psk ? { psk } : {}),
+    ...cipherFlags(opts, psk !== undefined),
   };
 }

@@ -19,6 +19,10 @@ const modeOption = (): Option =>
   new Option('--mode <mode>', 'exported: key export + protected messages; records: all data in TLS records')
     .choices(['exported', 'records'])
     .default('exported');
+const ciphersOption = (): Option =>
+  new Option('--ciphers <list>', 'TLS 1.2 cipher suites, OpenSSL names, colon separated (ECDHE-ECDSA-AES256-GCM-SHA384:...)');
+const ciphersuitesOption = (): Option =>
+  new Option('--ciphersuites <list>', 'TLS 1.3 suites, colon separated (TLS_AES_256_GCM_SHA384:TLS_AES_128_CCM_SHA256:...)');
 const versionOption = (): Option =>
   new Option('--tls-version <version>', 'only this TLS version (default: 1.2 or 1.3)').choices(['1.2', '1.3']);
 
@@ -47,6 +51,8 @@ export const commandSpecs: CommandSpec[] = [
         .option('--echo', 'answer every inner request 200 with its own body and Content-Type')
         .addOption(modeOption())
         .addOption(versionOption())
+        .addOption(ciphersOption())
+        .addOption(ciphersuitesOption())
         .addOption(engineOption())
         .option('--psk-identity <id>', 'accept a TLS external PSK with this identity')
         .option('--psk <hex>', 'the PSK, hex')
@@ -72,6 +78,8 @@ export const commandSpecs: CommandSpec[] = [
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
         .addOption(modeOption())
         .addOption(versionOption())
+        .addOption(ciphersOption())
+        .addOption(ciphersuitesOption())
         .addOption(engineOption())
         .action(async (opts: Record<string, unknown>) => (await import('./proxy.js')).runProxy(opts)),
   },
@@ -102,6 +110,8 @@ export const commandSpecs: CommandSpec[] = [
         )
         .addOption(modeOption())
         .addOption(versionOption())
+        .addOption(ciphersOption())
+        .addOption(ciphersuitesOption())
         .addOption(engineOption())
         .option('-v, --verbose', 'print the handshake (flights, version, cipher suite, round trips) to stderr')
         .action(async (url: string, opts: Record<string, unknown>) => (await import('./fetch.js')).runFetch(url, opts)),

@@ -4,6 +4,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { AtlsError } from '../errors.js';
 import { fromHex } from '../bytes.js';
 import { getEngine } from '../engines/index.js';
@@ -62,6 +63,49 @@ export const PSK_CIPHERS =
   'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:' +
   'ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:PSK-CHACHA20-POLY1305:' +
   'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+
+/** The TLS 1.3 suites (RFC 8446 §B.4), all of which OpenSSL implements. */
+const TLS13_SUITE_NAMES = new Set([
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'TLS_AES_128_CCM_SHA256',
+  'TLS_AES_128_CCM_8_SHA256',
+]);
+
+/**
+ * `--ciphers` (TLS 1.2, OpenSSL cipher-list syntax) and `--ciphersuites`
+ * (TLS 1.3 suite names), as `openssl s_client -cipher/-ciphersuites` take
+ * them. Names are checked here, because OpenSSL skips unknown names silently
+ * and an all-unknown list would only fail at the first handshake.
+ */
+export function cipherFlags(opts: Record<string, unknown>, psk: boolean): Pick<TlsCommonConfig, 'ciphers' | 'ciphersuites'> {
+  const out: Pick<TlsCommonConfig, 'ciphers' | 'ciphersuites'> = {};
+  if (typeof opts.ciphersuites === 'string') {
+    const names = opts.ciphersuites.split(':').filter((s) => s.length > 0);
+    const unknown = names.find((n) => !TLS13_SUITE_NAMES.has(n));
+    if (names.length === 0 || unknown !== undefined) {
+      throw new AtlsError('INVALID_ARGUMENT', `--ciphersuites: unknown TLS 1.3 suite ${JSON.stringify(unknown ?? '')} (one of ${[...TLS13_SUITE_NAMES].join(', ')})`);
+    }
+    out.ciphersuites = names.join(':');
+  }
+  if (typeof opts.ciphers === 'string') {
+    const names = opts.ciphers.split(':').filter((s) => s.length > 0);
+    if (names.length === 0) throw new AtlsError('INVALID_ARGUMENT', '--ciphers wants a TLS 1.2 cipher list');
+    for (const name of names) {
+      if (/^!?TLS_/.test(name)) throw new AtlsError('INVALID_ARGUMENT', `--ciphers: ${name} is a TLS 1.3 suite; give it with --ciphersuites`);
+      try {
+        createSecureContext({ ciphers: name });
+      } catch {
+        throw new AtlsError('INVALID_ARGUMENT', `--ciphers: OpenSSL knows no cipher ${JSON.stringify(name)}`);
+      }
+    }
+    out.ciphers = names.join(':');
+  } else if (psk) {
+    out.ciphers = PSK_CIPHERS;
+  }
+  return out;
+}
 
 /** Resolves when the process is asked to stop (SIGINT / SIGTERM). */
 export function untilSignal(): Promise<string> {

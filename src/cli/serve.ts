@@ -7,7 +7,7 @@ import { AtlsError } from '../errors.js';
 import type { TlsServerConfig } from '../engines/types.js';
 import { createAtlsServer, echoApp, echoRawApp, upstreamApp } from '../http/index.js';
 import {
-  PSK_CIPHERS,
+  cipherFlags,
   engineFrom,
   modeFrom,
   parseHostPort,
@@ -32,9 +32,8 @@ export function serverTlsFrom(opts: Record<string, unknown>): TlsServerConfig {
     ...(opts.key !== undefined ? { key: readPem(opts.key as string, '--key') } : {}),
     ...(opts.ca !== undefined ? { ca: readPem(opts.ca as string, '--ca'), requestClientCert: true } : {}),
     ...(opts.requireClientCert ? { requireClientCert: true } : {}),
-    ...(psk
-      ? { ciphers: PSK_CIPHERS, pskLookup: (id: string) => (id === psk.identity ? psk.key : undefined) }
-      : {}),
+    ...(psk ? { pskLookup: (id: string) => (id === psk.identity ? psk.key : undefined) } : {}),
+    ...cipherFlags(opts, psk !== undefined),
   };
 }
 

@@ -86,18 +86,32 @@ function checkCertificates(list: ReadonlyArray<string | Buffer>, what: string): 
   }
 }
 
-/** The cipher string for a role: the caller's (with TLS 1.3 defaults kept) or AEAD-only defaults. */
+/**
+ * The cipher string for a role: TLS 1.3 suites (`ciphersuites`, else the TLS
+ * 1.3 names in `ciphers`, else {@link TLS13_SUITES}) then the TLS 1.2 list
+ * (the other names in `ciphers`, else AEAD-only defaults for the credentials).
+ * OpenSSL keeps the two apart; node:tls would clear the TLS 1.3 suites when
+ * none are named, silently disabling TLS 1.3.
+ */
 export function resolveCiphers(cfg: TlsCommonConfig, psk: boolean, cert: boolean): string {
-  if (cfg.ciphers !== undefined) {
-    if (typeof cfg.ciphers !== 'string' || cfg.ciphers.trim() === '') throw invalid('ciphers must be a non-empty string');
-    // OpenSSL keeps TLS 1.3 suites apart from the cipher list; node:tls would
-    // clear them when none are named, silently disabling TLS 1.3.
-    return /(^|:)!?TLS_/.test(cfg.ciphers) ? cfg.ciphers : `${TLS13_SUITES}:${cfg.ciphers}`;
-  }
-  const parts = [TLS13_SUITES];
-  if (psk) parts.push(TLS12_PSK_SUITES);
-  if (cert || !psk) parts.push(TLS12_CERT_SUITES);
-  return parts.join(':');
+  const names = (value: unknown, what: string): string[] | undefined => {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || value.trim() === '') throw invalid(`${what} must be a non-empty string`);
+    return value.split(':').filter((s) => s.length > 0);
+  };
+  const given = names(cfg.ciphers, 'ciphers');
+  const suites = names(cfg.ciphersuites, 'ciphersuites');
+  if (suites?.some((s) => !s.startsWith('TLS_'))) throw invalid('ciphersuites names TLS 1.3 suites only (TLS_...)');
+  const isTls13 = (s: string): boolean => /^!?TLS_/.test(s);
+  const tls13 = suites ?? given?.filter(isTls13);
+  const tls12 = given?.filter((s) => !isTls13(s));
+  const defaults12 = [...(psk ? [TLS12_PSK_SUITES] : []), ...(cert || !psk ? [TLS12_CERT_SUITES] : [])];
+  return [
+    tls13 !== undefined && tls13.length > 0 ? tls13.join(':') : TLS13_SUITES,
+    tls12 !== undefined && tls12.length > 0 ? tls12.join(':') : given === undefined ? defaults12.join(':') : '',
+  ]
+    .filter((s) => s.length > 0)
+    .join(':');
 }
 
 function versions(cfg: TlsCommonConfig): { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion } {

@@ -40,6 +40,12 @@ export interface TlsCommonConfig {
    * may appear in it and select the TLS 1.3 suites.
    */
   ciphers?: string;
+  /**
+   * TLS 1.3 suites, colon separated, as OpenSSL's `-ciphersuites`
+   * (`TLS_AES_256_GCM_SHA384:TLS_AES_128_CCM_SHA256`); replaces any TLS 1.3
+   * names in `ciphers`. Default: the three suites every TLS 1.3 stack offers.
+   */
+  ciphersuites?: string;
   /** Key exchange groups, colon separated (`X25519:P-256`). */
   groups?: string;
   /** Signature algorithms, colon separated, OpenSSL syntax. */

@@ -181,6 +181,48 @@ describe('atls command', () => {
     assert.match(await refused.text(), /certificate/i);
   });
 
+  it('serve, fetch and proxy take --ciphers (TLS 1.2) and --ciphersuites (TLS 1.3)', async () => {
+    const serverCert = ['--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo'];
+    const ca = ['--ca', join(certs, 'ca.pem')];
+    const ccm8 = await startDaemon(['serve', '--listen', '127.0.0.1:0', ...serverCert, '--ciphersuites', 'TLS_AES_128_CCM_8_SHA256']);
+    daemons.push(ccm8.child);
+    const origin13 = new URL(/(http:\/\/[^\s]+)/.exec(ccm8.line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const r13 = atls(['fetch', `${origin13}/x`, '-X', 'POST', '-d', 'ccm8', ...ca, '--ciphersuites', 'TLS_AES_128_CCM_8_SHA256', '-v']);
+    assert.equal(r13.status, 0, r13.stderr);
+    assert.equal(r13.stdout, 'ccm8');
+    assert.match(r13.stderr, /handshake: TLSv1\.3 TLS_AES_128_CCM_8_SHA256,/);
+
+    const aes256ccm8 = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', ...serverCert, '--tls-version', '1.2', '--ciphers', 'ECDHE-ECDSA-AES256-CCM8',
+    ]);
+    daemons.push(aes256ccm8.child);
+    const origin12 = new URL(/(http:\/\/[^\s]+)/.exec(aes256ccm8.line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const r12 = atls(['fetch', `${origin12}/x`, '-X', 'POST', '-d', 'ccm8 256', ...ca, '--ciphers', 'ECDHE-ECDSA-AES256-CCM8', '-v']);
+    assert.equal(r12.status, 0, r12.stderr);
+    assert.equal(r12.stdout, 'ccm8 256');
+    assert.match(r12.stderr, /handshake: TLSv1\.2 TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8,/);
+
+    // The proxy offers what its flags say: the CCM_8-only service accepts one and refuses the defaults.
+    const good = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin13, ...ca, '--ciphersuites', 'TLS_AES_128_CCM_8_SHA256']);
+    const plain = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin13, ...ca, '--tls-version', '1.3']);
+    daemons.push(good.child, plain.child);
+    const ok = await fetch(new URL('/y', /(http:\/\/[^\s]+)/.exec(good.line)![1]!), { method: 'POST', body: 'via proxy' });
+    assert.equal(ok.status, 200);
+    assert.equal(await ok.text(), 'via proxy');
+    const refused = await fetch(new URL('/y', /(http:\/\/[^\s]+)/.exec(plain.line)![1]!));
+    assert.equal(refused.status, 502);
+
+    const bad13 = atls(['fetch', `${origin13}/x`, ...ca, '--ciphersuites', 'TLS_AES_128_CCM_SHA384']);
+    assert.equal(bad13.status, 1);
+    assert.match(bad13.stderr, /--ciphersuites: unknown TLS 1\.3 suite "TLS_AES_128_CCM_SHA384"/);
+    const bad12 = atls(['fetch', `${origin12}/x`, ...ca, '--ciphers', 'TLS_AES_128_GCM_SHA256']);
+    assert.equal(bad12.status, 1);
+    assert.match(bad12.stderr, /give it with --ciphersuites/);
+    const unknown12 = atls(['fetch', `${origin12}/x`, ...ca, '--ciphers', 'NO-SUCH-CIPHER']);
+    assert.equal(unknown12.status, 1);
+    assert.match(unknown12.stderr, /OpenSSL knows no cipher "NO-SUCH-CIPHER"/);
+  });
+
   it('serve --coap with a PSK answers fetch coap://, block-wise included', async () => {
     const psk = ['--psk-identity', 'sensor-1', '--psk', '00112233445566778899aabbccddeeff'];
     const { child, line } = await startDaemon([
