@@ -21,6 +21,7 @@
  */
 import { AtlsError } from '../errors.js';
 import type { HandshakeInfo, TlsEngine, TlsServerConfig } from '../engines/types.js';
+import { checkServerCredentials } from '../engines/credentials.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode } from '../session/types.js';
 import type { ProtectedChannelOptions } from '../protect/index.js';
@@ -145,6 +146,7 @@ export class AtlsCoapHandler {
   private readonly opts: AtlsCoapServerOptions;
 
   constructor(options: AtlsCoapServerOptions) {
+    checkServerCredentials(options.tls);
     this.opts = options;
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...options.contentFormats };
   }
@@ -388,12 +390,12 @@ export class AtlsCoapServer {
 
   /** Binds the endpoint and starts serving. */
   static async listen(options: AtlsCoapServerOptions): Promise<AtlsCoapServer> {
+    const handler = new AtlsCoapHandler(options); // checks the credentials before a socket is bound
     const endpoint = await CoapEndpoint.bind({
       ...(options.host !== undefined ? { host: options.host } : {}),
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.transmission ? { transmission: options.transmission } : {}),
     });
-    const handler = new AtlsCoapHandler(options);
     const blockwise = new BlockwiseServer({
       maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
       ...(options.maxBlockSize !== undefined ? { maxBlockSize: options.maxBlockSize } : {}),

@@ -329,7 +329,8 @@ class OriginSession {
     };
     if (kind === 'flight+protected') headers[HEADER_FLIGHT_LENGTH] = String(flightBytes);
     const cookies = this.otherCookies.pairs();
-    if (this.cookie) cookies.push(`${COOKIE_NAME}=${this.cookie}`);
+    // The session cookie first: a server or middlebox that reads only a prefix of a long header still finds it.
+    if (this.cookie) cookies.unshift(`${COOKIE_NAME}=${this.cookie}`);
     if (cookies.length > 0) headers.cookie = cookies.join('; ');
     this.roundTrips++;
     const roundTrip = this.roundTrips;

@@ -11,24 +11,35 @@
  * @module
  */
 
-/** Longest Cookie header we look at; longer ones are scanned only this far. */
-const MAX_COOKIE_HEADER = 8192;
+import { maxHeaderSize } from 'node:http';
+
+/**
+ * Longest Cookie header looked at: the HTTP server's own header limit
+ * (`--max-http-header-size`, 16 KiB by default), so a cookie the server
+ * accepted is always found, wherever a middlebox put it.
+ */
+const MAX_COOKIE_HEADER = maxHeaderSize;
 
 /**
  * The value of cookie `name` in a Cookie request header (RFC 6265 §5.4:
- * `name=value` pairs separated by `; `), or undefined. Tolerant of extra
- * spaces and of quoted values; never throws.
+ * `name=value` pairs separated by `; `), or undefined. The first pair of
+ * that name wins (RFC 6265 §5.4 puts the most specific path first).
+ * Tolerant of extra spaces and of quoted values; never throws.
  */
 export function readCookie(header: string | null | undefined, name: string): string | undefined {
   if (!header) return undefined;
-  const text = header.length > MAX_COOKIE_HEADER ? header.slice(0, MAX_COOKIE_HEADER) : header;
-  for (const part of text.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() !== name) continue;
-    let value = part.slice(eq + 1).trim();
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-    return value;
+  const end = Math.min(header.length, MAX_COOKIE_HEADER);
+  // One pass with indexOf: no array of every other cookie is built.
+  for (let start = 0; start < end; ) {
+    let stop = header.indexOf(';', start);
+    if (stop < 0 || stop > end) stop = end;
+    const eq = header.indexOf('=', start);
+    if (eq >= 0 && eq < stop && header.slice(start, eq).trim() === name) {
+      let value = header.slice(eq + 1, stop).trim();
+      if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+      return value;
+    }
+    start = stop + 1;
   }
   return undefined;
 }

@@ -23,6 +23,8 @@ export interface AtlsVariables {
 /** The app the inner requests are dispatched to: anything with Hono's `fetch`. */
 export interface FetchApp {
   fetch(request: Request, env?: unknown, executionCtx?: never): Response | Promise<Response>;
+  /** A Hono app's `use`: when present, the middleware also guards every route of the app (see {@link atls}). */
+  use?: (path: string, ...handlers: MiddlewareHandler[]) => unknown;
 }
 
 /** Options of {@link atls}: the handler's, with `app` being the Hono app itself. */
@@ -40,6 +42,13 @@ export type AtlsMiddleware = MiddlewareHandler & { handler: AtlsHandler };
  * Creates the middleware. Inner requests are recognised by object identity
  * (a WeakMap the middleware fills), so no header of a plain request can
  * pretend to be an authenticated one.
+ *
+ * Mounted globally (`app.use(atls(...))`) or on the endpoint path only
+ * (`app.use('/.well-known/atls', atls(...))`, the usual Hono style): when
+ * `app` is a Hono app, the middleware also registers a guard for every path
+ * of it, which sets `c.get('atls')` on inner requests and enforces
+ * `requireAtls` on plain ones. Create it before the routes it guards (Hono
+ * runs handlers in registration order).
  */
 export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
   const peers = new WeakMap<Request, AtlsPeer>();
@@ -52,21 +61,29 @@ export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
       return options.app.fetch(inner, c?.env);
     },
   });
-  const middleware: MiddlewareHandler = async function atlsMiddleware(c, next) {
-    const raw = c.req.raw;
-    const peer = peers.get(raw);
+  /** Every request of the app: inner ones get their peer, plain ones meet requireAtls. */
+  const guard = async (c: Context, next: () => Promise<void>, isEndpoint: boolean): Promise<Response | undefined> => {
+    const peer = peers.get(c.req.raw);
     if (peer) {
       c.set('atls', peer);
       await next();
-      return;
+      return undefined;
     }
-    if (handler.matches(new URL(raw.url).pathname)) {
+    if (options.requireAtls && !isEndpoint) return c.text('this service answers through ATLS only\n', 403);
+    await next();
+    return undefined;
+  };
+  const middleware: MiddlewareHandler = async function atlsMiddleware(c, next) {
+    const raw = c.req.raw;
+    if (!peers.has(raw) && handler.matches(new URL(raw.url).pathname)) {
       outerContexts.set(raw, c);
       return handler(raw);
     }
-    if (options.requireAtls) return c.text('this service answers through ATLS only\n', 403);
-    await next();
-    return;
+    return guard(c, next, false);
   };
+  // Mounted on a path, the middleware never sees the app's other routes: guard them from here.
+  options.app.use?.('*', async function atlsGuard(c, next) {
+    return guard(c, next, handler.matches(new URL(c.req.raw.url).pathname));
+  });
   return Object.assign(middleware, { handler });
 }

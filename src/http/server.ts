@@ -17,6 +17,7 @@
  */
 import { AtlsError } from '../errors.js';
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
+import { checkServerCredentials } from '../engines/credentials.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
@@ -366,6 +367,7 @@ function positive(v: number | undefined, fallback: number, name: string): number
  */
 export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const mode: Mode = options.mode ?? 'exported';
+  checkServerCredentials(options.tls); // a key that does not match would fail every handshake, silently
   const endpoints = [...(options.endpoints ?? DEFAULT_ENDPOINTS)];
   for (const e of endpoints) {
     if (!e.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', `endpoint ${e} must start with "/"`);

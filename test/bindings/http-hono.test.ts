@@ -16,11 +16,12 @@ describe('Hono middleware', () => {
     pki = await testPki();
   });
 
-  function build(requireAtls = false) {
+  function build(requireAtls = false, mount: 'global' | 'path' = 'global') {
     const tls = tlsPair(pki, 'TLSv1.3', 'mutual');
     const app = new Hono<{ Variables: AtlsVariables }>();
     const mw = atls({ tls: tls.server, app, requireAtls });
-    app.use(mw);
+    if (mount === 'global') app.use(mw);
+    else app.use('/.well-known/atls', mw);
     app.get('/hello', (c) => c.json({ via: c.get('atls') ? 'atls' : 'plain', subject: c.get('atls')?.subject ?? null }));
     app.post('/items', async (c) => c.json({ got: await c.req.json<unknown>() }, 201));
     const client = createAtlsClient({
@@ -62,6 +63,26 @@ describe('Hono middleware', () => {
   it('requireAtls refuses plain requests to the routes', async () => {
     const { app, client } = build(true);
     assert.equal((await app.request('/hello')).status, 403);
+    assert.equal(((await (await client.fetch('http://localhost/hello')).json()) as { via: string }).via, 'atls');
+    await client.close();
+  });
+
+  for (const mount of ['global', 'path'] as const) {
+    it(`mounted ${mount === 'path' ? 'on the endpoint path' : 'globally'}: requireAtls holds and c.get('atls') is set`, async () => {
+      const { app, client } = build(true, mount);
+      const plain = await app.request('/hello');
+      assert.equal(plain.status, 403, 'a plain request never reaches a route');
+      assert.equal((await app.request('/items', { method: 'POST', body: '{}' })).status, 403);
+      const inner = (await (await client.fetch('http://localhost/hello')).json()) as { via: string; subject: string };
+      assert.equal(inner.via, 'atls');
+      assert.match(inner.subject, /CN=atls-test-client/);
+      await client.close();
+    });
+  }
+
+  it('mounted on the endpoint path without requireAtls: plain routes stay plain', async () => {
+    const { app, client } = build(false, 'path');
+    assert.deepEqual(await (await app.request('/hello')).json(), { via: 'plain', subject: null });
     assert.equal(((await (await client.fetch('http://localhost/hello')).json()) as { via: string }).via, 'atls');
     await client.close();
   });

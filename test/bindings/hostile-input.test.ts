@@ -1,0 +1,156 @@
+/**
+ * Regressions of attacks on a running endpoint that are cheap to replay:
+ * a middlebox that pads the Cookie header, a server started with
+ * credentials that cannot work.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
+import { tlsPair } from '../helpers/http.js';
+import { createAtlsServer } from '../../src/http/node.js';
+import { createAtlsHandler } from '../../src/http/server.js';
+import { createAtlsClient } from '../../src/http/client.js';
+import { echoApp } from '../../src/http/apps.js';
+import { readCookie } from '../../src/http/cookie.js';
+import { AtlsCoapServer } from '../../src/coap/server.js';
+import { AtlsError } from '../../src/errors.js';
+
+function listen(server: http.Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+function close(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
+
+/**
+ * A forward proxy that puts three 3,000-byte cookies in front of the client's
+ * own (a tracking middlebox), gives the client a cookie of its own to send
+ * back, and records the Cookie headers the client sent.
+ */
+function paddingMiddlebox(): { server: http.Server; seen: string[] } {
+  const seen: string[] = [];
+  const pad = ['mb1', 'mb2', 'mb3'].map((n) => `${n}=${'x'.repeat(3000)}`).join('; ');
+  const server = http.createServer((req, res) => {
+    const own = req.headers.cookie;
+    if (own) seen.push(own);
+    const target = new URL(req.url ?? '');
+    const headers = { ...req.headers, cookie: own ? `${pad}; ${own}` : pad };
+    const up = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: target.pathname, headers },
+      (ur) => {
+        const out = { ...ur.headers, 'set-cookie': [...(ur.headers['set-cookie'] ?? []), `lb=${'y'.repeat(2000)}; Path=/`] };
+        res.writeHead(ur.statusCode ?? 502, out);
+        ur.pipe(res);
+      },
+    );
+    up.on('error', () => res.writeHead(502).end());
+    req.pipe(up);
+  });
+  return { server, seen };
+}
+
+/** A PEM certificate with one line of its base64 left out: it no longer parses. */
+function truncated(pem: string): string {
+  const lines = pem.trim().split('\n');
+  lines.splice(2, 1);
+  return lines.join('\n') + '\n';
+}
+
+describe('hostile input', () => {
+  let pki: TestPki;
+  before(async () => {
+    pki = await testPki();
+  });
+
+  it('finds the session cookie anywhere in a Cookie header up to the HTTP header limit', () => {
+    const id = 'a'.repeat(22);
+    const padded = `${Array.from({ length: 4 }, (_, i) => `c${i}=${'z'.repeat(3000)}`).join('; ')}; atls-session=${id}`;
+    assert.equal(readCookie(padded, 'atls-session'), id);
+    assert.equal(readCookie(`atls-session="${id}"; other=1`, 'atls-session'), id);
+    assert.equal(readCookie('xatls-session=1; atls-session=2', 'atls-session'), '2');
+    assert.equal(readCookie(`${'q'.repeat(20_000)}; atls-session=${id}`, 'atls-session'), undefined, 'beyond the header limit');
+  });
+
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    it(`${version}: handshakes and requests work through a middlebox that pads the Cookie header`, async () => {
+      const tls = tlsPair(pki, version, 'cert');
+      const server = createAtlsServer({ tls: tls.server, app: echoApp });
+      const port = await listen(server);
+      const mb = paddingMiddlebox();
+      const mbPort = await listen(mb.server);
+      const client = createAtlsClient({ tls: tls.client, proxy: `http://127.0.0.1:${mbPort}` });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const res = await client.fetch(`http://127.0.0.1:${port}/echo`, { method: 'POST', body: `hello ${i}` });
+          assert.equal(res.status, 200);
+          assert.equal(await res.text(), `hello ${i}`);
+        }
+        const withSession = mb.seen.filter((c) => c.includes('atls-session='));
+        assert.ok(withSession.length > 0, 'the client sent its session cookie');
+        for (const c of withSession) assert.match(c, /^atls-session=/, 'the session cookie comes first');
+        assert.ok(mb.seen.some((c) => c.includes('lb=')), 'the middlebox cookie is sent back too');
+      } finally {
+        await client.close();
+        await close(mb.server);
+        await close(server);
+      }
+    });
+  }
+
+  it('every server constructor refuses a key that does not match its certificate, or swapped files', async () => {
+    const cases: Array<[string, { cert: string; key: string }, RegExp]> = [
+      ['another key', { cert: pki.server.cert, key: pki.client.key }, /key does not match the certificate/],
+      ['swapped', { cert: pki.server.key, key: pki.server.cert }, /swapped/],
+      ['truncated certificate', { cert: truncated(pki.server.cert), key: pki.server.key }, /does not parse/],
+      ['chain out of order', { cert: pki.ca.cert + pki.server.cert, key: pki.server.key }, /key does not match|did not issue/],
+    ];
+    for (const [name, creds, reason] of cases) {
+      for (const make of [
+        () => createAtlsHandler({ tls: creds, app: echoApp }),
+        () => createAtlsServer({ tls: creds, app: echoApp }),
+        () => AtlsCoapServer.listen({ tls: creds }),
+      ]) {
+        await assert.rejects(
+          async () => make(),
+          (e: unknown) => e instanceof AtlsError && e.code === 'INVALID_ARGUMENT' && reason.test(e.message),
+          name,
+        );
+      }
+    }
+    // The right pair still starts.
+    await (await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key } })).close();
+  });
+
+  it('atls serve exits non-zero with a one-line reason for a mismatched or swapped key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atls-startup-'));
+    try {
+      const files = await writeTestPki(dir);
+      const main = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+      for (const [cert, key, reason] of [
+        [files.server.cert, files.client.key, /key does not match the certificate/],
+        [files.server.key, files.server.cert, /swapped/],
+      ] as const) {
+        const r = spawnSync(process.execPath, ['--import', 'tsx', main, 'serve', '--listen', '127.0.0.1:0', '--echo', '--cert', cert, '--key', key], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(r.status, 1, r.stderr);
+        assert.equal(r.stdout, '', 'it never announced that it serves');
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr, reason);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
