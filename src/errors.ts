@@ -104,6 +104,8 @@ export type AtlsErrorCode =
   // Resource bounds
   | 'TOO_LARGE'
   | 'LIMIT_REACHED'
+  // A shared session store (Redis) did not answer: try again shortly (503 + Retry-After)
+  | 'STORE_UNAVAILABLE'
   // Transport: the peer did not answer in time (CoAP retransmission exhausted)
   | 'TIMEOUT'
   | 'INTERNAL';
@@ -134,6 +136,7 @@ const HTTP_STATUS: Record<AtlsErrorCode, number> = {
   KEY_LIMIT_REACHED: 410,
   TOO_LARGE: 413,
   LIMIT_REACHED: 503,
+  STORE_UNAVAILABLE: 503,
   TIMEOUT: 504,
   INTERNAL: 500,
 };
@@ -164,6 +167,7 @@ const COAP_CODE: Record<AtlsErrorCode, string> = {
   KEY_LIMIT_REACHED: '4.04',
   TOO_LARGE: '4.13',
   LIMIT_REACHED: '5.03',
+  STORE_UNAVAILABLE: '5.03',
   TIMEOUT: '5.04',
   INTERNAL: '5.00',
 };
@@ -186,6 +190,7 @@ const DEFAULT_SOURCE: Partial<Record<AtlsErrorCode, ErrorSource>> = {
   ENGINE_UNAVAILABLE: 'local',
   CLOSED: 'local',
   KEY_LIMIT_REACHED: 'local',
+  STORE_UNAVAILABLE: 'local',
   INTERNAL: 'local',
 };
 

@@ -92,7 +92,7 @@ const KNOWN_CODES: Record<AtlsErrorCode, true> = {
   CERTIFICATE_EXPIRED: true, CERTIFICATE_NAME_MISMATCH: true, CERTIFICATE_REQUIRED: true, PSK_UNKNOWN: true,
   PROTOCOL_VERSION: true, BAD_RECORD_MAC: true, MALFORMED_RECORD: true, TRUNCATED_FLIGHT: true,
   ALERT_RECEIVED: true, MALFORMED_MESSAGE: true, DECRYPT_FAILED: true, REPLAYED: true, TOO_OLD: true,
-  KEY_LIMIT_REACHED: true, TOO_LARGE: true, LIMIT_REACHED: true, INTERNAL: true, TIMEOUT: true,
+  KEY_LIMIT_REACHED: true, TOO_LARGE: true, LIMIT_REACHED: true, STORE_UNAVAILABLE: true, INTERNAL: true, TIMEOUT: true,
 };
 const CODES = new Set<string>(Object.keys(KNOWN_CODES));
 
@@ -155,7 +155,8 @@ export function errorReply(e: unknown, extraHeaders: Array<[string, string]> = [
   }
   const err = e instanceof AtlsError ? e : new AtlsError('INTERNAL', 'internal error', { cause: e });
   const headers: Array<[string, string]> = [['cache-control', NO_STORE['cache-control']], [HEADER_ERROR, err.code], ...extraHeaders];
-  if (err.code === 'LIMIT_REACHED' || err.code === 'ENGINE_UNAVAILABLE') headers.push(['retry-after', '1']);
+  // RFC 9110 §10.2.3: every 503 here is temporary (limits, engine, session store): say when to retry.
+  if (err.httpStatus === 503) headers.push(['retry-after', '1']);
   let body: Uint8Array;
   if (err.alertFlight.length > 0) {
     headers.push(['content-type', MEDIA_TYPE_FLIGHT]);

@@ -1,0 +1,118 @@
+/**
+ * The Lua scripts of the Redis session store. Each runs atomically inside
+ * Redis (no other command interleaves), so processes that share one session
+ * never see half an update: a receive number is marked at most once, a send
+ * number is handed out at most once.
+ *
+ * Scripts are sent once per connection by their SHA-1 (EVALSHA); when Redis
+ * answers NOSCRIPT (first use, or after a restart flushed its script cache)
+ * the source follows once with EVAL, which caches it again.
+ *
+ * @example
+ * ```ts
+ * const verdict = await WINDOW_SCRIPT.run(redis, ['atls:s:abc'], [hi, lo, 64]); // 0 fresh, 1 replayed, 2 too old
+ * ```
+ * @module
+ */
+import { createHash } from 'node:crypto';
+
+/**
+ * The receiver's anti-replay window with exactly the semantics of
+ * src/protect/replay-window.ts (RFC 4303 §3.4.3, RFC 6347 §4.1.2.6), kept in
+ * three fields of the session's hash: `wh`, `wl` (the highest number
+ * accepted, as 32-bit halves: Lua numbers are doubles, exact below 2^53) and
+ * `wb` (a ring of bits indexed by number mod capacity, capacity the power of
+ * two >= size, at least 32, one byte per 8 numbers). The distance is computed
+ * as in `seqDistance`, in doubles, so both implementations round alike.
+ *
+ * `window_mark(key, hi, lo, size)` tests and, when fresh, records in one
+ * step: 0 fresh (now recorded), 1 replayed, 2 too old. Call it only after the
+ * message authenticated, so a forgery never moves the window.
+ */
+export const WINDOW_LUA = `
+local TWO32 = 4294967296
+local CHUNK = 4096
+local function bytes_of(s)
+  local t = {}
+  for i = 1, #s, CHUNK do
+    local part = {string.byte(s, i, math.min(i + CHUNK - 1, #s))}
+    for j = 1, #part do t[i + j - 1] = part[j] end
+  end
+  return t
+end
+local function string_of(t)
+  local parts = {}
+  for i = 1, #t, CHUNK do parts[#parts + 1] = string.char(unpack(t, i, math.min(i + CHUNK - 1, #t))) end
+  return table.concat(parts)
+end
+local function window_mark(key, hi, lo, size)
+  local cap = 32
+  while cap < size do cap = cap * 2 end
+  local st = redis.call('HMGET', key, 'wh', 'wl', 'wb')
+  local t
+  if st[1] then
+    if not st[3] or #st[3] ~= cap / 8 then return redis.error_reply('ERR atls: replay window of another size') end
+    local behind = (tonumber(st[1]) - hi) * TWO32 + (tonumber(st[2]) - lo)
+    t = bytes_of(st[3])
+    if behind >= 0 then
+      if behind >= size then return 2 end
+      local i = lo % cap
+      local p = math.floor(i / 8) + 1
+      local b = bit.lshift(1, i % 8)
+      if bit.band(t[p], b) ~= 0 then return 1 end
+      t[p] = bit.bor(t[p], b)
+      redis.call('HSET', key, 'wb', string_of(t))
+      return 0
+    end
+    local ahead = -behind
+    if ahead > cap - 1 then
+      for j = 1, cap / 8 do t[j] = 0 end
+    else
+      local tl = tonumber(st[2])
+      for k = 1, ahead do
+        local i = (tl + k) % cap
+        local p = math.floor(i / 8) + 1
+        t[p] = bit.band(t[p], bit.bnot(bit.lshift(1, i % 8)))
+      end
+    end
+  else
+    t = {}
+    for j = 1, cap / 8 do t[j] = 0 end
+  end
+  local i = lo % cap
+  local p = math.floor(i / 8) + 1
+  t[p] = bit.bor(t[p], bit.lshift(1, i % 8))
+  redis.call('HSET', key, 'wh', hi, 'wl', lo, 'wb', string_of(t))
+  return 0
+end
+`;
+
+/** The part of ioredis a script needs (kept narrow so that tests can count calls). */
+export interface ScriptClient {
+  evalsha(sha: string, numKeys: number, ...args: Array<string | number | Buffer>): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: Array<string | number | Buffer>): Promise<unknown>;
+}
+
+/** A Lua script run by SHA-1, with the source sent only when Redis does not know it. */
+export class RedisScript {
+  readonly sha: string;
+
+  constructor(readonly source: string) {
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(client: ScriptClient, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      // NOSCRIPT: first use on this server, or Redis restarted; EVAL caches it again.
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return client.eval(this.source, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+/** KEYS[1] session hash; ARGV hi, lo, size. Returns the verdict of {@link WINDOW_LUA} (for tests and tools). */
+export const WINDOW_SCRIPT = new RedisScript(
+  `${WINDOW_LUA}\nreturn window_mark(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))\n`,
+);
