@@ -17,6 +17,7 @@
  * ```
  * @module
  */
+import { STATUS_CODES } from 'node:http';
 import { readLimited } from '../streams.js';
 import { AtlsError } from '../errors.js';
 import {
@@ -215,7 +216,8 @@ export function bhttpToResponse(bytes: Uint8Array, options: BhttpLimits = {}): R
   }
   const headers = toHeaders(m.headers, what);
   try {
-    return new Response(nullBody ? null : m.content, { status: m.status, headers });
+    // RFC 9292 carries no reason phrase: the standard one, as a Node server would send it.
+    return new Response(nullBody ? null : m.content, { status: m.status, statusText: STATUS_CODES[m.status] ?? '', headers });
   } catch (e) {
     throw new AtlsError('MALFORMED_MESSAGE', `${what}: refused by Response`, { source: 'remote', cause: e });
   }

@@ -22,6 +22,9 @@ import { AtlsClientSession } from '../session/session.js';
 import type { FlightResult, Mode, SessionOptions, SessionState } from '../session/types.js';
 import { bhttpToResponse, requestToBhttp } from '../bhttp/web.js';
 import { concatBytes } from '../bytes.js';
+import { BHTTP_DEFAULT_LIMITS } from '../bhttp/codec.js';
+import { readLimited } from '../streams.js';
+import { MAX_REDIRECTS, followRedirect, isRedirectStatus, locationOf, networkError, withFinalUrl, type Hop } from './redirect.js';
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINT,
@@ -600,13 +603,41 @@ class ClientCore {
     } catch (e) {
       throw new AtlsError('INVALID_ARGUMENT', `invalid request: ${String(e)}`, { cause: e });
     }
-    const url = new URL(request.url);
+    const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
+    // A body given as a stream has no source to send again (Fetch: 307/308 then fail).
+    const resendable = !(init?.body instanceof ReadableStream);
+    let hop: Hop = {
+      url: new URL(request.url),
+      method: request.method,
+      headers: request.headers,
+      body: request.body ? await readLimited(request.body, BHTTP_DEFAULT_LIMITS.maxContent, 'local') : null,
+    };
+    const urls = [hop.url];
+    for (;;) {
+      const response = await this.fetchOnce(hop, signal);
+      if (!isRedirectStatus(response.status) || request.redirect === 'manual') return withFinalUrl(response, urls);
+      const location = locationOf(response, hop.url);
+      if (location === undefined) return withFinalUrl(response, urls);
+      await response.body?.cancel();
+      if (request.redirect === 'error') throw networkError('unexpected redirect');
+      if (location.protocol !== 'http:' && location.protocol !== 'https:') throw networkError('URL scheme must be a HTTP(S) scheme');
+      if (urls.length > MAX_REDIRECTS) throw networkError('redirect count exceeded');
+      if ((response.status === 307 || response.status === 308) && hop.body !== null && !resendable) {
+        throw networkError('cannot send a streamed body again after a redirect');
+      }
+      hop = followRedirect(hop, response.status, location);
+      urls.push(location);
+    }
+  }
+
+  /** One request, no redirects: over the origin's session, handshaking when there is none. */
+  private async fetchOnce(hop: Hop, signal: AbortSignal | undefined): Promise<Response> {
+    const { url, method } = hop;
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`);
     }
-    const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
-    const bhttp = await requestToBhttp(request);
-    const resend = isIdempotent(request.method) || this.options.retryNonIdempotent === true;
+    const bhttp = await requestToBhttp(new Request(url, { method, headers: hop.headers, body: hop.body }));
+    const resend = isIdempotent(method) || this.options.retryNonIdempotent === true;
     const piggyback = this.options.piggyback !== false;
     for (let attempt = 0; ; attempt++) {
       const { os, answer } = await this.acquire(url.origin, piggyback ? bhttp : undefined, signal);
@@ -623,7 +654,7 @@ class ClientCore {
           throw new AtlsError(
             'CLOSED',
             attempt === 0
-              ? `the ATLS session with ${url.origin} was lost (HTTP ${e.status}); ${request.method} is not idempotent, so it was not resent`
+              ? `the ATLS session with ${url.origin} was lost (HTTP ${e.status}); ${method} is not idempotent, so it was not resent`
               : `the ATLS session with ${url.origin} was lost again right after a new handshake (HTTP ${e.status})`,
             { source: 'remote' },
           );
@@ -667,19 +698,66 @@ export function createAtlsClient(options: AtlsClientOptions = {}): AtlsClient {
   };
 }
 
-let defaultClient: AtlsClient | undefined;
-const optionClients = new WeakMap<AtlsClientOptions, AtlsClient>();
+/** Clients kept by {@link atlsFetch}, one per distinct setting; the least recently used is closed first. */
+const MAX_POOLED_CLIENTS = 32;
+const pooledClients = new Map<string, AtlsClient>();
+/** Identities of values compared by identity (functions, engines, dispatchers). */
+const identities = new WeakMap<object, number>();
+let nextIdentity = 0;
 
-/** `RequestInit` plus the client options to use (one client is kept per options object). */
+/**
+ * A canonical text of client options: equal for options that mean the same
+ * (same trust anchors, identity, mode, transport, hooks), whatever object
+ * holds them. Bytes compare by content, plain objects by their sorted
+ * fields, anything else (functions, engines, dispatchers) by identity.
+ */
+export function optionsKey(value: unknown): string {
+  if (value === undefined) return 'u';
+  if (value === null || typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') {
+    return JSON.stringify(value);
+  }
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value instanceof Uint8Array) return `b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+  if (Array.isArray(value)) return `[${value.map(optionsKey).join(',')}]`;
+  if (typeof value === 'object' && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)) {
+    const fields = Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined);
+    return `{${fields.map((k) => `${JSON.stringify(k)}:${optionsKey((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  const o = value as object;
+  let id = identities.get(o);
+  if (id === undefined) identities.set(o, (id = nextIdentity++));
+  return `#${id}`;
+}
+
+/** The pooled client for these settings (made on first use). */
+function pooledClient(options: AtlsClientOptions): AtlsClient {
+  const key = optionsKey(options);
+  let client = pooledClients.get(key);
+  if (client) {
+    pooledClients.delete(key); // most recently used goes last
+  } else {
+    client = createAtlsClient(options);
+    while (pooledClients.size >= MAX_POOLED_CLIENTS) {
+      const [oldKey, oldest] = pooledClients.entries().next().value as [string, AtlsClient];
+      pooledClients.delete(oldKey);
+      void oldest.close();
+    }
+  }
+  pooledClients.set(key, client);
+  return client;
+}
+
+/** `RequestInit` plus the client options to use. */
 export interface AtlsRequestInit extends RequestInit {
   atls?: AtlsClientOptions;
 }
 
 /**
- * `fetch` through ATLS with a process-wide client (default trust: Node's root
- * store for ATLS and transport; proxies from the environment). Pass
- * `init.atls` for other settings; the same options object reuses its client
- * and sessions.
+ * `fetch` through ATLS with process-wide clients (default trust: Node's
+ * root store for ATLS and transport; proxies from the environment). Pass
+ * `init.atls` for other settings: calls with equal settings share one
+ * client, hence its sessions and its keep-alive connections, whether or not
+ * they pass the same object (up to 32 distinct settings are kept).
  *
  * @example
  * ```ts
@@ -687,14 +765,6 @@ export interface AtlsRequestInit extends RequestInit {
  * ```
  */
 export function atlsFetch(input: string | URL | Request, init?: AtlsRequestInit): Promise<Response> {
-  let client: AtlsClient;
   const { atls, ...rest } = init ?? {};
-  if (atls) {
-    client = optionClients.get(atls) ?? createAtlsClient(atls);
-    optionClients.set(atls, client);
-  } else {
-    defaultClient ??= createAtlsClient();
-    client = defaultClient;
-  }
-  return client.fetch(input, init ? rest : undefined);
+  return pooledClient(atls ?? {}).fetch(input, init ? rest : undefined);
 }

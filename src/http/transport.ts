@@ -17,6 +17,9 @@ import { AtlsError } from '../errors.js';
 import type { PemInput } from '../engines/types.js';
 import { readBody } from './wire.js';
 
+/** Keep-alive connections per origin unless `connections` says otherwise. */
+const DEFAULT_CONNECTIONS = 16;
+
 /** Options of the outer transport (not of ATLS). */
 export interface AtlsTransportOptions {
   /** Trust anchors for an https transport (default: Node's root store). */
@@ -25,6 +28,8 @@ export interface AtlsTransportOptions {
   insecure?: boolean;
   /** Extra outer request headers (e.g. credentials for a gateway); never protected. */
   headers?: Record<string, string>;
+  /** Most keep-alive connections to one origin (default 16); more concurrent requests wait for one. */
+  connections?: number;
   /** Use this undici dispatcher instead of building one (proxy settings are then ignored). */
   dispatcher?: Dispatcher;
   /**
@@ -150,8 +155,9 @@ export class HttpTransport {
         ...(this.options.ca !== undefined ? { ca: pemList(this.options.ca) } : {}),
         rejectUnauthorized: this.options.insecure !== true,
       };
+      const connections = this.options.connections ?? DEFAULT_CONNECTIONS;
       if (proxy === undefined) {
-        d = new Agent({ connect: tls });
+        d = new Agent({ connect: tls, connections });
       } else {
         let proxyUrl: URL;
         try {
@@ -161,7 +167,7 @@ export class HttpTransport {
         }
         // proxyTunnel false: http targets go in absolute form through a plain
         // HTTP proxy (undici would otherwise CONNECT); https targets still CONNECT.
-        d = new ProxyAgent({ uri: proxyUrl.href, proxyTunnel: false, requestTls: tls, proxyTls: tls });
+        d = new ProxyAgent({ uri: proxyUrl.href, proxyTunnel: false, requestTls: tls, proxyTls: tls, connections });
       }
       this.dispatchers.set(key, d);
     }

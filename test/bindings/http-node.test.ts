@@ -12,7 +12,7 @@ import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { testPki, type TestPki } from '../helpers/pki.js';
-import { reportApp, tlsPair } from '../helpers/http.js';
+import { TEST_PSK, reportApp, tlsPair } from '../helpers/http.js';
 import { createAtlsServer, toNodeListener } from '../../src/http/node.js';
 import { createAtlsHandler } from '../../src/http/server.js';
 import { createAtlsClient, atlsFetch } from '../../src/http/client.js';
@@ -211,14 +211,25 @@ describe('HTTP binding over node:http sockets', () => {
     await client.close();
   });
 
-  it('atlsFetch with per-call options reuses the client of the same options object', async () => {
+  it('atlsFetch with inline options: equal settings share one client, one handshake and a few sockets', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'psk');
-    const port = await start(createAtlsServer({ tls: tls.server, app: () => new Response('hi') }));
+    const server = createAtlsServer({ tls: tls.server, app: () => new Response('hi') });
+    let sockets = 0;
+    server.on('connection', () => sockets++);
+    const port = await start(server);
     let handshakes = 0;
-    const atls = { tls: tls.client, proxy: false as const, onEvent: (e: { type: string }) => void (e.type === 'handshake' && handshakes++) };
-    assert.equal(await (await atlsFetch(`http://127.0.0.1:${port}/`, { atls })).text(), 'hi');
-    assert.equal(await (await atlsFetch(`http://127.0.0.1:${port}/`, { atls })).text(), 'hi');
+    const onEvent = (e: { type: string }): void => void (e.type === 'handshake' && handshakes++);
+    for (let i = 0; i < 200; i++) {
+      // A fresh options object (and fresh key bytes) every call, as in the README's example.
+      const atls = { tls: { ...tls.client, psk: { ...TEST_PSK, key: Buffer.from(TEST_PSK.key) } }, proxy: false as const, onEvent };
+      assert.equal(await (await atlsFetch(`http://127.0.0.1:${port}/`, { atls })).text(), 'hi');
+    }
     assert.equal(handshakes, 1);
+    assert.ok(sockets <= 4, `${sockets} sockets`);
+    // Different trust settings are a different client.
+    const other = { tls: { ...tls.client, serverName: 'other.localhost' }, proxy: false as const, onEvent };
+    await (await atlsFetch(`http://127.0.0.1:${port}/`, { atls: other })).text();
+    assert.equal(handshakes, 2);
   });
 
   it('a refused connection is a typed error', async () => {
