@@ -112,7 +112,7 @@ describe('atlsFetch redirects, compared with fetch', async () => {
     for (const p of atlsPairs.values()) await closeAll(p);
   });
 
-  const init = (method: string, redirect: RequestRedirect): RequestInit => ({
+  const init = (method: string, redirect: 'follow' | 'error' | 'manual'): RequestInit => ({
     method,
     redirect,
     headers: { authorization: 'Bearer first-origin', cookie: 'sid=first-origin', 'x-custom': 'kept', ...(method === 'POST' || method === 'PUT' ? { 'content-type': 'text/plain' } : {}) },
