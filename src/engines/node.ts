@@ -40,6 +40,7 @@ import type {
   EngineStep,
   HandshakeInfo,
   TlsClientConfig,
+  TlsCommonConfig,
   TlsEngine,
   TlsServerConfig,
 } from './types.js';
@@ -563,6 +564,7 @@ interface ClientSetup {
   verifyPeer: boolean;
   /** TLS 1.3 may be negotiated. */
   tls13: boolean;
+  keyLog: ((line: string) => void) | undefined;
 }
 
 class NodeClientConnection extends NodeConnection {
@@ -604,6 +606,7 @@ class NodeClientConnection extends NodeConnection {
         },
       });
       this.wire(socket);
+      logKeys(socket, setup.keyLog);
       // Our first records under the handshake keys are the ones a rejection withholds.
       if (setup.verifyPeer && setup.tls13) this.watchSecret(socket, 'CLIENT_HANDSHAKE_TRAFFIC_SECRET');
       socket.on('secureConnect', this.guard(() => this.onSecure()));
@@ -666,6 +669,23 @@ class NodeClientConnection extends NodeConnection {
   }
 }
 
+function keyLogOf(cfg: TlsCommonConfig): ((line: string) => void) | undefined {
+  if (cfg.keyLog !== undefined && typeof cfg.keyLog !== 'function') throw new AtlsError('INVALID_ARGUMENT', 'keyLog must be a function');
+  return cfg.keyLog;
+}
+
+/** Hands node:tls' key log lines to the caller's hook; a throwing hook is ignored. */
+function logKeys(socket: tls.TLSSocket, keyLog: ((line: string) => void) | undefined): void {
+  if (!keyLog) return;
+  socket.on('keylog', (line: Buffer) => {
+    try {
+      keyLog(line.toString('latin1').trim());
+    } catch {
+      // a logging hook must not break the handshake
+    }
+  });
+}
+
 interface ServerSetup {
   contexts: ServerContexts;
   config: TlsServerConfig;
@@ -720,6 +740,7 @@ class NodeServerConnection extends NodeConnection {
     };
     const socket = new tls.TLSSocket(this.pipe, options);
     this.wire(socket);
+    logKeys(socket, keyLogOf(cfg));
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
     socket.on('secure', this.guard(() => this.onSecure()));
@@ -863,6 +884,7 @@ export function createNodeEngine(options: NodeEngineOptions = {}): TlsEngine & {
         session: cfg.session === undefined ? undefined : Buffer.from(cfg.session),
         verifyPeer: cfg.verifyPeer !== false,
         tls13: cfg.maxVersion !== 'TLSv1.2',
+        keyLog: keyLogOf(cfg),
       });
     },
 

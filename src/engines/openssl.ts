@@ -231,6 +231,11 @@ function splitCiphers(ciphers: string): { cipherList: string; cipherSuites: stri
   };
 }
 
+/** The addon has no key log callback: refuse rather than silently log nothing. */
+function noKeyLog(config: TlsCommonConfig): void {
+  if (config.keyLog !== undefined) throw new AtlsError('UNSUPPORTED', 'keyLog: the openssl engine has no key log; use the node engine', { source: 'local' });
+}
+
 function invalid(message: string): AtlsError {
   return new AtlsError('INVALID_ARGUMENT', message, { source: 'local' });
 }
@@ -676,6 +681,7 @@ function makeEngine(addon: NativeAddon): TlsEngine {
     name: 'openssl',
     capabilities: CAPABILITIES,
     createClient(config: TlsClientConfig): EngineConnection {
+      noKeyLog(config);
       const ctx = contextFor(addon, config, () => clientContextOptions(config));
       const o: Record<string, unknown> = { verifyPeer: config.verifyPeer !== false };
       if (config.serverName !== undefined) o.serverName = config.serverName;
@@ -690,6 +696,7 @@ function makeEngine(addon: NativeAddon): TlsEngine {
       return new OpensslConnection(newNative(() => new addon.Connection(ctx, o)), 'client', config.dtls === true);
     },
     createServer(config: TlsServerConfig): EngineConnection {
+      noKeyLog(config);
       const ctx = contextFor(addon, config, () => serverContextOptions(config));
       const o: Record<string, unknown> = {};
       let conn: OpensslConnection | undefined = undefined;

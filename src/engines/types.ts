@@ -50,6 +50,13 @@ export interface TlsCommonConfig {
   groups?: string;
   /** Signature algorithms, colon separated, OpenSSL syntax. */
   sigalgs?: string;
+  /**
+   * Receives every secret of the connection as one line of the NSS key log
+   * format (`SSLKEYLOGFILE`: `CLIENT_RANDOM`, `EXPORTER_SECRET`, ...), so a
+   * capture can be decrypted offline. Node engine only; for examples and
+   * debugging, never in production.
+   */
+  keyLog?: (line: string) => void;
   /** DTLS: largest datagram the engine may produce (default 1200; native engine). */
   dtlsMtu?: number;
   /** DTLS: first retransmission timeout in ms, doubled on each retry (default 1000, RFC 6347 §4.2.4.1). */

@@ -145,3 +145,26 @@ describe('protect: the worked example of docs/protocol.md §4', () => {
     assert.equal(msg.length, 30);
   });
 });
+
+describe('protect: one vector per AEAD in docs/protocol.md §4', () => {
+  const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('**One vector per AEAD**'), doc.indexOf('<!-- /section:protect -->'));
+  const shown = [...section.matchAll(/^aead\s+(\S+) \((\S+)\)\nkey block\s+([0-9a-f]+)\nmessage\s+([0-9a-f]+)$/gm)];
+
+  it('shows every AEAD of protect.json, client seq 0, "hello, atls"', () => {
+    assert.deepEqual(
+      shown.map((m) => m[1]),
+      vectors.aeads.map((a) => a.aead),
+    );
+    for (const m of shown) {
+      const a = vectors.aeads.find((x) => x.aead === m[1])!;
+      const v = a.messages.find((x) => x.sender === 'client' && x.seq === '0')!;
+      assert.equal(m[2], a.suite);
+      assert.equal(m[3], a.keyBlock);
+      assert.equal(v.plaintext, '68656c6c6f2c2061746c73');
+      assert.equal(m[4], v.message);
+      const opened = ProtectedChannel.fromKeyBlock(fromHex(a.keyBlock), aeadForSuite(a.suite), 'server').open(fromHex(m[4]!));
+      assert.equal(new TextDecoder().decode(opened), 'hello, atls');
+    }
+  });
+});
