@@ -180,6 +180,8 @@ export interface AtlsErrorOptions {
   /** Records (usually our alert) the binding must still deliver to the peer. */
   alertFlight?: Uint8Array;
   cause?: unknown;
+  /** Seconds after which a retry may succeed (HTTP Retry-After, CoAP Max-Age on 5.03), for 503-class errors. */
+  retryAfter?: number;
 }
 
 const DEFAULT_SOURCE: Partial<Record<AtlsErrorCode, ErrorSource>> = {
@@ -202,6 +204,8 @@ export class AtlsError extends Error {
   readonly alert: Alert | undefined;
   /** Records to send to the peer despite the failure (may be empty). */
   readonly alertFlight: Uint8Array;
+  /** Seconds after which a retry may succeed, when the error says so (see {@link AtlsErrorOptions.retryAfter}). */
+  readonly retryAfter: number | undefined;
 
   constructor(code: AtlsErrorCode, message: string, options: AtlsErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -215,6 +219,7 @@ export class AtlsError extends Error {
           ? { level: 2, description: a, name: alertName(a) }
           : a;
     this.alertFlight = options.alertFlight ?? new Uint8Array(0);
+    this.retryAfter = options.retryAfter;
   }
 
   /** Suggested HTTP status for a response caused by this error. */
@@ -234,6 +239,7 @@ export class AtlsError extends Error {
       ...(this.alert ? { alert: this.alert } : {}),
       alertFlight,
       cause: this.cause,
+      ...(this.retryAfter !== undefined ? { retryAfter: this.retryAfter } : {}),
     });
   }
 

@@ -156,7 +156,8 @@ export function errorReply(e: unknown, extraHeaders: Array<[string, string]> = [
   const err = e instanceof AtlsError ? e : new AtlsError('INTERNAL', 'internal error', { cause: e });
   const headers: Array<[string, string]> = [['cache-control', NO_STORE['cache-control']], [HEADER_ERROR, err.code], ...extraHeaders];
   // RFC 9110 §10.2.3: every 503 here is temporary (limits, engine, session store): say when to retry.
-  if (err.httpStatus === 503) headers.push(['retry-after', '1']);
+  if (err.retryAfter !== undefined) headers.push(['retry-after', String(Math.max(0, Math.ceil(err.retryAfter)))]);
+  else if (err.httpStatus === 503) headers.push(['retry-after', '1']);
   let body: Uint8Array;
   if (err.alertFlight.length > 0) {
     headers.push(['content-type', MEDIA_TYPE_FLIGHT]);

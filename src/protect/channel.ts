@@ -8,13 +8,13 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import { IV_LENGTH, LIMIT_UNIT_BYTES } from './constants.js';
+import { IV_LENGTH, LIMIT_UNIT_BYTES, MAX_SEQUENCE } from './constants.js';
 import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
 import { readHeader, writeHeader, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
-import { ReplayVerdict, ReplayWindow, replayError } from './replay-window.js';
+import { ReplayVerdict, ReplayWindow, replayError, type ReplayWindowState } from './replay-window.js';
 import { fromSeqParts, seqByteLength, toSeqParts } from './seq.js';
-import type { AeadSpec } from './suites.js';
+import { aeadForSuite, type AeadSpec } from './suites.js';
 
 /** Which end of the ATLS session this channel is; it picks the key for each direction. */
 export type ChannelRole = 'client' | 'server';
@@ -54,7 +54,50 @@ export interface ProtectedChannelStats {
   rejected: number;
 }
 
+/**
+ * A channel as plain, serialisable data (no engine, no native handles): what
+ * a session store keeps for an established architecture-(b) session. It holds
+ * secrets: whoever reads it can read and forge the session's messages.
+ */
+export interface ProtectedChannelState {
+  /** IANA name of the negotiated cipher suite; `aeadForSuite(suite)` gives the AEAD. */
+  suite: string;
+  role: ChannelRole;
+  /** send key | receive key | send IV | receive IV (2 x key length + 24 bytes). */
+  secrets: Uint8Array;
+  /** The sequence number the next sealed message carries; 2^64 once the space is used up. */
+  nextSend: bigint;
+  /** The receive replay window. */
+  window: ReplayWindowState;
+  /** Confidentiality units sealed so far (16 KiB each, see LIMIT_UNIT_BYTES). */
+  sentUnits: number;
+  /** Integrity units that failed authentication so far. */
+  failedUnits: number;
+}
+
+/** A message that authenticated under the receive key, before any replay check (see {@link ProtectedChannel.authenticate}). */
+export interface AuthenticatedMessage {
+  /** Its sequence number (at most 2^53 - 1, see {@link ProtectedChannel.authenticate}). */
+  sequence: number;
+  plaintext: Uint8Array;
+}
+
 const MAX_HEADER = 9;
+const TWO32 = 0x1_0000_0000;
+const MAX_SEQUENCE_PLUS_ONE = MAX_SEQUENCE + 1n;
+/** Largest high half of a sequence number that still makes a safe JS integer (2^53 - 1). */
+const MAX_SAFE_HI = 0x1f_ffff;
+
+/** One spec object per suite name, so restored channels share their limits object. */
+const SPECS = new Map<string, AeadSpec>();
+function specOf(suite: string): AeadSpec {
+  let spec = SPECS.get(suite);
+  if (!spec) {
+    spec = aeadForSuite(suite);
+    SPECS.set(suite, spec);
+  }
+  return spec;
+}
 
 /** Scratch for one nonce: createCipheriv copies it, so every channel can share it (JS runs one message at a time). */
 const NONCE_SCRATCH = Buffer.alloc(IV_LENGTH);
@@ -151,7 +194,9 @@ export class ProtectedChannel {
    * holds one channel per established session).
    */
   private readonly mem: Buffer;
-  private readonly window: ReplayWindow;
+  /** Made on first open(): a channel whose window lives in a store never needs one. */
+  private window: ReplayWindow | undefined;
+  private readonly windowSize: number | undefined;
   /** Limits, shared by every channel with the same spec and no overrides. */
   private readonly limits: ChannelLimits;
 
@@ -182,7 +227,8 @@ export class ProtectedChannel {
   ) {
     this.spec = spec;
     this.role = role;
-    this.window = new ReplayWindow(options.replayWindow);
+    if (options.replayWindow !== undefined) new ReplayWindow(options.replayWindow); // validates now, allocated on first use
+    this.windowSize = options.replayWindow;
     this.limits = limitsFor(spec, options);
     const start = toSeqParts(options.initialSequence ?? 0);
     this.sendHi = start.hi;
@@ -336,6 +382,13 @@ export class ProtectedChannel {
     } else this.sendLo = lo + 1;
     this.sentUnits += u;
 
+    this.sent++;
+    return this.sealInto(hi, lo, plaintext, aad);
+  }
+
+  /** Encrypts under (hi, lo); the caller has made sure that number is this message's alone. */
+  private sealInto(hi: number, lo: number, plaintext: Uint8Array, aad: Uint8Array | undefined): Uint8Array {
+    const len = plaintext.length;
     const tagLength = this.spec.tagLength;
     const n = seqByteLength(hi, lo);
     // A fresh, unpooled array: callers may pass msg.buffer on without leaking other data.
@@ -347,7 +400,6 @@ export class ProtectedChannel {
     const sealer = this.sealer === undefined ? (this.sealer = nativeAeadFor(this.spec, this.key(true), true)) : this.sealer;
     if (sealer) nativeSealInto(sealer, this.spec, nonce, fullAad, plaintext, out, headerLength);
     else aeadSealInto(this.spec, this.key(true), nonce, fullAad, plaintext, out, headerLength);
-    this.sent++;
     return out;
   }
 
@@ -385,10 +437,11 @@ export class ProtectedChannel {
     }
     const { hi, lo } = h;
     // Checked before decrypting (cheap, read-only); recorded only after authentication.
-    const verdict = this.window.test(hi, lo);
+    const window = (this.window ??= new ReplayWindow(this.windowSize));
+    const verdict = window.test(hi, lo);
     if (verdict !== ReplayVerdict.Fresh) {
       this.rejected++;
-      throw replayError(verdict, fromSeqParts(hi, lo), this.window.size);
+      throw replayError(verdict, fromSeqParts(hi, lo), window.size);
     }
     const header = message.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
@@ -399,24 +452,167 @@ export class ProtectedChannel {
     const plaintext = opener
       ? nativeOpen(opener, this.spec, nonce, fullAad, ciphertext, tag)
       : aeadOpen(this.spec, this.key(false), nonce, fullAad, ciphertext, tag);
-    if (plaintext === undefined) {
-      this.failures++;
-      this.failedUnits += units(ctLength);
-      if (this.failedUnits >= this.limits.integrityLimit) {
-        // RFC 9147 §4.5.3: stop using the key once the integrity limit is reached.
-        throw (this.receiveError = new AtlsError(
-          'KEY_LIMIT_REACHED',
-          `${this.spec.name} integrity limit of ${this.limits.integrityLimit} failed decryptions reached; run a new handshake`,
-        ));
-      }
-      // RFC 9147 §4.5.2: an invalid record is discarded, the association goes on.
-      throw new AtlsError('DECRYPT_FAILED', `protected message ${fromSeqParts(hi, lo)} failed authentication`, {
-        source: 'remote',
-      });
-    }
-    this.window.mark(hi, lo);
+    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
+    window.mark(hi, lo);
     this.received++;
     return plaintext;
+  }
+
+  /** Counts one failed authentication; the error to throw (sticky KEY_LIMIT_REACHED at the integrity limit). */
+  private failed(hi: number, lo: number, ctLength: number): AtlsError {
+    this.failures++;
+    this.failedUnits += units(ctLength);
+    if (this.failedUnits >= this.limits.integrityLimit) {
+      // RFC 9147 §4.5.3: stop using the key once the integrity limit is reached.
+      return (this.receiveError = new AtlsError(
+        'KEY_LIMIT_REACHED',
+        `${this.spec.name} integrity limit of ${this.limits.integrityLimit} failed decryptions reached; run a new handshake`,
+      ));
+    }
+    // RFC 9147 §4.5.2: an invalid record is discarded, the association goes on.
+    return new AtlsError('DECRYPT_FAILED', `protected message ${fromSeqParts(hi, lo)} failed authentication`, {
+      source: 'remote',
+    });
+  }
+
+  /**
+   * For a session whose counters live in a session store: authenticates and
+   * decrypts one message WITHOUT the replay window, which the caller checks
+   * and records in the store afterwards (authentication first, so a forger
+   * cannot move a shared window). Failures count against this channel's
+   * integrity limit (the caller also charges them to the store). Throws like
+   * {@link open} except REPLAYED/TOO_OLD; a sequence number above 2^53 - 1
+   * (no honest peer gets there: the AEAD limits end a key long before) is
+   * refused as TOO_OLD.
+   */
+  authenticate(message: Uint8Array, aad?: Uint8Array): AuthenticatedMessage {
+    if (this.receiveError) throw this.receiveError;
+    const h = HEADER_SCRATCH;
+    let headerLength: number;
+    try {
+      headerLength = readHeader(message, h);
+    } catch (e) {
+      this.rejected++;
+      throw e;
+    }
+    const tagLength = this.spec.tagLength;
+    const ctLength = message.length - headerLength - tagLength;
+    const { hi, lo } = h;
+    if (ctLength < 0 || ctLength > this.maxPlaintextLength || hi > MAX_SAFE_HI) {
+      this.rejected++;
+      if (hi > MAX_SAFE_HI) {
+        throw new AtlsError('TOO_OLD', `protected message ${fromSeqParts(hi, lo)} is beyond the sequence numbers a session store keeps`, { source: 'remote' });
+      }
+      throw ctLength < 0
+        ? new AtlsError('MALFORMED_MESSAGE', `protected message of ${message.length} bytes is shorter than header + tag`, { source: 'remote' })
+        : new AtlsError('TOO_LARGE', `protected message carries ${ctLength} bytes, more than ${this.maxPlaintextLength}`, { source: 'remote' });
+    }
+    const header = message.subarray(0, headerLength);
+    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
+    const nonce = this.nonce(false, hi, lo);
+    const ciphertext = message.subarray(headerLength, headerLength + ctLength);
+    const tag = message.subarray(headerLength + ctLength);
+    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
+    const plaintext = opener
+      ? nativeOpen(opener, this.spec, nonce, fullAad, ciphertext, tag)
+      : aeadOpen(this.spec, this.key(false), nonce, fullAad, ciphertext, tag);
+    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
+    this.received++;
+    return { sequence: hi * TWO32 + lo, plaintext };
+  }
+
+  /**
+   * For a session whose counters live in a session store: seals under
+   * `sequence`, a number the store reserved for this message alone (its
+   * `commit` never hands one out twice per key). This channel's own send
+   * counter is not used or moved, and the confidentiality limit is the
+   * store's to count (the units of this message: {@link unitsOf}).
+   */
+  sealAt(sequence: number, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+    if (this.sendError) throw this.sendError;
+    if (!Number.isSafeInteger(sequence) || sequence < 0) {
+      throw new AtlsError('INVALID_ARGUMENT', `sequence number ${sequence} is not a non-negative safe integer`);
+    }
+    const len = plaintext.length;
+    if (len > this.limits.maxPlaintextLength) {
+      throw new AtlsError('TOO_LARGE', `plaintext of ${len} bytes exceeds ${this.maxPlaintextLength}`, { source: 'local' });
+    }
+    const hi = Math.floor(sequence / TWO32);
+    const lo = sequence - hi * TWO32;
+    this.sent++;
+    return this.sealInto(hi, lo, plaintext, aad);
+  }
+
+  /** Units (of 16 KiB, RFC 8446 §5.5) a message of `length` plaintext bytes counts against the AEAD limits. */
+  static unitsOf(length: number): number {
+    return units(length);
+  }
+
+  /** The AEAD limits in force for this channel (after any lowering by options). */
+  get usageLimits(): { confidentiality: number; integrity: number } {
+    return { confidentiality: this.limits.confidentialityLimit, integrity: this.limits.integrityLimit };
+  }
+
+  /**
+   * The channel as plain data (keys, IVs, next send number, replay window,
+   * usage counters), for a session store. Throws CLOSED once destroyed.
+   * See {@link ProtectedChannelState}: the result holds the secrets.
+   */
+  exportState(): ProtectedChannelState {
+    if (this.sendError?.code === 'CLOSED' && this.receiveError?.code === 'CLOSED') {
+      throw new AtlsError('CLOSED', 'protected channel destroyed');
+    }
+    return {
+      suite: this.spec.iana,
+      role: this.role,
+      secrets: new Uint8Array(this.mem),
+      nextSend: this.sendExhausted ? MAX_SEQUENCE_PLUS_ONE : fromSeqParts(this.sendHi, this.sendLo),
+      window: (this.window ?? new ReplayWindow(this.windowSize)).exportState(),
+      sentUnits: this.sentUnits,
+      failedUnits: this.failedUnits,
+    };
+  }
+
+  /**
+   * A channel restored from {@link exportState}: it goes on exactly where the
+   * exported one stood (same next sequence number, same replay verdicts, same
+   * usage counts). `options` may lower limits as for {@link fromKeyBlock};
+   * the window size comes from the state. Throws INVALID_ARGUMENT on state
+   * that does not hold together.
+   */
+  static fromState(state: ProtectedChannelState, options: Omit<ProtectedChannelOptions, 'replayWindow' | 'initialSequence'> = {}): ProtectedChannel {
+    if (typeof state !== 'object' || state === null) throw new AtlsError('INVALID_ARGUMENT', 'channel state must be an object');
+    const spec = specOf(state.suite);
+    if (state.role !== 'client' && state.role !== 'server') throw new AtlsError('INVALID_ARGUMENT', `role must be 'client' or 'server'`);
+    const k = spec.keyLength;
+    const secrets = state.secrets;
+    if (!(secrets instanceof Uint8Array) || secrets.length !== 2 * k + 2 * IV_LENGTH) {
+      throw new AtlsError('INVALID_ARGUMENT', `channel secrets must be ${2 * k + 2 * IV_LENGTH} bytes for ${spec.iana}`);
+    }
+    const count = (name: string, v: unknown): number => {
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a non-negative integer`);
+      return v;
+    };
+    const sentUnits = count('sentUnits', state.sentUnits);
+    const failedUnits = count('failedUnits', state.failedUnits);
+    const exhausted = state.nextSend === MAX_SEQUENCE_PLUS_ONE;
+    const window = ReplayWindow.fromState(state.window);
+    const ch = new ProtectedChannel(
+      spec,
+      state.role,
+      {
+        sendKey: secrets.subarray(0, k),
+        receiveKey: secrets.subarray(k, 2 * k),
+        sendIv: secrets.subarray(2 * k, 2 * k + IV_LENGTH),
+        receiveIv: secrets.subarray(2 * k + IV_LENGTH),
+      },
+      { ...options, replayWindow: window.size, initialSequence: exhausted ? 0 : state.nextSend },
+    );
+    ch.window = window;
+    ch.sendExhausted = exhausted;
+    ch.sentUnits = sentUnits;
+    ch.failedUnits = failedUnits;
+    return ch;
   }
 
   /** Zeroes the keys and IVs; every later seal()/open() throws CLOSED. Idempotent. */

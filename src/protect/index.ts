@@ -24,10 +24,12 @@ export { aeadForSuite, type AeadSpec, type AeadAlgorithm } from './suites.js';
 export { keyBlockLength, splitKeyBlock, type KeyBlock } from './key-block.js';
 export { encodeHeader, parseHeader, type ProtectedHeader } from './header.js';
 export { nonceFor } from './nonce.js';
-export { ReplayWindow, ReplayVerdict } from './replay-window.js';
+export { ReplayWindow, ReplayVerdict, type ReplayWindowState } from './replay-window.js';
 export {
   ProtectedChannel,
   type ProtectedChannelOptions,
   type ProtectedChannelStats,
   type ChannelRole,
+  type ProtectedChannelState,
+  type AuthenticatedMessage,
 } from './channel.js';

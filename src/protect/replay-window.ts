@@ -10,6 +10,15 @@ import { AtlsError } from '../errors.js';
 import { DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW } from './constants.js';
 import { fromSeqParts, seqDistance, toSeqParts } from './seq.js';
 
+/** A {@link ReplayWindow} as plain data (see {@link ReplayWindow.exportState}). */
+export interface ReplayWindowState {
+  size: number;
+  /** Highest sequence number received; undefined before the first. */
+  top: bigint | undefined;
+  /** ceil(size / 8) bytes; bit i set when `top - i` was received. */
+  bits: Uint8Array;
+}
+
 /** Results of {@link ReplayWindow.test}. */
 export const ReplayVerdict = { Fresh: 0, Replayed: 1, TooOld: 2 } as const;
 
@@ -105,6 +114,45 @@ export class ReplayWindow {
     const v = this.test(hi, lo);
     if (v !== ReplayVerdict.Fresh) throw replayError(v, fromSeqParts(hi, lo), this.size);
     this.mark(hi, lo);
+  }
+
+  /**
+   * The window as plain data: its size, the highest number recorded, and
+   * `bits`, ceil(size / 8) bytes where bit i (byte i >> 3, bit i & 7, least
+   * significant first) is set when `top - i` was received.
+   */
+  exportState(): ReplayWindowState {
+    const bits = new Uint8Array(Math.ceil(this.size / 8));
+    if (!this.hasTop) return { size: this.size, top: undefined, bits };
+    for (let i = 0; i < this.size; i++) {
+      if (seqDistance(this.topHi, this.topLo, 0, i) < 0) break; // nothing below sequence number 0
+      const slot = (this.topLo - i) & this.mask;
+      if ((this.bits[slot >>> 5]! >>> (slot & 31)) & 1) bits[i >>> 3]! |= 1 << (i & 7);
+    }
+    return { size: this.size, top: fromSeqParts(this.topHi, this.topLo), bits };
+  }
+
+  /** A window restored from {@link exportState}; throws INVALID_ARGUMENT on inconsistent state. */
+  static fromState(state: ReplayWindowState): ReplayWindow {
+    const w = new ReplayWindow(state.size);
+    if (!(state.bits instanceof Uint8Array) || state.bits.length !== Math.ceil(w.size / 8)) {
+      throw new AtlsError('INVALID_ARGUMENT', `replay window bits must be ${Math.ceil(w.size / 8)} bytes`);
+    }
+    if (state.top === undefined) {
+      if (state.bits.some((b) => b !== 0)) throw new AtlsError('INVALID_ARGUMENT', 'replay window bits set without a top');
+      return w;
+    }
+    const { hi, lo } = toSeqParts(state.top);
+    w.hasTop = true;
+    w.topHi = hi;
+    w.topLo = lo;
+    for (let i = 0; i < w.size; i++) {
+      if (((state.bits[i >>> 3]! >>> (i & 7)) & 1) === 0) continue;
+      if (seqDistance(hi, lo, 0, i) < 0) throw new AtlsError('INVALID_ARGUMENT', 'replay window bit below sequence number 0');
+      const slot = (lo - i) & w.mask;
+      w.bits[slot >>> 5]! |= 1 << (slot & 31);
+    }
+    return w;
   }
 
   /** Forgets everything (for tests and reuse). */

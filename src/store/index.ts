@@ -1,12 +1,28 @@
 /**
- * Session stores for the bindings: the interface, the in-memory default, and session ids.
+ * Session stores: the state store of established architecture-(b) sessions
+ * (the contract, the in-memory default, the JSON codec), the TTL map the
+ * endpoint's local table uses, and session ids.
  *
  * @example
  * ```ts
- * import { MemoryStore, newSessionId, parseSessionId } from './store/index.js';
+ * import { MemoryStateStore, newSessionId, parseSessionId } from './store/index.js';
  * ```
  * @module
  */
 export { isSyncStore, type SessionStore, type SyncSessionStore } from './types.js';
 export { MemoryStore, type MemoryStoreOptions, type RemoveReason } from './memory.js';
 export { isValidRoutingTag, newSessionId, parseSessionId, SESSION_ID_RANDOM_BYTES, type ParsedSessionId } from './ids.js';
+export {
+  isSyncStateStore,
+  storeUnavailable,
+  storedSessionOf,
+  type CommitResult,
+  type CommitVerdict,
+  type SessionState,
+  type SessionStateStore,
+  type StoredSession,
+  type SyncSessionStateStore,
+  type UsageCounters,
+} from './state-store.js';
+export { MemoryStateStore, type MemoryStateStoreOptions } from './memory-state.js';
+export { decodeSessionState, encodeSessionState, SESSION_STATE_FORMAT } from './state-codec.js';
