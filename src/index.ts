@@ -19,7 +19,7 @@ export type { Alert, AtlsErrorCode, ErrorSource } from './errors.js';
 export { AtlsClientSession, AtlsServerSession } from './session/session.js';
 export type { ClientSessionOptions, ServerSessionOptions } from './session/session.js';
 export type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './session/types.js';
-export { availableEngines, defaultEngine, getEngine, engineNames, engineUnavailableReason } from './engines/index.js';
+export { availableEngines, clientEngines, defaultEngine, getEngine, engineNames, engineUnavailableReason } from './engines/index.js';
 export type {
   EngineCapabilities,
   EngineConnection,

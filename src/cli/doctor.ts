@@ -22,9 +22,10 @@ export async function runDoctor(opts: { json?: boolean }): Promise<void> {
   for (const e of engines) {
     if (e.available) {
       const caps = Object.entries(e.capabilities ?? {})
-        .filter(([, on]) => on)
+        .filter(([, on]) => on === true)
         .map(([k]) => k);
-      process.stdout.write(`engine ${e.name}: available (${caps.join(', ') || 'basic'})\n`);
+      const versions = e.capabilities?.tlsVersions.join('/') ?? '';
+      process.stdout.write(`engine ${e.name}: available (${versions}; ${caps.join(', ') || 'basic'})\n`);
     } else {
       process.stdout.write(`engine ${e.name}: unavailable: ${e.reason}\n`);
     }

@@ -16,6 +16,7 @@ import { AtlsError } from '../errors.js';
 import type { TlsEngine } from './types.js';
 import { nodeEngine } from './node.js';
 import { loadOpensslEngine } from './openssl.js';
+import { webcryptoEngine } from './webcrypto/index.js';
 
 /** What an engine loader returns: the engine, or the reason it is unavailable. */
 export type EngineLoad = { engine: TlsEngine; reason?: undefined } | { engine: undefined; reason: string };
@@ -25,6 +26,12 @@ const ENGINES: ReadonlyArray<{ name: TlsEngine['name']; load: () => EngineLoad }
   // The native engine is preferred wherever its addon builds and loads.
   { name: 'openssl', load: loadOpensslEngine },
   { name: 'node', load: () => ({ engine: nodeEngine }) },
+  // Client only (a TLS 1.3 client for browsers): never the default.
+  {
+    name: 'webcrypto',
+    load: () =>
+      globalThis.crypto?.subtle ? { engine: webcryptoEngine } : { engine: undefined, reason: 'no Web Crypto API (globalThis.crypto.subtle)' },
+  },
 ];
 
 let warned = false;
@@ -51,8 +58,13 @@ export function engineNames(): TlsEngine['name'][] {
   return ENGINES.map((e) => e.name);
 }
 
-/** Every engine that loads in this process, in order of preference. */
+/** Every engine that loads in this process and has both roles, in order of preference. */
 export function availableEngines(): TlsEngine[] {
+  return clientEngines().filter((e) => e.capabilities.server);
+}
+
+/** Every engine that loads in this process, client-only ones included, in order of preference. */
+export function clientEngines(): TlsEngine[] {
   return ENGINES.map((e) => load(e.name).engine).filter((e): e is TlsEngine => e !== undefined);
 }
 

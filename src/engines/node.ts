@@ -69,6 +69,9 @@ export const NODE_CAPABILITIES: EngineCapabilities = Object.freeze({
   earlyData: false,
   ticketCount: false,
   exporterContextControl: true,
+  server: true,
+  tlsVersions: ['TLSv1.2', 'TLSv1.3'] as const,
+  clientCertificates: true,
 });
 
 const DEFAULTS = { maxFlightBytes: 256 * 1024, stepTimeoutMs: 10_000, quietTurns: 2, contextCacheSize: 64 };

@@ -668,6 +668,9 @@ const CAPABILITIES: EngineCapabilities = {
   earlyData: true,
   ticketCount: true,
   exporterContextControl: true,
+  server: true,
+  tlsVersions: ['TLSv1.2', 'TLSv1.3'],
+  clientCertificates: true,
 };
 
 function dtlsOptions(c: TlsCommonConfig & DtlsExtras, o: Record<string, unknown>): void {

@@ -3,9 +3,10 @@
  *
  * An engine turns configuration into connections; a connection takes whole
  * peer flights in and gives whole flights out (draft §6.1, Appendix B). It does
- * no network I/O and owns no timers. Two engines implement it: `node`
- * (Node's own `tls` over an in-memory duplex) and `openssl` (a native
- * memory-BIO addon). The conformance suite in `test/pair` runs against each.
+ * no network I/O and owns no timers. Three engines implement it: `node`
+ * (Node's own `tls` over an in-memory duplex), `openssl` (a native
+ * memory-BIO addon) and `webcrypto` (a TLS 1.3 client on the Web Crypto API,
+ * for browsers). The conformance suite in `test/pair` runs against each.
  *
  * Flight rule: `start()` / `receive()` resolve with every record the stack
  * produced before it needs more peer input: never a partial flight, never two
@@ -186,11 +187,17 @@ export interface EngineCapabilities {
   ticketCount: boolean;
   /** Exporter keeps "no context" apart from "empty context" as requested. */
   exporterContextControl: boolean;
+  /** The engine implements the server role (`createServer`). */
+  server: boolean;
+  /** The TLS versions it negotiates. */
+  tlsVersions: readonly ('TLSv1.2' | 'TLSv1.3')[];
+  /** A client can authenticate with a certificate (`cert`/`key`). */
+  clientCertificates: boolean;
 }
 
 /** A TLS engine: creates connections in either role. */
 export interface TlsEngine {
-  readonly name: 'node' | 'openssl';
+  readonly name: 'node' | 'openssl' | 'webcrypto';
   readonly capabilities: EngineCapabilities;
   createClient(config: TlsClientConfig): EngineConnection;
   createServer(config: TlsServerConfig): EngineConnection;
