@@ -141,6 +141,9 @@ const HTTP_STATUS: Record<AtlsErrorCode, number> = {
   INTERNAL: 500,
 };
 
+/** Every error code, in the order of docs/protocol.md §1.4. */
+export const ERROR_CODES = Object.keys(HTTP_STATUS) as readonly AtlsErrorCode[];
+
 /** CoAP response code hint per code (RFC 7252 §5.9), as "c.dd". */
 const COAP_CODE: Record<AtlsErrorCode, string> = {
   INVALID_ARGUMENT: '4.00',

@@ -40,6 +40,12 @@ import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLeng
 const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
 /** A handshake that needs more round trips than this is refused (HRR makes 3). */
 const MAX_HANDSHAKE_ROUND_TRIPS = 8;
+/**
+ * Protected requests of one session outstanding at once: the server's replay
+ * window (64 by default, not announced) rejects as TOO_OLD a message sealed
+ * 64 or more numbers before the highest one it accepted (docs/protocol.md §4).
+ */
+const MAX_OUTSTANDING = 64;
 /** Origins whose latest TLS ticket a client keeps (one ticket each; the least recently used goes first). */
 const MAX_TICKET_ORIGINS = 256;
 
@@ -281,6 +287,9 @@ class OriginSession {
   /** Resolves when the handshake is done. */
   ready: Promise<void> = Promise.resolve();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Protected requests sealed and not yet answered, and those waiting for a slot. */
+  private outstanding = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(
     readonly origin: string,
@@ -474,16 +483,26 @@ class OriginSession {
   /** Sends one inner request over the established session. */
   async request(bhttp: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
     if (this.mode === 'exported') {
-      // Architecture (b): protected messages may overlap (the server's replay window reorders).
-      const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal);
-      if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
-      if (res.status !== 200) throw responseError(res, this.endpoint);
-      if (bodyKind(res.headers.get('content-type')) !== 'protected') {
-        throw new AtlsError('MALFORMED_MESSAGE', 'ATLS server answered without a protected message', { source: 'remote' });
+      // Architecture (b): protected messages may overlap (the server's replay
+      // window reorders), up to MAX_OUTSTANDING, sealed only once a slot is free.
+      if (this.outstanding < MAX_OUTSTANDING) this.outstanding++;
+      else await new Promise<void>((resolve) => this.waiting.push(resolve));
+      try {
+        const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal);
+        if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
+        if (res.status !== 200) throw responseError(res, this.endpoint);
+        if (bodyKind(res.headers.get('content-type')) !== 'protected') {
+          throw new AtlsError('MALFORMED_MESSAGE', 'ATLS server answered without a protected message', { source: 'remote' });
+        }
+        const plain = this.session.unprotect(res.body);
+        this.requests++;
+        return plain;
+      } finally {
+        // The slot passes straight to the next waiter, so the count never overshoots.
+        const next = this.waiting.shift();
+        if (next) next();
+        else this.outstanding--;
       }
-      const plain = this.session.unprotect(res.body);
-      this.requests++;
-      return plain;
     }
     // Architecture (a): TLS records are sequenced, so one request at a time.
     const run = this.queue.then(async () => {

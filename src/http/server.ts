@@ -531,7 +531,16 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
             source: 'remote',
           });
         }
-        const response = await dispatch(e.session.unprotect(piggyBacked), e.peer, x);
+        let response: Uint8Array;
+        try {
+          response = await dispatch(e.session.unprotect(piggyBacked), e.peer, x);
+        } catch (err) {
+          // docs/protocol.md §5.6: an error answer cannot carry our final
+          // flight, so the client never sees the handshake confirmed and fails
+          // its session (§5.9); this end forgets it too, and the cookie goes.
+          end(e, 'failed');
+          throw err;
+        }
         headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
         out = concatBytes([out, e.session.protect(response)]);
       }
