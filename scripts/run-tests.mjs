@@ -8,7 +8,6 @@
 //   --test-reporter=spec (or any node:test flag) is passed through
 // Environment: ATLS_TEST_CONCURRENCY (files at once, default 2), ATLS_TEST_REPORTER
 // (a node:test reporter name or file instead of the summary).
-//
 import { readdirSync, statSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
