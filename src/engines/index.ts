@@ -63,6 +63,18 @@ export function availableEngines(): TlsEngine[] {
   return clientEngines().filter((e) => e.capabilities.server);
 }
 
+/**
+ * Why `engine` cannot act as a client for `version` (with a client
+ * certificate when asked), or undefined when it can: the skip reason of
+ * test suites that run every client engine.
+ */
+export function clientLacks(engine: TlsEngine, version: 'TLSv1.2' | 'TLSv1.3', clientCertificate = false): string | undefined {
+  const caps = engine.capabilities;
+  if (!caps.tlsVersions.includes(version)) return `the ${engine.name} engine speaks ${caps.tlsVersions.join(', ')} only`;
+  if (clientCertificate && !caps.clientCertificates) return `the ${engine.name} engine has no client certificates`;
+  return undefined;
+}
+
 /** Every engine that loads in this process, client-only ones included, in order of preference. */
 export function clientEngines(): TlsEngine[] {
   return ENGINES.map((e) => load(e.name).engine).filter((e): e is TlsEngine => e !== undefined);

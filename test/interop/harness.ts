@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { availableEngines } from '../../src/engines/index.js';
+import { availableEngines, clientEngines as allClientEngines, clientLacks } from '../../src/engines/index.js';
 import type { TlsClientConfig, TlsEngine, TlsServerConfig } from '../../src/engines/types.js';
 import type { AtlsClientSession, AtlsServerSession } from '../../src/session/session.js';
 import { testPki, writeTestPki } from '../helpers/pki.js';
@@ -59,9 +59,19 @@ export function pskCiphers(version: Version): string {
     : 'ECDHE-PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384';
 }
 
-/** The engines to run every case with (all available ones). */
+/** The engines to run every case with (all available ones with both roles). */
 export function engines(): TlsEngine[] {
   return availableEngines();
+}
+
+/** The engines to run every client case with, client-only ones included. */
+export function clientEngines(): TlsEngine[] {
+  return allClientEngines();
+}
+
+/** Why `engine` cannot run the client side of a case, or undefined (a `skip` value). */
+export function clientSkip(engine: TlsEngine, version: Version, auth: Auth): string | undefined {
+  return clientLacks(engine, version, auth === 'mutual');
 }
 
 /** Our client's TLS settings for a case. */

@@ -16,7 +16,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { availableEngines, clientEngines } from '../../src/engines/index.js';
+import { availableEngines, clientEngines, clientLacks as lacks } from '../../src/engines/index.js';
 import type { EngineConnection, TlsClientConfig, TlsEngine, TlsServerConfig } from '../../src/engines/types.js';
 import { AlertDescription as A, AtlsError, type AtlsErrorCode, type ErrorSource } from '../../src/errors.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
@@ -70,13 +70,6 @@ function connect(engine: TlsEngine, c: TlsClientConfig, s: TlsServerConfig): Rec
   return { client: engine.createClient(c), server: serverFor(engine).createServer(s) };
 }
 
-/** Why `engine` cannot run a case needing `v` (and a client certificate), or undefined when it can. */
-function lacks(engine: TlsEngine, v: Version, clientCertificate = false): string | undefined {
-  const caps = engine.capabilities;
-  if (!caps.tlsVersions.includes(v)) return `${engine.name} speaks ${caps.tlsVersions.join(', ')} only`;
-  if (clientCertificate && !caps.clientCertificates) return `${engine.name} has no client certificates`;
-  return undefined;
-}
 
 async function handshake(engine: TlsEngine, c: TlsClientConfig, s: TlsServerConfig): Promise<{ conns: Record<Side, EngineConnection>; run: PairRun }> {
   const conns = connect(engine, c, s);
