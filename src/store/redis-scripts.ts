@@ -116,3 +116,49 @@ export class RedisScript {
 export const WINDOW_SCRIPT = new RedisScript(
   `${WINDOW_LUA}\nreturn window_mark(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))\n`,
 );
+
+/**
+ * Creates a session unless the id exists. KEYS[1] session hash; ARGV: record
+ * (`st`, immutable), next send number, sent units, failed units, window size,
+ * window top hi and lo ('' when nothing was received yet), window ring bytes,
+ * TTL in ms. Returns 1 when created, 0 when the id was taken.
+ */
+export const CREATE_SCRIPT = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'st', ARGV[1], 'ns', ARGV[2], 'su', ARGV[3], 'fu', ARGV[4], 'ws', ARGV[5], 'wb', ARGV[8])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'wh', ARGV[6], 'wl', ARGV[7]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+return 1
+`);
+
+/**
+ * The one call per protected request. KEYS[1] session hash; ARGV: received
+ * number as hi, lo; TTL in ms. Returns {-1} when the session is missing;
+ * {1 or 2, -1, sent units, failed units} for replayed or too old (nothing
+ * changed); {0, reserved send number, sent units, failed units} when fresh:
+ * the number is recorded in the window, the send number taken (HINCRBY: never
+ * handed out twice), one confidentiality unit charged and the TTL refreshed.
+ */
+export const COMMIT_SCRIPT = new RedisScript(`${WINDOW_LUA}
+local size = tonumber(redis.call('HGET', KEYS[1], 'ws'))
+if not size then return {-1} end
+local v = window_mark(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), size)
+if type(v) == 'table' then return v end
+if v ~= 0 then
+  local c = redis.call('HMGET', KEYS[1], 'su', 'fu')
+  return {v, -1, tonumber(c[1]), tonumber(c[2])}
+end
+local send = redis.call('HINCRBY', KEYS[1], 'ns', 1) - 1
+local su = redis.call('HINCRBY', KEYS[1], 'su', 1)
+local fu = tonumber(redis.call('HGET', KEYS[1], 'fu'))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {0, send, su, fu}
+`);
+
+/** Adds usage. KEYS[1] session hash; ARGV sent units, failed units. Returns {sent, failed}, or nil when missing. */
+export const CHARGE_SCRIPT = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local su = redis.call('HINCRBY', KEYS[1], 'su', ARGV[1])
+local fu = redis.call('HINCRBY', KEYS[1], 'fu', ARGV[2])
+return {su, fu}
+`);

@@ -163,3 +163,46 @@ export async function commandCalls(redis: RedisServer): Promise<Map<string, numb
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
   return out;
 }
+
+/**
+ * The commands clients sent while `fn` ran, by name (lower case), seen with
+ * MONITOR: commands that Lua scripts run inside Redis are left out (MONITOR
+ * tags them `lua`), so this counts network round trips, not work.
+ */
+export async function clientCommandsDuring(redis: RedisServer, fn: () => Promise<void>): Promise<Map<string, number>> {
+  const { Redis } = await import('ioredis');
+  const watcher = new Redis(redis.url, { lazyConnect: true });
+  await watcher.connect();
+  const monitor = await watcher.monitor();
+  const seen = new Map<string, number>();
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source === 'lua' || args.length === 0) return;
+    const name = args[0]!.toLowerCase();
+    seen.set(name, (seen.get(name) ?? 0) + 1);
+  });
+  // A PING through another connection marks the start: once MONITOR shows it, we see everything after.
+  const marker = async (tag: string): Promise<void> => {
+    const done = new Promise<void>((resolve) => {
+      const on = (_t: string, args: string[]): void => {
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === tag) {
+          monitor.off('monitor', on);
+          resolve();
+        }
+      };
+      monitor.on('monitor', on);
+    });
+    await redis.command('ECHO', tag);
+    await done;
+  };
+  try {
+    await marker('atls-start');
+    seen.clear();
+    await fn();
+    await marker('atls-end');
+    seen.delete('echo');
+    return seen;
+  } finally {
+    monitor.disconnect();
+    watcher.disconnect();
+  }
+}
