@@ -30,12 +30,35 @@ export function isValidRoutingTag(tag: unknown): tag is string {
   return typeof tag === 'string' && TAG.test(tag);
 }
 
+/** Largest number of processes that can share ids by {@link sessionOwner}: one per first base64url character. */
+export const MAX_ID_OWNERS = 64;
+
+/** One process among `count` that mint ids (`atls serve --workers`): `index` in 0..count-1. */
+export interface IdOwner {
+  index: number;
+  count: number;
+}
+
 /**
  * A fresh session id, `<routingTag>.<22 base64url chars>` or just the random part.
- * Throws INVALID_ARGUMENT for a bad tag.
+ * With `owner`, the id's first random character is chosen so that
+ * {@link sessionOwner} gives `owner.index` (at most 6 of the 128 bits are
+ * fixed that way). Throws INVALID_ARGUMENT for a bad tag or owner.
  */
-export function newSessionId(routingTag?: string): string {
-  const random = randomBytes(SESSION_ID_RANDOM_BYTES).toString('base64url');
+export function newSessionId(routingTag?: string, owner?: IdOwner): string {
+  // One spare byte picks the owner's first character without reusing the id's own bits.
+  const all = randomBytes(SESSION_ID_RANDOM_BYTES + 1);
+  const bytes = all.subarray(0, SESSION_ID_RANDOM_BYTES);
+  if (owner !== undefined) {
+    const { index, count } = owner;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_ID_OWNERS || !Number.isInteger(index) || index < 0 || index >= count) {
+      throw new AtlsError('INVALID_ARGUMENT', `id owner must be 0..count-1 with count 1..${MAX_ID_OWNERS}`);
+    }
+    // The first character carries the top 6 bits of the first byte: a value v with v mod count = index.
+    const v = index + count * (all[SESSION_ID_RANDOM_BYTES]! % (Math.floor((MAX_ID_OWNERS - 1 - index) / count) + 1));
+    bytes[0] = (v << 2) | (bytes[0]! & 3);
+  }
+  const random = bytes.toString('base64url');
   if (routingTag === undefined) return random;
   if (!isValidRoutingTag(routingTag)) {
     throw new AtlsError('INVALID_ARGUMENT', 'routing tag must be 1-32 characters of [A-Za-z0-9_-]');
@@ -63,4 +86,16 @@ export function parseSessionId(input: unknown): ParsedSessionId | undefined {
   const random = input.slice(dot + 1);
   if (!TAG.test(tag) || !RANDOM.test(random)) return undefined;
   return { id: input, routingTag: tag };
+}
+
+/**
+ * Which of `count` processes minted `id` with {@link newSessionId}'s `owner`:
+ * the first random character's place in the base64url alphabet, mod `count`.
+ * The id must have passed {@link parseSessionId}.
+ */
+export function sessionOwner(id: string, count: number): number {
+  const c = id.charCodeAt(id.indexOf('.') + 1);
+  // base64url alphabet order: A-Z, a-z, 0-9, '-', '_'
+  const v = c >= 65 && c <= 90 ? c - 65 : c >= 97 && c <= 122 ? c - 71 : c >= 48 && c <= 57 ? c + 4 : c === 45 ? 62 : 63;
+  return v % count;
 }

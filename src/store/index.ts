@@ -11,7 +11,16 @@
  */
 export { isSyncStore, type SessionStore, type SyncSessionStore } from './types.js';
 export { MemoryStore, type MemoryStoreOptions, type RemoveReason } from './memory.js';
-export { isValidRoutingTag, newSessionId, parseSessionId, SESSION_ID_RANDOM_BYTES, type ParsedSessionId } from './ids.js';
+export {
+  isValidRoutingTag,
+  MAX_ID_OWNERS,
+  newSessionId,
+  parseSessionId,
+  sessionOwner,
+  SESSION_ID_RANDOM_BYTES,
+  type IdOwner,
+  type ParsedSessionId,
+} from './ids.js';
 export {
   isSyncStateStore,
   storeUnavailable,

@@ -10,10 +10,9 @@
  * - `ns` next send number, `su`/`fu` usage units, `ws` window size, `wh`/`wl`/`wb`
  *   the replay window (src/store/redis-scripts.ts), changed only by Lua scripts.
  *
- * Round trips: a protected request costs one EVALSHA (commit). The immutable
- * part is cached per process after the first load of a session (it never
- * changes; a session that disappears shows as `missing` at its next commit
- * and leaves the cache then).
+ * Round trips: a protected request costs one EVALSHA (commit). The endpoint
+ * core caches the immutable part per process after the first load (it never
+ * changes), so that load happens once per session and process.
  *
  * Redis down, restarting or too slow: every call rejects at once with
  * STORE_UNAVAILABLE (no offline queue, no resend after a reconnect: a resent
@@ -54,8 +53,6 @@ export interface RedisStateStoreOptions {
   keyPrefix?: string;
   /** A command not answered in this time fails with STORE_UNAVAILABLE (default 2000 ms). */
   commandTimeoutMs?: number;
-  /** Immutable parts of sessions cached in this process (default 10 000; least recently used go first). */
-  cacheEntries?: number;
   /** Connection news (ready, error, end), e.g. for logs. Must not throw. */
   onEvent?: (event: { type: 'ready' } | { type: 'error'; error: Error } | { type: 'end' }) => void;
 }
@@ -142,15 +139,12 @@ export class RedisStateStore implements SessionStateStore {
   readonly redis: Redis;
   private readonly prefix: string;
   private readonly storeKey: StoreKey | undefined;
-  private readonly cache = new Map<string, StoredSession>();
-  private readonly cacheEntries: number;
   private closed = false;
 
   constructor(options: RedisStateStoreOptions) {
     const addr = parseRedisUrl(options.url);
     this.prefix = options.keyPrefix ?? 'atls:s:';
     this.storeKey = options.storeKey;
-    this.cacheEntries = options.cacheEntries ?? 10_000;
     const tell = options.onEvent;
     const u = new URL(options.url);
     this.redis = new Redis({
@@ -238,13 +232,6 @@ export class RedisStateStore implements SessionStateStore {
   }
 
   async load(id: string): Promise<StoredSession | undefined> {
-    const hit = this.cache.get(id);
-    if (hit) {
-      // Least recently used first out: a hit moves to the back.
-      this.cache.delete(id);
-      this.cache.set(id, hit);
-      return hit;
-    }
     if (this.closed) throw new AtlsError('CLOSED', 'session store is closed');
     let raw: Buffer | null;
     try {
@@ -253,10 +240,7 @@ export class RedisStateStore implements SessionStateStore {
       throw redisError(e, 'load');
     }
     if (raw === null) return undefined;
-    const stored = storedSessionOf(this.decode(id, raw));
-    if (this.cache.size >= this.cacheEntries) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(id, stored);
-    return stored;
+    return storedSessionOf(this.decode(id, raw));
   }
 
   async commit(id: string, receivedSeq: number, ttlMs: number): Promise<CommitResult> {
@@ -265,19 +249,13 @@ export class RedisStateStore implements SessionStateStore {
     }
     const hi = Math.floor(receivedSeq / TWO32);
     const r = (await this.run(COMMIT_SCRIPT, id, [hi, receivedSeq - hi * TWO32, Math.max(1, Math.ceil(ttlMs))], 'commit')) as number[];
-    if (r[0] === -1) {
-      this.cache.delete(id);
-      return MISSING;
-    }
+    if (r[0] === -1) return MISSING;
     return { verdict: VERDICTS[r[0]!]!, sendSeq: r[1]!, sentUnits: r[2]!, failedUnits: r[3]! };
   }
 
   async charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined> {
     const r = (await this.run(CHARGE_SCRIPT, id, [units.sent ?? 0, units.failed ?? 0], 'charge')) as number[] | null;
-    if (r === null) {
-      this.cache.delete(id);
-      return undefined;
-    }
+    if (r === null) return undefined;
     return { sentUnits: r[0]!, failedUnits: r[1]! };
   }
 
@@ -305,7 +283,6 @@ export class RedisStateStore implements SessionStateStore {
   }
 
   async delete(id: string): Promise<boolean> {
-    this.cache.delete(id);
     if (this.closed) throw new AtlsError('CLOSED', 'session store is closed');
     try {
       return (await this.redis.del(this.key(id))) === 1;
@@ -322,7 +299,6 @@ export class RedisStateStore implements SessionStateStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.cache.clear();
     this.redis.disconnect();
   }
 }

@@ -8,6 +8,7 @@ import {
   MemoryStore,
   newSessionId,
   parseSessionId,
+  sessionOwner,
   type RemoveReason,
   type SessionStore,
 } from '../../src/store/index.js';
@@ -253,5 +254,25 @@ describe('session ids', () => {
     ]) {
       assert.equal(parseSessionId(bad), undefined, JSON.stringify(bad));
     }
+  });
+});
+
+describe('session ids shared out among processes', () => {
+  it('newSessionId with an owner: sessionOwner finds it, ids stay canonical, every first character an owner may use is used', () => {
+    for (const count of [1, 2, 3, 7, 64]) {
+      for (let index = 0; index < count; index++) {
+        const firsts = new Set<string>();
+        for (let i = 0; i < 200; i++) {
+          const id = newSessionId(i % 2 ? 'edge-1' : undefined, { index, count });
+          assert.ok(parseSessionId(id), id);
+          assert.equal(sessionOwner(id, count), index, `${id} of ${index}/${count}`);
+          firsts.add(id[id.indexOf('.') + 1]!);
+        }
+        // Owner `index` of `count` may start its ids with ceil((64 - index) / count) characters.
+        if (count > 3) assert.equal(firsts.size, Math.ceil((64 - index) / count), `${index}/${count}`);
+      }
+    }
+    assert.throws(() => newSessionId(undefined, { index: 2, count: 2 }), (e: unknown) => e instanceof AtlsError && e.code === 'INVALID_ARGUMENT');
+    assert.throws(() => newSessionId(undefined, { index: 0, count: 65 }), (e: unknown) => e instanceof AtlsError && e.code === 'INVALID_ARGUMENT');
   });
 });
