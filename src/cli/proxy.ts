@@ -4,7 +4,7 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAtlsClient, forwardHandler, toNodeListener } from '../http/index.js';
+import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom } from './client-options.js';
 import { engineFrom, modeFrom, parseHostPort, untilSignal } from './options.js';
 
@@ -18,7 +18,8 @@ export async function runProxy(opts: Record<string, unknown>): Promise<void> {
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
     transport: { insecure: opts.insecureTransport === true },
   });
-  const server = createServer(toNodeListener(forwardHandler(client, to)));
+  const server = createServer(httpServerTimeouts(), toNodeListener(forwardHandler(client, to)));
+  limitConnections(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

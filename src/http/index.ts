@@ -23,8 +23,11 @@ export type {
   AtlsRawApp,
   AtlsRawReply,
   AtlsRawRequest,
+  AtlsLimitEvent,
   AtlsServerEvent,
 } from './server.js';
+export { limitConnections, httpServerTimeouts, DEFAULT_CONNECTION_LIMITS } from './connections.js';
+export type { ConnectionEvent, ConnectionLimits, ConnectionStats } from './connections.js';
 export type { AtlsPeer } from './peer.js';
 export { toNodeListener, createAtlsServer, atlsNodeListener } from './node.js';
 export type { AtlsNodeListenerOptions, AtlsNodeServer, AtlsServerOptions, NodeListenerOptions, WebHandler } from './node.js';

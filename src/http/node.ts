@@ -16,6 +16,8 @@ import type { TLSSocket } from 'node:tls';
 import { AtlsError } from '../errors.js';
 import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions, type AtlsRawRequest } from './server.js';
 import { errorReply, errorResponse, type HttpReply } from './wire.js';
+import { httpServerTimeouts, limitConnections, type ConnectionLimits, type ConnectionStats } from './connections.js';
+import { TrustedProxies } from '../peers.js';
 
 /** A fetch-style handler. */
 export type WebHandler = (request: Request) => Response | Promise<Response>;
@@ -204,6 +206,10 @@ class NodeRawRequest implements AtlsRawRequest {
     this.authority = req.headers.host ?? 'localhost';
   }
 
+  get remoteAddress(): string | undefined {
+    return this.req.socket.remoteAddress;
+  }
+
   header(name: string): string | undefined {
     const v = this.req.headers[name];
     return Array.isArray(v) ? v.join(', ') : v;
@@ -321,11 +327,15 @@ export interface AtlsServerOptions extends AtlsHandlerOptions {
   fallback?: WebHandler;
   /** See {@link NodeListenerOptions.https}. */
   https?: boolean;
+  /** Timeouts and connection limits (defaults: DEFAULT_CONNECTION_LIMITS; limit events go to `onEvent`). */
+  connections?: ConnectionLimits;
 }
 
 /** A `node:http` server answering the ATLS endpoints; `handler` is exposed for stats. */
 export interface AtlsNodeServer extends Server {
   atls: AtlsHandler;
+  /** Open and idle connections. */
+  connectionStats(): ConnectionStats;
 }
 
 /**
@@ -336,11 +346,13 @@ export interface AtlsNodeServer extends Server {
 export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
   const handler = createAtlsHandler(options);
   const server = createHttpServer(
+    httpServerTimeouts(options.connections),
     atlsNodeListener(handler, {
       ...(options.fallback ? { fallback: options.fallback } : {}),
       ...(options.https === undefined ? {} : { https: options.https }),
     }),
   );
+  const connectionStats = limitConnections(server, options.connections, options.onEvent, new TrustedProxies(options.trustedProxies));
   server.on('close', () => void handler.close());
-  return Object.assign(server, { atls: handler });
+  return Object.assign(server, { atls: handler, connectionStats });
 }

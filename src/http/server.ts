@@ -39,6 +39,8 @@ import {
 } from './constants.js';
 import { readCookie, setCookie } from './cookie.js';
 import { MemoryStore, isSyncStore, isValidRoutingTag, newSessionId, parseSessionId } from '../store/index.js';
+import { HalfOpenLedger } from '../store/half-open.js';
+import { TrustedProxies, peerGroup } from '../peers.js';
 import type { SessionStore, SyncSessionStore } from '../store/index.js';
 import { peerFromHandshake, type AtlsPeer } from './peer.js';
 import {
@@ -105,6 +107,8 @@ export interface AtlsRawRequest {
    * TOO_LARGE (source remote). Called at most once, after method and media type passed.
    */
   body(max: number): Promise<Uint8Array>;
+  /** The socket's peer address, when known (fairness limits, logs). */
+  remoteAddress?: string | undefined;
   /** The outer request came over https: the cookie gets Secure (`secureCookie: 'auto'`), the inner scheme defaults to https. */
   https: boolean;
   /** Authority (Host) of the outer request: the inner request's default. */
@@ -128,15 +132,32 @@ export interface AtlsHandlerLimits {
   handshakeTtlMs?: number;
 }
 
-/** Things a handler reports, e.g. for `atls serve` logs. Hooks must not throw (errors are swallowed). */
+/**
+ * A limit was hit (`limit`), something made room for a newcomer
+ * (`evicted`), or a newcomer was turned away (`refused`). `peer` is the
+ * fairness group: an address, or a /64 for IPv6.
+ */
+export type AtlsLimitEvent =
+  | { type: 'limit'; limit: string; peer: string }
+  | { type: 'evicted'; what: 'connection' | 'half-open' | 'session' | 'transfer' | 'cached-response'; peer: string; reason: string }
+  | { type: 'refused'; what: 'connection' | 'half-open' | 'session' | 'transfer'; peer: string; reason: string };
+
+/**
+ * Things a handler reports, e.g. for `atls serve` logs. Hooks must not throw
+ * (errors are swallowed). `address` is the client's address (behind a
+ * trusted proxy: the one it reports), when known.
+ */
 export type AtlsServerEvent =
-  | { type: 'session'; sessionId: string }
+  | { type: 'session'; sessionId: string; address?: string | undefined }
   | { type: 'flight'; sessionId: string; received: number; sent: number; state: string }
-  | { type: 'handshake'; peer: AtlsPeer }
+  | { type: 'handshake'; peer: AtlsPeer; address?: string | undefined }
   | { type: 'request'; peer: AtlsPeer; method: string; url: string; status: number }
   | { type: 'app-error'; peer: AtlsPeer; error: unknown }
-  | { type: 'error'; sessionId: string | undefined; error: AtlsError; status: number }
-  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' };
+  | { type: 'error'; sessionId: string | undefined; error: AtlsError; status: number; address?: string | undefined }
+  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' }
+  /** One outer request answered on an ATLS endpoint, and how long it took (ms). */
+  | { type: 'reply'; status: number; ms: number }
+  | AtlsLimitEvent;
 
 /** Options of {@link createAtlsHandler}. */
 export interface AtlsHandlerOptions {
@@ -160,6 +181,12 @@ export interface AtlsHandlerOptions {
   ttl?: number;
   /** Prefix of session cookie values (`<tag>.<random>`), for load balancers. */
   routingTag?: string;
+  /**
+   * Reverse proxies (addresses or CIDR ranges) whose `Forwarded` /
+   * `X-Forwarded-For` name the client for fairness limits and logs; nobody
+   * else's are believed (default: none).
+   */
+  trustedProxies?: readonly string[];
   /** TLS engine (default: the best available). */
   engine?: TlsEngine;
   /** Further session options (flight cap, protection window). */
@@ -207,19 +234,21 @@ export interface AtlsSessionEntry {
  * (the session released its TLS engine).
  */
 class SessionTable {
-  /** Half-open sessions and when they expire; bounded by maxHalfOpen. */
-  private readonly halfOpenIds = new Map<string, number>();
+  /** Half-open sessions by peer, oldest first; at maxHalfOpen the heaviest peer's oldest gives way. */
+  private readonly halfOpenIds: HalfOpenLedger<Entry>;
   private readonly sync: boolean;
 
   constructor(
     private readonly store: SessionStore<Entry>,
     private readonly ownsStore: boolean,
     private readonly maxSessions: number,
-    private readonly maxHalfOpen: number,
+    maxHalfOpen: number,
     private readonly handshakeTtl: number,
     private readonly sessionTtl: number,
+    private readonly emit: (e: AtlsServerEvent) => void,
   ) {
     this.sync = isSyncStore(store);
+    this.halfOpenIds = new HalfOpenLedger(maxHalfOpen, handshakeTtl);
   }
 
   /** Sessions held, when the store can tell (the default store can). */
@@ -249,21 +278,25 @@ class SessionTable {
     (this.store as SyncSessionStore<Entry>).setSync(e.id, e, e.peer ? this.sessionTtl : this.handshakeTtl);
   }
 
-  /** Admits a new half-open session, or throws LIMIT_REACHED (503). */
-  async add(make: () => Entry): Promise<Entry> {
-    const now = Date.now();
-    if (this.halfOpenIds.size >= this.maxHalfOpen) {
-      for (const [id, at] of this.halfOpenIds) if (at <= now) this.halfOpenIds.delete(id);
-      if (this.halfOpenIds.size >= this.maxHalfOpen) {
-        throw new AtlsError('LIMIT_REACHED', `half-open handshake limit (${this.maxHalfOpen}) reached`);
-      }
-    }
+  /**
+   * Admits a new half-open session of `peer` (its fairness group). At the
+   * half-open cap older handshakes give way (see HalfOpenLedger); at the
+   * session cap it throws LIMIT_REACHED (503).
+   */
+  async add(make: () => Entry, peer: string): Promise<Entry> {
     const size = this.size;
     if (size !== undefined && size >= this.maxSessions) {
+      this.emit({ type: 'limit', limit: 'sessions', peer });
+      this.emit({ type: 'refused', what: 'session', peer, reason: 'sessions' });
       throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`);
     }
     const e = make();
-    this.halfOpenIds.set(e.id, now + this.handshakeTtl);
+    const displaced = this.halfOpenIds.admit(e.id, e, peer);
+    if (displaced.length > 0) this.emit({ type: 'limit', limit: 'half-open', peer });
+    for (const d of displaced) {
+      void this.remove(d.value);
+      this.emit({ type: 'evicted', what: 'half-open', peer: d.peer, reason: d.reason === 'expired' ? 'expired' : 'half-open' });
+    }
     await this.write(e);
     return e;
   }
@@ -409,7 +442,14 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     positive(limits.maxHalfOpen, DEFAULT_MAX_HALF_OPEN, 'limits.maxHalfOpen'),
     positive(limits.handshakeTtlMs, DEFAULT_HANDSHAKE_TTL_MS, 'limits.handshakeTtlMs'),
     positive(options.ttl, DEFAULT_SESSION_TTL_MS, 'ttl'),
+    emit,
   );
+  const trusted = new TrustedProxies(options.trustedProxies);
+  /** The client's address: the socket's, or behind a trusted proxy the one it reports. */
+  const clientAddress = (x: AtlsRawRequest): string | undefined =>
+    trusted.size === 0
+      ? x.remoteAddress
+      : trusted.clientAddress(x.remoteAddress, { forwarded: x.header('forwarded'), xForwardedFor: x.header('x-forwarded-for') });
   // One options object shared by every session (sessions keep a reference; a copy each cost ~60 B per session).
   const sessionOptions: SessionOptions & { tls: TlsServerConfig } = {
     ...options.session,
@@ -502,7 +542,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         if (ev.type === 'handshake') {
           e.peer = peerFromHandshake(e.id, mode, ev.info);
           await table.promote(e);
-          emit({ type: 'handshake', peer: e.peer });
+          if (listening) emit({ type: 'handshake', peer: e.peer, address: clientAddress(x) });
         } else if (ev.type === 'data') {
           data.push(ev.data);
         } else if (ev.type === 'closed') {
@@ -582,6 +622,14 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
 
   /** The byte-level core: every front (Web, node:http) ends here. Never throws. */
   const serve = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
+    if (!listening) return serveOnce(x);
+    const start = performance.now();
+    const reply = await serveOnce(x);
+    emit({ type: 'reply', status: reply.status, ms: performance.now() - start });
+    return reply;
+  };
+
+  const serveOnce = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
     const endpoint = x.pathname;
     if (!endpoints.includes(endpoint)) return errorReply(new HttpRefusal(404, 'not an ATLS endpoint'));
     const secure = options.secureCookie === undefined || options.secureCookie === 'auto' ? x.https : options.secureCookie;
@@ -618,13 +666,17 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       } else if (id !== undefined && !startsWithClientHello(body)) {
         throw gone();
       }
-      created = await table.add(() => ({
-        id: newSessionId(options.routingTag),
-        session: new AtlsServerSession(sessionOptions),
-        peer: undefined,
-        busy: false,
-      }));
-      emit({ type: 'session', sessionId: created.id });
+      const address = clientAddress(x);
+      created = await table.add(
+        () => ({
+          id: newSessionId(options.routingTag),
+          session: new AtlsServerSession(sessionOptions),
+          peer: undefined,
+          busy: false,
+        }),
+        peerGroup(address),
+      );
+      emit({ type: 'session', sessionId: created.id, address });
       const res = await onFlight(created, body, x);
       res.headers.push(['set-cookie', setCookie(COOKIE_NAME, created.id, cookieAttrs)]);
       return res;
@@ -634,7 +686,9 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       const lost = known ? (await table.get(known.id)) === undefined : id !== undefined && !created;
       if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
       const res = errorReply(err, extra);
-      if (err instanceof AtlsError) emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status });
+      if (err instanceof AtlsError && listening) {
+        emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status, address: clientAddress(x) });
+      }
       return res;
     }
   };

@@ -20,6 +20,10 @@ import { echoApp } from '../../src/http/apps.js';
 import { readCookie } from '../../src/http/cookie.js';
 import { AtlsCoapServer } from '../../src/coap/server.js';
 import { AtlsError } from '../../src/errors.js';
+import { AtlsClientSession } from '../../src/session/session.js';
+import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
+import type { AtlsServerEvent } from '../../src/http/server.js';
+import net from 'node:net';
 
 function listen(server: http.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
@@ -151,6 +155,91 @@ describe('hostile input', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a flood of one replayed ClientHello from another address does not lock honest handshakes out', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const events: AtlsServerEvent[] = [];
+    const server = createAtlsServer({ tls: tls.server, app: echoApp, limits: { maxHalfOpen: 40 }, onEvent: (e) => events.push(e) });
+    const port = await listen(server);
+    const hello = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
+    const agent = new http.Agent({ keepAlive: true, localAddress: '127.0.0.2' } as http.AgentOptions);
+    const replay = (): Promise<number> =>
+      new Promise((resolve) => {
+        const req = http.request(
+          { host: '127.0.0.1', port, method: 'POST', path: '/.well-known/atls', agent, headers: { 'content-type': MEDIA_TYPE_FLIGHT } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', () => resolve(0));
+        req.end(hello);
+      });
+    const client = createAtlsClient({ tls: tls.client });
+    try {
+      for (let i = 0; i < 120; i++) assert.equal(await replay(), 200, 'a replayed hello starts a handshake');
+      assert.equal(server.atls.stats().halfOpen, 40);
+      // Honest handshakes while the flood goes on.
+      const flood = Promise.all(Array.from({ length: 60 }, () => replay()));
+      for (let i = 0; i < 5; i++) {
+        const res = await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: 'hi' });
+        assert.equal(res.status, 200);
+        await client.close();
+      }
+      await flood;
+      assert.ok(events.some((e) => e.type === 'limit' && e.limit === 'half-open' && e.peer === '127.0.0.2'));
+      assert.ok(events.some((e) => e.type === 'evicted' && e.what === 'half-open' && e.peer === '127.0.0.2'));
+      assert.ok(!events.some((e) => e.type === 'evicted' && e.peer === '127.0.0.1'), 'no honest handshake gave way');
+    } finally {
+      agent.destroy();
+      await client.close();
+      await close(server);
+    }
+  });
+
+  it('idle connections beyond the cap make room for clients that send requests; silent ones time out', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const events: AtlsServerEvent[] = [];
+    const server = createAtlsServer({
+      tls: tls.server,
+      app: echoApp,
+      connections: { maxConnections: 50, maxConnectionsPerPeer: 20, headersTimeoutMs: 1500 },
+      onEvent: (e) => events.push(e),
+    });
+    const port = await listen(server);
+    const sockets: net.Socket[] = [];
+    const open = (localAddress: string): Promise<net.Socket> =>
+      new Promise((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port, localAddress }, () => resolve(s));
+        s.on('error', () => undefined);
+        sockets.push(s);
+      });
+    const client = createAtlsClient({ tls: tls.client });
+    try {
+      // 200 idle connections from ten addresses: ten times the per-peer share, four times the cap.
+      for (let i = 0; i < 200; i++) await open(`127.0.0.${10 + (i % 10)}`);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(server.connectionStats().open <= 51, `open ${server.connectionStats().open}`);
+      for (let i = 0; i < 3; i++) {
+        const res = await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: `hi ${i}` });
+        assert.equal(await res.text(), `hi ${i}`);
+      }
+      assert.ok(events.some((e) => e.type === 'limit' && e.limit === 'connections'));
+      assert.ok(events.some((e) => e.type === 'evicted' && e.what === 'connection'));
+      // A connection that never sends its headers is closed after headersTimeoutMs (Node answers 408).
+      const silent = await open('127.0.0.30');
+      silent.resume(); // read Node's 408 so that its close is seen
+      const closed = await new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        silent.on('close', () => resolve(Date.now() - t0));
+      });
+      assert.ok(closed < 10_000, `closed after ${closed} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await client.close();
+      await close(server);
     }
   });
 });

@@ -229,26 +229,36 @@ describe('HTTP binding: bad input', () => {
     assert.deepEqual([a.status, b.status].sort(), [200, 409]);
   });
 
-  it('limits: half-open and total caps answer 503 with Retry-After', async () => {
-    const h = handlerFor({ limits: { maxHalfOpen: 2, maxSessions: 3 } });
+  it('limits: at the half-open cap the oldest handshake gives way; the total cap answers 503 with Retry-After', async () => {
+    const h = handlerFor({ limits: { maxHalfOpen: 2, maxSessions: 10 } });
     const ch = await clientHello();
+    const first = await post(h, ch);
+    assert.equal(first.status, 200);
     assert.equal((await post(h, ch)).status, 200);
-    assert.equal((await post(h, ch)).status, 200);
-    const r = await post(h, ch);
+    assert.equal((await post(h, ch)).status, 200, 'a new handshake is not refused');
+    assert.equal(h.stats().halfOpen, 2);
+    const lost = await post(h, Uint8Array.from([21, 3, 3, 0, 2, 1, 0]), { cookie: cookieOf(first)! });
+    assert.equal(lost.status, 410, 'the oldest gave way');
+    const capped = handlerFor({ limits: { maxHalfOpen: 5, maxSessions: 2 } });
+    assert.equal((await post(capped, ch)).status, 200);
+    assert.equal((await post(capped, ch)).status, 200);
+    const r = await post(capped, ch);
     assert.equal(r.status, 503);
     assert.equal(r.headers.get('retry-after'), '1');
-    assert.equal(h.stats().halfOpen, 2);
   });
 
   it('half-open handshakes expire', async () => {
     // A lifetime long enough that a loaded machine cannot expire the first
     // handshake before the second request arrives.
-    const h = handlerFor({ limits: { maxHalfOpen: 1, handshakeTtlMs: 1000 } });
+    const h = handlerFor({ limits: { maxHalfOpen: 5, handshakeTtlMs: 1000 } });
     const ch = await clientHello();
-    assert.equal((await post(h, ch)).status, 200);
-    assert.equal((await post(h, ch)).status, 503);
+    const first = await post(h, ch);
+    assert.equal(first.status, 200);
+    assert.equal(h.stats().halfOpen, 1);
     await new Promise((r) => setTimeout(r, 1100));
-    assert.equal((await post(h, ch)).status, 200);
+    const late = await post(h, Uint8Array.from([21, 3, 3, 0, 2, 1, 0]), { cookie: cookieOf(first)! });
+    assert.equal(late.status, 410);
+    assert.equal(h.stats().halfOpen, 0);
   });
 
   it('garbage of every kind never yields a 5xx other than 503', async () => {

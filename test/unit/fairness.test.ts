@@ -1,0 +1,58 @@
+/**
+ * Fairness groups of peer addresses, the trusted-proxy client address, and
+ * the half-open ledger's choice of what gives way.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { TrustedProxies, peerGroup } from '../../src/peers.js';
+import { HalfOpenLedger } from '../../src/store/half-open.js';
+
+describe('peer groups', () => {
+  it('IPv4 as it is, IPv6 by /64, IPv4-mapped IPv6 as IPv4', () => {
+    assert.equal(peerGroup('192.0.2.7'), '192.0.2.7');
+    assert.equal(peerGroup('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+    assert.equal(peerGroup('2001:db8:1:2:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64');
+    assert.equal(peerGroup('::ffff:127.0.0.2'), '127.0.0.2');
+    assert.equal(peerGroup('fe80::1%eth0'), 'fe80:0:0:0::/64');
+    assert.equal(peerGroup(undefined), 'unknown');
+  });
+
+  it('believes Forwarded / X-Forwarded-For only from a trusted hop, and walks the chain back', () => {
+    const t = new TrustedProxies(['10.0.0.0/8', '::1']);
+    assert.equal(t.clientAddress('10.1.2.3', { forwarded: 'for=198.51.100.7;proto=https' }), '198.51.100.7');
+    assert.equal(t.clientAddress('10.1.2.3', { forwarded: 'for="[2001:db8::1]:443"' }), '2001:db8::1');
+    // A client that forges X-Forwarded-For in front of the real chain: the last untrusted hop wins.
+    assert.equal(t.clientAddress('10.1.2.3', { xForwardedFor: '1.1.1.1, 198.51.100.9, 10.0.0.5' }), '198.51.100.9');
+    assert.equal(t.clientAddress('203.0.113.5', { xForwardedFor: '1.1.1.1' }), '203.0.113.5', 'untrusted hop');
+    assert.equal(t.clientAddress('::ffff:10.0.0.1', { xForwardedFor: '5.5.5.5' }), '5.5.5.5');
+    assert.equal(t.clientAddress('::1', { forwarded: 'for=unknown' }), '::1');
+    assert.equal(new TrustedProxies().clientAddress('10.1.2.3', { xForwardedFor: '1.1.1.1' }), '10.1.2.3', 'none trusted');
+    assert.throws(() => new TrustedProxies(['10.0.0.0/33']), /CIDR/);
+  });
+});
+
+describe('half-open ledger', () => {
+  it('the heaviest peer gives way first, oldest first; a lone newcomer is never refused', () => {
+    const l = new HalfOpenLedger<string>(4, 60_000);
+    assert.deepEqual(l.admit('h1', 'h1', 'honest'), []);
+    for (const k of ['a1', 'a2', 'a3']) assert.deepEqual(l.admit(k, k, 'attacker'), []);
+    assert.deepEqual(l.admit('a4', 'a4', 'attacker').map((d) => d.value), ['a1']);
+    assert.deepEqual(l.admit('h2', 'h2', 'other').map((d) => d.value), ['a2']);
+    assert.ok(l.has('h1') && l.has('h2'));
+    assert.equal(l.heldBy('attacker'), 2);
+  });
+
+  it('when every peer holds one slot, the oldest overall gives way; expired slots go first', () => {
+    let now = 0;
+    const l = new HalfOpenLedger<string>(3, 1000, () => now);
+    l.admit('p', 'p', 'P');
+    now = 10;
+    l.admit('q', 'q', 'Q');
+    l.admit('r', 'r', 'R');
+    assert.deepEqual(l.admit('s', 's', 'S').map((d) => [d.value, d.reason]), [['p', 'pressure']]);
+    now = 2000;
+    assert.deepEqual(l.admit('t', 't', 'T').map((d) => [d.value, d.reason]), [['q', 'expired']]);
+    assert.deepEqual(l.expired().map((d) => d.value), ['r', 's']);
+    assert.equal(l.size, 1);
+  });
+});
