@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Builds the optional native OpenSSL engine (native/, binding.gyp) with node-gyp.
 // Never fails the install: without the addon the library uses the Node engine.
+// An installed package carries a prebuilt addon for linux-x64 (prebuilds/, made
+// by scripts/prebuild.mjs when packing); when it loads here, nothing is compiled.
 //
 // The addon compiles against the OpenSSL headers that node ships and links no
 // libssl (the symbols come from the node binary). node-gyp is pointed at the
@@ -25,6 +27,25 @@ function done(msg, code = 0) {
 }
 
 if (!existsSync(join(root, 'binding.gyp'))) done('no native engine in this tree; using the Node engine');
+
+/** The version text of a working addon at `path` (node's own OpenSSL), or an Error saying why not. */
+function tryAddon(path) {
+  try {
+    const v = createRequire(import.meta.url)(path).opensslVersion();
+    if (!String(v.text).includes(process.versions.openssl)) {
+      return new Error(`built against ${v.headers} but node runs ${process.versions.openssl}`);
+    }
+    return String(v.text);
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'atls_openssl.node');
+if (!sanitize && existsSync(prebuilt)) {
+  const v = tryAddon(prebuilt);
+  if (typeof v === 'string') done(`using the prebuilt native engine (${v})`);
+}
 
 /** A node "nodedir" holding include/node/openssl, or undefined. */
 function findNodedir() {
@@ -72,15 +93,8 @@ for (const step of steps) {
 // The addon must use the very OpenSSL that node carries.
 const built = join(root, 'build', sanitize ? 'Debug' : 'Release', 'atls_openssl.node');
 if (!sanitize) {
-  try {
-    const addon = createRequire(import.meta.url)(built);
-    const v = addon.opensslVersion();
-    if (!String(v.text).includes(process.versions.openssl)) {
-      done(`native engine built against ${v.headers} but node runs ${process.versions.openssl}; not used`);
-    }
-    done(`native engine built (${v.text})`);
-  } catch (e) {
-    done(`native engine built but does not load (${e instanceof Error ? e.message : String(e)}); using the Node engine`);
-  }
+  const v = tryAddon(built);
+  if (typeof v === 'string') done(`native engine built (${v})`);
+  done(`native engine built but not usable (${v.message.split('\n')[0]}); using the Node engine`);
 }
 done(`sanitizer build of the native engine in ${built}`);

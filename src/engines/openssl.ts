@@ -111,33 +111,47 @@ interface NativeAddon {
 
 let loaded: { addon: NativeAddon; version: string } | { addon: undefined; reason: string } | undefined;
 
-/** Where the addon is looked for: `ATLS_NATIVE_ADDON`, else build/Release next to src/ or dist/. */
-function addonPath(): string {
+/**
+ * Where the addon is looked for, in order: `ATLS_NATIVE_ADDON`; a local build
+ * (build/Release, next to src/ or dist/); the prebuilt addon the package ships
+ * for this platform (prebuilds/<platform>-<arch>, docs/decisions.md "Packaging").
+ */
+function addonPaths(): string[] {
   const override = process.env.ATLS_NATIVE_ADDON;
-  if (override) return override;
-  return fileURLToPath(new URL('../../build/Release/atls_openssl.node', import.meta.url));
+  if (override) return [override];
+  const at = (rel: string): string => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+  return [at('build/Release/atls_openssl.node'), at(`prebuilds/${process.platform}-${process.arch}/atls_openssl.node`)];
 }
 
-/** Loads the addon once; never throws. */
-function loadAddon(): { addon: NativeAddon; version: string } | { addon: undefined; reason: string } {
-  if (loaded) return loaded;
-  const path = addonPath();
-  if (!existsSync(path)) {
-    loaded = { addon: undefined, reason: 'native addon not built (run `node scripts/build-native.mjs`)' };
-    return loaded;
-  }
+/** Loads the addon at `path`; never throws. */
+function loadAddonFrom(path: string): { addon: NativeAddon; version: string } | { addon: undefined; reason: string } {
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
     const v = addon.opensslVersion();
     // The addon must resolve against node's own OpenSSL, never another libssl.
     if (!v.text.includes(process.versions.openssl ?? '?')) {
-      loaded = { addon: undefined, reason: `addon runs ${v.text}, node has OpenSSL ${process.versions.openssl}` };
-    } else {
-      loaded = { addon, version: v.text };
+      return { addon: undefined, reason: `addon runs ${v.text}, node has OpenSSL ${process.versions.openssl}` };
     }
+    return { addon, version: v.text };
   } catch (e) {
-    loaded = { addon: undefined, reason: `native addon failed to load: ${e instanceof Error ? e.message : String(e)}` };
+    return { addon: undefined, reason: `native addon failed to load: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}` };
   }
+}
+
+/** Loads the first addon found that works; never throws. */
+function loadAddon(): { addon: NativeAddon; version: string } | { addon: undefined; reason: string } {
+  if (loaded) return loaded;
+  const found = addonPaths().filter((path) => existsSync(path));
+  for (const path of found) {
+    loaded = loadAddonFrom(path);
+    if (loaded.addon) return loaded;
+  }
+  loaded ??= {
+    addon: undefined,
+    reason:
+      `no native addon for ${process.platform}-${process.arch} (build one with a C++ compiler: ` +
+      `node ${fileURLToPath(new URL('../../scripts/build-native.mjs', import.meta.url))})`,
+  };
   return loaded;
 }
 
