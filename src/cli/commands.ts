@@ -58,6 +58,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--psk <hex>', 'the PSK, hex')
         .option('--coap <host:port>', 'also serve ATLS over CoAP/UDP here')
         .option('--routing-tag <tag>', 'prefix session cookies with this tag, for load balancers')
+        .option('--max-body <size>', 'largest request body accepted, e.g. 1048576, 64M, 1G (413 above; default 1M)')
         .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
   },
   {
@@ -76,6 +77,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--psk <hex>', 'the PSK, hex')
         .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
+        .option('--max-body <size>', 'largest body taken from a local client or from the service, e.g. 64M (413 above; default 1M)')
         .addOption(modeOption())
         .addOption(versionOption())
         .addOption(ciphersOption())

@@ -19,6 +19,14 @@ export function parseHostPort(text: string, flag = '--listen'): { host: string; 
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** A byte count with an optional binary suffix: `1048576`, `512k`, `64M`, `1G`. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(text.trim());
+  const n = m ? Number(m[1]) * 1024 ** ' kmg'.indexOf((m[2] || ' ').toLowerCase()) : NaN;
+  if (!m || !Number.isSafeInteger(n) || n <= 0) throw new AtlsError('INVALID_ARGUMENT', `${flag} wants a byte count such as 1048576, 512k, 64M or 1G, got ${JSON.stringify(text)}`);
+  return n;
+}
+
 /** Reads a PEM file named by a flag. */
 export function readPem(file: string, flag: string): string {
   try {

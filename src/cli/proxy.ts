@@ -6,19 +6,21 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom } from './client-options.js';
-import { engineFrom, modeFrom, parseHostPort, untilSignal } from './options.js';
+import { engineFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
 
 export async function runProxy(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   const to = new URL(opts.to as string);
+  const maxBody = typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : undefined;
   const client = createAtlsClient({
     tls: clientTlsFrom(opts),
+    ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
     mode: modeFrom(opts),
     ...engineFrom(opts),
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
     transport: { insecure: opts.insecureTransport === true },
   });
-  const server = createServer(httpServerTimeouts(), toNodeListener(forwardHandler(client, to)));
+  const server = createServer(httpServerTimeouts(), toNodeListener(forwardHandler(client, to, maxBody !== undefined ? { maxBodyBytes: maxBody } : {})));
   limitConnections(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -11,6 +11,7 @@ import {
   engineFrom,
   modeFrom,
   parseHostPort,
+  parseSize,
   pskFrom,
   readPem,
   untilSignal,
@@ -54,6 +55,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
     mode,
     ...engine,
     ...(typeof opts.routingTag === 'string' ? { routingTag: opts.routingTag } : {}),
+    ...(typeof opts.maxBody === 'string' ? { limits: { maxBodyBytes: parseSize(opts.maxBody, '--max-body') } } : {}),
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

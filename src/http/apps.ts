@@ -12,25 +12,66 @@
 import { AtlsError } from '../errors.js';
 import type { AtlsApp, AtlsRawApp } from './server.js';
 import type { AtlsClient } from './client.js';
-import { DEFAULT_ENDPOINTS } from './constants.js';
+import { Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { request as undiciRequest, type Dispatcher } from 'undici';
+import { DEFAULT_ENDPOINTS, DEFAULT_MAX_BODY_BYTES } from './constants.js';
+import type { ConnectionInfo } from './node.js';
+import { readBody } from './wire.js';
 
 /**
- * Fields that belong to one hop only (RFC 9110 §7.6.1), plus Host and
- * Content-Length, which the next hop's fetch sets itself (undici refuses a
- * second Content-Length).
+ * Fields that belong to one hop only (RFC 9110 §7.6.1), and the proxy's own
+ * credentials (RFC 9110 §11.7.1, §11.7.2: consumed by the proxy they are for).
+ * Fields named by Connection go too.
  */
 const HOP_BY_HOP = [
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate',
-  'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length',
+  'connection', 'proxy-connection', 'keep-alive', 'te', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate',
 ];
 
-function forwardableHeaders(src: Headers): Headers {
-  const h = new Headers(src);
+/** The fields of `src` that travel on to the next hop, in order (`set-cookie` kept apart). */
+function forwardableFields(src: Headers, drop: readonly string[] = []): Array<[string, string]> {
+  const gone = new Set([...HOP_BY_HOP, ...drop]);
   for (const token of (src.get('connection') ?? '').split(',')) {
-    if (token.trim()) h.delete(token.trim());
+    if (token.trim()) gone.add(token.trim().toLowerCase());
   }
-  for (const name of HOP_BY_HOP) h.delete(name);
-  return h;
+  const out: Array<[string, string]> = [];
+  for (const [name, value] of src) if (!gone.has(name) && name !== 'set-cookie') out.push([name, value]);
+  if (!gone.has('set-cookie')) for (const c of src.getSetCookie()) out.push(['set-cookie', c]);
+  return out;
+}
+
+/** RFC 7239 §6: a node is an IPv4 address, or a bracketed IPv6 address (quoted, below). */
+function forwardedNode(address: string): string {
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (v4) return v4[1]!;
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/** RFC 7239 §4: a value is a token or a quoted-string. */
+function forwardedValue(v: string): string {
+  return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/**
+ * The request's fields plus this hop's Forwarded element (RFC 7239: for =
+ * the client's address, host = the Host it asked for, proto) and
+ * X-Forwarded-For, each appended to what earlier proxies wrote.
+ */
+function withForwarded(fields: Array<[string, string]>, hop: { for: string | undefined; host: string; proto: string }): Array<[string, string]> {
+  const node = hop.for === undefined ? 'unknown' : forwardedNode(hop.for);
+  const element = `for=${forwardedValue(node)};host=${forwardedValue(hop.host)};proto=${hop.proto}`;
+  const out = fields.filter(([n]) => n !== 'forwarded' && n !== 'x-forwarded-for');
+  const prior = (name: string): string | undefined => {
+    const v = fields.filter(([n]) => n === name).map(([, x]) => x);
+    return v.length > 0 ? v.join(', ') : undefined;
+  };
+  const f = prior('forwarded');
+  const x = prior('x-forwarded-for');
+  out.push(['forwarded', f === undefined ? element : `${f}, ${element}`]);
+  const xff = hop.for === undefined ? undefined : node.replace(/^\[|\]$/g, '');
+  if (xff !== undefined || x !== undefined) out.push(['x-forwarded-for', [x, xff].filter((v) => v !== undefined).join(', ')]);
+  return out;
 }
 
 /** Answers every inner request 200 with its own body and Content-Type. */
@@ -69,71 +110,127 @@ export const echoRawApp: AtlsRawApp = (request) => {
 export interface UpstreamOptions {
   /** Add these headers to each forwarded request (e.g. the peer's identity, computed per request). */
   peerHeaders?: (peer: Parameters<AtlsApp>[1]) => Record<string, string>;
-  /** The fetch used to reach the upstream (default: global fetch). */
+  /**
+   * Reach the upstream with this fetch instead of undici's `request` (note:
+   * a fetch adds fields of its own, such as `sec-fetch-mode` and `accept-encoding`).
+   */
   fetch?: (request: Request) => Promise<Response>;
+  /** The undici dispatcher for the upstream (default: undici's global one). */
+  dispatcher?: Dispatcher;
+}
+
+/** Statuses whose responses have no content (RFC 9110 §15.3.5, §15.4.5). */
+const NO_CONTENT = new Set([204, 205, 304]);
+
+function badGateway(what: string, e: unknown): Response {
+  return new Response(`${what}: ${e instanceof Error ? e.message : String(e)}\n`, {
+    status: 502,
+    headers: { 'content-type': 'text/plain; charset=utf-8' },
+  });
 }
 
 /**
  * A reverse sidecar: forwards each inner request to `upstream` (same path
- * and query, upstream's origin), hop-by-hop fields removed. An unreachable
- * upstream becomes an inner 502.
+ * and query, upstream's origin) as it came: its method, fields and body,
+ * minus the hop-by-hop fields (RFC 9110 §7.6.1), plus Forwarded and
+ * X-Forwarded-For naming the ATLS client's address. It uses undici's
+ * `request`, which adds no fields but Host (the upstream's) and the body's
+ * framing. The upstream's answer comes back likewise, redirects and
+ * content codings untouched. An unreachable upstream becomes an inner 502.
  */
 export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {}): AtlsApp {
   const base = new URL(upstream);
   if (base.protocol !== 'http:' && base.protocol !== 'https:') {
     throw new AtlsError('INVALID_ARGUMENT', `upstream must be an http(s) URL, not ${base.protocol}`);
   }
-  const send = options.fetch ?? ((r: Request) => fetch(r));
   const prefix = base.pathname.replace(/\/$/, '');
-  return async (request, peer) => {
+  return async (request, peer, context) => {
     const inner = new URL(request.url);
     const target = new URL(`${prefix}${inner.pathname}${inner.search}`, base.origin);
-    const headers = forwardableHeaders(request.headers);
-    for (const [k, v] of Object.entries(options.peerHeaders?.(peer) ?? {})) headers.set(k, v);
-    const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+    const fields = withForwarded(forwardableFields(request.headers, ['host']), {
+      for: context?.remoteAddress,
+      host: inner.host,
+      proto: inner.protocol.slice(0, -1),
+    });
+    for (const [k, v] of Object.entries(options.peerHeaders?.(peer) ?? {})) fields.push([k.toLowerCase(), v]);
+    const hasBody = request.body !== null && request.method !== 'GET' && request.method !== 'HEAD';
+    if (options.fetch) {
+      try {
+        const res = await options.fetch(
+          new Request(target, { method: request.method, headers: fields, redirect: 'manual', ...(hasBody ? { body: request.body, duplex: 'half' } : {}) } as RequestInit),
+        );
+        return new Response(NO_CONTENT.has(res.status) ? null : res.body, { status: res.status, headers: forwardableFields(res.headers) });
+      } catch (e) {
+        return badGateway(`upstream ${base.origin} unreachable`, e);
+      }
+    }
     try {
-      const res = await send(
-        new Request(target, {
-          method: request.method,
-          headers,
-          redirect: 'manual',
-          ...(hasBody ? { body: await request.arrayBuffer() } : {}),
-        }),
-      );
-      return new Response(res.status === 204 || res.status === 304 ? null : await res.arrayBuffer(), {
-        status: res.status,
-        headers: forwardableHeaders(res.headers),
+      const res = await undiciRequest(target, {
+        method: request.method as Dispatcher.HttpMethod,
+        headers: fields.flat(),
+        ...(hasBody ? { body: Readable.fromWeb(request.body as NodeReadableStream<Uint8Array>) } : {}),
+        ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
       });
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+      }
+      const empty = NO_CONTENT.has(res.statusCode) || request.method === 'HEAD';
+      if (empty) res.body.resume();
+      const body = empty ? null : (Readable.toWeb(res.body) as ReadableStream<Uint8Array>);
+      return new Response(body, { status: res.statusCode, headers: forwardableFields(headers) });
     } catch (e) {
-      return new Response(`upstream ${base.origin} unreachable: ${e instanceof Error ? e.message : String(e)}\n`, {
-        status: 502,
-        headers: { 'content-type': 'text/plain; charset=utf-8' },
-      });
+      return badGateway(`upstream ${base.origin} unreachable`, e);
     }
   };
 }
 
+/** Options of {@link forwardHandler}. */
+export interface ForwardOptions {
+  /** Largest request body taken from a local client (413 above; default 1 MiB, the server's default). */
+  maxBodyBytes?: number;
+}
+
 /**
  * A forward sidecar: any local plain-HTTP request is sent through `client`
- * to the same path on `to`'s origin, ATLS-protected; the inner response comes
- * back as is. ATLS failures become a local 502 with a one-line reason.
+ * to the same path on `to`'s origin, ATLS-protected, as it came: method,
+ * fields and body, minus the hop-by-hop fields, plus Forwarded and
+ * X-Forwarded-For naming the local client. Redirects are passed back, not
+ * followed. A body the service refuses as too large comes back as its 413;
+ * other ATLS failures become a local 502 with a one-line reason.
  */
-export function forwardHandler(client: AtlsClient, to: string | URL): (request: Request) => Promise<Response> {
+export function forwardHandler(
+  client: AtlsClient,
+  to: string | URL,
+  options: ForwardOptions = {},
+): (request: Request, connection?: ConnectionInfo) => Promise<Response> {
   const base = new URL(to);
+  const max = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   // `to` may name the service's ATLS endpoint rather than its origin: the endpoint is not a prefix.
   const path = base.pathname.replace(/\/$/, '');
   const prefix = (DEFAULT_ENDPOINTS as readonly string[]).includes(path) ? '' : path;
-  return async (request) => {
+  return async (request, connection) => {
     const local = new URL(request.url);
     const target = new URL(`${prefix}${local.pathname}${local.search}`, base.origin);
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
+    const fields = withForwarded(forwardableFields(request.headers, ['host']), {
+      for: connection?.remoteAddress,
+      host: local.host,
+      proto: local.protocol.slice(0, -1),
+    });
     try {
+      const body = hasBody ? await readBody(request.body, max, request.headers.get('content-length')) : undefined;
       return await client.fetch(target, {
         method: request.method,
-        headers: forwardableHeaders(request.headers),
-        ...(hasBody ? { body: await request.arrayBuffer() } : {}),
+        headers: fields,
+        redirect: 'manual',
+        ...(body !== undefined ? { body } : {}),
       });
     } catch (e) {
+      if (e instanceof AtlsError && e.code === 'TOO_LARGE') {
+        return new Response(`atls proxy: ${e.message}\n`, { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+      }
       const reason = e instanceof AtlsError ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e);
       return new Response(`atls proxy: ${reason}\n`, { status: 502, headers: { 'content-type': 'text/plain; charset=utf-8' } });
     }

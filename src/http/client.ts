@@ -38,6 +38,8 @@ import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLeng
 
 /** Largest outer response body the client reads (default 32 MiB). */
 const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
+/** Largest inner request that rides with the client's final flight. */
+const MAX_PIGGYBACK_BYTES = 64 * 1024;
 /** A handshake that needs more round trips than this is refused (HRR makes 3). */
 const MAX_HANDSHAKE_ROUND_TRIPS = 8;
 /**
@@ -110,8 +112,10 @@ export interface AtlsClientOptions {
   piggyback?: boolean;
   /** After a lost session, resend non-idempotent requests too (default false). */
   retryNonIdempotent?: boolean;
-  /** Largest outer response body read (default 32 MiB). */
+  /** Largest outer response body read (default 32 MiB, and at least `maxBodyBytes` plus framing). */
   maxResponseBytes?: number;
+  /** Largest inner request or response content (default 16 MiB); a larger request body is TOO_LARGE (local). */
+  maxBodyBytes?: number;
   /**
    * Keep the latest TLS ticket of each origin (up to 256 origins) and offer it
    * at the next handshake there, after a lost session too (default true;
@@ -508,7 +512,12 @@ class OriginSession {
     const run = this.queue.then(async () => {
       const res = await this.post(await this.session.send(bhttp), 'flight', 0, signal);
       if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
-      if (res.status !== 200) throw responseError(res, this.endpoint);
+      if (res.status !== 200) {
+        // Records the server did not take (a 413 refuses them unread) leave the two ends' record
+        // sequence numbers apart: this session cannot go on; the next request handshakes again.
+        this.session.destroy();
+        throw responseError(res, this.endpoint);
+      }
       if (bodyKind(res.headers.get('content-type')) !== 'flight') {
         throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without TLS records', { source: 'remote' });
       }
@@ -556,6 +565,8 @@ class OriginSession {
 class ClientCore {
   readonly transport: HttpTransport;
   readonly maxResponse: number;
+  /** Largest inner content either way. */
+  readonly maxContent: number;
   readonly sessions = new Map<string, OriginSession>();
   /** Latest ticket per origin; undefined with `resumption: false`. */
   readonly tickets: TicketCache | undefined;
@@ -569,7 +580,9 @@ class ClientCore {
       ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
       ...(options.env ? { env: options.env } : {}),
     });
-    this.maxResponse = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE;
+    this.maxContent = options.maxBodyBytes ?? BHTTP_DEFAULT_LIMITS.maxContent;
+    // Room for the inner response's head and the protection around it.
+    this.maxResponse = options.maxResponseBytes ?? Math.max(DEFAULT_MAX_RESPONSE, this.maxContent + 64 * 1024);
     const ep = options.endpoint ?? DEFAULT_ENDPOINT;
     if (!ep.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', 'endpoint must be a path starting with "/"');
   }
@@ -590,7 +603,7 @@ class ClientCore {
     signal: AbortSignal | undefined,
   ): Promise<{ os: OriginSession; answer: Uint8Array | undefined }> {
     const existing = this.sessions.get(origin);
-    if (existing) {
+    if (existing && existing.session.state !== 'closed' && existing.session.state !== 'failed') {
       await existing.ready;
       return { os: existing, answer: undefined };
     }
@@ -629,7 +642,7 @@ class ClientCore {
       url: new URL(request.url),
       method: request.method,
       headers: request.headers,
-      body: request.body ? await readLimited(request.body, BHTTP_DEFAULT_LIMITS.maxContent, 'local') : null,
+      body: request.body ? await readLimited(request.body, this.maxContent, 'local') : null,
     };
     const urls = [hop.url];
     for (;;) {
@@ -655,14 +668,16 @@ class ClientCore {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`);
     }
-    const bhttp = await requestToBhttp(new Request(url, { method, headers: hop.headers, body: hop.body }));
+    const limits = { maxContent: this.maxContent };
+    const bhttp = await requestToBhttp(new Request(url, { method, headers: hop.headers, body: hop.body }), limits);
     const resend = isIdempotent(method) || this.options.retryNonIdempotent === true;
-    const piggyback = this.options.piggyback !== false;
+    // A large request waits for the handshake: riding with the final flight it would count as one.
+    const piggyback = this.options.piggyback !== false && bhttp.length <= MAX_PIGGYBACK_BYTES;
     for (let attempt = 0; ; attempt++) {
       const { os, answer } = await this.acquire(url.origin, piggyback ? bhttp : undefined, signal);
-      if (answer) return bhttpToResponse(answer);
+      if (answer) return bhttpToResponse(answer, limits);
       try {
-        return bhttpToResponse(await os.request(bhttp, signal));
+        return bhttpToResponse(await os.request(bhttp, signal), limits);
       } catch (e) {
         if (!(e instanceof SessionLost)) throw e;
         if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);

@@ -30,7 +30,7 @@ export { limitConnections, httpServerTimeouts, DEFAULT_CONNECTION_LIMITS } from 
 export type { ConnectionEvent, ConnectionLimits, ConnectionStats } from './connections.js';
 export type { AtlsPeer } from './peer.js';
 export { toNodeListener, createAtlsServer, atlsNodeListener } from './node.js';
-export type { AtlsNodeListenerOptions, AtlsNodeServer, AtlsServerOptions, NodeListenerOptions, WebHandler } from './node.js';
+export type { AtlsNodeListenerOptions, AtlsNodeServer, AtlsServerOptions, ConnectionInfo, NodeListenerOptions, WebHandler } from './node.js';
 export { atls } from './hono.js';
 export type { AtlsMiddleware, AtlsMiddlewareOptions, AtlsVariables, FetchApp } from './hono.js';
 export { atlsFetch, createAtlsClient } from './client.js';
@@ -46,4 +46,4 @@ export type {
 export { noProxyMatches, proxyFor } from './transport.js';
 export type { AtlsTransportOptions, ProxySettings } from './transport.js';
 export { echoApp, echoRawApp, upstreamApp, forwardHandler } from './apps.js';
-export type { UpstreamOptions } from './apps.js';
+export type { ForwardOptions, UpstreamOptions } from './apps.js';

@@ -19,8 +19,14 @@ import { errorReply, errorResponse, type HttpReply } from './wire.js';
 import { httpServerTimeouts, limitConnections, type ConnectionLimits, type ConnectionStats } from './connections.js';
 import { TrustedProxies } from '../peers.js';
 
-/** A fetch-style handler. */
-export type WebHandler = (request: Request) => Response | Promise<Response>;
+/** What a handler may know about the connection a request came on. */
+export interface ConnectionInfo {
+  /** The peer's address (the client, or the last proxy). */
+  remoteAddress: string | undefined;
+}
+
+/** A fetch-style handler; `toNodeListener` also passes the connection's details. */
+export type WebHandler = (request: Request, connection?: ConnectionInfo) => Response | Promise<Response>;
 
 /** Options of {@link toNodeListener}. */
 export interface NodeListenerOptions {
@@ -100,7 +106,7 @@ export function toNodeListener(handler: WebHandler, options: NodeListenerOptions
     void (async () => {
       let response: Response;
       try {
-        response = await handler(request);
+        response = await handler(request, { remoteAddress: req.socket.remoteAddress });
       } catch (e) {
         options.onError?.(e);
         response = errorResponse(e);
@@ -312,9 +318,11 @@ async function respond(
     onError?.(e);
     reply = errorReply(e);
   }
-  if (x.read === undefined && !x.complete) x.drain(); // an unread body (405, 415, 413): drain it
+  // An unread body (405, 415, 413) is read and discarded on a connection kept open: closing it
+  // under a client still sending makes that client fail its write (EPIPE) before it reads the answer.
+  if (x.read === undefined && !x.complete) x.drain();
   try {
-    writeReply(res, reply, reply.status !== 413);
+    writeReply(res, reply);
   } catch (e) {
     onError?.(e);
     res.destroy();

@@ -21,7 +21,7 @@ import { checkServerCredentials } from '../engines/credentials.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
-import { decodeRequest, encodeResponse, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
+import { BHTTP_DEFAULT_LIMITS, decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
 import {
@@ -64,6 +64,8 @@ export interface AtlsAppContext {
    * middleboxes' view). On the `node:http` fast path it is built when first read.
    */
   readonly outer: Request;
+  /** Address of the outer connection's peer (the client, or the last middlebox), when the front knows it. */
+  readonly remoteAddress?: string | undefined;
 }
 
 /**
@@ -350,6 +352,9 @@ class LazyContext implements AtlsAppContext {
   get outer(): Request {
     return (this.request ??= this.x.outer());
   }
+  get remoteAddress(): string | undefined {
+    return this.x.remoteAddress;
+  }
 }
 
 function contextOf(x: AtlsRawRequest): AtlsAppContext {
@@ -360,9 +365,9 @@ function contextOf(x: AtlsRawRequest): AtlsAppContext {
  * Decodes the inner request for a raw app, holding it to the rules the fetch
  * conversion (bhttpToRequest) enforces where they are about the message, not about fetch.
  */
-function rawInner(plaintext: Uint8Array, scheme: string, authority: string): BhttpRequest {
+function rawInner(plaintext: Uint8Array, scheme: string, authority: string, limits: BhttpLimits): BhttpRequest {
   const what = 'binary HTTP request';
-  const m = decodeRequest(plaintext); // RFC 9292: exactly one known-length request
+  const m = decodeRequest(plaintext, limits); // RFC 9292: exactly one known-length request
   if (m.scheme === '') m.scheme = scheme;
   if (m.authority === '') {
     let host: string | undefined;
@@ -414,6 +419,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const app: AtlsApp = givenApp ?? (() => new Response(null, { status: 500 }));
   const limits = options.limits ?? {};
   const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'limits.maxBodyBytes');
+  // Inner content may be as large as the body allows (a larger limit raises Binary HTTP's default too).
+  const contentLimits = { maxContent: Math.max(BHTTP_DEFAULT_LIMITS.maxContent, maxBody) };
   /** Events are built only when someone listens (a URL string and an object per request otherwise). */
   const listening = options.onEvent !== undefined;
   const emit = (ev: AtlsServerEvent): void => {
@@ -463,7 +470,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const scheme = x.https ? 'https' : 'http';
     if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, scheme);
     // RFC 9292: the plaintext is exactly one known-length request; a bad one is the peer's fault (400).
-    const inner = bhttpToRequest(plaintext, { scheme, authority: x.authority });
+    const inner = bhttpToRequest(plaintext, { scheme, authority: x.authority }, contentLimits);
     let res: Response;
     try {
       res = await app(inner, peer, contextOf(x));
@@ -474,7 +481,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     }
     if (listening) emit({ type: 'request', peer, method: inner.method, url: inner.url, status: res.status });
     try {
-      return await responseToBhttp(res);
+      return await responseToBhttp(res, contentLimits);
     } catch (error) {
       emit({ type: 'app-error', peer, error });
       return responseToBhttp(new Response('internal server error\n', { status: 500 }));
@@ -489,7 +496,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     x: AtlsRawRequest,
     scheme: string,
   ): Promise<Uint8Array> {
-    const inner = rawInner(plaintext, scheme, x.authority);
+    const inner = rawInner(plaintext, scheme, x.authority, contentLimits);
     let status: number;
     let encoded: Uint8Array;
     try {

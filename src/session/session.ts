@@ -29,10 +29,13 @@ import type {
   TlsServerConfig,
 } from '../engines/types.js';
 import { splitRecords } from '../records.js';
+import { concatBytes } from '../bytes.js';
 import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
 import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
 
 const DEFAULT_MAX_FLIGHT = 256 * 1024;
+/** Application data written to the engine at once in mode `records` (below every engine's bound). */
+const MAX_SEND_PIECE = 128 * 1024;
 const ALERT_CONTENT_TYPE = 21;
 
 type Operation = 'start' | 'receive' | 'send' | 'protect' | 'unprotect' | 'export' | 'close';
@@ -111,7 +114,9 @@ abstract class AtlsSession {
       throw new AtlsError('INVALID_STATE', 'call start() before receive()');
     }
     const max = this.options.maxFlightBytes ?? DEFAULT_MAX_FLIGHT;
-    if (flight.length > max) {
+    // Application data of mode `records` is bounded by the binding (its body limit), not as a flight.
+    const data = this._state === 'established' && this.mode === 'records';
+    if (flight.length > max && !data) {
       throw this.fail(new AtlsError('TOO_LARGE', `flight of ${flight.length} bytes exceeds ${max}`));
     }
     if (flight.length === 0 && this._state === 'idle') {
@@ -123,9 +128,24 @@ abstract class AtlsSession {
       return this.absorb({ flight: new Uint8Array(0), events: [] }, true);
     }
     return this.run(async (conn) => {
-      splitRecords(flight, { dtls: this.isDtls() }); // draft §9.1: a body is whole records
-      const step = await conn.receive(flight);
-      return this.absorb(step, true);
+      // draft §9.1: a body is whole records.
+      const records = splitRecords(flight, { dtls: this.isDtls(), ...(data ? { maxRecords: 2 ** 31 } : {}) });
+      if (flight.length <= MAX_SEND_PIECE) return this.absorb(await conn.receive(flight), true);
+      // More than an engine takes at once: whole records in pieces, their results joined.
+      const flights: Uint8Array[] = [];
+      const events: EngineStep['events'] = [];
+      for (let i = 0; i < records.length; ) {
+        const from = records[i]!.offset;
+        let to = from;
+        while (i < records.length && (to === from || records[i]!.offset + records[i]!.headerLength + records[i]!.length - from <= MAX_SEND_PIECE)) {
+          to = records[i]!.offset + records[i]!.headerLength + records[i]!.length;
+          i++;
+        }
+        const step = await conn.receive(flight.subarray(from, to));
+        flights.push(step.flight);
+        events.push(...step.events);
+      }
+      return this.absorb({ flight: concatBytes(flights), events }, true);
     });
   }
 
@@ -138,8 +158,13 @@ abstract class AtlsSession {
     if (this.mode !== 'records') {
       throw new AtlsError('INVALID_STATE', 'send() is for mode "records"; use protect() in mode "exported"');
     }
-    const r = await this.run(async (conn) => this.absorb(await conn.write(data), false));
-    return r.flight;
+    // Engines bound one write (the native engine's memory BIO); larger data goes in pieces.
+    const pieces: Uint8Array[] = [];
+    for (let at = 0; at < data.length || at === 0; at += MAX_SEND_PIECE) {
+      const piece = data.subarray(at, at + MAX_SEND_PIECE);
+      pieces.push((await this.run(async (conn) => this.absorb(await conn.write(piece), false))).flight);
+    }
+    return pieces.length === 1 ? pieces[0]! : concatBytes(pieces);
   }
 
   /** Mode `exported`: seal one application message (docs/protocol.md §4). */

@@ -181,6 +181,50 @@ describe('atls command', () => {
     assert.match(await refused.text(), /certificate/i);
   });
 
+  it('--max-body: a refused body is a 413 for atls fetch and for curl through atls proxy; a raised one passes', async () => {
+    const curl = spawnSync('curl', ['--version']);
+    assert.equal(curl.status, 0, 'curl is needed (Debian package curl)');
+    const ca = join(certs, 'ca.pem');
+    const { child, line } = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo', '--max-body', '64k',
+    ]);
+    daemons.push(child);
+    const service = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, Buffer.alloc(300 * 1024, 0x61));
+    const refused = await atlsAsync(['fetch', `${service}/x`, '-X', 'POST', '-d', `@${big}`, '--ca', ca]);
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /413/);
+    const proxy = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', service, '--ca', ca, '--max-body', '1M']);
+    daemons.push(proxy.child);
+    const local = /(http:\/\/[^\s]+)/.exec(proxy.line)![1]!;
+    const viaCurl = (file: string): Promise<string> =>
+      new Promise((resolve) => {
+        const c = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', `@${file}`, new URL('/x', local).href]);
+        let out = '';
+        c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        c.on('close', () => resolve(out));
+      });
+    assert.equal(await viaCurl(big), '413');
+    const small = join(dir, 'small.bin');
+    writeFileSync(small, 'small body');
+    assert.equal(await viaCurl(small), '200');
+    // The proxy's own limit.
+    const huge = join(dir, 'huge.bin');
+    writeFileSync(huge, Buffer.alloc(2 * 1024 * 1024, 0x62));
+    assert.equal(await viaCurl(huge), '413');
+    // A raised limit on serve lets the large body through.
+    const roomy = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo', '--max-body', '4M',
+    ]);
+    daemons.push(roomy.child);
+    const roomyOrigin = new URL(/(http:\/\/[^\s]+)/.exec(roomy.line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const passed = await atlsAsync(['fetch', `${roomyOrigin}/x`, '-X', 'POST', '-d', `@${big}`, '--ca', ca]);
+    assert.equal(passed.status, 0, passed.stderr);
+    assert.equal(passed.stdout.length, 300 * 1024);
+    assert.notEqual(atls(['serve', '--listen', '127.0.0.1:0', '--echo', '--max-body', 'lots']).status, 0);
+  });
+
   it('serve, fetch and proxy take --ciphers (TLS 1.2) and --ciphersuites (TLS 1.3)', async () => {
     const serverCert = ['--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo'];
     const ca = ['--ca', join(certs, 'ca.pem')];
