@@ -28,7 +28,7 @@ import type {
   TlsClientConfig,
   TlsServerConfig,
 } from '../engines/types.js';
-import { splitRecords } from '../records.js';
+import { parseServerHello, splitRecords } from '../records.js';
 import { concatBytes } from '../bytes.js';
 import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
 import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
@@ -37,6 +37,8 @@ const DEFAULT_MAX_FLIGHT = 256 * 1024;
 /** Application data written to the engine at once in mode `records` (below every engine's bound). */
 const MAX_SEND_PIECE = 128 * 1024;
 const ALERT_CONTENT_TYPE = 21;
+/** The extended_master_secret extension (RFC 7627 §5.1). */
+const EXTENDED_MASTER_SECRET = 23;
 
 type Operation = 'start' | 'receive' | 'send' | 'protect' | 'unprotect' | 'export' | 'close';
 
@@ -65,6 +67,8 @@ abstract class AtlsSession {
   private _info: HandshakeInfo | undefined;
   private _error: AtlsError | undefined;
   private _ticket: Uint8Array | undefined;
+  /** The ServerHello carried extended_master_secret (RFC 7627 §5.2); undefined until it passed by. */
+  private serverHelloEms: boolean | undefined;
   private busy = false;
 
   protected constructor(
@@ -130,7 +134,12 @@ abstract class AtlsSession {
     return this.run(async (conn) => {
       // draft §9.1: a body is whole records.
       const records = splitRecords(flight, { dtls: this.isDtls(), ...(data ? { maxRecords: 2 ** 31 } : {}) });
-      if (flight.length <= MAX_SEND_PIECE) return this.absorb(await conn.receive(flight), true);
+      if (this.role === 'client') this.noteServerHello(flight);
+      if (flight.length <= MAX_SEND_PIECE) {
+        const step = await conn.receive(flight);
+        if (this.role === 'server') this.noteServerHello(step.flight);
+        return this.absorb(step, true);
+      }
       // More than an engine takes at once: whole records in pieces, their results joined.
       const flights: Uint8Array[] = [];
       const events: EngineStep['events'] = [];
@@ -145,7 +154,9 @@ abstract class AtlsSession {
         flights.push(step.flight);
         events.push(...step.events);
       }
-      return this.absorb({ flight: concatBytes(flights), events }, true);
+      const out = concatBytes(flights);
+      if (this.role === 'server') this.noteServerHello(out);
+      return this.absorb({ flight: out, events }, true);
     });
   }
 
@@ -205,6 +216,7 @@ abstract class AtlsSession {
     if (!this.conn) {
       throw new AtlsError('INVALID_STATE', 'the TLS engine was released after key export (set retainEngine)');
     }
+    this.requireExtendedMasterSecret();
     return this.conn.exportKeyingMaterial(length, label, context);
   }
 
@@ -368,8 +380,36 @@ abstract class AtlsSession {
     return { flight: step.flight, events };
   }
 
+  /** Looks for the ServerHello in a server-to-client flight and notes whether it negotiated EMS. */
+  private noteServerHello(flight: Uint8Array): void {
+    if (this.serverHelloEms !== undefined || flight.length === 0) return;
+    try {
+      const hello = parseServerHello(flight, { dtls: this.isDtls() });
+      if (!hello.isHelloRetryRequest) this.serverHelloEms = hello.extensions.some((e) => e.type === EXTENDED_MASTER_SECRET);
+    } catch {
+      // No ServerHello in this flight (a HelloVerifyRequest, later flights, encrypted TLS 1.3).
+    }
+  }
+
+  /**
+   * RFC 7627 §5.4: no keying material may be exported from a TLS 1.2 master
+   * secret made without Extended Master Secret (the triple handshake attack
+   * lets a man in the middle share it with both ends).
+   */
+  private requireExtendedMasterSecret(): void {
+    const v = this._info?.version;
+    if ((v === 'TLSv1.2' || v === 'DTLSv1.2') && this.serverHelloEms !== true) {
+      throw new AtlsError(
+        'HANDSHAKE_FAILED',
+        `${v} handshake without Extended Master Secret: key export refused (RFC 7627 §5.4)`,
+        { source: 'remote' },
+      );
+    }
+  }
+
   private deriveChannel(info: HandshakeInfo): void {
     if (this.channel || !this.conn) return;
+    this.requireExtendedMasterSecret();
     const spec = aeadForSuite(info.cipherSuite); // draft §7.2: the negotiated suite's AEAD
     const block = this.conn.exportKeyingMaterial(keyBlockLength(spec), EXPORTER_LABEL); // draft §7.1, no context
     try {

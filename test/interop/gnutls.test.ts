@@ -262,3 +262,70 @@ for (const engine of clientEngines()) {
     }
   });
 }
+
+// ---------------------------------------------------------------- RFC 7627 §5.4: no export without EMS
+
+const NO_EMS = `${priority('TLSv1.2', 'ecdsa', 'cli')}:%NO_SESSION_HASH`;
+const isEmsRefusal = (e: unknown): boolean =>
+  e instanceof AtlsError && e.code === 'HANDSHAKE_FAILED' && /Extended Master Secret/.test(e.message) && /RFC 7627/.test(e.message);
+
+async function emsServerCase(t: TestContext, engine: TlsEngine, ems: boolean): Promise<void> {
+  const gnutlsCli = requireTool(t, 'gnutls-cli');
+  if (!gnutlsCli) return;
+  const listener = await listenOnce();
+  t.after(() => listener.close());
+  const args = cliArgs(listener.port, 'TLSv1.2', 'ecdsa', 32).map((a) => (a.startsWith('--priority=') && !ems ? `--priority=${NO_EMS}` : a));
+  const cli = ToolProcess.spawn(gnutlsCli, args);
+  t.after(() => cli.kill());
+  const ch = new FlightChannel(await listener.accept());
+  t.after(() => ch.close());
+  const server = new AtlsServerSession({ engine, mode: 'exported', tls: serverTls(disk.pki, 'TLSv1.2', 'ecdsa') });
+  t.after(() => server.destroy());
+  if (ems) {
+    await serverHandshake(server, ch);
+    assert.equal(server.state, 'established');
+    assert.ok(server.protectedOverhead! > 0, 'keys exported');
+  } else {
+    await assert.rejects(serverHandshake(server, ch), isEmsRefusal);
+    assert.equal(server.state, 'failed');
+  }
+}
+
+async function emsClientCase(t: TestContext, engine: TlsEngine): Promise<void> {
+  const gnutlsServ = requireTool(t, 'gnutls-serv');
+  if (!gnutlsServ) return;
+  const { srv, port } = await startServ(gnutlsServ, (p) =>
+    servArgs(p, 'TLSv1.2', 'ecdsa', 32).map((a) => (a.startsWith('--priority=') ? `--priority=${NO_EMS}` : a)),
+  );
+  t.after(() => srv.kill());
+  const ch = new FlightChannel(await connectTcp(port));
+  t.after(() => ch.close());
+  const client = new AtlsClientSession({ engine, mode: 'exported', tls: clientTls(disk.pki, 'TLSv1.2', 'ecdsa') });
+  t.after(() => client.destroy());
+  await assert.rejects(clientHandshake(client, ch), isEmsRefusal);
+  // A records-mode session may run without EMS, but exports nothing.
+  const ch2 = new FlightChannel(await connectTcp(port));
+  t.after(() => ch2.close());
+  const records = new AtlsClientSession({ engine, mode: 'records', tls: clientTls(disk.pki, 'TLSv1.2', 'ecdsa') });
+  t.after(() => records.destroy());
+  await clientHandshake(records, ch2).catch(() => undefined); // gnutls-serv serves one client at a time
+  if (records.handshakeInfo) assert.throws(() => records.exportKeyingMaterial(32, LABEL), isEmsRefusal);
+}
+
+for (const engine of engines()) {
+  describe(`TLS 1.2 key export requires Extended Master Secret (${engine.name} engine)`, SUITE, () => {
+    it('gnutls-cli with %NO_SESSION_HASH -> our server in mode exported: refused, naming RFC 7627', { timeout: CASE_TIMEOUT }, (t) =>
+      emsServerCase(t, engine, false),
+    );
+    it('gnutls-cli with EMS (its default) -> our server in mode exported: keys exported', { timeout: CASE_TIMEOUT }, (t) =>
+      emsServerCase(t, engine, true),
+    );
+  });
+}
+
+for (const engine of clientEngines()) {
+  describe(`our client (${engine.name} engine) requires Extended Master Secret for TLS 1.2 key export`, SUITE, () => {
+    const skip = clientSkip(engine, 'TLSv1.2', 'ecdsa');
+    it('gnutls-serv with %NO_SESSION_HASH: refused, naming RFC 7627', { timeout: CASE_TIMEOUT, skip }, (t) => emsClientCase(t, engine));
+  });
+}
