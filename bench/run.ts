@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every figure of issue 6 in one run, printed as one table
  * and written as JSON to bench/out/. `BENCH_QUICK=1` runs a smoke-sized
- * version (seconds); `BENCH_ONLY=1,2` picks figures; `BENCH_SESSIONS`
+ * version (seconds); `BENCH_ONLY=1,2` picks figures (6: the Go client); `BENCH_SESSIONS`
  * overrides the largest session count of figure 4 (default 100000).
  * See bench/README.md for the method and the figures.
  * @module
@@ -14,9 +14,10 @@ import { defaultEngine } from '../src/engines/index.js';
 import { canPin, LOAD_CPU, SERVER_CPU } from './lib/procs.js';
 import { formatTable, type BenchRow } from './lib/stats.js';
 import { cryptoSection } from './sections/crypto.js';
-import { handshakeSection, requestSection, type LoadOptions } from './sections/load.js';
+import { breakEvenRows, handshakeSection, requestSection, type LoadOptions } from './sections/load.js';
 import { memorySection } from './sections/memory.js';
 import { wireSection } from './sections/wire.js';
+import { independentSection } from './sections/independent.js';
 
 /** Sizes of a run. */
 export interface BenchPlan {
@@ -41,7 +42,7 @@ export function plan(env: Record<string, string | undefined> = process.env): Ben
       : { warmupMs: 1000, durationMs: 3000, hsConcurrency: 8, reqConcurrency: 16, sizes },
     ecdsaSessions: [Math.min(quick ? 200 : 10_000, big)],
     pskSessions: [...new Set([Math.min(quick ? 200 : 10_000, big), big])],
-    only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5').split(',').map((s) => s.trim())),
+    only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5,6').split(',').map((s) => s.trim())),
   };
 }
 
@@ -79,7 +80,9 @@ async function main(): Promise<void> {
   await step('1', 'handshakes', () => handshakeSection(pki, p.load, crypto.costs));
   await step('2', 'requests', () => requestSection(pki, p.load, crypto.costs));
   await step('4', 'server memory', () => memorySection(pki, p.ecdsaSessions, p.pskSessions));
-  const order = ['1', '2', '3', '4', '5'];
+  await step('6', 'independent client (Go)', () => independentSection(pki, p.load));
+  rows.push(...breakEvenRows(rows));
+  const order = ['1', '2', '3', '4', '5', '6'];
   rows.sort((a, b) => order.indexOf(a.section[0]!) - order.indexOf(b.section[0]!));
   console.log(formatTable(rows));
   const outDir = fileURLToPath(new URL('./out/', import.meta.url));

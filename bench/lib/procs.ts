@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+import { fork, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { BenchPki, FromChild, LoadJob, LoadResult, ServerSpec, ToChild } from './scenarios.js';
@@ -193,4 +193,51 @@ export async function runLoad(job: LoadJob, pki: BenchPki, server: ServerHandle,
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The independent load generator (`bench/go-client`, Go's crypto/tls and net/http), built on first use; undefined without `go`. */
+export function goClient(): string | undefined {
+  const out = here('../out/atls-go-client');
+  try {
+    execFileSync('go', ['build', '-o', out, '.'], { cwd: here('../go-client'), stdio: ['ignore', 'ignore', 'inherit'] });
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs the Go client with `args` against `server` (pinned to {@link LOAD_CPU}): warm-up, "mark",
+ * the measured window, "stop"; the server's CPU is read around the window as in {@link runLoad}.
+ */
+export async function runGoLoad(binary: string, args: string[], server: ServerHandle, timing: LoadTiming): Promise<LoadSummary> {
+  const proc = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  pin(proc.pid, LOAD_CPU);
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  try {
+    await sleep(timing.warmupMs);
+    const c0 = await server.cpu();
+    proc.stdin.write('mark\n');
+    await sleep(timing.durationMs);
+    proc.stdin.write('stop\n');
+    await Promise.race([exited, sleep(5000)]);
+    const c1 = await server.cpu();
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as LoadResult;
+    if (!r.ops) throw new Error(`go client: no operation completed (${r.errors} errors${r.firstError ? `, first: ${r.firstError}` : ''})`);
+    const serverCpu = c1.cpuUs - c0.cpuUs;
+    return {
+      ...r,
+      p50Us: 0,
+      p99Us: 0,
+      rate: (r.ops * 1000) / r.elapsedMs,
+      serverUsPerOp: serverCpu / r.ops,
+      serverBusy: serverCpu / (r.elapsedMs * 1000),
+      loadBusy: r.cpuUs / (r.elapsedMs * 1000),
+      capacity: (r.ops * 1e6) / serverCpu,
+    };
+  } finally {
+    if (proc.exitCode === null) proc.kill();
+  }
 }

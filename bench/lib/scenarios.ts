@@ -35,12 +35,14 @@ export type ServerSpec =
   | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web' }
   | { kind: 'https'; mutual?: boolean }
   | { kind: 'http' }
+  /** An Oblivious HTTP gateway (RFC 9458, `bench/lib/ohttp.ts`) on `node:http` serving the raw echo app. */
+  | { kind: 'ohttp' }
   /** `node:http` + `toNodeListener` + the Web echo app: the same application as ATLS with `app: 'web'`, without ATLS. */
   | { kind: 'http-web' };
 
 /** A load job run by each load process. */
 export interface LoadJob {
-  kind: 'hs-atls' | 'hs-https' | 'req-atls' | 'req-http' | 'req-https';
+  kind: 'hs-atls' | 'hs-https' | 'req-atls' | 'req-http' | 'req-https' | 'req-ohttp';
   port: number;
   /** Concurrent loops (connections / sessions) in this process. */
   concurrency: number;

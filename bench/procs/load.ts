@@ -10,6 +10,7 @@ import { defaultEngine, getEngine } from '../../src/engines/index.js';
 import type { TlsClientConfig } from '../../src/engines/types.js';
 import { H1Connection } from '../lib/h1.js';
 import { AtlsDriver } from '../lib/atls-driver.js';
+import { OhttpClient, OHTTP_REQ } from '../lib/ohttp.js';
 import { percentile } from '../lib/stats.js';
 import { innerRequest, type BenchPki, type FromChild, type LoadJob, type LoadResult, type ToChild } from '../lib/scenarios.js';
 
@@ -102,6 +103,8 @@ export class LoadRun {
         case 'req-http':
         case 'req-https':
           return await this.reqPlain();
+        case 'req-ohttp':
+          return await this.reqOhttp();
       }
     } catch (e) {
       this.error(e);
@@ -176,6 +179,27 @@ export class LoadRun {
       const t0 = performance.now();
       const m = this.measuring;
       const answer = await d.request(inner);
+      if (answer.length < job.size) throw new Error('short inner response');
+      this.record(t0, m);
+    }
+    conn.close();
+  }
+
+  /** Oblivious HTTP requests (a fresh HPKE encapsulation each) over one keep-alive connection per loop, straight to the gateway. */
+  private async reqOhttp(): Promise<void> {
+    const job = this.job;
+    const inner = innerRequest(job.size);
+    const conn = await H1Connection.connect({ port: job.port });
+    const keys = await conn.request('GET', '/ohttp-keys', {});
+    const client = await OhttpClient.fromKeyConfig(keys.body);
+    const headers = { 'content-type': OHTTP_REQ };
+    while (!this.stopped) {
+      const t0 = performance.now();
+      const m = this.measuring;
+      const { body, open } = await client.encapsulate(inner);
+      const res = await conn.request('POST', '/gateway', headers, body);
+      if (res.status !== 200) throw new Error(`OHTTP gateway answered ${res.status}`);
+      const answer = await open(res.body);
       if (answer.length < job.size) throw new Error('short inner response');
       this.record(t0, m);
     }

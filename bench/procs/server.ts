@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { createAtlsServer, echoRawApp, toNodeListener } from '../../src/http/index.js';
 import { getEngine } from '../../src/engines/index.js';
 import type { TlsServerConfig } from '../../src/engines/types.js';
+import { OhttpGateway, ohttpGatewayServer } from '../lib/ohttp.js';
 import { nodeEcho, webEcho, type BenchPki, type FromChild, type ServerSpec, type ToChild } from '../lib/scenarios.js';
 
 function send(m: FromChild): void {
@@ -19,8 +20,10 @@ function send(m: FromChild): void {
 }
 
 /** Builds the server a spec names. */
-export function buildServer(spec: ServerSpec, pki: BenchPki): Server {
+export async function buildServer(spec: ServerSpec, pki: BenchPki): Promise<Server> {
   switch (spec.kind) {
+    case 'ohttp':
+      return ohttpGatewayServer(await OhttpGateway.create(1));
     case 'atls': {
       const tls: TlsServerConfig = {
         cert: pki.server.cert,
@@ -58,13 +61,14 @@ const isMain = process.send !== undefined && process.argv[1] === fileURLToPath(i
 let server: Server | undefined;
 if (isMain) process.on('message', (m: ToChild) => {
   if (m.type === 'start-server') {
-    try {
-      server = buildServer(m.spec, m.pki);
-      server.keepAliveTimeout = 60_000;
-      server.listen(0, '127.0.0.1', () => send({ type: 'ready', port: (server!.address() as AddressInfo).port }));
-    } catch (e) {
-      send({ type: 'error', message: String(e) });
-    }
+    buildServer(m.spec, m.pki).then(
+      (s) => {
+        server = s;
+        s.keepAliveTimeout = 60_000;
+        s.listen(0, '127.0.0.1', () => send({ type: 'ready', port: (s.address() as AddressInfo).port }));
+      },
+      (e: unknown) => send({ type: 'error', message: String(e) }),
+    );
   } else if (m.type === 'cpu') {
     const c = process.cpuUsage();
     send({ type: 'cpu', cpuUs: c.user + c.system, rss: process.memoryUsage.rss() });

@@ -95,6 +95,7 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
       ['ATLS arch (a), TLS records', { kind: 'atls', mode: 'records' }, { ...base, kind: 'req-atls', mode: 'records' }],
       ['same application: node:http + toNodeListener + Web echo', { kind: 'http-web' }, { ...base, kind: 'req-http' }],
       ['ATLS arch (b), Web echo app', { kind: 'atls', mode: 'exported', app: 'web' }, { ...base, kind: 'req-atls', mode: 'exported' }],
+      ['Oblivious HTTP gateway (RFC 9458, @hpke/core)', { kind: 'ohttp' }, { ...base, kind: 'req-ohttp' }],
     ];
     const got: LoadSummary[] = [];
     for (const [name, spec, job] of variants) {
@@ -109,16 +110,31 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
         extra: { result: summary(r), size },
       });
     }
-    const [plain, , b, a, sameApp, bWeb] = got;
+    const [plain, https, b, a, sameApp, bWeb, ohttp] = got;
     const aeadUs = crypto.aead[size];
     rows.push({
       section: S,
       name: `ratio arch (b) / plain HTTP, ${label(size)}`,
       value: b!.capacity / plain!.capacity,
       unit: 'x',
-      note: `per server CPU-second (target >= 0.8); wall ${ratio(b!.rate, plain!.rate)}; arch (a) ${ratio(a!.capacity, plain!.capacity)}${
+      note: `per server CPU-second (target >= 0.85); wall ${ratio(b!.rate, plain!.rate)}; arch (a) ${ratio(a!.capacity, plain!.capacity)}${
         aeadUs ? `; arch (b) = ${((b!.capacity * aeadUs) / 1e4).toFixed(2)}% of the AEAD-only limit` : ''
       }`,
+    });
+    rows.push({
+      section: S,
+      name: `ratio arch (b) / HTTPS keep-alive, ${label(size)}`,
+      value: b!.capacity / https!.capacity,
+      unit: 'x',
+      note: `per server CPU-second (target >= 1.0); wall ${ratio(b!.rate, https!.rate)}; arch (b) / arch (a) ${ratio(b!.capacity, a!.capacity)} (target >= 1.0)`,
+    });
+    rows.push({
+      section: S,
+      name: `ratio arch (b) / Oblivious HTTP, ${label(size)}`,
+      value: b!.capacity / ohttp!.capacity,
+      unit: 'x',
+      note: `per server CPU-second: ${fmt(b!.serverUsPerOp)} against ${fmt(ohttp!.serverUsPerOp)} µs per request (OHTTP: one HPKE decapsulation per request, no session); wall ${ratio(b!.rate, ohttp!.rate)}`,
+      extra: { bUs: b!.serverUsPerOp, ohttpUs: ohttp!.serverUsPerOp, size },
     });
     rows.push({
       section: S,
@@ -129,4 +145,28 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
     });
   }
   return rows;
+}
+
+/**
+ * The number of requests N from which one ATLS session (a full handshake
+ * carrying the first request, then N - 1 protected requests) costs the server
+ * less CPU than N Oblivious HTTP requests: the smallest N with
+ * hs + (N - 1) b < N o, i.e. N > (hs - b) / (o - b). Needs figure 1's full
+ * server-only handshake row and figure 2's 100 B OHTTP row of the same run.
+ */
+export function breakEvenRows(rows: readonly BenchRow[]): BenchRow[] {
+  const hs = rows.find((r) => r.name === 'ATLS endpoint (b), server-only, full')?.extra?.atls as LoadSummary | undefined;
+  const cmp = rows.find((r) => r.name === 'ratio arch (b) / Oblivious HTTP, 100 B')?.extra as { bUs: number; ohttpUs: number } | undefined;
+  if (!hs || !cmp) return [];
+  const { bUs, ohttpUs } = cmp;
+  const n = ohttpUs > bUs ? Math.max(1, Math.floor((hs.serverUsPerOp - bUs) / (ohttpUs - bUs)) + 1) : Infinity;
+  return [
+    {
+      section: '2 requests',
+      name: 'break-even N: ATLS session (handshake + N requests) < N OHTTP requests, 100 B',
+      value: n,
+      unit: 'requests',
+      note: `server CPU: handshake with the first request ${fmt(hs.serverUsPerOp)} µs, arch (b) ${fmt(bUs)} µs, OHTTP ${fmt(ohttpUs)} µs per request`,
+    },
+  ];
 }

@@ -1,0 +1,3 @@
+module atls/bench/go-client
+
+go 1.19
