@@ -5,8 +5,11 @@
 //
 // It reads commands on stdin: "mark" starts the measured window, "stop" ends
 // it and prints one JSON line {ops, errors, firstError, elapsedMs, cpuUs}.
+// With -count N it measures from the start, stops after N operations or at
+// the first error, prints the same line and exits (1 on an error).
 //
 //	atls-bench-client -job atls-req -mode exported -url http://127.0.0.1:8443 -ca ca.pem
+//	atls-bench-client -job atls-fresh -mode records -count 20 -conns 1 -url ... -ca ca.pem
 package main
 
 import (
@@ -49,6 +52,7 @@ type options struct {
 	conns     int
 	size      int
 	piggyback bool
+	count     int64
 	tls       *tls.Config
 }
 
@@ -62,6 +66,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 8, "concurrent loops (connections / sessions)")
 	flag.IntVar(&o.size, "size", 100, "request body size in bytes")
 	flag.BoolVar(&o.piggyback, "piggyback", true, "send the first request with the client's final flight")
+	flag.Int64Var(&o.count, "count", 0, "stop after this many operations or at the first error (no stdin commands)")
 	flag.Parse()
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -72,7 +77,19 @@ func main() {
 		fatal(errors.New("no certificate in -ca"))
 	}
 	o.tls = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
-	r := &run{o: o}
+	r := &run{o: o, finished: make(chan struct{})}
+	if o.count > 0 {
+		r.mark()
+		r.start()
+		<-r.finished
+		res := r.stop()
+		out, _ := json.Marshal(res)
+		fmt.Println(string(out))
+		if res.Errors > 0 {
+			os.Exit(1)
+		}
+		return
+	}
 	r.start()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -103,7 +120,8 @@ type run struct {
 	markAt    time.Time
 	markCPU   time.Duration
 	client    *http.Client
-	startOnce sync.Once
+	finished  chan struct{} // closed when -count is reached or an error ends a counted run
+	finish    sync.Once
 }
 
 type result struct {
@@ -153,13 +171,25 @@ func (r *run) stop() result {
 
 func (r *run) done(measured bool) {
 	if measured && r.measuring.Load() {
-		r.ops.Add(1)
+		if n := r.ops.Add(1); r.o.count > 0 && n >= r.o.count {
+			r.end()
+		}
 	}
+}
+
+func (r *run) end() {
+	r.finish.Do(func() {
+		r.stopped.Store(true)
+		close(r.finished)
+	})
 }
 
 func (r *run) fail(err error) {
 	if r.errs.Add(1) == 1 {
 		r.firstErr.Store(err.Error())
+	}
+	if r.o.count > 0 {
+		r.end()
 	}
 	time.Sleep(10 * time.Millisecond)
 }
