@@ -2,6 +2,7 @@
 import type { TlsClientConfig } from '../engines/types.js';
 import { cipherFlags, pskFrom, readPem, versionRange } from './options.js';
 import { AtlsError } from '../errors.js';
+import type { AtlsClientOptions, AtlsPolicy } from '../http/client.js';
 
 /** The ATLS-layer trust and identity named by the flags (never the transport's). */
 export function clientTlsFrom(opts: Record<string, unknown>): TlsClientConfig {
@@ -17,5 +18,20 @@ export function clientTlsFrom(opts: Record<string, unknown>): TlsClientConfig {
     ...(typeof opts.serverName === 'string' ? { serverName: opts.serverName } : {}),
     ...(psk ? { psk } : {}),
     ...cipherFlags(opts, psk !== undefined),
+  };
+}
+
+/**
+ * The transport and policy flags shared by `fetch` and `proxy`: `--policy`
+ * (draft §6.2), `--transport-ca` (the trust store `auto` verifies against;
+ * default Node's root certificates), `--insecure-transport`.
+ */
+export function clientTransportFrom(opts: Record<string, unknown>): Pick<AtlsClientOptions, 'policy' | 'transport'> {
+  return {
+    ...(typeof opts.policy === 'string' ? { policy: opts.policy as AtlsPolicy } : {}),
+    transport: {
+      insecure: opts.insecureTransport === true,
+      ...(typeof opts.transportCa === 'string' ? { ca: readPem(opts.transportCa, '--transport-ca') } : {}),
+    },
   };
 }

@@ -23,6 +23,10 @@ const ciphersOption = (): Option =>
   new Option('--ciphers <list>', 'TLS 1.2 cipher suites, OpenSSL names, colon separated (ECDHE-ECDSA-AES256-GCM-SHA384:...)');
 const ciphersuitesOption = (): Option =>
   new Option('--ciphersuites <list>', 'TLS 1.3 suites, colon separated (TLS_AES_256_GCM_SHA384:TLS_AES_128_CCM_SHA256:...)');
+const policyOption = (): Option =>
+  new Option('--policy <policy>', 'always: ATLS; auto: plain HTTPS when the transport verifies end to end, else ATLS; never: plain')
+    .choices(['always', 'auto', 'never'])
+    .default('always');
 const versionOption = (): Option =>
   new Option('--tls-version <version>', 'only this TLS version (default: 1.2 or 1.3)').choices(['1.2', '1.3']);
 
@@ -78,6 +82,9 @@ export const commandSpecs: CommandSpec[] = [
         .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
         .option('--max-body <size>', 'largest body taken from a local client or from the service, e.g. 64M (413 above; default 1M)')
+
+        .option('--transport-ca <file>', 'trust store for the transport TLS, which --policy auto verifies against (default: Node roots)')
+        .addOption(policyOption())
         .addOption(modeOption())
         .addOption(versionOption())
         .addOption(ciphersOption())
@@ -103,6 +110,8 @@ export const commandSpecs: CommandSpec[] = [
         .option('--psk <hex>', 'the PSK, hex')
         .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
+        .option('--transport-ca <file>', 'trust store for the transport TLS, which --policy auto verifies against (default: Node roots)')
+        .addOption(policyOption())
         .option('--block-size <n>', 'CoAP block-wise size, 16..1024')
         .option('--coap-proxy <url>', 'send every CoAP message through this CoAP forward proxy')
         .addOption(

@@ -8,8 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { AtlsError } from '../errors.js';
 import { inspectFlight } from '../records.js';
+import { X509Certificate } from 'node:crypto';
 import { createAtlsClient, type AtlsClientEvent } from '../http/index.js';
-import { clientTlsFrom } from './client-options.js';
+import { clientTlsFrom, clientTransportFrom } from './client-options.js';
 import { engineFrom, modeFrom } from './options.js';
 
 function bodyFrom(data: unknown): Uint8Array | undefined {
@@ -62,6 +63,11 @@ function verboseLogger(): (e: AtlsClientEvent) => void {
           `${e.bytesSent} B sent, ${e.bytesReceived} B received, ${e.durationMs.toFixed(1)} ms, ${peer}` +
           `${e.info.resumed ? ', resumed' : ''}${e.piggyBacked ? ', first request rode with the final flight' : ''}\n`,
       );
+    } else if (e.type === 'policy') {
+      const t = e.transport;
+      const seen = e.origin.startsWith('http:') ? 'none: http' : t === undefined ? 'not checked' : t.verified ? 'verified' : `not verified: ${t.reason ?? 'unknown'}`;
+      const issuer = t?.chain[0] ? `, issuer ${new X509Certificate(t.chain[0]).issuer.split('\n').join(', ')}` : '';
+      err.write(`* policy ${e.policy}: ${e.use === 'plain' ? 'plain HTTP(S), no ATLS' : 'ATLS'} (transport ${seen}${issuer})\n`);
     } else if (e.type === 'session-lost') {
       err.write(`* session lost (HTTP ${e.status})${e.resend ? ', handshaking again' : ''}\n`);
     }
@@ -93,7 +99,7 @@ export async function runFetch(url: string, opts: Record<string, unknown>): Prom
     mode,
     ...engineFrom(opts),
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
-    transport: { insecure: opts.insecureTransport === true },
+    ...clientTransportFrom(opts),
     ...(opts.verbose ? { onEvent: verboseLogger() } : {}),
   });
   try {

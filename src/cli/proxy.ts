@@ -5,7 +5,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
-import { clientTlsFrom } from './client-options.js';
+import { clientTlsFrom, clientTransportFrom } from './client-options.js';
 import { engineFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
 
 export async function runProxy(opts: Record<string, unknown>): Promise<void> {
@@ -18,7 +18,7 @@ export async function runProxy(opts: Record<string, unknown>): Promise<void> {
     mode: modeFrom(opts),
     ...engineFrom(opts),
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
-    transport: { insecure: opts.insecureTransport === true },
+    ...clientTransportFrom(opts),
   });
   const server = createServer(httpServerTimeouts(), toNodeListener(forwardHandler(client, to, maxBody !== undefined ? { maxBodyBytes: maxBody } : {})));
   limitConnections(server);

@@ -106,6 +106,16 @@ export const echoRawApp: AtlsRawApp = (request) => {
   };
 };
 
+/** Reverse sidecar: the transport the client reported was intercepted (`?1`) or not (`?0`) (draft §6.2). */
+export const HEADER_UPSTREAM_INTERCEPTED = 'atls-transport-intercepted';
+/** Reverse sidecar: the issuer of the transport certificate the client was shown, RDNs joined by `, `. */
+export const HEADER_UPSTREAM_ISSUER = 'atls-transport-issuer';
+
+/** Node prints one RDN per line; a header value is one line of visible ASCII. */
+function oneLine(dn: string): string {
+  return dn.split('\n').join(', ').replace(/[^\x20-\x7e]/g, '?');
+}
+
 /** Options of {@link upstreamApp}. */
 export interface UpstreamOptions {
   /** Add these headers to each forwarded request (e.g. the peer's identity, computed per request). */
@@ -136,7 +146,10 @@ function badGateway(what: string, e: unknown): Response {
  * X-Forwarded-For naming the ATLS client's address. It uses undici's
  * `request`, which adds no fields but Host (the upstream's) and the body's
  * framing. The upstream's answer comes back likewise, redirects and
- * content codings untouched. An unreachable upstream becomes an inner 502.
+ * content codings untouched. The client's transport report goes along as
+ * `atls-transport-intercepted` and `atls-transport-issuer` when it sent one
+ * (any such fields of its own are dropped). An unreachable upstream becomes
+ * an inner 502.
  */
 export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {}): AtlsApp {
   const base = new URL(upstream);
@@ -152,6 +165,14 @@ export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {
       host: inner.host,
       proto: inner.protocol.slice(0, -1),
     });
+    // The client's transport report, as two fields the upstream can trust; the CoAP service calls HTTP apps without a peer.
+    const report = (peer as Parameters<AtlsApp>[1] | undefined)?.transport;
+    const own = (name: string): boolean => name === HEADER_UPSTREAM_INTERCEPTED || name === HEADER_UPSTREAM_ISSUER;
+    for (let i = fields.length - 1; i >= 0; i--) if (own(fields[i]![0].toLowerCase())) fields.splice(i, 1);
+    if (report) {
+      fields.push([HEADER_UPSTREAM_INTERCEPTED, report.intercepted ? '?1' : '?0']);
+      if (report.issuer !== undefined) fields.push([HEADER_UPSTREAM_ISSUER, oneLine(report.issuer)]);
+    }
     for (const [k, v] of Object.entries(options.peerHeaders?.(peer) ?? {})) fields.push([k.toLowerCase(), v]);
     const hasBody = request.body !== null && request.method !== 'GET' && request.method !== 'HEAD';
     if (options.fetch) {

@@ -35,6 +35,7 @@ import {
 import { parseSetCookie } from './cookie.js';
 import { HttpTransport, type AtlsTransportOptions, type TransportResponse } from './transport.js';
 import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLength } from './wire.js';
+import { observeTransport, transportReportFields, type TransportObservation } from './transport-report.js';
 
 /** Largest outer response body the client reads (default 32 MiB). */
 const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
@@ -89,7 +90,25 @@ export type AtlsClientEvent =
       /** The first request rode with the final flight. */
       piggyBacked: boolean;
     }
-  | { type: 'session-lost'; origin: string; status: number; resend: boolean };
+  | { type: 'session-lost'; origin: string; status: number; resend: boolean }
+  | {
+      /** Which way a request went under the policy (draft §6.2). */
+      type: 'policy';
+      origin: string;
+      policy: AtlsPolicy;
+      /** `atls`: through an ATLS session; `plain`: plain HTTP(S), no ATLS flight sent. */
+      use: 'atls' | 'plain';
+      /** The transport TLS as the client saw it (https origins, when it was checked). */
+      transport: TransportObservation | undefined;
+    };
+
+/**
+ * When to use ATLS (draft §6.2). `always` (default); `auto`: plain HTTPS when
+ * the transport TLS verifies against the client's trust store for the
+ * expected name (no interception), ATLS otherwise (`http:` included);
+ * `never`: plain HTTP(S) only.
+ */
+export type AtlsPolicy = 'always' | 'auto' | 'never';
 
 /** Options of {@link createAtlsClient}. */
 export interface AtlsClientOptions {
@@ -122,6 +141,14 @@ export interface AtlsClientOptions {
    * off with `tls.psk`, whose identity a resumed session does not carry).
    */
   resumption?: boolean;
+  /** When to use ATLS at all (default `always`); see {@link AtlsPolicy}. */
+  policy?: AtlsPolicy;
+  /**
+   * Report the transport certificate chain seen for an https origin inside
+   * the ATLS session, so the service learns of a middlebox (default true;
+   * costs one extra TLS connection per origin). docs/protocol.md §5.11.
+   */
+  reportTransport?: boolean;
   onEvent?: (event: AtlsClientEvent) => void;
   /** Shorthand for the `flight` events of `onEvent`. */
   onFlight?: (event: AtlsFlightEvent) => void;
@@ -291,6 +318,8 @@ class OriginSession {
   /** Resolves when the handshake is done. */
   ready: Promise<void> = Promise.resolve();
   private queue: Promise<unknown> = Promise.resolve();
+  /** The service answered a request that carried the transport report. */
+  reportDelivered = false;
   /** Protected requests sealed and not yet answered, and those waiting for a slot. */
   private outstanding = 0;
   private readonly waiting: Array<() => void> = [];
@@ -570,6 +599,8 @@ class ClientCore {
   readonly sessions = new Map<string, OriginSession>();
   /** Latest ticket per origin; undefined with `resumption: false`. */
   readonly tickets: TicketCache | undefined;
+  /** The transport TLS of each https origin, checked once per client. */
+  private readonly observed = new Map<string, Promise<TransportObservation | undefined>>();
 
   constructor(readonly options: AtlsClientOptions) {
     // With an external PSK no ticket is used: both engines' servers report no PSK identity on a
@@ -662,22 +693,60 @@ class ClientCore {
     }
   }
 
+  /** The transport TLS of an https origin as this client sees it; undefined when it cannot be seen. */
+  private observe(url: URL): Promise<TransportObservation | undefined> {
+    if (url.protocol !== 'https:' || this.transport.opaque) return Promise.resolve(undefined);
+    let seen = this.observed.get(url.origin);
+    if (!seen) {
+      const proxy = this.transport.proxyFor(url);
+      const ca = this.transport.trustStore;
+      seen = observeTransport(url, { ...(ca ? { ca } : {}), ...(proxy ? { proxy } : {}) }).catch(() => undefined);
+      this.observed.set(url.origin, seen);
+    }
+    return seen;
+  }
+
   /** One request, no redirects: over the origin's session, handshaking when there is none. */
   private async fetchOnce(hop: Hop, signal: AbortSignal | undefined): Promise<Response> {
     const { url, method } = hop;
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`);
     }
+    const policy = this.options.policy ?? 'always';
+    if (policy !== 'always' && policy !== 'auto' && policy !== 'never') {
+      throw new AtlsError('INVALID_ARGUMENT', `policy must be always, auto or never, not ${JSON.stringify(policy)}`);
+    }
+    const seen = policy === 'never' ? undefined : policy === 'auto' || this.options.reportTransport !== false ? await this.observe(url) : undefined;
+    // draft §6.2: a transport that verifies end to end needs no ATLS.
+    const plain = policy === 'never' || (policy === 'auto' && seen?.verified === true);
+    this.emit({ type: 'policy', origin: url.origin, policy, use: plain ? 'plain' : 'atls', transport: seen });
+    if (plain) {
+      const request = new Request(url, { method, headers: hop.headers, body: hop.body, redirect: 'manual' });
+      return this.transport.plain(request, policy === 'auto', signal);
+    }
     const limits = { maxContent: this.maxContent };
     const bhttp = await requestToBhttp(new Request(url, { method, headers: hop.headers, body: hop.body }), limits);
+    let reported: Uint8Array | undefined;
+    if (seen && this.options.reportTransport !== false) {
+      const headers = new Headers(hop.headers);
+      for (const [name, value] of transportReportFields(seen)) headers.set(name, value);
+      reported = await requestToBhttp(new Request(url, { method, headers, body: hop.body }), limits);
+    }
     const resend = isIdempotent(method) || this.options.retryNonIdempotent === true;
     // A large request waits for the handshake: riding with the final flight it would count as one.
     const piggyback = this.options.piggyback !== false && bhttp.length <= MAX_PIGGYBACK_BYTES;
     for (let attempt = 0; ; attempt++) {
-      const { os, answer } = await this.acquire(url.origin, piggyback ? bhttp : undefined, signal);
-      if (answer) return bhttpToResponse(answer, limits);
+      const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal);
+      if (answer) {
+        os.reportDelivered = true;
+        return bhttpToResponse(answer, limits);
+      }
       try {
-        return bhttpToResponse(await os.request(bhttp, signal), limits);
+        // The report rides on requests until the service has answered one of them.
+        const withReport = reported !== undefined && !os.reportDelivered;
+        const response = await os.request(withReport ? reported! : bhttp, signal);
+        if (withReport) os.reportDelivered = true;
+        return bhttpToResponse(response, limits);
       } catch (e) {
         if (!(e instanceof SessionLost)) throw e;
         if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);

@@ -41,9 +41,12 @@ export type {
   AtlsClientSessionInfo,
   AtlsClientTls,
   AtlsFlightEvent,
+  AtlsPolicy,
   AtlsRequestInit,
 } from './client.js';
+export { observeTransport, parseTransportReport, transportReportFields, HEADER_TRANSPORT_CHAIN, HEADER_TRANSPORT_VERIFIED } from './transport-report.js';
+export type { TransportObservation, TransportReport } from './transport-report.js';
 export { noProxyMatches, proxyFor } from './transport.js';
 export type { AtlsTransportOptions, ProxySettings } from './transport.js';
-export { echoApp, echoRawApp, upstreamApp, forwardHandler } from './apps.js';
+export { echoApp, echoRawApp, upstreamApp, forwardHandler, HEADER_UPSTREAM_INTERCEPTED, HEADER_UPSTREAM_ISSUER } from './apps.js';
 export type { ForwardOptions, UpstreamOptions } from './apps.js';

@@ -11,6 +11,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { HandshakeInfo, TlsVersion } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
+import type { TransportReport } from './transport-report.js';
 
 /** Who is at the other end of an ATLS session, and how it was established. */
 export interface AtlsPeer {
@@ -32,6 +33,12 @@ export interface AtlsPeer {
   pskIdentity: string | undefined;
   /** The handshake resumed an earlier session. */
   resumed: boolean;
+  /**
+   * The client's report of its transport TLS (draft §6.2): the chain it was
+   * shown and whether a middlebox intercepted it. Set by the first inner
+   * request that carries one; undefined until then or from clients that send none.
+   */
+  transport?: TransportReport;
 }
 
 /**
@@ -48,6 +55,7 @@ class PeerRecord implements AtlsPeer {
   readonly certificates: Uint8Array[];
   readonly pskIdentity: string | undefined;
   readonly resumed: boolean;
+  transport?: TransportReport;
   /** null: parsed, no subject; undefined: not parsed yet. */
   private parsedSubject: string | null | undefined = undefined;
 
@@ -94,6 +102,7 @@ class PeerRecord implements AtlsPeer {
       subject: this.subject,
       pskIdentity: this.pskIdentity,
       resumed: this.resumed,
+      ...(this.transport ? { transport: this.transport } : {}),
     };
   }
 }

@@ -43,6 +43,8 @@ import { HalfOpenLedger } from '../store/half-open.js';
 import { TrustedProxies, peerGroup } from '../peers.js';
 import type { SessionStore, SyncSessionStore } from '../store/index.js';
 import { peerFromHandshake, type AtlsPeer } from './peer.js';
+import { HEADER_TRANSPORT_CHAIN, HEADER_TRANSPORT_VERIFIED, parseTransportReport, type TransportReport } from './transport-report.js';
+import { X509Certificate } from 'node:crypto';
 import {
   HttpRefusal,
   NO_STORE,
@@ -159,6 +161,8 @@ export type AtlsServerEvent =
   | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' }
   /** One outer request answered on an ATLS endpoint, and how long it took (ms). */
   | { type: 'reply'; status: number; ms: number }
+  /** The client reported its transport TLS (draft §6.2), once per session. */
+  | { type: 'transport'; peer: AtlsPeer; report: TransportReport }
   | AtlsLimitEvent;
 
 /** Options of {@link createAtlsHandler}. */
@@ -195,6 +199,12 @@ export interface AtlsHandlerOptions {
   session?: Omit<SessionOptions, 'engine' | 'mode'>;
   /** Mark the cookie Secure: `auto` (default) when the request URL is https. */
   secureCookie?: boolean | 'auto';
+  /**
+   * The certificate(s) this service's own transport TLS presents (PEM). A
+   * client's transport report naming another leaf is an interception; without
+   * them, a chain the client could not verify is (docs/protocol.md §5.11).
+   */
+  transportCertificates?: string | string[];
   onEvent?: (event: AtlsServerEvent) => void;
 }
 
@@ -204,6 +214,8 @@ export interface AtlsHandlerStats {
   sessions: number | undefined;
   /** Handshakes in progress. */
   halfOpen: number;
+  /** Sessions whose client reported an intercepted transport, by the issuer of the certificate it was shown. */
+  intercepted: Record<string, number>;
 }
 
 /** The handler: a Web-standard request handler plus a little introspection. */
@@ -465,12 +477,37 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     tls: options.tls,
   };
 
+  const ownTransport = (options.transportCertificates === undefined
+    ? []
+    : Array.isArray(options.transportCertificates) ? options.transportCertificates : [options.transportCertificates]
+  ).map((pem) => new Uint8Array(new X509Certificate(pem).raw));
+  const intercepted = new Map<string, number>();
+
+  /** Takes the transport report out of an inner request's fields and keeps it with the peer, once per session. */
+  function takeReport(get: (name: string) => string | null | undefined, peer: AtlsPeer): void {
+    const report = parseTransportReport(get(HEADER_TRANSPORT_CHAIN), get(HEADER_TRANSPORT_VERIFIED), ownTransport);
+    if (!report || peer.transport) return;
+    peer.transport = report;
+    if (report.intercepted) {
+      const issuer = report.issuer ?? '(no certificate)';
+      // Bounded: a new issuer beyond 1000 counts under one bucket.
+      const key = intercepted.has(issuer) || intercepted.size < 1000 ? issuer : '(other)';
+      intercepted.set(key, (intercepted.get(key) ?? 0) + 1);
+    }
+    emit({ type: 'transport', peer, report });
+  }
+
   /** Runs one inner request through the application; the app's failures become an inner 500. */
   async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array> {
     const scheme = x.https ? 'https' : 'http';
     if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, scheme);
     // RFC 9292: the plaintext is exactly one known-length request; a bad one is the peer's fault (400).
     const inner = bhttpToRequest(plaintext, { scheme, authority: x.authority }, contentLimits);
+    if (inner.headers.has(HEADER_TRANSPORT_VERIFIED) || inner.headers.has(HEADER_TRANSPORT_CHAIN)) {
+      takeReport((n) => inner.headers.get(n), peer);
+      inner.headers.delete(HEADER_TRANSPORT_CHAIN);
+      inner.headers.delete(HEADER_TRANSPORT_VERIFIED);
+    }
     let res: Response;
     try {
       res = await app(inner, peer, contextOf(x));
@@ -497,6 +534,10 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     scheme: string,
   ): Promise<Uint8Array> {
     const inner = rawInner(plaintext, scheme, x.authority, contentLimits);
+    if (inner.headers.some(([n]) => n === HEADER_TRANSPORT_CHAIN || n === HEADER_TRANSPORT_VERIFIED)) {
+      takeReport((name) => inner.headers.find(([n]) => n === name)?.[1], peer);
+      inner.headers = inner.headers.filter(([n]) => n !== HEADER_TRANSPORT_CHAIN && n !== HEADER_TRANSPORT_VERIFIED);
+    }
     let status: number;
     let encoded: Uint8Array;
     try {
@@ -723,7 +764,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   return Object.assign(handler, {
     serve,
     matches: (pathname: string) => endpoints.includes(pathname),
-    stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen }),
+    stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen, intercepted: Object.fromEntries(intercepted) }),
     close: () => table.close(),
   });
 }

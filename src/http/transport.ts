@@ -139,21 +139,55 @@ export class HttpTransport {
     return { status: res.status, headers: res.headers, body: data };
   }
 
+  /**
+   * A plain HTTP(S) request, no ATLS (the policy layer, draft §6.2). With
+   * `verify` the transport TLS is verified whatever `insecure` says.
+   */
+  async plain(request: Request, verify: boolean, signal?: AbortSignal): Promise<Response> {
+    try {
+      if (this.options.fetch) return await this.options.fetch(request);
+      const url = new URL(request.url);
+      const res = await undiciFetch(url, {
+        method: request.method,
+        headers: request.headers as unknown as Record<string, string>,
+        body: request.body === null ? null : new Uint8Array(await request.arrayBuffer()),
+        redirect: 'manual',
+        dispatcher: this.dispatcherFor(url, verify),
+        ...(signal ? { signal } : {}),
+      });
+      return res as unknown as Response;
+    } catch (e) {
+      if (e instanceof AtlsError) throw e;
+      if (signal?.aborted) throw signal.reason ?? e;
+      throw new AtlsError('CLOSED', `transport to ${new URL(request.url).origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
+    }
+  }
+
+  /** The transport's own trust store, PEM (undefined: Node's root certificates). */
+  get trustStore(): string[] | undefined {
+    return this.options.ca === undefined ? undefined : pemList(this.options.ca);
+  }
+
+  /** A custom fetch or dispatcher hides the transport's TLS from us. */
+  get opaque(): boolean {
+    return this.options.fetch !== undefined || this.options.dispatcher !== undefined;
+  }
+
   /** Which proxy a request to `url` would use (for logs). */
   proxyFor(url: URL): string | undefined {
     if (this.options.fetch || this.options.dispatcher) return undefined;
     return proxyFor(url, this.proxies);
   }
 
-  private dispatcherFor(url: URL): Dispatcher {
+  private dispatcherFor(url: URL, verify = false): Dispatcher {
     if (this.options.dispatcher) return this.options.dispatcher;
     const proxy = proxyFor(url, this.proxies);
-    const key = proxy ?? '';
+    const key = `${verify ? 'verify ' : ''}${proxy ?? ''}`;
     let d = this.dispatchers.get(key);
     if (!d) {
       const tls = {
         ...(this.options.ca !== undefined ? { ca: pemList(this.options.ca) } : {}),
-        rejectUnauthorized: this.options.insecure !== true,
+        rejectUnauthorized: verify || this.options.insecure !== true,
       };
       const connections = this.options.connections ?? DEFAULT_CONNECTIONS;
       if (proxy === undefined) {

@@ -267,6 +267,29 @@ describe('atls command', () => {
     assert.match(unknown12.stderr, /OpenSSL knows no cipher "NO-SUCH-CIPHER"/);
   });
 
+  it('fetch and proxy take --policy: auto over http: uses ATLS and says so; never sends plain HTTP', async () => {
+    const { child, line } = await startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
+    ]);
+    daemons.push(child);
+    const origin = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const auto = atls(['fetch', `${origin}/p`, '-X', 'POST', '-d', 'auto', '--ca', join(certs, 'ca.pem'), '--policy', 'auto', '-v']);
+    assert.equal(auto.status, 0, auto.stderr);
+    assert.equal(auto.stdout, 'auto');
+    assert.match(auto.stderr, /\* policy auto: ATLS \(transport none: http\)/);
+    // never: a plain request, which this ATLS-only endpoint does not serve (404 from the handler).
+    const never = atls(['fetch', `${origin}/p`, '--policy', 'never', '-v']);
+    assert.equal(never.status, 0, never.stderr);
+    assert.match(never.stderr, /\* policy never: plain HTTP\(S\), no ATLS/);
+    assert.doesNotMatch(never.stderr, /round trip/);
+    assert.match(never.stdout, /not an ATLS endpoint/);
+    const proxy = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin, '--ca', join(certs, 'ca.pem'), '--policy', 'auto']);
+    daemons.push(proxy.child);
+    const res = await fetch(new URL('/q', /(http:\/\/[^\s]+)/.exec(proxy.line)![1]!), { method: 'POST', body: 'via auto proxy' });
+    assert.equal(await res.text(), 'via auto proxy');
+    assert.notEqual(atls(['fetch', `${origin}/p`, '--policy', 'sometimes']).status, 0);
+  });
+
   it('serve --coap with a PSK answers fetch coap://, block-wise included', async () => {
     const psk = ['--psk-identity', 'sensor-1', '--psk', '00112233445566778899aabbccddeeff'];
     const { child, line } = await startDaemon([

@@ -60,6 +60,8 @@ export interface ServiceOptions {
   routingTag?: string;
   /** Merged into the ATLS TLS configuration (certificate: the test PKI's `server`). */
   tls?: Partial<TlsServerConfig>;
+  /** Answers requests to any other path (the same service over plain HTTP(S), for the policy layer). */
+  plain?: (request: Request) => Response | Promise<Response>;
 }
 
 /**
@@ -85,6 +87,7 @@ export async function startService(options: ServiceOptions = {}): Promise<Servic
     },
   });
   const listener = toNodeListener(async (request) => {
+    if (options.plain && !handler.matches(new URL(request.url).pathname)) return options.plain(request);
     requestHeaders.push(new Headers(request.headers));
     const res = await handler(request);
     statuses.push(res.status);

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createAtlsClient, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED, HEADER_FLIGHT_LENGTH } from '../../src/http/index.js';
-import type { AtlsClient } from '../../src/http/index.js';
+import type { AtlsClient, AtlsClientEvent } from '../../src/http/index.js';
 import { AtlsError } from '../../src/errors.js';
 import { inspectFlight } from '../../src/records.js';
 import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
@@ -217,6 +217,63 @@ describe('mitmproxy (mitmdump) as a TLS-intercepting forward proxy (draft Figure
       signal: AbortSignal.timeout(10_000),
     });
   }
+
+  it('policy auto through mitmproxy: ATLS, and the service learns the middlebox CA subject (draft §6.2)', async () => {
+    const svc = await startService({ https: true, name: 'mitm-policy' });
+    services.push(svc);
+    const seen: AtlsClientEvent[] = [];
+    const c = createAtlsClient({
+      tls: { ca: pki.ca.cert, serverName: 'localhost' },
+      proxy: proxyUrl,
+      policy: 'auto',
+      // The client's transport trust store holds the service's CA, not mitmproxy's: the check fails, ATLS is used.
+      transport: { ca: pki.ca.cert, insecure: true },
+      onEvent: (e) => seen.push(e),
+    });
+    try {
+      const res = await post(c, svc, SECRET_REQUEST);
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /backend=mitm-policy/);
+      const decision = seen.find((e) => e.type === 'policy');
+      assert.ok(decision && decision.type === 'policy');
+      assert.equal(decision.use, 'atls');
+      assert.equal(decision.transport?.verified, false);
+      const report = svc.events.find((e) => e.type === 'transport');
+      assert.ok(report && report.type === 'transport', 'the service received a transport report');
+      assert.match(report.report.issuer ?? '', /mitmproxy/, `issuer: ${report.report.issuer}`);
+      assert.equal(report.report.intercepted, true);
+      assert.equal(report.peer.transport, report.report, 'the app sees it next to the authenticated peer');
+      const counts = svc.handler.stats().intercepted;
+      assert.deepEqual(Object.values(counts), [1]);
+      assert.match(Object.keys(counts)[0]!, /mitmproxy/);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('policy auto without a middlebox: no ATLS flight, the request succeeds over plain HTTPS', async () => {
+    const svc = await startService({ https: true, name: 'direct', plain: () => new Response('plain https answer') });
+    services.push(svc);
+    const seen: AtlsClientEvent[] = [];
+    const c = createAtlsClient({
+      tls: { ca: pki.ca.cert, serverName: 'localhost' },
+      proxy: false,
+      policy: 'auto',
+      transport: { ca: pki.ca.cert },
+      onEvent: (e) => seen.push(e),
+    });
+    try {
+      const res = await c.fetch(svc.url('/meter', 'localhost'));
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'plain https answer');
+      assert.equal(seen.filter((e) => e.type === 'flight').length, 0, 'no ATLS flight sent');
+      assert.deepEqual(svc.statuses, [], 'the ATLS endpoint was never called');
+      const decision = seen.find((e) => e.type === 'policy');
+      assert.ok(decision && decision.type === 'policy' && decision.use === 'plain' && decision.transport?.verified === true);
+    } finally {
+      await c.close();
+    }
+  });
 
   for (const mode of ['exported', 'records'] as const) {
     it(`mode ${mode}: requests succeed end to end and mitmdump sees only ATLS bodies`, async () => {
