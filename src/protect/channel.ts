@@ -10,7 +10,7 @@
 import { AtlsError } from '../errors.js';
 import { IV_LENGTH, LIMIT_UNIT_BYTES, MAX_SEQUENCE } from './constants.js';
 import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
-import { readHeader, writeHeader, type HeaderFields } from './header.js';
+import { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, readHeader, writeHeader, type ChunkHeaderFields, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
 import { ReplayVerdict, ReplayWindow, replayError, type ReplayWindowState } from './replay-window.js';
 import { fromSeqParts, seqByteLength, toSeqParts } from './seq.js';
@@ -155,6 +155,16 @@ function checkSpec(spec: AeadSpec): void {
     spec.ivLength === 12 &&
     (spec.tagLength === 16 || (spec.tagLength === 8 && spec.algorithm.endsWith('-ccm')));
   if (!ok) throw new AtlsError('INVALID_ARGUMENT', 'not an AeadSpec from aeadForSuite()');
+}
+
+/** A chunk's AAD: its header as sent, then the stream's first sequence number and the chunk's index (8 bytes each, big-endian). */
+function chunkAad(header: Uint8Array, start: bigint, index: bigint): Uint8Array {
+  const out = new Uint8Array(header.length + 16);
+  out.set(header);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(header.length, start);
+  view.setBigUint64(header.length + 8, index);
+  return out;
 }
 
 function concatAad(header: Uint8Array, aad: Uint8Array): Uint8Array {
@@ -351,9 +361,44 @@ export class ProtectedChannel {
    * (sticky) when the confidentiality limit or the sequence space is used up.
    */
   seal(plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
+    if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
+    const { hi, lo } = this.spend(plaintext);
+    this.sent++;
+    return this.sealInto(hi, lo, plaintext, aad);
+  }
+
+  /**
+   * Seals one chunk of a protected stream (docs/protocol.md §4.1) under the
+   * next sequence number: flags with the chunk flag (and the final flag on
+   * the last chunk), the sequence number, a 2-byte length, then the AEAD
+   * output; the AAD also binds the stream's first sequence number and the
+   * chunk's index. `start` is undefined for chunk 0, whose own number
+   * starts the stream. Returns the chunk and its sequence number.
+   */
+  sealChunk(plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
+    if (plaintext.length > MAX_CHUNK_PLAINTEXT) {
+      throw new AtlsError('TOO_LARGE', `chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_CHUNK_PLAINTEXT}`, { source: 'local' });
+    }
+    if ((start === undefined) !== (index === 0n)) throw new AtlsError('INVALID_ARGUMENT', 'chunk 0 starts the stream; later chunks name its start');
+    const { hi, lo } = this.spend(plaintext);
+    const seq = fromSeqParts(hi, lo);
+    const n = seqByteLength(hi, lo);
+    const sealed = plaintext.length + this.spec.tagLength;
+    const out = new Uint8Array(1 + n + 2 + sealed);
+    writeHeader(out, hi, lo);
+    out[0] = out[0]! | CHUNK_FLAG | (final ? FINAL_FLAG : 0);
+    out[1 + n] = sealed >>> 8;
+    out[2 + n] = sealed & 0xff;
+    const headerLength = 3 + n;
+    this.encryptInto(hi, lo, plaintext, chunkAad(out.subarray(0, headerLength), start ?? seq, index), out, headerLength);
+    this.sent++;
+    return { chunk: out, seq };
+  }
+
+  /** Checks the limits for sealing `plaintext` and spends the next sequence number on it. */
+  private spend(plaintext: Uint8Array): { hi: number; lo: number } {
     if (this.sendError) throw this.sendError;
     if (!(plaintext instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'plaintext must be a Uint8Array');
-    if (aad !== undefined && !(aad instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'aad must be a Uint8Array');
     const len = plaintext.length;
     if (len > this.limits.maxPlaintextLength) {
       throw new AtlsError('TOO_LARGE', `plaintext of ${len} bytes exceeds ${this.maxPlaintextLength}`, { source: 'local' });
@@ -381,9 +426,7 @@ export class ProtectedChannel {
       }
     } else this.sendLo = lo + 1;
     this.sentUnits += u;
-
-    this.sent++;
-    return this.sealInto(hi, lo, plaintext, aad);
+    return { hi, lo };
   }
 
   /** Encrypts under (hi, lo); the caller has made sure that number is this message's alone. */
@@ -395,12 +438,16 @@ export class ProtectedChannel {
     const out = new Uint8Array(1 + n + len + tagLength);
     const headerLength = writeHeader(out, hi, lo);
     const header = out.subarray(0, headerLength);
-    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
+    this.encryptInto(hi, lo, plaintext, aad && aad.length ? concatAad(header, aad) : header, out, headerLength);
+    return out;
+  }
+
+  /** The AEAD with the send key and the nonce of (hi, lo), into `out` at `at`. */
+  private encryptInto(hi: number, lo: number, plaintext: Uint8Array, aad: Uint8Array, out: Uint8Array, at: number): void {
     const nonce = this.nonce(true, hi, lo);
     const sealer = this.sealer === undefined ? (this.sealer = nativeAeadFor(this.spec, this.key(true), true)) : this.sealer;
-    if (sealer) nativeSealInto(sealer, this.spec, nonce, fullAad, plaintext, out, headerLength);
-    else aeadSealInto(this.spec, this.key(true), nonce, fullAad, plaintext, out, headerLength);
-    return out;
+    if (sealer) nativeSealInto(sealer, this.spec, nonce, aad, plaintext, out, at);
+    else aeadSealInto(this.spec, this.key(true), nonce, aad, plaintext, out, at);
   }
 
   /**
@@ -445,17 +492,60 @@ export class ProtectedChannel {
     }
     const header = message.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    const nonce = this.nonce(false, hi, lo);
-    const ciphertext = message.subarray(headerLength, headerLength + ctLength);
-    const tag = message.subarray(headerLength + ctLength);
-    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
-    const plaintext = opener
-      ? nativeOpen(opener, this.spec, nonce, fullAad, ciphertext, tag)
-      : aeadOpen(this.spec, this.key(false), nonce, fullAad, ciphertext, tag);
-    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
+    const plaintext = this.decrypt(hi, lo, fullAad, message.subarray(headerLength), ctLength);
     window.mark(hi, lo);
     this.received++;
     return plaintext;
+  }
+
+  /** The AEAD with the receive key: `sealed` is ciphertext (`ctLength` bytes) || tag; a failure is counted and thrown. */
+  private decrypt(hi: number, lo: number, aad: Uint8Array, sealed: Uint8Array, ctLength: number): Uint8Array {
+    const nonce = this.nonce(false, hi, lo);
+    const ciphertext = sealed.subarray(0, ctLength);
+    const tag = sealed.subarray(ctLength);
+    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
+    const plaintext = opener
+      ? nativeOpen(opener, this.spec, nonce, aad, ciphertext, tag)
+      : aeadOpen(this.spec, this.key(false), nonce, aad, ciphertext, tag);
+    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
+    return plaintext;
+  }
+
+  /**
+   * Authenticates and decrypts one whole chunk of a protected stream
+   * (docs/protocol.md §4.1), expected at position `index` of the stream
+   * that began with sequence number `start` (undefined for chunk 0). Chunk
+   * 0 goes through the replay window; later chunks are bound to it by the
+   * AAD instead, so a chunk moved, dropped, repeated or taken from another
+   * stream fails authentication (DECRYPT_FAILED). Returns the plaintext,
+   * the chunk's sequence number and whether it is the final chunk.
+   */
+  openChunk(chunk: Uint8Array, start: bigint | undefined, index: bigint): { plaintext: Uint8Array; seq: bigint; final: boolean } {
+    if (this.receiveError) throw this.receiveError;
+    const h: ChunkHeaderFields = { hi: 0, lo: 0, headerLength: 0, sealedLength: 0, final: false };
+    try {
+      if (!readChunkHeader(chunk, this.spec.tagLength, h) || chunk.length !== h.headerLength + h.sealedLength) {
+        throw new AtlsError('MALFORMED_MESSAGE', 'protected chunk: length does not match its header', { source: 'remote' });
+      }
+    } catch (e) {
+      this.rejected++;
+      throw e;
+    }
+    const { hi, lo } = h;
+    const seq = fromSeqParts(hi, lo);
+    const window = (this.window ??= new ReplayWindow(this.windowSize));
+    if (start === undefined) {
+      const verdict = window.test(hi, lo);
+      if (verdict !== ReplayVerdict.Fresh) {
+        this.rejected++;
+        throw replayError(verdict, seq, window.size);
+      }
+    }
+    const aad = chunkAad(chunk.subarray(0, h.headerLength), start ?? seq, index);
+    const plaintext = this.decrypt(hi, lo, aad, chunk.subarray(h.headerLength), h.sealedLength - this.spec.tagLength);
+    if (start === undefined) window.mark(hi, lo);
+    this.received++;
+    return { plaintext, seq, final: h.final };
   }
 
   /** Counts one failed authentication; the error to throw (sticky KEY_LIMIT_REACHED at the integrity limit). */
@@ -509,14 +599,7 @@ export class ProtectedChannel {
     }
     const header = message.subarray(0, headerLength);
     const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    const nonce = this.nonce(false, hi, lo);
-    const ciphertext = message.subarray(headerLength, headerLength + ctLength);
-    const tag = message.subarray(headerLength + ctLength);
-    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
-    const plaintext = opener
-      ? nativeOpen(opener, this.spec, nonce, fullAad, ciphertext, tag)
-      : aeadOpen(this.spec, this.key(false), nonce, fullAad, ciphertext, tag);
-    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
+    const plaintext = this.decrypt(hi, lo, fullAad, message.subarray(headerLength), ctLength);
     this.received++;
     return { sequence: hi * TWO32 + lo, plaintext };
   }

@@ -80,6 +80,50 @@ export function readHeader(message: Uint8Array, out: HeaderFields): number {
   return 1 + n;
 }
 
+/** Flag bit 4: the message is one chunk of a protected stream (docs/protocol.md §4.1). */
+export const CHUNK_FLAG = 0x10;
+/** Flag bit 3, with {@link CHUNK_FLAG}: the stream's final chunk. */
+export const FINAL_FLAG = 0x08;
+/** Largest plaintext of one chunk: a full-size TLS record (RFC 8446 §5.1), one unit of the usage limits. */
+export const MAX_CHUNK_PLAINTEXT = 16384;
+
+/** A parsed chunk header. */
+export interface ChunkHeaderFields extends HeaderFields {
+  /** flags || seq || length: the bytes before the ciphertext. */
+  headerLength: number;
+  /** Ciphertext and tag bytes that follow the header. */
+  sealedLength: number;
+  final: boolean;
+}
+
+/**
+ * Validates the header of one chunk at `bytes[0..]` (the chunk may not have
+ * arrived whole yet). Returns false when fewer bytes than the header are
+ * there; throws MALFORMED_MESSAGE (remote) on a header no sender writes:
+ * another version, a set reserved bit, no chunk flag, a non-minimal sequence
+ * number, a length below the tag or above {@link MAX_CHUNK_PLAINTEXT} + tag.
+ */
+export function readChunkHeader(bytes: Uint8Array, tagLength: number, out: ChunkHeaderFields): boolean {
+  if (bytes.length < 1) return false;
+  const flags = bytes[0]!;
+  if ((flags & VERSION_MASK) !== VERSION_BITS) throw malformed(`unknown format version ${flags >>> 5}`);
+  if ((flags & CHUNK_FLAG) === 0) throw malformed('a chunk without the chunk flag');
+  const n = (flags & LENGTH_MASK) + 1;
+  if (bytes.length < 1 + n + 2) return false;
+  const single = bytes.subarray(0, 1 + n);
+  const plain = new Uint8Array(single);
+  plain[0] = flags & ~(CHUNK_FLAG | FINAL_FLAG);
+  readHeader(plain, out); // version, minimal sequence number
+  const sealed = (bytes[1 + n]! << 8) | bytes[2 + n]!;
+  if (sealed < tagLength || sealed > MAX_CHUNK_PLAINTEXT + tagLength) {
+    throw malformed(`chunk length ${sealed} outside ${tagLength}..${MAX_CHUNK_PLAINTEXT + tagLength}`);
+  }
+  out.headerLength = 1 + n + 2;
+  out.sealedLength = sealed;
+  out.final = (flags & FINAL_FLAG) !== 0;
+  return true;
+}
+
 /**
  * The header (and AAD) for a sequence number.
  *

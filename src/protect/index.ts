@@ -33,3 +33,5 @@ export {
   type ProtectedChannelState,
   type AuthenticatedMessage,
 } from './channel.js';
+export { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT } from './header.js';
+export { StreamSealer, StreamOpener, protectBody, unprotectBody, startsChunkStream } from './stream.js';

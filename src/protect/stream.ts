@@ -1,0 +1,237 @@
+/**
+ * Protected streams (docs/protocol.md §4.1): a body too large to hold, or
+ * not yet complete, travels as a sequence of protected chunks in one
+ * transport body. Each chunk has its own sequence number; the AAD binds it
+ * to the stream's first number and to its index, and the last chunk carries
+ * the final flag, so a receiver detects chunks that were reordered, dropped,
+ * repeated, spliced from another stream, or a body cut short. A body that
+ * fits in one chunk and is complete when sent stays one protected message
+ * (§4), byte for byte as before.
+ *
+ * @example
+ * ```ts
+ * const body = protectBody(channel, response.body);    // ReadableStream of wire bytes
+ * const plain = unprotectBody(peerChannel, body);       // ReadableStream of plaintext
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import type { ProtectedChannel } from './channel.js';
+import { CHUNK_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, type ChunkHeaderFields } from './header.js';
+
+/** True when a body starting with `firstByte` is a chunk stream rather than one protected message. */
+export function startsChunkStream(firstByte: number): boolean {
+  return (firstByte & CHUNK_FLAG) !== 0;
+}
+
+/** Seals a stream's plaintext, as it comes, into chunks. */
+export class StreamSealer {
+  private start: bigint | undefined;
+  private index = 0n;
+  private ended = false;
+
+  constructor(private readonly channel: ProtectedChannel) {}
+
+  /** Chunks for `data` (none for empty data), each at most {@link MAX_CHUNK_PLAINTEXT} bytes of plaintext. */
+  write(data: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let at = 0; at < data.length; at += MAX_CHUNK_PLAINTEXT) {
+      out.push(this.seal(data.subarray(at, at + MAX_CHUNK_PLAINTEXT), false));
+    }
+    return out;
+  }
+
+  /** The final chunk (with `last`, possibly empty, as its plaintext) after any chunks `last` needs first. */
+  end(last: Uint8Array = new Uint8Array(0)): Uint8Array[] {
+    const full = Math.max(0, Math.ceil(last.length / MAX_CHUNK_PLAINTEXT) - 1) * MAX_CHUNK_PLAINTEXT;
+    const out = this.write(last.subarray(0, full));
+    out.push(this.seal(last.subarray(full), true));
+    return out;
+  }
+
+  private seal(plaintext: Uint8Array, final: boolean): Uint8Array {
+    if (this.ended) throw new AtlsError('INVALID_STATE', 'the protected stream has ended');
+    const { chunk, seq } = this.channel.sealChunk(plaintext, final, this.start, this.index);
+    this.start ??= seq;
+    this.index++;
+    this.ended = final;
+    return chunk;
+  }
+}
+
+/**
+ * Opens a chunk stream as its bytes arrive, in pieces of any size. Holds at
+ * most one incomplete chunk. Every failure is final for the stream.
+ */
+export class StreamOpener {
+  private start: bigint | undefined;
+  private index = 0n;
+  private pending: Uint8Array = new Uint8Array(0);
+  private finished = false;
+  private failed: AtlsError | undefined;
+  private readonly header: ChunkHeaderFields = { hi: 0, lo: 0, headerLength: 0, sealedLength: 0, final: false };
+
+  constructor(private readonly channel: ProtectedChannel) {}
+
+  /** True once the final chunk was opened. */
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /** The plaintext of every chunk that `bytes` completes. */
+  push(bytes: Uint8Array): Uint8Array[] {
+    if (this.failed) throw this.failed;
+    try {
+      return this.take(bytes);
+    } catch (e) {
+      this.failed = e instanceof AtlsError ? e : new AtlsError('INTERNAL', 'protected stream failed', { cause: e });
+      throw this.failed;
+    }
+  }
+
+  /** The body ended: throws MALFORMED_MESSAGE (remote) unless the final chunk was opened. */
+  end(): void {
+    if (this.failed) throw this.failed;
+    if (!this.finished) {
+      this.failed = new AtlsError('MALFORMED_MESSAGE', `protected stream cut short after ${this.index} chunk(s): no final chunk`, { source: 'remote' });
+      throw this.failed;
+    }
+  }
+
+  private take(bytes: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let buf = this.pending.length === 0 ? bytes : concat(this.pending, bytes);
+    const tag = this.channel.spec.tagLength;
+    while (buf.length > 0) {
+      if (this.finished) throw new AtlsError('MALFORMED_MESSAGE', 'bytes after the final chunk of a protected stream', { source: 'remote' });
+      if (!readChunkHeader(buf, tag, this.header)) break;
+      const size = this.header.headerLength + this.header.sealedLength;
+      if (buf.length < size) break;
+      const opened = this.channel.openChunk(buf.subarray(0, size), this.start, this.index);
+      this.start ??= opened.seq;
+      this.index++;
+      this.finished = opened.final;
+      if (opened.plaintext.length > 0) out.push(opened.plaintext);
+      buf = buf.subarray(size);
+    }
+    // Copied: the caller's buffer may be reused; at most one chunk is kept.
+    this.pending = buf.length === 0 ? new Uint8Array(0) : buf.slice();
+    return out;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * The wire form of a body: one protected message (§4) when the body ends
+ * within {@link MAX_CHUNK_PLAINTEXT} bytes, a chunk stream (§4.1)
+ * otherwise; chunks go out as the plaintext arrives.
+ */
+export function protectBody(channel: ProtectedChannel, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> {
+  const reader = body?.getReader();
+  let held: Uint8Array[] = [];
+  let heldBytes = 0;
+  let sealer: StreamSealer | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const r = reader ? await reader.read() : { done: true as const, value: undefined };
+        if (r.done) {
+          const rest = concatAll(held);
+          held = [];
+          if (sealer) for (const c of sealer.end(rest)) controller.enqueue(c);
+          else controller.enqueue(channel.seal(rest)); // small and complete: one message, no extra byte
+          controller.close();
+          return;
+        }
+        if (sealer) {
+          const chunks = sealer.write(r.value);
+          for (const c of chunks) controller.enqueue(c);
+          if (chunks.length > 0) return;
+          continue;
+        }
+        held.push(r.value);
+        heldBytes += r.value.length;
+        if (heldBytes > MAX_CHUNK_PLAINTEXT) {
+          sealer = new StreamSealer(channel);
+          const chunks = sealer.write(concatAll(held));
+          held = [];
+          for (const c of chunks) controller.enqueue(c);
+          return;
+        }
+      }
+    },
+    async cancel(reason) {
+      await reader?.cancel(reason);
+    },
+  });
+}
+
+function concatAll(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The plaintext of a body in either form, as it arrives: a body whose
+ * first byte has no chunk flag is one protected message, read whole (at
+ * most `maxMessageBytes`); a chunk stream is opened chunk by chunk. The
+ * stream errors with the AtlsError of the first failure (forged, reordered
+ * or truncated chunks included).
+ */
+export function unprotectBody(
+  channel: ProtectedChannel,
+  body: ReadableStream<Uint8Array> | null,
+  maxMessageBytes: number,
+): ReadableStream<Uint8Array> {
+  const reader = body?.getReader();
+  let opener: StreamOpener | undefined;
+  let single: Uint8Array[] | undefined;
+  let singleBytes = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      for (;;) {
+        const r = reader ? await reader.read() : { done: true as const, value: undefined };
+        if (r.done) {
+          if (opener) opener.end();
+          else controller.enqueue(channel.open(concatAll(single ?? [])));
+          controller.close();
+          return;
+        }
+        if (r.value.length === 0) continue;
+        if (!opener && !single) {
+          if (startsChunkStream(r.value[0]!)) opener = new StreamOpener(channel);
+          else single = [];
+        }
+        if (opener) {
+          const plain = opener.push(r.value);
+          for (const p of plain) controller.enqueue(p);
+          if (plain.length > 0) return;
+          continue;
+        }
+        singleBytes += r.value.length;
+        if (singleBytes > maxMessageBytes) {
+          await reader?.cancel();
+          throw new AtlsError('TOO_LARGE', `protected message exceeds ${maxMessageBytes} bytes`, { source: 'remote' });
+        }
+        single!.push(r.value);
+      }
+    },
+    async cancel(reason) {
+      await reader?.cancel(reason);
+    },
+  });
+}
