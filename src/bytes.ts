@@ -209,9 +209,15 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Node's Buffer when there is one (faster for long inputs); absent in browsers. */
+export const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+
 /** Lower-case hex of a byte array. */
 export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  if (NodeBuffer) return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  let s = '';
+  for (const x of b) s += x.toString(16).padStart(2, '0');
+  return s;
 }
 
 /** Bytes from hex; whitespace is ignored. Throws INVALID_ARGUMENT on odd or non-hex input. */
@@ -220,5 +226,6 @@ export function fromHex(hex: string): Uint8Array {
   if (clean.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(clean)) {
     throw new AtlsError('INVALID_ARGUMENT', 'not a hex string');
   }
-  return new Uint8Array(Buffer.from(clean, 'hex'));
+  if (NodeBuffer) return new Uint8Array(NodeBuffer.from(clean, 'hex'));
+  return Uint8Array.from(clean.match(/../g) ?? [], (h) => parseInt(h, 16));
 }

@@ -93,7 +93,7 @@ export const MAX_HANDSHAKE_MESSAGES = 1024;
 
 /** The random of a HelloRetryRequest: SHA-256("HelloRetryRequest") (RFC 8446 §4.1.3). */
 export const HELLO_RETRY_REQUEST_RANDOM = Uint8Array.from(
-  Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex'),
+  'cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c'.match(/../g)!.map((h) => parseInt(h, 16)),
 );
 
 /** Downgrade sentinels in the last 8 bytes of a ServerHello random (RFC 8446 §4.1.3). */

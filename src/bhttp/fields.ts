@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { NodeBuffer } from '../bytes.js';
 
 function table(chars: string, ranges: Array<[number, number]> = []): Uint8Array {
   const t = new Uint8Array(256);
@@ -107,18 +108,20 @@ export function pathValid(path: Uint8Array): boolean {
   return true;
 }
 
+
 /** Bytes to a string, one char per byte (ISO-8859-1), as fetch's ByteString does. */
 export function latin1String(b: Uint8Array): string {
-  if (b.length < 32) {
+  if (b.length < 32 || !NodeBuffer) {
     let s = '';
     for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
     return s;
   }
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
 
 /** A string to bytes, one byte per char; undefined when a char is above U+00FF. */
 export function latin1Bytes(s: string): Uint8Array | undefined {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return undefined;
-  return Buffer.from(s, 'latin1');
+  if (NodeBuffer) return NodeBuffer.from(s, 'latin1');
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
 }

@@ -63,6 +63,8 @@ export const commandSpecs: CommandSpec[] = [
         .option('--coap <host:port>', 'also serve ATLS over CoAP/UDP here')
         .option('--routing-tag <tag>', 'prefix session cookies with this tag, for load balancers')
         .option('--max-body <size>', 'largest request body accepted, e.g. 1048576, 64M, 1G (413 above; default 1M)')
+        .option('--demo-page', 'also serve a web page at / that sends requests through ATLS from the browser')
+        .option('--demo-ca <file>', 'what the demo page trusts for ATLS (PEM; default: the last certificate of --cert)')
         .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
   },
   {

@@ -38,6 +38,22 @@ export function serverTlsFrom(opts: Record<string, unknown>): TlsServerConfig {
   };
 }
 
+/** The demo page's handler; it trusts --demo-ca, else the last certificate of --cert (pinned). */
+async function demoPage(opts: Record<string, unknown>): Promise<(request: Request) => Promise<Response>> {
+  const { demoPageHandler } = await import('./demo-page.js');
+  let trust: string;
+  if (typeof opts.demoCa === 'string') {
+    trust = readPem(opts.demoCa, '--demo-ca');
+  } else if (typeof opts.cert === 'string') {
+    const chain = readPem(opts.cert, '--cert').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+    if (!chain) throw new AtlsError('INVALID_ARGUMENT', '--cert holds no PEM certificate');
+    trust = `${chain[chain.length - 1]!}\n`;
+  } else {
+    throw new AtlsError('INVALID_ARGUMENT', '--demo-page needs --cert or --demo-ca (the page has no PSK to offer)');
+  }
+  return demoPageHandler(trust);
+}
+
 export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   if (!opts.echo && opts.upstream === undefined) {
@@ -47,7 +63,9 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const tls = serverTlsFrom(opts);
   const mode = modeFrom(opts);
   const engine = engineFrom(opts);
+  const fallback = opts.demoPage ? await demoPage(opts) : undefined;
   const server = createAtlsServer({
+    ...(fallback ? { fallback } : {}),
     tls,
     app,
     // The echo needs no fetch objects: the raw app skips them (about 1 ms per request on Node 20).
@@ -75,7 +93,8 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   }
   process.stdout.write(
     `atls: serving ATLS at http://${shownHost}:${bound.port}/.well-known/atls${coapLine} ` +
-      `(mode ${mode}, ${opts.echo ? 'echo' : `upstream ${String(opts.upstream)}`})\n`,
+      `(mode ${mode}, ${opts.echo ? 'echo' : `upstream ${String(opts.upstream)}`})` +
+      `${fallback ? `; demo page at http://${shownHost}:${bound.port}/` : ''}\n`,
   );
   await untilSignal();
   server.closeAllConnections();

@@ -100,7 +100,7 @@ function specOf(suite: string): AeadSpec {
 }
 
 /** Scratch for one nonce: createCipheriv copies it, so every channel can share it (JS runs one message at a time). */
-const NONCE_SCRATCH = Buffer.alloc(IV_LENGTH);
+const NONCE_SCRATCH = new Uint8Array(IV_LENGTH);
 /** Scratch for a parsed header, likewise shared. */
 const HEADER_SCRATCH: HeaderFields = { hi: 0, lo: 0 };
 
@@ -203,7 +203,7 @@ export class ProtectedChannel {
    * kept: each kept Buffer view cost ~96 B per session (an arch-b server
    * holds one channel per established session).
    */
-  private readonly mem: Buffer;
+  private readonly mem: Uint8Array;
   /** Made on first open(): a channel whose window lives in a store never needs one. */
   private window: ReplayWindow | undefined;
   private readonly windowSize: number | undefined;
@@ -249,7 +249,7 @@ export class ProtectedChannel {
     if (keys.sendIv.length !== IV_LENGTH || keys.receiveIv.length !== IV_LENGTH) {
       throw new AtlsError('INVALID_ARGUMENT', `IV must be ${IV_LENGTH} bytes`);
     }
-    this.mem = Buffer.alloc(2 * k + 2 * IV_LENGTH);
+    this.mem = new Uint8Array(2 * k + 2 * IV_LENGTH);
     this.mem.set(keys.sendKey, 0);
     this.mem.set(keys.receiveKey, k);
     this.mem.set(keys.sendIv, 2 * k);
@@ -267,13 +267,13 @@ export class ProtectedChannel {
   }
 
   /** The key of one direction: a view made for this message only. */
-  private key(send: boolean): Buffer {
+  private key(send: boolean): Uint8Array {
     const k = this.spec.keyLength;
     return send ? this.mem.subarray(0, k) : this.mem.subarray(k, 2 * k);
   }
 
   /** The nonce of one message (RFC 8446 §5.3: IV XOR the big-endian sequence number), in the shared scratch. */
-  private nonce(send: boolean, hi: number, lo: number): Buffer {
+  private nonce(send: boolean, hi: number, lo: number): Uint8Array {
     const at = 2 * this.spec.keyLength + (send ? 0 : IV_LENGTH);
     const iv = this.mem;
     const out = NONCE_SCRATCH;

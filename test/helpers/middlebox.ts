@@ -17,7 +17,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { mkdtemp, rm, chmod, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAtlsHandler, toNodeListener } from '../../src/http/index.js';
@@ -168,4 +168,64 @@ export async function waitForPort(port: number, timeoutMs: number, proc?: ToolPr
 export function containsText(haystack: Uint8Array | string, needle: string): boolean {
   const hay = typeof haystack === 'string' ? Buffer.from(haystack) : Buffer.from(haystack.buffer, haystack.byteOffset, haystack.byteLength);
   return hay.includes(Buffer.from(needle));
+}
+
+/** One intercepted exchange as dump.py wrote it. */
+export interface Dumped {
+  method: string;
+  url: string;
+  requestType: string;
+  requestHeaders: Record<string, string>;
+  requestBody: Uint8Array;
+  status: number;
+  responseType: string;
+  responseHeaders: Record<string, string>;
+  responseBody: Uint8Array;
+}
+
+/** One line per response, JSON; bodies in base64 (they are binary). */
+export const DUMP_ADDON = (out: string): string => `
+import base64, json
+from mitmproxy import http
+
+OUT = ${JSON.stringify(out)}
+
+class Dump:
+    def response(self, flow: http.HTTPFlow) -> None:
+        req, res = flow.request, flow.response
+        rec = {
+            "method": req.method,
+            "url": req.pretty_url,
+            "requestType": req.headers.get("content-type", ""),
+            "requestHeaders": dict(req.headers.items()),
+            "requestBody": base64.b64encode(req.raw_content or b"").decode(),
+            "status": res.status_code,
+            "responseType": res.headers.get("content-type", ""),
+            "responseHeaders": dict(res.headers.items()),
+            "responseBody": base64.b64encode(res.raw_content or b"").decode(),
+        }
+        with open(OUT, "a") as f:
+            f.write(json.dumps(rec) + "\\n")
+
+addons = [Dump()]
+`;
+
+export async function readDump(path: string): Promise<Dumped[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const r = JSON.parse(l) as Record<string, unknown>;
+      return {
+        ...(r as unknown as Dumped),
+        requestBody: Buffer.from(String(r.requestBody), 'base64'),
+        responseBody: Buffer.from(String(r.responseBody), 'base64'),
+      };
+    });
 }

@@ -27,49 +27,11 @@ import {
   containsText,
   startService,
   startTool,
+  readDump,
   tempDir,
+  DUMP_ADDON,
   type Service,
 } from '../helpers/middlebox.js';
-
-/** One intercepted exchange as dump.py wrote it. */
-interface Dumped {
-  method: string;
-  url: string;
-  requestType: string;
-  requestHeaders: Record<string, string>;
-  requestBody: Uint8Array;
-  status: number;
-  responseType: string;
-  responseHeaders: Record<string, string>;
-  responseBody: Uint8Array;
-}
-
-/** One line per response, JSON; bodies in base64 (they are binary). */
-const DUMP_ADDON = (out: string): string => `
-import base64, json
-from mitmproxy import http
-
-OUT = ${JSON.stringify(out)}
-
-class Dump:
-    def response(self, flow: http.HTTPFlow) -> None:
-        req, res = flow.request, flow.response
-        rec = {
-            "method": req.method,
-            "url": req.pretty_url,
-            "requestType": req.headers.get("content-type", ""),
-            "requestHeaders": dict(req.headers.items()),
-            "requestBody": base64.b64encode(req.raw_content or b"").decode(),
-            "status": res.status_code,
-            "responseType": res.headers.get("content-type", ""),
-            "responseHeaders": dict(res.headers.items()),
-            "responseBody": base64.b64encode(res.raw_content or b"").decode(),
-        }
-        with open(OUT, "a") as f:
-            f.write(json.dumps(rec) + "\\n")
-
-addons = [Dump()]
-`;
 
 /**
  * Flips one byte of the n-th message matching a rule. Rules are re-read from
@@ -130,25 +92,6 @@ interface FlipRule {
   at: 'end' | 'flight-end';
 }
 
-async function readDump(path: string): Promise<Dumped[]> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      const r = JSON.parse(l) as Record<string, unknown>;
-      return {
-        ...(r as unknown as Dumped),
-        requestBody: Buffer.from(String(r.requestBody), 'base64'),
-        responseBody: Buffer.from(String(r.responseBody), 'base64'),
-      };
-    });
-}
 
 const mitmdump = findTool('mitmdump');
 const skip = !mitmdump && !REQUIRE_INTEROP ? 'mitmdump not installed (Debian package mitmproxy)' : false;

@@ -10,14 +10,14 @@
  * (§5.1, §6.2).
  * @module
  */
-import type * as x509 from '@peculiar/x509';
 import { ByteWriter, concatBytes } from '../../bytes.js';
 import { AlertDescription, AtlsError, alertName, receivedAlertError } from '../../errors.js';
 import { plaintextAlert, scanFlight } from '../flight.js';
 import type { EngineConnection, EngineEvent, EngineStep, HandshakeInfo, PskCredential } from '../types.js';
 import { CERT_ONLY_SCHEMES, generateShare, sharedSecret, verifyCertificateVerify, type Group, type KeyShare } from './crypto.js';
 import { KeySchedule, SHA256, type SuiteHash } from './key-schedule.js';
-import { EXT, HRR_RANDOM, HS, LEGACY_VERSION, TLS13, equalBytes, readExtensions, reader, violation } from './messages.js';
+import { HELLO_RETRY_REQUEST_RANDOM } from '../../records.js';
+import { EXT, HS, LEGACY_VERSION, TLS13, equalBytes, readExtensions, reader, violation } from './messages.js';
 import {
   CONTENT_ALERT,
   CONTENT_APPLICATION_DATA,
@@ -29,7 +29,7 @@ import {
 } from './record.js';
 import type { ResumptionTicket } from './ticket.js';
 import { encodeTicket } from './ticket.js';
-import { verifyServerChain } from './verify.js';
+import { leafPublicKey, verifyServerChain } from './verify.js';
 
 /** Largest peer flight `receive()` accepts (as the other engines). */
 export const MAX_FLIGHT = 256 * 1024;
@@ -56,7 +56,8 @@ export interface ClientSettings {
   sendSni: boolean;
   alpn: string[];
   verifyPeer: boolean;
-  anchors: x509.X509Certificate[];
+  /** Trust anchors, DER. */
+  anchors: Uint8Array[];
   psk: PskCredential | undefined;
   ticket: ResumptionTicket | undefined;
   now: () => number;
@@ -455,7 +456,7 @@ export class WebCryptoClient implements EngineConnection {
     if (this.suite && this.suite !== suite) throw violation(AlertDescription.illegal_parameter, 'ServerHello suite differs from the HelloRetryRequest');
     this.suite = suite;
 
-    if (equalBytes(random, HRR_RANDOM)) return this.helloRetryRequest(msg, exts, out);
+    if (equalBytes(random, HELLO_RETRY_REQUEST_RANDOM)) return this.helloRetryRequest(msg, exts, out);
     for (const type of exts.keys()) {
       if (type !== EXT.supported_versions && type !== EXT.key_share && type !== EXT.pre_shared_key) {
         throw violation(AlertDescription.unsupported_extension, `ServerHello carries extension ${type}`);
@@ -592,16 +593,10 @@ export class WebCryptoClient implements EngineConnection {
     if (chain.length === 0) throw violation(AlertDescription.decode_error, 'the server sent no certificate');
     const s = this.settings;
     if (s.verifyPeer) {
-      const leaf = await verifyServerChain(chain, s.anchors, s.serverName, new Date(s.now()));
-      this.leafSpki = leaf.publicKey.rawData;
+      this.leafSpki = await verifyServerChain(chain, s.anchors, s.serverName, new Date(s.now()));
       this.peerVerified = true;
     } else {
-      const { X509Certificate } = await import('@peculiar/x509');
-      try {
-        this.leafSpki = new X509Certificate(chain[0]!).publicKey.rawData;
-      } catch {
-        throw violation(AlertDescription.bad_certificate, 'the leaf is not a valid X.509 certificate');
-      }
+      this.leafSpki = await leafPublicKey(chain[0]!);
     }
     this.peerCertificates = chain;
     this.transcript.push(msg);

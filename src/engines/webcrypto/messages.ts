@@ -40,10 +40,6 @@ export const EXT = {
 export const TLS13 = 0x0304;
 export const LEGACY_VERSION = 0x0303;
 
-/** RFC 8446 §4.1.3: the ServerHello.random of a HelloRetryRequest, SHA-256("HelloRetryRequest"). */
-export const HRR_RANDOM = Uint8Array.from(
-  'cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c'.match(/../g)!.map((h) => parseInt(h, 16)),
-);
 
 /** A reader whose failures are decode_error alerts (RFC 8446 §6.2). */
 export function reader(bytes: Uint8Array, what: string): ByteReader {

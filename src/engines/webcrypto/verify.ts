@@ -13,13 +13,18 @@
  * @example
  * ```ts
  * const anchors = parseAnchors(pemCaText);
- * await verifyServerChain(derChain, anchors, 'localhost', new Date());
+ * const leafSpki = await verifyServerChain(derChain, anchors, 'localhost', new Date());
  * ```
  * @module
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { AlertDescription, AtlsError, type AtlsErrorCode } from '../../errors.js';
+
+/** @peculiar/x509, loaded at the first verification: it costs about 0.2 s of start-up otherwise. */
+let library: Promise<typeof X509> | undefined;
+function x509(): Promise<typeof X509> {
+  return (library ??= import('reflect-metadata').then(() => import('@peculiar/x509')));
+}
 
 /** RFC 5280 §4.2.1.12 id-kp-serverAuth and anyExtendedKeyUsage. */
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -38,9 +43,9 @@ function fail(code: AtlsErrorCode, alert: number, message: string): AtlsError {
   return new AtlsError(code, `server certificate rejected: ${message}`, { source: 'remote', alert });
 }
 
-function parse(der: Uint8Array, what: string): x509.X509Certificate {
+function parse(lib: typeof X509, der: Uint8Array, what: string): X509.X509Certificate {
   try {
-    return new x509.X509Certificate(der);
+    return new lib.X509Certificate(der);
   } catch (e) {
     throw new AtlsError('HANDSHAKE_FAILED', `${what} is not a valid X.509 certificate`, {
       source: 'remote',
@@ -51,31 +56,45 @@ function parse(der: Uint8Array, what: string): x509.X509Certificate {
 }
 
 /**
- * Trust anchors from PEM text or DER/PEM bytes; throws a local
- * INVALID_ARGUMENT for anything that is not a certificate.
+ * Trust anchors (DER) from PEM text or DER/PEM bytes. Each must be a DER
+ * SEQUENCE whose length matches (a full parse waits for the first
+ * verification); anything else is a local INVALID_ARGUMENT.
  */
-export function parseAnchors(inputs: ReadonlyArray<string | Uint8Array>): x509.X509Certificate[] {
-  const out: x509.X509Certificate[] = [];
+export function parseAnchors(inputs: ReadonlyArray<string | Uint8Array>): Uint8Array[] {
+  const out: Uint8Array[] = [];
   const dec = new TextDecoder();
   for (const input of inputs) {
-    const text = typeof input === 'string' ? input : isPem(input) ? dec.decode(input) : undefined;
-    try {
-      if (text === undefined) {
-        out.push(new x509.X509Certificate(input));
-        continue;
+    const text = typeof input === 'string' ? input : input[0] === 0x2d /* '-' */ ? dec.decode(input) : undefined;
+    const ders: Uint8Array[] = [];
+    if (text === undefined) {
+      ders.push(input as Uint8Array);
+    } else {
+      for (const block of text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) {
+        const b64 = block.replace(/-----(BEGIN|END) CERTIFICATE-----|\s+/g, '');
+        try {
+          ders.push(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+        } catch {
+          ders.push(new Uint8Array(0));
+        }
       }
-      const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
-      if (blocks.length === 0) throw new Error('no PEM certificate');
-      for (const b of blocks) out.push(new x509.X509Certificate(b));
-    } catch (e) {
-      throw new AtlsError('INVALID_ARGUMENT', `ca: not a certificate (${e instanceof Error ? e.message : String(e)})`, { source: 'local' });
+      if (ders.length === 0) throw new AtlsError('INVALID_ARGUMENT', 'ca: no PEM certificate', { source: 'local' });
+    }
+    for (const der of ders) {
+      if (!looksLikeDer(der)) throw new AtlsError('INVALID_ARGUMENT', 'ca: not a DER certificate', { source: 'local' });
+      out.push(der);
     }
   }
   return out;
 }
 
-function isPem(b: Uint8Array): boolean {
-  return b.length > 10 && b[0] === 0x2d; // '-'
+/** A DER SEQUENCE whose (long-form) length covers exactly the input. */
+function looksLikeDer(b: Uint8Array): boolean {
+  if (b.length < 4 || b[0] !== 0x30 || (b[1]! & 0x80) === 0) return false;
+  const n = b[1]! & 0x7f;
+  if (n < 1 || n > 3 || b.length < 2 + n) return false;
+  let len = 0;
+  for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
+  return 2 + n + len === b.length;
 }
 
 function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
@@ -86,7 +105,7 @@ function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
   return true;
 }
 
-async function signedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate): Promise<boolean> {
+async function signedBy(cert: X509.X509Certificate, issuer: X509.X509Certificate): Promise<boolean> {
   if (cert.issuer !== issuer.subject) return false;
   try {
     return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true });
@@ -96,20 +115,20 @@ async function signedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate
 }
 
 /** RFC 5280 §6.1.4 (k), (l), (n): a certificate that signs others. */
-function checkCa(cert: x509.X509Certificate, below: number): void {
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+function checkCa(lib: typeof X509, cert: X509.X509Certificate, below: number): void {
+  const bc = cert.getExtension(lib.BasicConstraintsExtension);
   if (!bc || !bc.ca) throw fail('CERTIFICATE_UNTRUSTED', AlertDescription.bad_certificate, `${cert.subject} is not a CA`);
   // pathLenConstraint counts the non-self-issued intermediates below it.
   if (bc.pathLength !== undefined && below > bc.pathLength) {
     throw fail('CERTIFICATE_UNTRUSTED', AlertDescription.bad_certificate, `${cert.subject} path length exceeded`);
   }
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (ku && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+  const ku = cert.getExtension(lib.KeyUsagesExtension);
+  if (ku && (ku.usages & lib.KeyUsageFlags.keyCertSign) === 0) {
     throw fail('CERTIFICATE_UNTRUSTED', AlertDescription.bad_certificate, `${cert.subject} may not sign certificates`);
   }
 }
 
-function checkCritical(cert: x509.X509Certificate): void {
+function checkCritical(cert: X509.X509Certificate): void {
   for (const ext of cert.extensions) {
     if (ext.critical && !KNOWN_CRITICAL.has(ext.type)) {
       throw fail('HANDSHAKE_FAILED', AlertDescription.unsupported_certificate, `unknown critical extension ${ext.type}`);
@@ -117,19 +136,19 @@ function checkCritical(cert: x509.X509Certificate): void {
   }
 }
 
-function checkValidity(cert: x509.X509Certificate, now: Date): void {
+function checkValidity(cert: X509.X509Certificate, now: Date): void {
   if (now < cert.notBefore || now > cert.notAfter) {
     throw fail('CERTIFICATE_EXPIRED', AlertDescription.certificate_expired, `${cert.subject} is valid ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}`);
   }
 }
 
 /** The leaf may sign handshakes for a TLS server (RFC 5280 §4.2.1.3, §4.2.1.12). */
-function checkLeafUsage(leaf: x509.X509Certificate): void {
-  const ku = leaf.getExtension(x509.KeyUsagesExtension);
-  if (ku && (ku.usages & x509.KeyUsageFlags.digitalSignature) === 0) {
+function checkLeafUsage(lib: typeof X509, leaf: X509.X509Certificate): void {
+  const ku = leaf.getExtension(lib.KeyUsagesExtension);
+  if (ku && (ku.usages & lib.KeyUsageFlags.digitalSignature) === 0) {
     throw fail('HANDSHAKE_FAILED', AlertDescription.bad_certificate, 'leaf key usage lacks digitalSignature');
   }
-  const eku = leaf.getExtension(x509.ExtendedKeyUsageExtension);
+  const eku = leaf.getExtension(lib.ExtendedKeyUsageExtension);
   if (eku && !eku.usages.some((u) => u === SERVER_AUTH || u === ANY_EKU)) {
     throw fail('HANDSHAKE_FAILED', AlertDescription.bad_certificate, 'leaf extended key usage lacks serverAuth');
   }
@@ -164,8 +183,8 @@ function dnsMatches(pattern: string, host: string): boolean {
 }
 
 /** RFC 6125 §6: the name the client asked for is in the leaf's subjectAltName (CN only without SANs). */
-function checkName(leaf: x509.X509Certificate, serverName: string): void {
-  const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
+function checkName(lib: typeof X509, leaf: X509.X509Certificate, serverName: string): void {
+  const san = leaf.getExtension(lib.SubjectAlternativeNameExtension);
   const ip = ipBytes(serverName);
   let ok = false;
   if (san) {
@@ -183,27 +202,40 @@ function checkName(leaf: x509.X509Certificate, serverName: string): void {
   if (!ok) throw fail('CERTIFICATE_NAME_MISMATCH', AlertDescription.bad_certificate, `not valid for ${serverName}`);
 }
 
+/** The leaf's SubjectPublicKeyInfo (DER), without validation (for `verifyPeer: false`). */
+export async function leafPublicKey(der: Uint8Array): Promise<ArrayBuffer> {
+  return parse(await x509(), der, 'leaf').publicKey.rawData;
+}
+
 /**
  * Validates `chain` (DER, leaf first, as sent) for `serverName` (undefined:
- * no name check) against `anchors` at time `now`. Resolves with the leaf's
- * public key information; rejects with a remote AtlsError.
+ * no name check) against `anchorsDer` at time `now`. Resolves with the
+ * leaf's SubjectPublicKeyInfo (DER); rejects with a remote AtlsError.
  */
 export async function verifyServerChain(
   chain: readonly Uint8Array[],
-  anchors: readonly x509.X509Certificate[],
+  anchorsDer: readonly Uint8Array[],
   serverName: string | undefined,
   now: Date,
-): Promise<x509.X509Certificate> {
-  const certs = chain.map((der, i) => parse(der, i === 0 ? 'leaf' : `chain certificate ${i}`));
+): Promise<ArrayBuffer> {
+  const lib = await x509();
+  const anchors = anchorsDer.map((der) => {
+    try {
+      return new lib.X509Certificate(der);
+    } catch (e) {
+      throw new AtlsError('INVALID_ARGUMENT', 'ca: not a certificate', { source: 'local', cause: e });
+    }
+  });
+  const certs = chain.map((der, i) => parse(lib, der, i === 0 ? 'leaf' : `chain certificate ${i}`));
   const leaf = certs[0];
   if (!leaf) throw fail('HANDSHAKE_FAILED', AlertDescription.decode_error, 'empty chain');
   // Build the path: each step is an issuer from the sent chain or an anchor, signature verified.
-  const path: x509.X509Certificate[] = [leaf];
+  const path: X509.X509Certificate[] = [leaf];
   let anchored = anchors.some((a) => sameBytes(a.rawData, leaf.rawData));
   while (!anchored) {
     if (path.length >= MAX_DEPTH) throw fail('CERTIFICATE_UNTRUSTED', AlertDescription.unknown_ca, 'path too long');
     const current = path[path.length - 1]!;
-    let next: x509.X509Certificate | undefined;
+    let next: X509.X509Certificate | undefined;
     for (const a of anchors) if (await signedBy(current, a)) next = a;
     if (next) {
       anchored = true;
@@ -221,9 +253,9 @@ export async function verifyServerChain(
   for (const c of path) checkValidity(c, now);
   for (let i = 0; i < path.length; i++) {
     checkCritical(path[i]!);
-    if (i > 0) checkCa(path[i]!, i - 1);
+    if (i > 0) checkCa(lib, path[i]!, i - 1);
   }
-  checkLeafUsage(leaf);
-  if (serverName !== undefined) checkName(leaf, serverName);
-  return leaf;
+  checkLeafUsage(lib, leaf);
+  if (serverName !== undefined) checkName(lib, leaf, serverName);
+  return leaf.publicKey.rawData;
 }
