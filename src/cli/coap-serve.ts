@@ -6,7 +6,7 @@
  */
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
-import { AtlsCoapServer, echoCoapHandler, type HttpApp } from '../coap/server.js';
+import { AtlsCoapServer, echoCoapHandler, type AtlsCoapServerEvent, type HttpApp } from '../coap/server.js';
 import { httpAppAsCoapHandler } from '../coap/http-map.js';
 import { echoApp, upstreamApp } from '../http/apps.js';
 import { parseHostPort } from './options.js';
@@ -18,12 +18,14 @@ export interface CoapServiceOptions {
   echo: boolean;
   upstream: string | undefined;
   engine?: TlsEngine;
+  limits?: { maxSessions?: number; maxHalfOpen?: number; handshakeTtlMs?: number; sessionTtlMs?: number };
+  onEvent?: (e: AtlsCoapServerEvent) => void;
 }
 
 /** Starts the CoAP endpoint; resolves once bound. */
 export async function startCoapService(
   opts: CoapServiceOptions,
-): Promise<{ url: string; close: () => Promise<void> }> {
+): Promise<{ url: string; close: () => Promise<void>; sessions: () => number }> {
   const { host, port } = parseHostPort(opts.listen, '--coap');
   const app = opts.echo ? echoApp : upstreamApp(opts.upstream!);
   // The HTTP apps' second argument is the HTTP binding's peer, which they do
@@ -37,6 +39,8 @@ export async function startCoapService(
     handler: opts.echo ? echoCoapHandler : httpAppAsCoapHandler(httpApp),
     httpApp,
     ...(opts.engine ? { engine: opts.engine } : {}),
+    ...opts.limits,
+    ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
   });
-  return { url: server.url, close: () => server.close() };
+  return { url: server.url, close: () => server.close(), sessions: () => server.handler.sessionCount };
 }

@@ -30,6 +30,29 @@ const policyOption = (): Option =>
 const versionOption = (): Option =>
   new Option('--tls-version <version>', 'only this TLS version (default: 1.2 or 1.3)').choices(['1.2', '1.3']);
 
+/** Logs and metrics of the long-running commands (src/cli/observe.ts). */
+function withObservability(c: Command): Command {
+  return c
+    .addOption(new Option('--log-format <format>', 'one log line per event, as JSON or key=value text').choices(['json', 'text']).default('text'))
+    .addOption(new Option('--log-level <level>', 'least severe events logged').choices(['error', 'warn', 'info', 'debug']).default('info'))
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics');
+}
+
+/** Timeouts and limits of `serve` (defaults in docs/security.md). */
+function withLimits(c: Command): Command {
+  return c
+    .option('--max-connections <n>', 'open HTTP connections; at the cap the longest-idle one is closed (default 8192)')
+    .option('--max-connections-per-peer <n>', 'open HTTP connections of one address or IPv6 /64 (default 1024)')
+    .option('--headers-timeout <seconds>', 'time to send the request headers (default 10)')
+    .option('--request-timeout <seconds>', 'time to send the whole request (default 30)')
+    .option('--keep-alive-timeout <seconds>', 'idle time between requests on a connection (default 5)')
+    .option('--max-half-open <n>', 'handshakes in progress; at the cap the busiest peer\'s oldest gives way (default 1000)')
+    .option('--max-sessions <n>', 'sessions held, half-open or established (default 100000 HTTP, 10000 CoAP)')
+    .option('--handshake-timeout <seconds>', 'a half-open handshake is forgotten after this long (default 30)')
+    .option('--session-ttl <seconds>', 'idle lifetime of an established session (default 3600)')
+    .option('--trusted-proxy <cidr>', 'believe Forwarded / X-Forwarded-For from this reverse proxy (repeatable)', collect, []);
+}
+
 export const commandSpecs: CommandSpec[] = [
   {
     name: 'certs',
@@ -43,7 +66,7 @@ export const commandSpecs: CommandSpec[] = [
   {
     name: 'serve',
     register: (p) =>
-      p
+      withObservability(withLimits(p
         .command('serve')
         .description('run an ATLS endpoint (HTTP, optionally CoAP) in front of an upstream service or an echo')
         .requiredOption('--listen <host:port>', 'HTTP address to listen on')
@@ -65,12 +88,13 @@ export const commandSpecs: CommandSpec[] = [
         .option('--max-body <size>', 'largest request body accepted, e.g. 1048576, 64M, 1G (413 above; default 1M)')
         .option('--demo-page', 'also serve a web page at / that sends requests through ATLS from the browser')
         .option('--demo-ca <file>', 'what the demo page trusts for ATLS (PEM; default: the last certificate of --cert)')
+        ))
         .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
   },
   {
     name: 'proxy',
     register: (p) =>
-      p
+      withObservability(p
         .command('proxy')
         .description('forward sidecar: plain HTTP in, ATLS-protected requests out to the service')
         .requiredOption('--listen <host:port>', 'address for local plain-HTTP clients')
@@ -92,6 +116,7 @@ export const commandSpecs: CommandSpec[] = [
         .addOption(ciphersOption())
         .addOption(ciphersuitesOption())
         .addOption(engineOption())
+        )
         .action(async (opts: Record<string, unknown>) => (await import('./proxy.js')).runProxy(opts)),
   },
   {
@@ -164,12 +189,13 @@ export const commandSpecs: CommandSpec[] = [
   {
     name: 'gateway',
     register: (p) =>
-      p
+      withObservability(p
         .command('gateway')
         .description('CoAP-to-HTTP gateway that forwards ATLS flights and protected messages unchanged')
         .requiredOption('--listen <host:port>', 'CoAP/UDP address to listen on')
         .requiredOption('--to <url>', 'the HTTP(S) ATLS service')
         .option('--insecure-transport', 'do not verify the transport TLS towards the service')
+        )
         .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts)),
   },
 ];

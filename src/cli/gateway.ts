@@ -1,11 +1,13 @@
 /**
  * `atls gateway --listen HOST:PORT --to URL`: the CoAP-to-HTTP gateway of the
  * draft's Figures 3 and 7. It forwards ATLS flights and protected messages
- * unchanged and logs what it sees of each: sizes and formats, never data.
+ * unchanged and logs what it sees of each (one line per message: sizes and
+ * formats, never data; --log-format, --log-level, --metrics).
  */
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AtlsCoapGateway, type FetchLike } from '../coap/gateway.js';
 import { parseHostPort, untilSignal } from './options.js';
+import { observerFrom } from './observe.js';
 
 export async function runGateway(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
@@ -16,18 +18,18 @@ export async function runGateway(opts: Record<string, unknown>): Promise<void> {
   const fetchLike: FetchLike | undefined = dispatcher
     ? (input, init) => undiciFetch(input, { ...(init as object), dispatcher }) as unknown as Promise<Response>
     : undefined;
+  const observer = await observerFrom(opts);
   const gateway = await AtlsCoapGateway.listen({
     to,
     host,
     port,
     ...(fetchLike ? { fetch: fetchLike } : {}),
-    onEvent: (e) => {
-      const what = e.direction === 'to-service' ? `-> service ${e.mediaType}` : `<- service ${e.status ?? ''} as ${e.coapCode ?? ''}`;
-      process.stdout.write(`gateway: ${what} ${e.bytes} B (session ${e.sessionId ?? 'new'}; opaque)\n`);
-    },
+    onEvent: observer.gateway(),
   });
-  process.stdout.write(`atls: CoAP gateway at ${gateway.url} -> ${to.href}\n`);
+  const metricsNote = observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : '';
+  process.stdout.write(`atls: CoAP gateway at ${gateway.url} -> ${to.href}${metricsNote}\n`);
   await untilSignal();
   await gateway.close();
   await dispatcher?.close();
+  await observer.close();
 }

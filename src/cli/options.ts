@@ -27,6 +27,16 @@ export function parseSize(text: string, flag: string): number {
   return n;
 }
 
+/** A positive number flag (`--max-sessions 500`, `--headers-timeout 2.5`); undefined when not given. */
+export function positiveFlag(value: unknown, flag: string, integer = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} wants a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
 /** Reads a PEM file named by a flag. */
 export function readPem(file: string, flag: string): string {
   try {

@@ -7,30 +7,44 @@ import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
 import { engineFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
+import { observerFrom } from './observe.js';
 
 export async function runProxy(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   const to = new URL(opts.to as string);
   const maxBody = typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : undefined;
+  const observer = await observerFrom(opts);
   const client = createAtlsClient({
     tls: clientTlsFrom(opts),
+    onEvent: observer.client(),
     ...(maxBody !== undefined ? { maxBodyBytes: maxBody } : {}),
     mode: modeFrom(opts),
     ...engineFrom(opts),
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
     ...clientTransportFrom(opts),
   });
-  const server = createServer(httpServerTimeouts(), toNodeListener(forwardHandler(client, to, maxBody !== undefined ? { maxBodyBytes: maxBody } : {})));
-  limitConnections(server);
+  const forward = forwardHandler(client, to, maxBody !== undefined ? { maxBodyBytes: maxBody } : {});
+  const timed = async (req: Request): Promise<Response> => {
+    const start = performance.now();
+    try {
+      return await forward(req);
+    } finally {
+      observer.metrics?.latency.observe({ transport: 'proxy' }, (performance.now() - start) / 1000);
+    }
+  };
+  const server = createServer(httpServerTimeouts(), toNodeListener(timed));
+  limitConnections(server, {}, (e) => observer.http('proxy')(e));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
   });
   const a = server.address() as AddressInfo;
   const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  process.stdout.write(`atls: forward proxy at http://${shown}:${a.port}/ -> ${to.origin} (ATLS)\n`);
+  const metricsNote = observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : '';
+  process.stdout.write(`atls: forward proxy at http://${shown}:${a.port}/ -> ${to.origin} (ATLS)${metricsNote}\n`);
   await untilSignal();
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await client.close();
+  await observer.close();
 }

@@ -5,13 +5,15 @@
 import type { AddressInfo } from 'node:net';
 import { AtlsError } from '../errors.js';
 import type { TlsServerConfig } from '../engines/types.js';
-import { createAtlsServer, echoApp, echoRawApp, upstreamApp } from '../http/index.js';
+import { createAtlsServer, echoApp, echoRawApp, upstreamApp, type ConnectionLimits } from '../http/index.js';
+import { observerFrom } from './observe.js';
 import {
   cipherFlags,
   engineFrom,
   modeFrom,
   parseHostPort,
   parseSize,
+  positiveFlag,
   pskFrom,
   readPem,
   untilSignal,
@@ -54,6 +56,37 @@ async function demoPage(opts: Record<string, unknown>): Promise<(request: Reques
   return demoPageHandler(trust);
 }
 
+/** The session limits named by the flags of `serve` (shared by HTTP and CoAP). */
+function sessionLimitsFrom(opts: Record<string, unknown>): { maxSessions?: number; maxHalfOpen?: number; handshakeTtlMs?: number; sessionTtlMs?: number } {
+  const seconds = (v: unknown, flag: string): number | undefined => {
+    const s = positiveFlag(v, flag);
+    return s === undefined ? undefined : Math.round(s * 1000);
+  };
+  const out = {
+    maxSessions: positiveFlag(opts.maxSessions, '--max-sessions', true),
+    maxHalfOpen: positiveFlag(opts.maxHalfOpen, '--max-half-open', true),
+    handshakeTtlMs: seconds(opts.handshakeTimeout, '--handshake-timeout'),
+    sessionTtlMs: seconds(opts.sessionTtl, '--session-ttl'),
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}
+
+/** The HTTP connection limits named by the flags of `serve`. */
+function connectionLimitsFrom(opts: Record<string, unknown>): ConnectionLimits {
+  const ms = (v: unknown, flag: string): number | undefined => {
+    const s = positiveFlag(v, flag);
+    return s === undefined ? undefined : Math.max(1, Math.round(s * 1000));
+  };
+  const out: ConnectionLimits = {
+    maxConnections: positiveFlag(opts.maxConnections, '--max-connections', true),
+    maxConnectionsPerPeer: positiveFlag(opts.maxConnectionsPerPeer, '--max-connections-per-peer', true),
+    headersTimeoutMs: ms(opts.headersTimeout, '--headers-timeout'),
+    requestTimeoutMs: ms(opts.requestTimeout, '--request-timeout'),
+    keepAliveTimeoutMs: ms(opts.keepAliveTimeout, '--keep-alive-timeout'),
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
+}
+
 export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   if (!opts.echo && opts.upstream === undefined) {
@@ -64,6 +97,9 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const mode = modeFrom(opts);
   const engine = engineFrom(opts);
   const fallback = opts.demoPage ? await demoPage(opts) : undefined;
+  const sessionLimits = sessionLimitsFrom(opts);
+  const trustedProxies = (opts.trustedProxy as string[] | undefined) ?? [];
+  const observer = await observerFrom(opts);
   const server = createAtlsServer({
     ...(fallback ? { fallback } : {}),
     tls,
@@ -73,8 +109,18 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
     mode,
     ...engine,
     ...(typeof opts.routingTag === 'string' ? { routingTag: opts.routingTag } : {}),
-    ...(typeof opts.maxBody === 'string' ? { limits: { maxBodyBytes: parseSize(opts.maxBody, '--max-body') } } : {}),
+    limits: {
+      ...(typeof opts.maxBody === 'string' ? { maxBodyBytes: parseSize(opts.maxBody, '--max-body') } : {}),
+      ...(sessionLimits.maxSessions !== undefined ? { maxSessions: sessionLimits.maxSessions } : {}),
+      ...(sessionLimits.maxHalfOpen !== undefined ? { maxHalfOpen: sessionLimits.maxHalfOpen } : {}),
+      ...(sessionLimits.handshakeTtlMs !== undefined ? { handshakeTtlMs: sessionLimits.handshakeTtlMs } : {}),
+    },
+    ...(sessionLimits.sessionTtlMs !== undefined ? { ttl: sessionLimits.sessionTtlMs } : {}),
+    connections: connectionLimitsFrom(opts),
+    trustedProxies,
+    onEvent: observer.http(),
   });
+  observer.metrics?.watch(() => ({ transport: 'http', ...server.atls.stats() }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -83,18 +129,30 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   const closers: Array<() => Promise<void>> = [
     () => new Promise<void>((resolve) => server.close(() => resolve())),
+    () => observer.close(),
   ];
   let coapLine = '';
   if (typeof opts.coap === 'string') {
     const { startCoapService } = await import('./coap-serve.js');
-    const coap = await startCoapService({ listen: opts.coap, tls, mode, echo: opts.echo === true, upstream: opts.upstream as string | undefined, ...engine });
+    const coap = await startCoapService({
+      listen: opts.coap,
+      tls,
+      mode,
+      echo: opts.echo === true,
+      upstream: opts.upstream as string | undefined,
+      ...engine,
+      limits: sessionLimits,
+      onEvent: observer.coap(),
+    });
+    observer.metrics?.watch(() => ({ transport: 'coap', sessions: coap.sessions() }));
     closers.push(coap.close);
     coapLine = ` and ${coap.url}`;
   }
   process.stdout.write(
     `atls: serving ATLS at http://${shownHost}:${bound.port}/.well-known/atls${coapLine} ` +
       `(mode ${mode}, ${opts.echo ? 'echo' : `upstream ${String(opts.upstream)}`})` +
-      `${fallback ? `; demo page at http://${shownHost}:${bound.port}/` : ''}\n`,
+      `${fallback ? `; demo page at http://${shownHost}:${bound.port}/` : ''}` +
+      `${observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : ''}\n`,
   );
   await untilSignal();
   server.closeAllConnections();

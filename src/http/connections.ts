@@ -48,7 +48,8 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = O
 export type ConnectionEvent =
   | { type: 'limit'; limit: 'connections' | 'connections-per-peer'; peer: string }
   | { type: 'evicted'; what: 'connection'; peer: string; reason: 'connections' | 'connections-per-peer' }
-  | { type: 'refused'; what: 'connection'; peer: string; reason: 'connections' | 'connections-per-peer' };
+  | { type: 'refused'; what: 'connection'; peer: string; reason: 'connections' | 'connections-per-peer' }
+  | { type: 'timeout'; what: 'request'; peer: string };
 
 /** Counters of a guarded server. */
 export interface ConnectionStats {
@@ -189,6 +190,19 @@ export function limitConnections(
       s[ACTIVE] = (s[ACTIVE] ?? 1) - 1;
       if (s[ACTIVE] === 0 && !s.destroyed) setIdle(s, true); // idle again: the newest, last to go
     });
+  });
+
+  // Node answers a malformed or timed-out request itself unless someone listens; the same answers here, and a timeout event.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Tracked) => {
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timedOut) emit({ type: 'timeout', what: 'request', peer: socket[PEER] ?? peerGroup(socket.remoteAddress) });
+    // As Node does: answer only when no response of ours has started on this socket.
+    const current = (socket as Tracked & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+    if (err.code !== 'ECONNRESET' && socket.writable && !current?.headersSent) {
+      const status = timedOut ? '408 Request Timeout' : err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    }
+    socket.destroySoon();
   });
 
   return () => ({ open, idle: idle.size });

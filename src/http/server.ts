@@ -144,7 +144,9 @@ export interface AtlsHandlerLimits {
 export type AtlsLimitEvent =
   | { type: 'limit'; limit: string; peer: string }
   | { type: 'evicted'; what: 'connection' | 'half-open' | 'session' | 'transfer' | 'cached-response'; peer: string; reason: string }
-  | { type: 'refused'; what: 'connection' | 'half-open' | 'session' | 'transfer'; peer: string; reason: string };
+  | { type: 'refused'; what: 'connection' | 'half-open' | 'session' | 'transfer'; peer: string; reason: string }
+  /** A client took too long: its connection was closed (HTTP: 408), its state dropped. */
+  | { type: 'timeout'; what: string; peer: string };
 
 /**
  * Things a handler reports, e.g. for `atls serve` logs. Hooks must not throw

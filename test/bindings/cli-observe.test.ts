@@ -1,0 +1,140 @@
+/**
+ * What the operator of `atls serve` sees: one JSON log line per event
+ * (sessions created, established, failed with their code and peer address;
+ * limits hit; evictions) and a Prometheus endpoint, never a session id in
+ * full or any plaintext; `--log-format text` and `--log-level`.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
+import { createAtlsClient } from '../../src/http/client.js';
+import { AtlsClientSession } from '../../src/session/session.js';
+import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
+
+const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
+
+interface Daemon {
+  child: ChildProcess;
+  first: string;
+  lines: string[];
+}
+
+function start(args: string[]): Promise<Daemon> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line: ${err}`)), 30_000);
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        lines.push(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (lines.length === 1) {
+          clearTimeout(timer);
+          resolve({ child, first: lines[0]!, lines });
+        }
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, localAddress, method: 'POST', path: '/.well-known/atls', headers }, (res) => {
+      res.resume();
+      const cookie = res.headers['set-cookie']?.[0]?.split(';')[0]?.split('=')[1];
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('atls serve: logs and metrics', () => {
+  let pki: TestPki;
+  const dir = mkdtempSync(join(tmpdir(), 'atls-observe-'));
+  let files: Awaited<ReturnType<typeof writeTestPki>>;
+  const daemons: ChildProcess[] = [];
+  before(async () => {
+    pki = await testPki();
+    files = await writeTestPki(dir);
+  });
+  after(async () => {
+    await Promise.all(daemons.map(stop));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('JSON lines for sessions, failures with code and peer, limits and evictions; Prometheus metrics', async () => {
+    const d = await start([
+      'serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key,
+      '--max-half-open', '4', '--log-format', 'json', '--metrics', '127.0.0.1:0',
+    ]);
+    daemons.push(d.child);
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.first)![1]);
+    const metricsUrl = /metrics at (http:\S+)/.exec(d.first)![1]!;
+    const client = createAtlsClient({ tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const secret = 'plaintext-that-must-not-be-logged';
+    const res = await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: secret });
+    assert.equal(await res.text(), secret);
+    await client.close();
+    // Ten replayed ClientHellos from another address: the half-open cap of 4 is hit, its oldest give way.
+    const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+    const cookies: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await post(port, hello, { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.2');
+      assert.equal(r.status, 200);
+      if (r.cookie) cookies.push(r.cookie);
+    }
+    // A protected message for a session that does not exist: 410 CLOSED.
+    assert.equal((await post(port, new Uint8Array(40), { 'content-type': MEDIA_TYPE_PROTECTED, cookie: `atls-session=${cookies[0]}` }, '127.0.0.3')).status, 410);
+    const metrics = await (await fetch(metricsUrl)).text();
+    await new Promise((r) => setTimeout(r, 200));
+    const events = d.lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const has = (pred: (e: Record<string, unknown>) => boolean, what: string): void => assert.ok(events.some(pred), `${what}\n${d.lines.join('\n')}`);
+    has((e) => e.event === 'session.created' && e.peer === '127.0.0.1' && e.transport === 'http', 'session.created with peer');
+    has((e) => e.event === 'session.established' && e.peer === '127.0.0.1' && e.version === 'TLSv1.3', 'session.established');
+    has((e) => e.event === 'limit.hit' && e.limit === 'half-open' && e.peer === '127.0.0.2', 'limit.hit half-open');
+    has((e) => e.event === 'half-open.evicted' && e.peer === '127.0.0.2', 'half-open.evicted');
+    has((e) => e.event === 'session.failed' && e.code === 'CLOSED' && e.peer === '127.0.0.3' && e.status === 410, 'session.failed');
+    for (const e of events) assert.equal(typeof e.time, 'string');
+    const all = d.lines.join('\n');
+    assert.ok(!all.includes(secret), 'no plaintext in the log');
+    for (const c of cookies) assert.ok(!all.includes(c), 'no session id in full');
+    assert.match(metrics, /atls_handshakes_total\{transport="http"\} 1/);
+    assert.match(metrics, /atls_limit_hits_total\{transport="http",limit="half-open"\} [1-9]/);
+    assert.match(metrics, /atls_failures_total\{transport="http",code="CLOSED"\} 1/);
+    assert.match(metrics, /atls_sessions\{transport="http",state="half_open"\} 4/);
+    assert.match(metrics, /atls_request_duration_seconds_count\{transport="http"\} \d+/);
+    assert.match(metrics, /process_resident_memory_bytes \d+/);
+  });
+
+  it('text lines, and --log-level warn keeps session lines out', async () => {
+    const d = await start(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--log-level', 'warn', '--max-half-open', '1']);
+    daemons.push(d.child);
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.first)![1]);
+    const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+    for (let i = 0; i < 3; i++) await post(port, hello, { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.4');
+    await new Promise((r) => setTimeout(r, 200));
+    const rest = d.lines.slice(1);
+    assert.ok(rest.some((l) => / warn limit\.hit .*limit=half-open peer=127\.0\.0\.4/.test(l)), rest.join('\n'));
+    assert.ok(!rest.some((l) => /session\.created/.test(l)), 'info lines are below warn');
+  });
+});
