@@ -14,6 +14,9 @@ import { fileURLToPath } from 'node:url';
 import { createAtlsHandler } from '../../src/http/server.js';
 import { createAtlsClient, type AtlsClientEvent } from '../../src/http/client.js';
 import { availableEngines } from '../../src/engines/index.js';
+
+/** The engines that run both roles (the webcrypto engine is a client only). */
+const BOTH_ROLES: Array<TlsEngine['name']> = ['openssl', 'node'];
 import type { TlsClientConfig, TlsEngine, TlsServerConfig } from '../../src/engines/types.js';
 import { testPki, type TestPki } from './pki.js';
 import { ForgetfulStore, reportApp, TEST_PSK } from './http.js';
@@ -122,7 +125,7 @@ export async function measureAll(): Promise<Measured[]> {
   const out: Measured[] = [];
   for (const c of CONFIGURATIONS) {
     for (const engine of availableEngines()) {
-      if (c.engines && !c.engines.includes(engine.name)) continue;
+      if (!(c.engines ?? BOTH_ROLES).includes(engine.name)) continue;
       out.push(await measure(c, engine, pki));
     }
   }

@@ -15,7 +15,7 @@ import { toHex } from '../../src/bytes.js';
 import { HEADER_FLIGHT_LENGTH } from '../../src/http/constants.js';
 import { TEST_PSK } from './http.js';
 
-interface Captured {
+export interface Captured {
   request: Request;
   requestBody: Uint8Array;
   response: Response;
@@ -100,6 +100,11 @@ export async function captureHttpExample(): Promise<{ markdown: string; exchange
   await client.close();
   await handler.close();
 
+  return { markdown: await renderHttpExample(exchanges), exchanges };
+}
+
+/** The Markdown of §5.10 for captured exchanges. */
+export async function renderHttpExample(exchanges: Captured[]): Promise<string> {
   const innerReq = await requestToBhttp(new Request('http://localhost/a'));
   const innerRes = await responseToBhttp(new Response('hello /a', { headers: { 'content-type': 'text/plain' } }));
   const out: string[] = [];
@@ -130,7 +135,7 @@ export async function captureHttpExample(): Promise<{ markdown: string; exchange
     hexBlock(innerRes),
     '```',
   );
-  return { markdown: out.join('\n'), exchanges };
+  return out.join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
