@@ -29,6 +29,13 @@ const HOP_BY_HOP = [
   'proxy-authorization', 'proxy-authenticate',
 ];
 
+/**
+ * Also not forwarded with a request: Host (the next hop's own) and Expect
+ * (RFC 9110 §10.1.1: 100-continue is answered hop by hop, and this hop has
+ * the body already; undici refuses the field).
+ */
+const REQUEST_ONLY_HOP = ['host', 'expect'];
+
 /** The fields of `src` that travel on to the next hop, in order (`set-cookie` kept apart). */
 function forwardableFields(src: Headers, drop: readonly string[] = []): Array<[string, string]> {
   const gone = new Set([...HOP_BY_HOP, ...drop]);
@@ -160,7 +167,7 @@ export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {
   return async (request, peer, context) => {
     const inner = new URL(request.url);
     const target = new URL(`${prefix}${inner.pathname}${inner.search}`, base.origin);
-    const fields = withForwarded(forwardableFields(request.headers, ['host']), {
+    const fields = withForwarded(forwardableFields(request.headers, REQUEST_ONLY_HOP), {
       for: context?.remoteAddress,
       host: inner.host,
       proto: inner.protocol.slice(0, -1),
@@ -235,7 +242,7 @@ export function forwardHandler(
     const local = new URL(request.url);
     const target = new URL(`${prefix}${local.pathname}${local.search}`, base.origin);
     const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
-    const fields = withForwarded(forwardableFields(request.headers, ['host']), {
+    const fields = withForwarded(forwardableFields(request.headers, REQUEST_ONLY_HOP), {
       for: connection?.remoteAddress,
       host: local.host,
       proto: local.protocol.slice(0, -1),

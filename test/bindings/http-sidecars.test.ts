@@ -113,6 +113,7 @@ describe('sidecars forward faithfully', async () => {
       ['x-hop', 'for the first hop only'],
       ['te', 'trailers'],
       ['proxy-authorization', 'Basic c2VjcmV0'],
+      ['expect', '100-continue'],
     ];
     const res = await rawRequest(forwardPort, 'PUT', '/api/items?id=7', sent, new TextEncoder().encode('body bytes'));
     assert.equal(res.status, 200, res.body.toString());
@@ -123,7 +124,7 @@ describe('sidecars forward faithfully', async () => {
     assert.equal(got.body, 'body bytes');
     const names = got.fields.map(([n]) => n).sort();
     // What undici's fetch would have added, and what must not cross a hop.
-    for (const absent of ['sec-fetch-mode', 'accept-language', 'accept-encoding', 'user-agent', 'x-hop', 'te', 'proxy-authorization']) {
+    for (const absent of ['sec-fetch-mode', 'accept-language', 'accept-encoding', 'user-agent', 'x-hop', 'te', 'proxy-authorization', 'expect']) {
       assert.ok(!names.includes(absent), `${absent} reached the upstream: ${JSON.stringify(got.fields)}`);
     }
     const field = (n: string): string | undefined => got.fields.find(([k]) => k === n)?.[1];
