@@ -14,7 +14,17 @@ import { ByteWriter, concatBytes } from '../../bytes.js';
 import { AlertDescription, AtlsError, alertName, receivedAlertError } from '../../errors.js';
 import { plaintextAlert, scanFlight } from '../flight.js';
 import type { EngineConnection, EngineEvent, EngineStep, HandshakeInfo, PskCredential } from '../types.js';
-import { CERT_ONLY_SCHEMES, generateShare, sharedSecret, verifyCertificateVerify, type Group, type KeyShare } from './crypto.js';
+import {
+  CERT_ONLY_SCHEMES,
+  generateShare,
+  importSigningKey,
+  sharedSecret,
+  signCertificateVerify,
+  verifyCertificateVerify,
+  type Group,
+  type KeyShare,
+  type SigningKey,
+} from './crypto.js';
 import { KeySchedule, SHA256, type SuiteHash } from './key-schedule.js';
 import { HELLO_RETRY_REQUEST_RANDOM } from '../../records.js';
 import { EXT, HS, LEGACY_VERSION, TLS13, equalBytes, readExtensions, reader, violation } from './messages.js';
@@ -60,6 +70,8 @@ export interface ClientSettings {
   anchors: Uint8Array[];
   psk: PskCredential | undefined;
   ticket: ResumptionTicket | undefined;
+  /** Own certificate chain (DER, leaf first) and PKCS#8 key, offered when the server asks. */
+  certificate: { chain: Uint8Array[]; pkcs8: Uint8Array } | undefined;
   now: () => number;
 }
 
@@ -105,6 +117,9 @@ export class WebCryptoClient implements EngineConnection {
   private appSecrets: { client: Uint8Array; server: Uint8Array } | undefined;
   private handshakeBuffer: Uint8Array = EMPTY;
   private certificateRequestContext: Uint8Array | undefined;
+  /** Schemes the server's CertificateRequest accepts (§4.3.2). */
+  private requestedSchemes: number[] = [];
+  private signingKey: SigningKey | undefined;
   private pskAccepted = false;
   private alpn: string | undefined;
   private peerCertificates: Uint8Array[] = [];
@@ -118,6 +133,7 @@ export class WebCryptoClient implements EngineConnection {
   start(): Promise<EngineStep> {
     return this.run(async () => {
       if (this.state !== 'idle') throw new AtlsError('INVALID_STATE', 'start() was already called');
+      if (this.settings.certificate) this.signingKey = await importSigningKey(this.settings.certificate.pkcs8);
       this.shares = [await generateShare(this.settings.groups[0]!)];
       this.pskOffer = this.makePskOffer();
       const hello = this.clientHello(undefined);
@@ -561,14 +577,19 @@ export class WebCryptoClient implements EngineConnection {
     this.state = this.pskAccepted ? 'wait_finished' : 'wait_cert_cr';
   }
 
-  /** §4.3.2: remember the context; we answer with an empty Certificate (no client certificate). */
+  /** §4.3.2: remember the context and the schemes the server accepts for our CertificateVerify. */
   private certificateRequest(msg: Uint8Array, body: Uint8Array): void {
     const r = reader(body, 'CertificateRequest');
     const context = r.vector8('certificate_request_context');
     const exts = readExtensions(r, 'CertificateRequest');
     r.end();
     if (context.length !== 0) throw violation(AlertDescription.illegal_parameter, 'CertificateRequest context in the handshake');
-    if (!exts.has(EXT.signature_algorithms)) throw violation(AlertDescription.missing_extension, 'CertificateRequest without signature_algorithms');
+    const algs = exts.get(EXT.signature_algorithms);
+    if (!algs) throw violation(AlertDescription.missing_extension, 'CertificateRequest without signature_algorithms');
+    const ar = reader(algs, 'signature_algorithms');
+    const list = reader(ar.vector16('supported_signature_algorithms'), 'signature_algorithms');
+    ar.end();
+    while (list.remaining > 0) this.requestedSchemes.push(list.u16('signature scheme'));
     this.certificateRequestContext = Uint8Array.from(context);
     this.transcript.push(msg);
     this.state = 'wait_cert';
@@ -626,13 +647,24 @@ export class WebCryptoClient implements EngineConnection {
 
     const flight: Uint8Array[] = [];
     if (this.certificateRequestContext) {
-      // §4.4.2: no certificate to offer: an empty certificate_list.
+      // §4.4.2.2: our chain when our key signs with a scheme the server accepts; else an empty list.
+      const scheme = this.signingKey?.schemes.find((x) => this.requestedSchemes.includes(x));
+      const chain = scheme !== undefined ? this.settings.certificate!.chain : [];
       const cert = message(
         HS.certificate,
-        new ByteWriter(8).vector(1, (w) => w.bytes(this.certificateRequestContext!)).vector(3, () => undefined).finish(),
+        new ByteWriter(1024)
+          .vector(1, (w) => w.bytes(this.certificateRequestContext!))
+          .vector(3, (w) => chain.forEach((der) => w.vector(3, (c) => c.bytes(der)).u16(0)))
+          .finish(),
       );
       this.transcript.push(cert);
       flight.push(cert);
+      if (scheme !== undefined) {
+        const signature = await signCertificateVerify(this.signingKey!, scheme, this.transcriptHash());
+        const verify = message(HS.certificate_verify, new ByteWriter(8 + signature.length).u16(scheme).vector(2, (w) => w.bytes(signature)).finish());
+        this.transcript.push(verify);
+        flight.push(verify);
+      }
     }
     const clientFinished = message(HS.finished, schedule.verifyData(this.handshakeSecrets!.client, this.transcriptHash()));
     this.transcript.push(clientFinished);

@@ -5,7 +5,8 @@
  * @module
  */
 import { AlertDescription } from '../../errors.js';
-import { ecdsaDerToRaw, violation } from './messages.js';
+import { AtlsError } from '../../errors.js';
+import { ecdsaDerToRaw, ecdsaRawToDer, violation } from './messages.js';
 
 /** The runtime's Web Crypto (the browser's, or Node's globalThis.crypto). */
 export type Subtle = typeof globalThis.crypto.subtle;
@@ -129,6 +130,36 @@ export function signedContent(context: string, transcriptHash: Uint8Array): Uint
   out.set(label, 64);
   out.set(transcriptHash, 64 + label.length + 1);
   return out;
+}
+
+/** A client's private key and the CertificateVerify schemes it signs with. */
+export interface SigningKey {
+  key: CryptoKey;
+  schemes: readonly number[];
+}
+
+/**
+ * Imports a PKCS#8 private key as the first of ECDSA P-256, ECDSA P-384 or
+ * RSA-PSS (SHA-256) that accepts it; a local INVALID_ARGUMENT otherwise.
+ */
+export async function importSigningKey(pkcs8: Uint8Array): Promise<SigningKey> {
+  for (const code of [0x0403, 0x0503, 0x0804]) {
+    const s = SIGNATURE_SCHEMES.find((x) => x.code === code)!;
+    try {
+      return { key: await subtle().importKey('pkcs8', pkcs8, s.importAlgorithm, false, ['sign']), schemes: [code] };
+    } catch {
+      // not this kind of key
+    }
+  }
+  throw new AtlsError('INVALID_ARGUMENT', 'key: not an ECDSA P-256/P-384 or RSA private key (PKCS#8)', { source: 'local' });
+}
+
+/** §4.4.3: the client's CertificateVerify signature over the transcript hash. */
+export async function signCertificateVerify(key: SigningKey, scheme: number, transcriptHash: Uint8Array): Promise<Uint8Array> {
+  const s = SIGNATURE_SCHEMES.find((x) => x.code === scheme)!;
+  const content = signedContent('TLS 1.3, client CertificateVerify', transcriptHash);
+  const sig = new Uint8Array(await subtle().sign(s.verifyAlgorithm, key.key, content));
+  return s.ecSize ? ecdsaRawToDer(sig) : sig;
 }
 
 /**

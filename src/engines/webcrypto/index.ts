@@ -6,9 +6,9 @@
  * - the server role: a browser page is the client of draft §9.8;
  * - TLS 1.2: every server the project talks to offers TLS 1.3, and 1.2
  *   would double the handshake code for no browser use;
- * - client certificates: a page has no private key store to sign with;
  * - DTLS, early data, a ticket count: client-irrelevant or server-only.
- * Each is refused with a local UNSUPPORTED error when configured.
+ * Each is refused with a local UNSUPPORTED error when configured. Client
+ * certificates (ECDSA P-256/P-384 or RSA keys, PKCS#8) sign with Web Crypto.
  *
  * Hashing, HMAC and HKDF use @noble/hashes because the exporter must be
  * synchronous (key-schedule.ts); ChaCha20-Poly1305 uses @noble/ciphers
@@ -27,7 +27,7 @@ import { WebCryptoClient, type ClientSettings } from './client.js';
 import { GROUPS, GROUP_ALIASES, SIGNATURE_SCHEMES } from './crypto.js';
 import { SUITES } from './record.js';
 import { decodeTicket } from './ticket.js';
-import { parseAnchors } from './verify.js';
+import { parseAnchors, pemBlocks } from './verify.js';
 
 function invalid(message: string): AtlsError {
   return new AtlsError('INVALID_ARGUMENT', message, { source: 'local' });
@@ -99,7 +99,14 @@ function createClient(c: TlsClientConfig): EngineConnection {
   if (max !== 'TLSv1.3') throw unsupported('TLS 1.3 only');
   if (c.dtls) throw unsupported('no DTLS');
   if (c.earlyData !== undefined) throw unsupported('no early data');
-  if (c.cert !== undefined || c.key !== undefined) throw unsupported('no client certificates');
+  if ((c.cert === undefined) !== (c.key === undefined)) throw invalid('cert and key must be given together');
+  let certificate: ClientSettings['certificate'];
+  if (c.cert !== undefined && c.key !== undefined) {
+    const keyText = typeof c.key === 'string' ? c.key : new TextDecoder().decode(c.key);
+    const [pkcs8] = pemBlocks(keyText, 'PRIVATE KEY');
+    if (!pkcs8 || pkcs8.length === 0) throw invalid('key must be a PEM PKCS#8 private key (BEGIN PRIVATE KEY)');
+    certificate = { chain: parseAnchors([c.cert], 'cert'), pkcs8 };
+  }
   if (c.psk !== undefined) {
     const idLen = typeof c.psk.identity === 'string' ? enc.encode(c.psk.identity).length : 0;
     if (idLen < 1 || idLen > 65535) throw invalid('psk.identity must be 1..65535 bytes');
@@ -126,6 +133,7 @@ function createClient(c: TlsClientConfig): EngineConnection {
     anchors,
     psk: c.psk,
     ticket: c.session === undefined ? undefined : decodeTicket(c.session),
+    certificate,
     now: () => Date.now(),
   };
   return new WebCryptoClient(settings);
@@ -142,22 +150,10 @@ export const webcryptoEngine: TlsEngine = {
     exporterContextControl: true,
     server: false,
     tlsVersions: ['TLSv1.3'],
-    clientCertificates: false,
+    clientCertificates: true,
   },
   createClient,
   createServer(): never {
     throw unsupported('the server role is not implemented (a web page is a client)');
   },
 };
-
-/** Whether this runtime's Web Crypto has what the engine needs (X25519 above all). */
-export async function webcryptoAvailable(): Promise<string | undefined> {
-  const subtle = globalThis.crypto?.subtle;
-  if (!subtle) return 'no Web Crypto API (globalThis.crypto.subtle)';
-  try {
-    await subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
-    return undefined;
-  } catch {
-    return 'Web Crypto lacks X25519';
-  }
-}

@@ -102,6 +102,24 @@ export function ecdsaDerToRaw(der: Uint8Array, size: number): Uint8Array | undef
   }
 }
 
+/** r||s (Web Crypto's ECDSA output) to the DER form TLS carries (RFC 3279 §2.2.3). */
+export function ecdsaRawToDer(raw: Uint8Array): Uint8Array {
+  const half = raw.length / 2;
+  const int = (v: Uint8Array): Uint8Array => {
+    let i = 0;
+    while (i < v.length - 1 && v[i] === 0) i++;
+    const t = v.subarray(i);
+    return t[0]! & 0x80 ? Uint8Array.of(0x02, t.length + 1, 0, ...t) : Uint8Array.of(0x02, t.length, ...t);
+  };
+  const r = int(raw.subarray(0, half));
+  const s = int(raw.subarray(half));
+  const body = new Uint8Array(r.length + s.length);
+  body.set(r);
+  body.set(s, r.length);
+  // Both integers of P-256 and P-384 fit in one length byte, so does the sequence (< 128 + 128).
+  return body.length < 128 ? Uint8Array.of(0x30, body.length, ...body) : Uint8Array.of(0x30, 0x81, body.length, ...body);
+}
+
 function derLength(r: ByteReader): number {
   const first = r.u8();
   if (first < 0x80) return first;

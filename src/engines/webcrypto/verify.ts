@@ -55,32 +55,32 @@ function parse(lib: typeof X509, der: Uint8Array, what: string): X509.X509Certif
   }
 }
 
+/** The DER of every PEM block labelled `label` in `text` (a block that is not base64 gives empty bytes). */
+export function pemBlocks(text: string, label: string): Uint8Array[] {
+  const re = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`, 'g');
+  return [...text.matchAll(re)].map((m) => {
+    try {
+      return Uint8Array.from(atob(m[1]!.replace(/\s+/g, '')), (c) => c.charCodeAt(0));
+    } catch {
+      return new Uint8Array(0);
+    }
+  });
+}
+
 /**
  * Trust anchors (DER) from PEM text or DER/PEM bytes. Each must be a DER
  * SEQUENCE whose length matches (a full parse waits for the first
  * verification); anything else is a local INVALID_ARGUMENT.
  */
-export function parseAnchors(inputs: ReadonlyArray<string | Uint8Array>): Uint8Array[] {
+export function parseAnchors(inputs: ReadonlyArray<string | Uint8Array>, what = 'ca'): Uint8Array[] {
   const out: Uint8Array[] = [];
   const dec = new TextDecoder();
   for (const input of inputs) {
     const text = typeof input === 'string' ? input : input[0] === 0x2d /* '-' */ ? dec.decode(input) : undefined;
-    const ders: Uint8Array[] = [];
-    if (text === undefined) {
-      ders.push(input as Uint8Array);
-    } else {
-      for (const block of text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []) {
-        const b64 = block.replace(/-----(BEGIN|END) CERTIFICATE-----|\s+/g, '');
-        try {
-          ders.push(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
-        } catch {
-          ders.push(new Uint8Array(0));
-        }
-      }
-      if (ders.length === 0) throw new AtlsError('INVALID_ARGUMENT', 'ca: no PEM certificate', { source: 'local' });
-    }
+    const ders = text === undefined ? [input as Uint8Array] : pemBlocks(text, 'CERTIFICATE');
+    if (ders.length === 0) throw new AtlsError('INVALID_ARGUMENT', `${what}: no PEM certificate`, { source: 'local' });
     for (const der of ders) {
-      if (!looksLikeDer(der)) throw new AtlsError('INVALID_ARGUMENT', 'ca: not a DER certificate', { source: 'local' });
+      if (!looksLikeDer(der)) throw new AtlsError('INVALID_ARGUMENT', `${what}: not a DER certificate`, { source: 'local' });
       out.push(der);
     }
   }
