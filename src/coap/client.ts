@@ -173,8 +173,15 @@ export class AtlsCoapClient {
   /** Ends the session: DELETE of the session resource; forgets the keys. */
   async close(): Promise<void> {
     try {
-      if (this.session && this.sessionPath && this.session.state !== 'failed') {
-        await this.send(this.sessionPath, { code: CoapCode.DELETE, options: [], payload: new Uint8Array(0) }).catch(() => undefined);
+      const s = this.session;
+      if (s && this.sessionPath && s.state !== 'failed') {
+        // Mode exported: an empty protected message proves to the server that the DELETE is ours.
+        const proof = s.mode === 'exported' && s.state === 'established';
+        await this.send(this.sessionPath, {
+          code: CoapCode.DELETE,
+          options: proof ? [uintOption(OptionNumber.ContentFormat, this.formats.protected)] : [],
+          payload: proof ? s.protect(new Uint8Array(0)) : new Uint8Array(0),
+        }).catch(() => undefined);
       }
     } finally {
       this.session?.destroy();

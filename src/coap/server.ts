@@ -37,7 +37,9 @@ import {
   type TransmissionParameters,
 } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
-import { BlockwiseServer, codeFromHint, type CoapResponse, type Peer } from './blockwise.js';
+import { BlockwiseServer, codeFromHint, peerKey, type CoapResponse, type Peer } from './blockwise.js';
+import { HalfOpenLedger } from '../store/half-open.js';
+import { peerGroup } from '../peers.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
 
@@ -77,7 +79,9 @@ export type AtlsCoapServerEvent =
   | { type: 'session'; sessionId: string; peer: Peer }
   | { type: 'established'; sessionId: string; info: HandshakeInfo }
   | { type: 'request'; sessionId: string; method: string; path: string; code: string }
-  | { type: 'error'; sessionId: string | undefined; error: AtlsError; code: string }
+  | { type: 'error'; sessionId: string | undefined; error: AtlsError; code: string; peer?: Peer }
+  | { type: 'limit'; limit: string; peer: string }
+  | { type: 'evicted'; what: 'half-open'; peer: string; reason: string }
   | { type: 'closed'; sessionId: string; reason: 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer' };
 
 /** Options of {@link AtlsCoapServer.listen} and {@link createAtlsCoapHandler}. */
@@ -121,6 +125,8 @@ interface Entry {
   session: AtlsServerSession;
   expires: number;
   established: boolean;
+  /** The endpoint (address|port) that started the handshake. */
+  endpoint: string;
   /** Serializes requests of one session: a session processes one flight at a time. */
   queue: Promise<unknown>;
 }
@@ -143,12 +149,15 @@ function samePath(a: readonly string[], b: readonly string[]): boolean {
 export class AtlsCoapHandler {
   readonly formats: AtlsCoapFormats;
   private readonly sessions = new Map<string, Entry>();
+  /** Half-open handshakes by peer, oldest first: at the cap the heaviest peer's oldest gives way. */
+  private readonly halfOpen: HalfOpenLedger<Entry>;
   private readonly opts: AtlsCoapServerOptions;
 
   constructor(options: AtlsCoapServerOptions) {
     checkServerCredentials(options.tls);
     this.opts = options;
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...options.contentFormats };
+    this.halfOpen = new HalfOpenLedger(options.maxHalfOpen ?? 1000, options.handshakeTtlMs ?? 30_000);
   }
 
   /** Sessions held now (half-open and established). */
@@ -160,6 +169,7 @@ export class AtlsCoapHandler {
   closeAll(): void {
     for (const e of this.sessions.values()) e.session.destroy();
     this.sessions.clear();
+    this.halfOpen.clear();
   }
 
   /** Handles one whole CoAP request. Never throws. */
@@ -186,10 +196,7 @@ export class AtlsCoapHandler {
         entry = undefined;
       }
       if (!entry) return diag(CoapCode.NotFound, 'no such ATLS session'); // -05: unknown session resource
-      if (msg.code === CoapCode.DELETE) {
-        this.drop(entry, 'deleted');
-        return { code: CoapCode.Deleted };
-      }
+      if (msg.code === CoapCode.DELETE) return this.onDelete(entry, cf, msg.payload, peer);
       if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages here');
       const run = entry.queue.then(() => this.onSession(entry, cf, msg.payload, peer));
       entry.queue = run.catch(() => undefined);
@@ -198,15 +205,36 @@ export class AtlsCoapHandler {
     return diag(CoapCode.NotFound, 'not an ATLS resource');
   }
 
+  /**
+   * DELETE ends a session only when it proves the session: in mode exported
+   * a protected message of the session (an empty one) rides in it; a
+   * records-mode or half-open session takes it only from the endpoint that
+   * started the handshake. Anyone else who learnt the id gets 4.03.
+   */
+  private onDelete(entry: Entry, cf: number | undefined, body: Uint8Array, peer: Peer): CoapResponse {
+    if (entry.established && entry.session.mode === 'exported') {
+      if (cf !== this.formats.protected) return diag(CoapCode.Forbidden, 'DELETE carries a protected message of this session');
+      try {
+        entry.session.unprotect(body);
+      } catch (e) {
+        return this.errorResponse(e instanceof AtlsError && e.code !== 'KEY_LIMIT_REACHED' ? new AtlsError('DECRYPT_FAILED', 'DELETE did not prove the session', { source: 'remote' }) : e, entry.id, peer);
+      }
+    } else if (peerKey(peer) !== entry.endpoint) {
+      return diag(CoapCode.Forbidden, 'DELETE from another endpoint than the session\'s');
+    }
+    this.drop(entry, 'deleted');
+    return { code: CoapCode.Deleted };
+  }
+
   private unsupported(cf: number | undefined): CoapResponse {
     // RFC 7252 §5.10.3 / §5.9.2.10: 4.15 for a Content-Format the resource does not take.
     return diag(CoapCode.UnsupportedContentFormat, `Content-Format ${cf ?? 'missing'}; expected ${this.formats.records}, ${this.formats.protected} or ${this.formats.protectedHttp}`);
   }
 
-  private errorResponse(e: unknown, sessionId: string | undefined): CoapResponse {
+  private errorResponse(e: unknown, sessionId: string | undefined, peer?: Peer): CoapResponse {
     const err = e instanceof AtlsError ? e : new AtlsError('INTERNAL', String(e), { cause: e });
     const code = codeFromHint(err.coapCode);
-    this.opts.onEvent?.({ type: 'error', sessionId, error: err, code: err.coapCode });
+    this.opts.onEvent?.({ type: 'error', sessionId, error: err, code: err.coapCode, ...(peer ? { peer } : {}) });
     // The alert records, if any, ride in the error body so the client learns why (draft §9.3).
     if (err.alertFlight.length > 0) {
       return { code, options: [uintOption(OptionNumber.ContentFormat, this.formats.records)], payload: err.alertFlight };
@@ -216,13 +244,12 @@ export class AtlsCoapHandler {
 
   private async newSession(flight: Uint8Array, peer: Peer): Promise<CoapResponse> {
     const maxSessions = this.opts.maxSessions ?? 10_000;
-    const maxHalfOpen = this.opts.maxHalfOpen ?? 1000;
-    let halfOpen = 0;
-    for (const e of this.sessions.values()) if (!e.established) halfOpen++;
-    if (this.sessions.size >= maxSessions || halfOpen >= maxHalfOpen) {
-      return this.errorResponse(new AtlsError('LIMIT_REACHED', 'too many ATLS sessions'), undefined);
+    const group = peerGroup(peer.address);
+    if (this.sessions.size >= maxSessions) {
+      this.opts.onEvent?.({ type: 'limit', limit: 'sessions', peer: group });
+      return this.errorResponse(new AtlsError('LIMIT_REACHED', 'too many ATLS sessions'), undefined, peer);
     }
-    if (flight.length > (this.opts.maxBodyBytes ?? 64 * 1024)) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined);
+    if (flight.length > (this.opts.maxBodyBytes ?? 64 * 1024)) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined, peer);
     let session: AtlsServerSession;
     try {
       session = new AtlsServerSession({
@@ -236,13 +263,19 @@ export class AtlsCoapHandler {
       return this.errorResponse(e, undefined);
     }
     const id = newSessionId();
-    const entry: Entry = { id, session, expires: Date.now() + (this.opts.handshakeTtlMs ?? 30_000), established: false, queue: Promise.resolve() };
+    const entry: Entry = { id, session, expires: Date.now() + (this.opts.handshakeTtlMs ?? 30_000), established: false, endpoint: peerKey(peer), queue: Promise.resolve() };
     let out;
     try {
       out = await session.receive(flight);
     } catch (e) {
       session.destroy();
-      return this.errorResponse(e, undefined);
+      return this.errorResponse(e, undefined, peer);
+    }
+    const displaced = this.halfOpen.admit(id, entry, group);
+    if (displaced.length > 0) this.opts.onEvent?.({ type: 'limit', limit: 'half-open', peer: group });
+    for (const d of displaced) {
+      this.drop(d.value, 'evicted');
+      this.opts.onEvent?.({ type: 'evicted', what: 'half-open', peer: d.peer, reason: d.reason === 'expired' ? 'expired' : 'half-open' });
     }
     this.sessions.set(id, entry);
     this.opts.onEvent?.({ type: 'session', sessionId: id, peer });
@@ -263,6 +296,7 @@ export class AtlsCoapHandler {
     const s = entry.session;
     if (!entry.established && s.state === 'established') {
       entry.established = true;
+      this.halfOpen.delete(entry.id);
       if (s.handshakeInfo) this.opts.onEvent?.({ type: 'established', sessionId: entry.id, info: s.handshakeInfo });
     }
     entry.expires = Date.now() + (entry.established ? (this.opts.sessionTtlMs ?? 3_600_000) : (this.opts.handshakeTtlMs ?? 30_000));
@@ -275,6 +309,10 @@ export class AtlsCoapHandler {
   private async onSession(entry: Entry, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
     if (!this.sessions.has(entry.id)) return diag(CoapCode.NotFound, 'no such ATLS session');
     const s = entry.session;
+    if (cf === this.formats.records && entry.established && s.mode === 'exported') {
+      // A late or replayed Finished, a stray ClientHello: nobody without the keys ends an established session.
+      return this.errorResponse(new AtlsError('INVALID_STATE', 'session established: send protected messages', { source: 'remote' }), entry.id, peer);
+    }
     if (cf === this.formats.records) {
       let out;
       try {
@@ -361,6 +399,7 @@ export class AtlsCoapHandler {
   }
 
   private drop(entry: Entry, reason: 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer'): void {
+    this.halfOpen.delete(entry.id);
     if (!this.sessions.delete(entry.id)) return;
     entry.session.destroy();
     this.opts.onEvent?.({ type: 'closed', sessionId: entry.id, reason });

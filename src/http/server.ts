@@ -24,6 +24,7 @@ import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
 import { BHTTP_DEFAULT_LIMITS, decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
+import { parseServerHello } from '../records.js';
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINTS,
@@ -240,6 +241,8 @@ export interface AtlsSessionEntry {
   peer: AtlsPeer | undefined;
   /** A flight (or records-mode request) of this session is being processed. */
   busy: boolean;
+  /** The last flight sent was a HelloRetryRequest: the client's second ClientHello belongs to this session. */
+  awaitingHello?: boolean;
 }
 
 /**
@@ -404,6 +407,16 @@ function rawInner(plaintext: Uint8Array, scheme: string, authority: string, limi
     }
   }
   return m;
+}
+
+/** The flight starts with a HelloRetryRequest (RFC 8446 §4.1.4). */
+function isHelloRetryRequest(flight: Uint8Array): boolean {
+  if (flight.length === 0) return false;
+  try {
+    return parseServerHello(flight).isHelloRetryRequest;
+  } catch {
+    return false;
+  }
 }
 
 function positive(v: number | undefined, fallback: number, name: string): number {
@@ -634,6 +647,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
         out = concatBytes([out, e.session.protect(response)]);
       }
+      if (!e.peer) e.awaitingHello = isHelloRetryRequest(out);
       if (listening) emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
       if (closed || e.session.state === 'closed') end(e, 'closed');
       else await table.touch(e);
@@ -704,14 +718,14 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         return await onProtected(known, body, x);
       }
       if (known) {
-        const stale = known.session.mode === 'exported' && known.peer !== undefined;
-        if (!stale) return await onFlight(known, body, x);
-        // An established architecture-(b) session takes no more flights; a
-        // new ClientHello with its cookie means the client starts afresh.
-        if (!startsWithClientHello(body)) {
-          throw new AtlsError('INVALID_STATE', `session established: send ${MEDIA_TYPE_PROTECTED}`, { source: 'remote' });
-        }
-        end(known, 'replaced');
+        const established = known.session.mode === 'exported' && known.peer !== undefined;
+        const hello = startsWithClientHello(body);
+        if (!established && (!hello || known.awaitingHello)) return await onFlight(known, body, x);
+        // An established architecture-(b) session takes no more flights.
+        if (!hello) throw new AtlsError('INVALID_STATE', `session established: send ${MEDIA_TYPE_PROTECTED}`, { source: 'remote' });
+        // A ClientHello with a session's cookie starts a new session beside
+        // it: a cookie proves nothing of the keys, so it neither ends nor
+        // replaces the session it names (that one goes on, or ages out).
         known = undefined;
       } else if (id !== undefined && !startsWithClientHello(body)) {
         throw gone();

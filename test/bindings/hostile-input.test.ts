@@ -24,6 +24,13 @@ import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
 import type { AtlsServerEvent } from '../../src/http/server.js';
 import net from 'node:net';
+import { cookieOf, manualHandshake, post, protectedRequest } from '../helpers/http.js';
+import { AtlsCoapClient } from '../../src/coap/client.js';
+import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { echoCoapHandler } from '../../src/coap/server.js';
+import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
+import { stringOption, uintOption } from '../../src/coap/packet.js';
+import { MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 
 function listen(server: http.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
@@ -240,6 +247,67 @@ describe('hostile input', () => {
       for (const s of sockets) s.destroy();
       await client.close();
       await close(server);
+    }
+  });
+
+  it('HTTP: a ClientHello carrying a session cookie neither ends nor replaces the session it names', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const h = createAtlsHandler({ tls: tls.server, app: echoApp });
+    const { session, cookie } = await manualHandshake(h, tls.client);
+    const hello = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
+    const intruder = await post(h, hello, { cookie });
+    assert.equal(intruder.status, 200, 'the intruder gets a handshake of its own');
+    assert.notEqual(cookieOf(intruder), cookie);
+    // A late Finished (a records body) to the established session: refused, the session goes on.
+    assert.equal((await post(h, Uint8Array.from([23, 3, 3, 0, 2, 1, 0]), { cookie })).status, 409);
+    const ok = await post(h, await protectedRequest(session), { cookie, type: MEDIA_TYPE_PROTECTED });
+    assert.equal(ok.status, 200, 'the established session still answers');
+    // A handshake in progress: a ClientHello with its cookie starts another, the first completes.
+    const a = new AtlsClientSession({ tls: tls.client });
+    const r1 = await post(h, (await a.start()).flight);
+    const aCookie = cookieOf(r1)!;
+    assert.equal((await post(h, hello, { cookie: aCookie })).status, 200);
+    const fin = await a.receive(new Uint8Array(await r1.arrayBuffer()));
+    const r2 = await post(h, fin.flight, { cookie: aCookie });
+    assert.equal(r2.status, 200);
+    await a.receive(new Uint8Array(await r2.arrayBuffer()));
+    assert.equal(a.state, 'established');
+    assert.equal((await post(h, await protectedRequest(a), { cookie: aCookie, type: MEDIA_TYPE_PROTECTED })).status, 200);
+    await h.close();
+  });
+
+  it('CoAP: a records body, a late Finished or a DELETE from another endpoint does not end an established session', async () => {
+    const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler });
+    const client = new AtlsCoapClient({ url: server.url, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const ep = await CoapEndpoint.bind();
+    try {
+      await client.connect();
+      const [, prefix, id] = client.resource!.split('/');
+      const path = [stringOption(OptionNumber.UriPath, prefix!), stringOption(OptionNumber.UriPath, id!)];
+      const records = await ep.request(server.endpoint.address, {
+        code: CoapCode.POST,
+        options: [...path, uintOption(OptionNumber.ContentFormat, 65000)],
+        payload: Uint8Array.from([22, 3, 3, 0, 4, 20, 0, 0, 0]),
+      });
+      assert.equal(records.code >> 5, 4, 'refused');
+      const del = await ep.request(server.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) });
+      assert.equal(del.code, CoapCode.Forbidden);
+      const forged = await ep.request(server.endpoint.address, {
+        code: CoapCode.DELETE,
+        options: [...path, uintOption(OptionNumber.ContentFormat, 65001)],
+        payload: new Uint8Array(40),
+      });
+      assert.equal(forged.code >> 5, 4);
+      assert.notEqual(forged.code, CoapCode.Deleted);
+      const res = await client.request({ method: 'POST', pathname: '/echo', payload: 'still here' });
+      assert.equal(new TextDecoder().decode(res.payload), 'still here');
+      const before = server.handler.sessionCount;
+      await client.close(); // its own DELETE carries a protected message: accepted
+      assert.equal(server.handler.sessionCount, before - 1);
+    } finally {
+      await ep.close();
+      await client.close();
+      await server.close();
     }
   });
 });
