@@ -26,6 +26,8 @@ export interface BenchPlan {
   load: LoadOptions;
   ecdsaSessions: number[];
   pskSessions: number[];
+  /** Established records-mode (architecture a) session counts of figure 4. */
+  recordsSessions: number[];
   only: Set<string>;
 }
 
@@ -42,6 +44,7 @@ export function plan(env: Record<string, string | undefined> = process.env): Ben
       : { warmupMs: 1000, durationMs: 3000, hsConcurrency: 8, reqConcurrency: 16, sizes },
     ecdsaSessions: [Math.min(quick ? 200 : 10_000, big)],
     pskSessions: [...new Set([Math.min(quick ? 200 : 10_000, big), big])],
+    recordsSessions: [Math.min(quick ? 200 : 10_000, big)],
     only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5,6').split(',').map((s) => s.trim())),
   };
 }
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
   await step('3', 'bytes on the wire', () => wireSection(pki));
   await step('1', 'handshakes', () => handshakeSection(pki, p.load, crypto.costs));
   await step('2', 'requests', () => requestSection(pki, p.load, crypto.costs));
-  await step('4', 'server memory', () => memorySection(pki, p.ecdsaSessions, p.pskSessions));
+  await step('4', 'server memory', () => memorySection(pki, p.ecdsaSessions, p.pskSessions, p.recordsSessions));
   await step('6', 'independent client (Go)', () => independentSection(pki, p.load));
   rows.push(...breakEvenRows(rows));
   const order = ['1', '2', '3', '4', '5', '6'];

@@ -62,9 +62,16 @@ export class Child {
     this.exited = new Promise((r) => proc.once('exit', () => r()));
   }
 
-  /** Forks `file` (a .ts under bench/) with tsx, optionally pinned to `cpu`, with extra node flags. */
-  static fork(file: string, cpu: number | undefined, execArgv: string[] = []): Child {
-    const proc = fork(here(file), [], { execArgv: ['--import', 'tsx', ...execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /**
+   * Forks `file` (a .ts under bench/) with tsx, optionally pinned to `cpu`, with extra node flags;
+   * `wrap` runs node under another program (`valgrind ... node`), which keeps the IPC channel.
+   */
+  static fork(file: string, cpu: number | undefined, execArgv: string[] = [], wrap?: { execPath: string; prefix: string[] }): Child {
+    const proc = fork(here(file), [], {
+      ...(wrap ? { execPath: wrap.execPath } : {}),
+      execArgv: [...(wrap?.prefix ?? []), '--import', 'tsx', ...execArgv],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     if (cpu !== undefined) pin(proc.pid, cpu);
     return new Child(proc);
   }

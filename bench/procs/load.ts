@@ -36,6 +36,16 @@ export class LoadRun {
     private readonly pki: BenchPki,
   ) {}
 
+  /** Operations completed in the measured window so far. */
+  get completed(): number {
+    return this.ops;
+  }
+
+  /** Errors so far. */
+  get failed(): number {
+    return this.errors;
+  }
+
   start(): void {
     for (let i = 0; i < this.job.concurrency; i++) this.loops.push(this.loop());
   }

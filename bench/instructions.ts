@@ -1,0 +1,117 @@
+/**
+ * `npm run bench:instructions`: server instructions per operation, counted by
+ * valgrind's callgrind, for the rows of figures 1, 2 and 6 that the Go client
+ * (`bench/go-client`) can drive. CPU seconds move by 2-3x on a shared
+ * machine; instruction counts do not, so ratios between rows are steady.
+ * Each server runs under callgrind with instrumentation off; the Go client warms
+ * it up, then instrumentation is switched on for exactly `count` operations.
+ * Needs `valgrind` and `go`. BENCH_QUICK=1 for smaller counts.
+ * @module
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Child, goClient } from './lib/procs.js';
+import { benchPki } from './lib/pki.js';
+import type { ServerSpec } from './lib/scenarios.js';
+import { fmt } from './lib/stats.js';
+
+interface Variant {
+  name: string;
+  spec: ServerSpec;
+  tls: boolean;
+  args: string[];
+  /** Operations counted (after as many for warm-up). */
+  count: number;
+}
+
+const quick = process.env.BENCH_QUICK === '1';
+const REQ = quick ? 200 : 2000;
+const HS = quick ? 30 : 200;
+
+const VARIANTS: Variant[] = [
+  { name: 'plain HTTP keep-alive, 100 B', spec: { kind: 'http' }, tls: false, args: ['-job', 'http-req'], count: REQ },
+  { name: 'HTTPS keep-alive, 100 B', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-req'], count: REQ },
+  { name: 'ATLS arch (b), 100 B', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-req', '-mode', 'exported'], count: REQ },
+  { name: 'ATLS arch (a), 100 B', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-req', '-mode', 'records'], count: REQ },
+  { name: 'HTTPS new connection + 1 request', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-fresh'], count: HS },
+  { name: 'ATLS (b) fresh session + 1 request', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },
+  { name: 'ATLS (a) fresh session + 1 request', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'records'], count: HS },
+];
+
+/** Total instructions of the newest callgrind dump `<out>.N` (its `totals:` line), waiting until it is written. */
+async function dumpedInstructions(out: string, part: number): Promise<number> {
+  for (let i = 0; i < 600; i++) {
+    try {
+      const m = /^totals: (\d+)/m.exec(readFileSync(`${out}.${part}`, 'utf8'));
+      if (m) return Number(m[1]);
+    } catch {
+      // not written yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no callgrind dump ${out}.${part}`);
+}
+
+async function measure(go: string, caFile: string, dir: string, v: Variant): Promise<number> {
+  const out = join(dir, `cg-${v.name.replace(/\W+/g, '-')}.out`);
+  const child = Child.fork('../procs/server.ts', undefined, [], {
+    execPath: 'valgrind',
+    prefix: ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath],
+  });
+  try {
+    const ready = await child.ask({ type: 'start-server', spec: v.spec, pki: await benchPki() });
+    if (ready.type !== 'ready' || ready.port === undefined) throw new Error('server did not start');
+    const url = `${v.tls ? 'https' : 'http'}://127.0.0.1:${ready.port}`;
+    const drive = (): void => {
+      execFileSync(go, ['-url', url, '-ca', caFile, '-conns', '1', '-size', '100', '-count', String(v.count), ...v.args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    };
+    drive(); // warm-up: JIT, caches, session tables
+    const pid = String(child.proc.pid);
+    execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
+    drive();
+    execFileSync('callgrind_control', ['--instr=off', pid], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+    return (await dumpedInstructions(out, 1)) / v.count;
+  } finally {
+    child.tell({ type: 'stop' });
+    await Promise.race([child.exited, new Promise((r) => setTimeout(r, 10_000))]);
+    child.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const go = goClient();
+  if (!go) throw new Error('`go` not found (Debian golang-go)');
+  const dir = mkdtempSync(join(tmpdir(), 'atls-cg-'));
+  try {
+    const caFile = join(dir, 'ca.pem');
+    writeFileSync(caFile, (await benchPki()).ca.cert);
+    const got = new Map<string, number>();
+    for (const v of VARIANTS) {
+      const t = performance.now();
+      const per = await measure(go, caFile, dir, v);
+      got.set(v.name, per);
+      console.log(`${v.name.padEnd(40)} ${fmt(per / 1000).padStart(10)} k instructions/op  (${v.count} ops, ${((performance.now() - t) / 1000).toFixed(0)} s)`);
+    }
+    const r = (a: string, b: string): string => (got.get(b)! / got.get(a)!).toFixed(3);
+    console.log(`\nratios (operations per server instruction, higher is better for the first):`);
+    console.log(`arch (b) / HTTPS keep-alive        ${r('ATLS arch (b), 100 B', 'HTTPS keep-alive, 100 B')}`);
+    console.log(`arch (b) / plain HTTP keep-alive   ${r('ATLS arch (b), 100 B', 'plain HTTP keep-alive, 100 B')}`);
+    console.log(`arch (b) / arch (a)                ${r('ATLS arch (b), 100 B', 'ATLS arch (a), 100 B')}`);
+    console.log(`fresh (b) / HTTPS new connection   ${r('ATLS (b) fresh session + 1 request', 'HTTPS new connection + 1 request')}`);
+    console.log(`fresh (a) / HTTPS new connection   ${r('ATLS (a) fresh session + 1 request', 'HTTPS new connection + 1 request')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
