@@ -42,10 +42,17 @@ interface ReplyMessage {
   error?: { code: AtlsErrorCode; message: string; source: 'local' | 'remote'; retryAfter?: number };
 }
 
+/** Messages written in one go: every call and reply made during one turn of the event loop. */
+interface BatchMessage {
+  [TAG]: 'batch';
+  m: Array<CallMessage | ReplyMessage>;
+}
+
 interface Pending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
-  timer: NodeJS.Timeout;
+  type: string;
+  deadline: number;
 }
 
 /** One end of an IPC channel: makes calls, answers the other end's. */
@@ -53,6 +60,13 @@ export class IpcPeer {
   private next = 0;
   private readonly pending = new Map<number, Pending>();
   private down: AtlsError | undefined;
+  /**
+   * Calls and replies of this turn, written as one message when the turn
+   * ends: one pipe write (and one wake-up of the other process) for all the
+   * requests a worker read from its sockets at once, instead of one each.
+   */
+  private outbox: Array<CallMessage | ReplyMessage> = [];
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly send: (message: unknown) => void,
@@ -65,48 +79,77 @@ export class IpcPeer {
     if (this.down) return Promise.reject(this.down);
     const n = this.next++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(n);
-        reject(new AtlsError('STORE_UNAVAILABLE', `no answer from the other process to ${type} within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      timer.unref();
-      this.pending.set(n, { resolve, reject, timer });
-      try {
-        this.send({ [TAG]: 'call', n, type, payload } satisfies CallMessage);
-      } catch (e) {
-        clearTimeout(timer);
-        this.pending.delete(n);
-        reject(new AtlsError('STORE_UNAVAILABLE', `the other process cannot be reached: ${String(e)}`, { cause: e }));
-      }
+      this.pending.set(n, { resolve, reject, type, deadline: Date.now() + this.timeoutMs });
+      // One timer for every call: a call not answered by its deadline fails (checked every second).
+      this.sweeper ??= setInterval(() => this.expire(), Math.min(1000, this.timeoutMs)).unref();
+      this.post({ [TAG]: 'call', n, type, payload });
     });
   }
 
   /** Feeds one message from the channel; false when it is not one of ours. */
   deliver(message: unknown): boolean {
     if (typeof message !== 'object' || message === null || !(TAG in message)) return false;
-    const m = message as CallMessage | ReplyMessage;
-    if (m[TAG] === 'reply') {
+    const batch = message as BatchMessage;
+    if (batch[TAG] !== 'batch' || !Array.isArray(batch.m)) return false;
+    for (const m of batch.m) {
+      if (m[TAG] === 'call') {
+        void this.answer(m);
+        continue;
+      }
       const p = this.pending.get(m.n);
-      if (!p) return true; // timed out already
+      if (!p) continue; // timed out already
       this.pending.delete(m.n);
-      clearTimeout(p.timer);
       if (m.error) {
         const { code, message: text, source, retryAfter } = m.error;
         p.reject(new AtlsError(code, text, { source, ...(retryAfter !== undefined ? { retryAfter } : {}) }));
       } else p.resolve(m.value);
-      return true;
     }
-    void this.answer(m);
     return true;
   }
 
   /** The other end is gone: every pending and later call fails with `reason`. */
   close(reason: AtlsError): void {
     this.down = reason;
+    this.outbox = [];
+    this.failAll(reason);
+  }
+
+  private failAll(reason: AtlsError): void {
     for (const [n, p] of this.pending) {
-      clearTimeout(p.timer);
       this.pending.delete(n);
       p.reject(reason);
+    }
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const [n, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.pending.delete(n);
+      p.reject(new AtlsError('STORE_UNAVAILABLE', `no answer from the other process to ${p.type} within ${this.timeoutMs} ms`, { retryAfter: 1 }));
+    }
+    if (this.pending.size === 0) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  /** Queues a message; the first of a turn schedules the write. */
+  private post(m: CallMessage | ReplyMessage): void {
+    if (this.outbox.push(m) === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const m = this.outbox;
+    this.outbox = [];
+    if (m.length === 0 || this.down) return;
+    try {
+      this.send({ [TAG]: 'batch', m } satisfies BatchMessage);
+    } catch (e) {
+      // The channel is closed: the other process is gone (its exit handler closes this peer too).
+      this.close(new AtlsError('STORE_UNAVAILABLE', `the other process cannot be reached: ${String(e)}`, { cause: e, retryAfter: 1 }));
     }
   }
 
@@ -121,10 +164,6 @@ export class IpcPeer {
       const error = { code: err.code, message: err.message, source: err.source };
       reply = { [TAG]: 'reply', n: m.n, error: err.retryAfter === undefined ? error : { ...error, retryAfter: err.retryAfter } };
     }
-    try {
-      this.send(reply);
-    } catch {
-      // The caller went away; its own timeout or exit handling covers it.
-    }
+    this.post(reply);
   }
 }
