@@ -23,6 +23,8 @@ import { randomBytes } from 'node:crypto';
 import { AtlsError } from '../errors.js';
 import { concatBytes } from '../bytes.js';
 import { CoapCode, MAX_SZX, MIN_SZX, OptionNumber, DEFAULT_BLOCK_SIZE } from './constants.js';
+import { HalfOpenLedger } from '../store/half-open.js';
+import { peerGroup } from '../peers.js';
 import {
   decodeUint,
   encodeUint,
@@ -170,6 +172,14 @@ export class BlockwiseServer {
   private readonly now: () => number;
   private readonly transfers = new Map<string, Transfer>();
   private readonly responses = new Map<string, CachedResponse>();
+  /**
+   * Fair shares of both tables: at a cap the peer (address, IPv6 /64)
+   * holding the most entries loses its oldest, so a flood from other ports
+   * or addresses cannot evict or lock out another peer's transfer (expiry
+   * stays with the tables' own `expires`).
+   */
+  private readonly transferShares: HalfOpenLedger<string>;
+  private readonly responseShares: HalfOpenLedger<string>;
 
   constructor(options: BlockwiseServerOptions = {}) {
     this.maxBody = options.maxBodyBytes ?? 64 * 1024;
@@ -179,6 +189,18 @@ export class BlockwiseServer {
     this.timeout = options.transferTimeoutMs ?? 60_000;
     this.maxCached = options.maxCachedResponses ?? 256;
     this.now = options.now ?? Date.now;
+    this.transferShares = new HalfOpenLedger<string>(this.maxTransfers, Number.MAX_SAFE_INTEGER);
+    this.responseShares = new HalfOpenLedger<string>(this.maxCached, Number.MAX_SAFE_INTEGER);
+  }
+
+  private dropTransfer(key: string): void {
+    this.transfers.delete(key);
+    this.transferShares.delete(key);
+  }
+
+  private dropResponse(key: string): void {
+    this.responses.delete(key);
+    this.responseShares.delete(key);
   }
 
   /** Current counters. */
@@ -192,8 +214,8 @@ export class BlockwiseServer {
   /** Drops every transfer and cached response of a peer whose state was reset. */
   forgetPeer(peer: Peer): void {
     const p = peerKey(peer);
-    for (const [k, t] of this.transfers) if (t.peer === p) this.transfers.delete(k);
-    for (const [k, r] of this.responses) if (r.peer === p) this.responses.delete(k);
+    for (const [k, t] of this.transfers) if (t.peer === p) this.dropTransfer(k);
+    for (const [k, r] of this.responses) if (r.peer === p) this.dropResponse(k);
   }
 
   /**
@@ -238,15 +260,17 @@ export class BlockwiseServer {
       const size = blockSizeOf(block1.szx);
       const existing = this.transfers.get(key);
       if (block1.num === 0) {
-        if (existing) this.transfers.delete(key); // a fresh start replaces an old transfer
+        if (existing) this.dropTransfer(key); // a fresh start replaces an old transfer
         if (msg.payload.length > this.maxBody) return tooLarge();
         if (block1.more) {
           if (msg.payload.length !== size) {
             return errorResponse(CoapCode.BadRequest, 'a non-final block must fill its block size'); // RFC 7959 §2.2
           }
-          if (this.transfers.size >= this.maxTransfers || this.countPeer(p) >= this.maxPerPeer) {
+          if (this.countPeer(p) >= this.maxPerPeer) {
             return errorResponse(CoapCode.ServiceUnavailable, 'too many concurrent block-wise transfers');
           }
+          // At the global cap the busiest peer's oldest transfer gives way, never another peer's only one.
+          for (const d of this.transferShares.admit(key, key, peerGroup(peer.address))) this.transfers.delete(d.value);
           this.transfers.set(key, { peer: p, chunks: [msg.payload], received: msg.payload.length, expires: this.now() + this.timeout });
           return this.continueResponse(block1);
         }
@@ -255,22 +279,22 @@ export class BlockwiseServer {
         // out of order, or for a transfer that is already finished.
         if (!existing) return errorResponse(CoapCode.RequestEntityIncomplete, 'no transfer in progress for this block');
         if (block1.num * size !== existing.received) {
-          this.transfers.delete(key);
+          this.dropTransfer(key);
           return errorResponse(CoapCode.RequestEntityIncomplete, `block ${block1.num} does not follow byte ${existing.received}`);
         }
         if (existing.received + msg.payload.length > this.maxBody) {
-          this.transfers.delete(key);
+          this.dropTransfer(key);
           return tooLarge();
         }
         if (block1.more && msg.payload.length !== size) {
-          this.transfers.delete(key);
+          this.dropTransfer(key);
           return errorResponse(CoapCode.BadRequest, 'a non-final block must fill its block size');
         }
         existing.chunks.push(msg.payload);
         existing.received += msg.payload.length;
         existing.expires = this.now() + this.timeout;
         if (block1.more) return this.continueResponse(block1);
-        this.transfers.delete(key);
+        this.dropTransfer(key);
         body = concatBytes(existing.chunks);
       }
       lastBlock1 = block1;
@@ -304,7 +328,7 @@ export class BlockwiseServer {
     if (payload.length > this.maxBody) {
       return errorResponse(CoapCode.InternalServerError, 'response too large');
     }
-    this.cacheResponse(respKey, { peer: p, tag: tag || undefined, code: res.code, options, body: payload, expires: this.now() + this.timeout });
+    this.cacheResponse(respKey, peer, { peer: p, tag: tag || undefined, code: res.code, options, body: payload, expires: this.now() + this.timeout });
     return {
       code: res.code,
       // Every block keeps the response's own options, Content-Format included (RFC 7959 §2.4).
@@ -342,13 +366,9 @@ export class BlockwiseServer {
     };
   }
 
-  private cacheResponse(key: string, r: CachedResponse): void {
-    this.responses.delete(key);
-    while (this.responses.size >= this.maxCached) {
-      const oldest = this.responses.keys().next();
-      if (oldest.done) break;
-      this.responses.delete(oldest.value);
-    }
+  private cacheResponse(key: string, peer: Peer, r: CachedResponse): void {
+    this.dropResponse(key);
+    for (const d of this.responseShares.admit(key, key, peerGroup(peer.address))) this.responses.delete(d.value);
     this.responses.set(key, r);
   }
 
@@ -360,8 +380,8 @@ export class BlockwiseServer {
 
   private sweep(): void {
     const now = this.now();
-    for (const [k, t] of this.transfers) if (t.expires <= now) this.transfers.delete(k);
-    for (const [k, r] of this.responses) if (r.expires <= now) this.responses.delete(k);
+    for (const [k, t] of this.transfers) if (t.expires <= now) this.dropTransfer(k);
+    for (const [k, r] of this.responses) if (r.expires <= now) this.dropResponse(k);
   }
 }
 

@@ -130,7 +130,7 @@ void describe('CoAP block-wise', () => {
       assert.equal(s.stats.transfers, 0);
     });
 
-    void it('too many concurrent transfers: 5.03 per peer and globally, other peers unaffected', async () => {
+    void it('too many concurrent transfers: 5.03 per peer; at the global cap the busiest peer gives way', async () => {
       const s = new BlockwiseServer({ maxTransfersPerPeer: 3, maxTransfers: 5 });
       const start = (peer: Peer, tag: number) =>
         s.handle(msg(CoapCode.POST, [...path, { number: OptionNumber.RequestTag, value: new Uint8Array([tag]) }, b1(0, true)], new Uint8Array(16)), peer, app);
@@ -139,8 +139,10 @@ void describe('CoAP block-wise', () => {
       const other: Peer = { address: '127.0.0.2', port: 1 };
       assert.equal((await start(other, 1)).code, CoapCode.Continue);
       assert.equal((await start(other, 2)).code, CoapCode.Continue);
-      assert.equal((await start({ address: '127.0.0.3', port: 1 }, 1)).code, CoapCode.ServiceUnavailable);
+      // The global cap: PEER holds the most (3), so its oldest transfer makes room.
+      assert.equal((await start({ address: '127.0.0.3', port: 1 }, 1)).code, CoapCode.Continue);
       assert.equal(s.stats.transfers, 5);
+      assert.equal((await s.handle(msg(CoapCode.POST, [...path, { number: OptionNumber.RequestTag, value: new Uint8Array([0]) }, b1(1, false)], new Uint8Array(1)), PEER, app)).code, CoapCode.RequestEntityIncomplete, 'PEER\'s oldest is gone');
       assert.ok(s.stats.bufferedBytes <= 5 * 16);
     });
 
@@ -162,6 +164,41 @@ void describe('CoAP block-wise', () => {
       });
       assert.equal(r.code, CoapCode.RequestEntityIncomplete);
       assert.equal(called, false);
+    });
+  });
+
+  describe('fair shares under a flood from other ports and addresses', () => {
+    const big = new Uint8Array(randomBytes(3000));
+    const bigApp: AssembledHandler = () => ({ code: CoapCode.Content, payload: big });
+
+    it('260 requests from 260 ports of another address do not evict a victim\'s cached Block2 response', async () => {
+      const server = new BlockwiseServer();
+      const victim: Peer = { address: '192.0.2.1', port: 5000 };
+      const first = await server.handle(msg(CoapCode.POST, path, new Uint8Array(10)), victim, bigApp);
+      assert.equal(decodeBlock(getOption(first, OptionNumber.Block2)!.value).more, true);
+      for (let i = 0; i < 260; i++) await server.handle(msg(CoapCode.POST, path, new Uint8Array(10)), { address: '198.51.100.9', port: 20000 + i }, bigApp);
+      const next = await server.handle(msg(CoapCode.POST, [...path, blockOption(OptionNumber.Block2, { num: 1, more: false, szx: 6 })]), victim, bigApp);
+      assert.equal(next.code, CoapCode.Content, 'the victim\'s next block is served');
+      assert.ok(server.stats.cachedResponses <= 256);
+    });
+
+    it('256 never-finished Block1 transfers from 20 ports do not lock out another client', async () => {
+      const server = new BlockwiseServer();
+      const echo: AssembledHandler = (req) => ({ code: CoapCode.Changed, payload: req.payload });
+      for (let i = 0; i < 256; i++) {
+        const tag = { number: OptionNumber.RequestTag, value: Uint8Array.of(i >> 8, i & 255) };
+        const r = await server.handle(
+          msg(CoapCode.POST, [...path, tag, blockOption(OptionNumber.Block1, { num: 0, more: true, szx: 0 })], new Uint8Array(16)),
+          { address: '198.51.100.9', port: 30000 + (i % 20) },
+          echo,
+        );
+        assert.equal(r.code, CoapCode.Continue);
+      }
+      const body = new Uint8Array(randomBytes(100));
+      const res = await blockwiseRequest(link(server, echo, { address: '192.0.2.1', port: 5000 }), { code: CoapCode.POST, options: path, payload: body }, { blockSize: 16 });
+      assert.equal(res.code, CoapCode.Changed);
+      assert.deepEqual(res.payload, body);
+      assert.ok(server.stats.transfers <= 256);
     });
   });
 });
