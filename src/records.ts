@@ -61,12 +61,19 @@ export const ContentType = {
   tls12_cid: 25,
 } as const;
 
-/** Handshake message types used by the parsers here (RFC 8446 §4, RFC 6347 §4.3.2). */
+/** Handshake message types (RFC 8446 §4 and §4.4.1, RFC 6347 §4.3.2). */
 export const HandshakeType = {
   client_hello: 1,
   server_hello: 2,
   hello_verify_request: 3,
+  new_session_ticket: 4,
+  encrypted_extensions: 8,
   certificate: 11,
+  certificate_request: 13,
+  certificate_verify: 15,
+  finished: 20,
+  key_update: 24,
+  message_hash: 254,
 } as const;
 
 /** Bytes in a TLS record header: type(1) version(2) length(2) (RFC 8446 §5.1). */

@@ -58,6 +58,17 @@ function configs(pki: TestPki, v: Version, auth: Auth, mutual: boolean): { clien
   };
 }
 
+/**
+ * A connection of `engine` waiting for its first peer flight: a server, or
+ * for a client-only engine a client that has sent its ClientHello.
+ */
+async function firstReceiver(engine: TlsEngine, pki: TestPki): Promise<EngineConnection> {
+  if (engine.capabilities.server) return engine.createServer({ cert: pki.server.cert, key: pki.server.key });
+  const client = engine.createClient({ ca: pki.ca.cert, serverName: 'localhost' });
+  await client.start();
+  return client;
+}
+
 /** The engine that plays the server opposite `engine`: itself, or the preferred full engine. */
 function serverFor(engine: TlsEngine): TlsEngine {
   if (engine.capabilities.server) return engine;
@@ -440,13 +451,7 @@ for (const engine of clientEngines()) {
       });
 
       void it('garbage instead of a ClientHello (client-only: instead of a ServerHello)', async () => {
-        let server: EngineConnection;
-        if (engine.capabilities.server) {
-          server = engine.createServer({ cert: pki.server.cert, key: pki.server.key });
-        } else {
-          server = engine.createClient({ ca: pki.ca.cert, serverName: 'localhost' });
-          await server.start();
-        }
+        const server = await firstReceiver(engine, pki);
         const err = await server.receive(enc.encode('GET / HTTP/1.1\r\nHost: x\r\n\r\n')).then(
           () => assert.fail('accepted garbage'),
           (e: unknown) => e as AtlsError,
@@ -505,13 +510,7 @@ for (const engine of clientEngines()) {
       });
 
       void it('a flight above the size limit is TOO_LARGE', async () => {
-        let server: EngineConnection;
-        if (engine.capabilities.server) {
-          server = engine.createServer({ cert: pki.server.cert, key: pki.server.key });
-        } else {
-          server = engine.createClient({ ca: pki.ca.cert, serverName: 'localhost' });
-          await server.start();
-        }
+        const server = await firstReceiver(engine, pki);
         await assert.rejects(server.receive(new Uint8Array(1024 * 1024 + 1)), { code: 'TOO_LARGE', source: 'remote' });
         server.destroy();
       });

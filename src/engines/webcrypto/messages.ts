@@ -6,20 +6,10 @@
  */
 import { ByteReader } from '../../bytes.js';
 import { AlertDescription, AtlsError } from '../../errors.js';
+import { HandshakeType } from '../../records.js';
 
-/** RFC 8446 §4 HandshakeType. */
-export const HS = {
-  client_hello: 1,
-  server_hello: 2,
-  new_session_ticket: 4,
-  encrypted_extensions: 8,
-  certificate: 11,
-  certificate_request: 13,
-  certificate_verify: 15,
-  finished: 20,
-  key_update: 24,
-  message_hash: 254,
-} as const;
+/** RFC 8446 §4 HandshakeType (the one table in records.ts). */
+export const HS = HandshakeType;
 
 /** RFC 8446 §4.2 ExtensionType (and RFC 6066, RFC 7301). */
 export const EXT = {

@@ -12,19 +12,20 @@
  */
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { AlertDescription, AtlsError } from '../../errors.js';
+import { ContentType, MAX_RECORD_FRAGMENT } from '../../records.js';
 import type { CryptoKey } from './crypto.js';
 import { SHA256, SHA384, trafficKeys, type SuiteHash } from './key-schedule.js';
 
-/** RFC 8446 §5.1 content types. */
-export const CONTENT_CHANGE_CIPHER_SPEC = 20;
-export const CONTENT_ALERT = 21;
-export const CONTENT_HANDSHAKE = 22;
-export const CONTENT_APPLICATION_DATA = 23;
+/** RFC 8446 §5.1 content types (the one table in records.ts). */
+export const CONTENT_CHANGE_CIPHER_SPEC = ContentType.change_cipher_spec;
+export const CONTENT_ALERT = ContentType.alert;
+export const CONTENT_HANDSHAKE = ContentType.handshake;
+export const CONTENT_APPLICATION_DATA = ContentType.application_data;
 
 /** RFC 8446 §5.1: TLSPlaintext.length <= 2^14. */
 export const MAX_PLAINTEXT = 2 ** 14;
 /** RFC 8446 §5.2: TLSCiphertext.length <= 2^14 + 256. */
-export const MAX_CIPHERTEXT = 2 ** 14 + 256;
+export const MAX_CIPHERTEXT = MAX_RECORD_FRAGMENT;
 const TAG = 16;
 
 /** A TLS 1.3 cipher suite this engine implements (RFC 8446 §B.4). */
