@@ -17,7 +17,6 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { DEFAULT_ENDPOINTS, DEFAULT_MAX_BODY_BYTES } from './constants.js';
 import type { ConnectionInfo } from './node.js';
-import { readBody } from './wire.js';
 
 /**
  * Fields that belong to one hop only (RFC 9110 §7.6.1), and the proxy's own
@@ -214,6 +213,38 @@ export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {
   };
 }
 
+/**
+ * A local client's body, at most `max` bytes, else TOO_LARGE. The stream is
+ * left alone rather than cancelled: cancelling destroys the connection
+ * before the 413 is written, and the client (curl after its 100-continue)
+ * never sees it; the server discards the rest after the answer.
+ */
+async function readLocalBody(request: Request, max: number): Promise<Uint8Array> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > max) {
+    throw new AtlsError('TOO_LARGE', `body of ${declared} bytes exceeds ${max}`, { source: 'remote' });
+  }
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > max) throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' });
+      parts.push(value);
+    }
+  } catch (e) {
+    if (e instanceof AtlsError) throw e;
+    throw new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
+  } finally {
+    reader.releaseLock();
+  }
+  return Buffer.concat(parts, total);
+}
+
 /** Options of {@link forwardHandler}. */
 export interface ForwardOptions {
   /** Largest request body taken from a local client (413 above; default 1 MiB, the server's default). */
@@ -248,7 +279,7 @@ export function forwardHandler(
       proto: local.protocol.slice(0, -1),
     });
     try {
-      const body = hasBody ? await readBody(request.body, max, request.headers.get('content-length')) : undefined;
+      const body = hasBody ? await readLocalBody(request, max) : undefined;
       return await client.fetch(target, {
         method: request.method,
         headers: fields,
