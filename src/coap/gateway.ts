@@ -19,7 +19,8 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import { newSessionId, parseSessionId } from '../store/ids.js';
+import { MemoryStore, newSessionId, parseSessionId } from '../store/index.js';
+import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_FLIGHT_LATER, MEDIA_TYPE_PROTECTED, WELL_KNOWN_ENDPOINT } from '../http/constants.js';
 import { mediaType, readBody } from '../http/wire.js';
 import { parseSetCookie } from '../http/cookie.js';
@@ -55,7 +56,7 @@ export interface AtlsCoapGatewayOptions {
   port?: number;
   contentFormats?: Partial<AtlsCoapFormats>;
   fetch?: FetchLike;
-  /** Sessions mapped at once (default 10000); the oldest is dropped beyond. */
+  /** Sessions mapped at once (default 10000); the mapping closest to expiry (least recently used) gives way beyond. */
   maxSessions?: number;
   /** Idle lifetime of a mapping (default 1 h). */
   sessionTtlMs?: number;
@@ -65,11 +66,6 @@ export interface AtlsCoapGatewayOptions {
   timeoutMs?: number;
   transmission?: Partial<TransmissionParameters>;
   onEvent?: (e: GatewayEvent) => void;
-}
-
-interface Mapping {
-  cookie: string;
-  expires: number;
 }
 
 const enc = new TextEncoder();
@@ -113,7 +109,10 @@ function diag(code: number, text: string): CoapResponse {
 export class AtlsCoapGatewayHandler {
   readonly formats: AtlsCoapFormats;
   private readonly endpointUrl: URL;
-  private readonly sessions = new Map<string, Mapping>();
+  /** Gateway session id -> the service's session cookie; TTL refreshed on use (the registry's TTL map). */
+  private readonly sessions: MemoryStore<string>;
+  private readonly ttlMs: number;
+  private readonly maxBody: number;
   private readonly fetch: FetchLike;
 
   constructor(private readonly opts: AtlsCoapGatewayOptions) {
@@ -122,6 +121,9 @@ export class AtlsCoapGatewayHandler {
     if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new AtlsError('INVALID_ARGUMENT', `the service must be http(s): ${to.href}`);
     this.endpointUrl = to.pathname === '/' || to.pathname === '' ? new URL(WELL_KNOWN_ENDPOINT, to) : to;
     this.fetch = opts.fetch ?? ((input, init) => fetch(input, init));
+    this.ttlMs = opts.sessionTtlMs ?? ENDPOINT_DEFAULTS.sessionTtlMs;
+    this.maxBody = opts.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes;
+    this.sessions = new MemoryStore<string>({ maxEntries: opts.maxSessions ?? ENDPOINT_DEFAULTS.gatewayMaxSessions });
   }
 
   /** The HTTP URL flights are POSTed to. */
@@ -136,7 +138,6 @@ export class AtlsCoapGatewayHandler {
 
   /** Handles one whole CoAP request. Never throws. */
   async handle(msg: CoapMessage, _peer: Peer): Promise<CoapResponse> {
-    this.sweep();
     let path: string[];
     let cf: number | undefined;
     try {
@@ -147,14 +148,14 @@ export class AtlsCoapGatewayHandler {
     }
     const isNew = path.length === WELL_KNOWN_PATH.length && path.every((s, i) => s === WELL_KNOWN_PATH[i]);
     let id: string | undefined;
-    let mapping: Mapping | undefined;
+    let mapping: string | undefined;
     if (!isNew) {
       if (path.length !== 2 || path[0] !== SESSION_PATH_PREFIX) return diag(CoapCode.NotFound, 'not an ATLS resource');
       id = path[1]!;
-      mapping = parseSessionId(id) ? this.sessions.get(id) : undefined;
-      if (!mapping) return diag(CoapCode.NotFound, 'no such ATLS session');
+      mapping = parseSessionId(id) ? this.sessions.getSync(id) : undefined;
+      if (mapping === undefined) return diag(CoapCode.NotFound, 'no such ATLS session');
       if (msg.code === CoapCode.DELETE) {
-        this.sessions.delete(id);
+        this.sessions.deleteSync(id);
         return { code: CoapCode.Deleted };
       }
     }
@@ -169,7 +170,7 @@ export class AtlsCoapGatewayHandler {
 
     this.opts.onEvent?.({ direction: 'to-service', sessionId: id, contentFormat: cf, mediaType: type, bytes: msg.payload.length, body: msg.payload });
     const headers: Record<string, string> = { 'content-type': type, accept: `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_PROTECTED}` };
-    if (mapping) headers.cookie = `${COOKIE_NAME}=${mapping.cookie}`;
+    if (mapping !== undefined) headers.cookie = `${COOKIE_NAME}=${mapping}`;
     let res: Response;
     let body: Uint8Array;
     try {
@@ -178,9 +179,9 @@ export class AtlsCoapGatewayHandler {
         headers,
         body: msg.payload,
         redirect: 'manual',
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+        signal: AbortSignal.timeout(this.opts.timeoutMs ?? ENDPOINT_DEFAULTS.gatewayTimeoutMs),
       });
-      body = await readBody(res.body, this.opts.maxBodyBytes ?? 64 * 1024, res.headers.get('content-length'));
+      body = await readBody(res.body, this.maxBody, res.headers.get('content-length'));
     } catch (e) {
       const tooLarge = e instanceof AtlsError && e.code === 'TOO_LARGE';
       return diag(tooLarge ? CoapCode.BadGateway : CoapCode.GatewayTimeout, tooLarge ? 'service response too large' : 'service unreachable');
@@ -194,34 +195,23 @@ export class AtlsCoapGatewayHandler {
     if (res.ok && isNew) {
       if (!cookie) return diag(CoapCode.BadGateway, 'the service set no session cookie');
       id = newSessionId();
-      this.remember(id, cookie);
+      this.sessions.setSync(id, cookie, this.ttlMs);
       code = CoapCode.Created;
       options.push(stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX), stringOption(OptionNumber.LocationPath, id));
     } else if (id !== undefined) {
       if (cookie === '' || res.status === 410 || (!res.ok && res.status !== 400 && res.status !== 413 && res.status !== 415)) {
-        this.sessions.delete(id); // the service dropped the session
+        this.sessions.deleteSync(id); // the service dropped the session
       } else {
-        this.remember(id, cookie || mapping!.cookie);
+        this.sessions.setSync(id, cookie || mapping!, this.ttlMs);
       }
     }
     this.opts.onEvent?.({ direction: 'to-device', sessionId: id, contentFormat: rcf, mediaType: rtype, status: res.status, coapCode: `${code >> 5}.${String(code & 31).padStart(2, '0')}`, bytes: body.length, body });
     return { code, options, payload: body };
   }
 
-  private remember(id: string, cookie: string): void {
-    this.sessions.delete(id);
-    const max = this.opts.maxSessions ?? 10_000;
-    while (this.sessions.size >= max) {
-      const oldest = this.sessions.keys().next();
-      if (oldest.done) break;
-      this.sessions.delete(oldest.value);
-    }
-    this.sessions.set(id, { cookie, expires: Date.now() + (this.opts.sessionTtlMs ?? 3_600_000) });
-  }
-
-  private sweep(): void {
-    const now = Date.now();
-    for (const [k, m] of this.sessions) if (m.expires <= now) this.sessions.delete(k);
+  /** Forgets every mapping and stops the expiry timer. */
+  close(): void {
+    this.sessions.close();
   }
 }
 
@@ -240,7 +230,7 @@ export class AtlsCoapGateway {
       ...(options.port !== undefined ? { port: options.port } : {}),
       ...(options.transmission ? { transmission: options.transmission } : {}),
     });
-    const blockwise = new BlockwiseServer({ maxBodyBytes: options.maxBodyBytes ?? 64 * 1024 });
+    const blockwise = new BlockwiseServer({ maxBodyBytes: options.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes });
     endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p) => handler.handle(m, p)));
     return new AtlsCoapGateway(endpoint, handler);
   }
@@ -256,6 +246,7 @@ export class AtlsCoapGateway {
   }
 
   async close(): Promise<void> {
+    this.handler.close();
     await this.endpoint.close();
   }
 }

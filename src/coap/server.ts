@@ -21,11 +21,11 @@
  */
 import { AtlsError } from '../errors.js';
 import type { HandshakeInfo, TlsEngine, TlsServerConfig } from '../engines/types.js';
-import { checkServerCredentials } from '../engines/credentials.js';
-import { AtlsServerSession } from '../session/session.js';
 import type { Mode } from '../session/types.js';
 import type { ProtectedChannelOptions } from '../protect/index.js';
-import { newSessionId, parseSessionId } from '../store/ids.js';
+import type { SessionStateStore } from '../store/index.js';
+import { EndpointCore, LiveSession, type EndReason, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
+import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/index.js';
 import { concatBytes } from '../bytes.js';
 import {
@@ -38,8 +38,6 @@ import {
 } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
 import { BlockwiseServer, codeFromHint, peerKey, type CoapResponse, type Peer } from './blockwise.js';
-import { HalfOpenLedger } from '../store/half-open.js';
-import { peerGroup } from '../peers.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
 
@@ -103,7 +101,7 @@ export interface AtlsCoapServerOptions {
   maxBodyBytes?: number;
   /** Largest block the server sends (default 1024). */
   maxBlockSize?: number;
-  /** Sessions, half-open or established (default 10000). */
+  /** Sessions, half-open or established (default 100000). */
   maxSessions?: number;
   /** Half-open handshakes (default 1000). */
   maxHalfOpen?: number;
@@ -115,20 +113,17 @@ export interface AtlsCoapServerOptions {
   maxTransfersPerPeer?: number;
   maxTransfers?: number;
   protection?: ProtectedChannelOptions;
+  /**
+   * Where established exported sessions live (default: in memory). A shared
+   * store lets several servers answer one session; half-open handshakes and
+   * records-mode sessions stay in the process that holds their engine.
+   */
+  store?: SessionStateStore;
+  /** Prefix of session ids (`<tag>.<random>`), for load balancers that route on the Uri-Path. */
+  routingTag?: string;
   transmission?: Partial<TransmissionParameters>;
   /** Event sink. */
   onEvent?: (e: AtlsCoapServerEvent) => void;
-}
-
-interface Entry {
-  id: string;
-  session: AtlsServerSession;
-  expires: number;
-  established: boolean;
-  /** The endpoint (address|port) that started the handshake. */
-  endpoint: string;
-  /** Serializes requests of one session: a session processes one flight at a time. */
-  queue: Promise<unknown>;
 }
 
 const enc = new TextEncoder();
@@ -148,33 +143,46 @@ function samePath(a: readonly string[], b: readonly string[]): boolean {
  */
 export class AtlsCoapHandler {
   readonly formats: AtlsCoapFormats;
-  private readonly sessions = new Map<string, Entry>();
-  /** Half-open handshakes by peer, oldest first: at the cap the heaviest peer's oldest gives way. */
-  private readonly halfOpen: HalfOpenLedger<Entry>;
+  private readonly core: EndpointCore;
   private readonly opts: AtlsCoapServerOptions;
+  private readonly maxBody: number;
 
   constructor(options: AtlsCoapServerOptions) {
-    checkServerCredentials(options.tls);
     this.opts = options;
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...options.contentFormats };
-    this.halfOpen = new HalfOpenLedger(options.maxHalfOpen ?? 1000, options.handshakeTtlMs ?? 30_000);
+    this.maxBody = options.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes;
+    this.core = new EndpointCore({
+      tls: options.tls,
+      mode: options.mode ?? 'exported',
+      ...(options.engine ? { engine: options.engine } : {}),
+      session: { maxFlightBytes: this.maxBody, ...(options.protection ? { protection: options.protection } : {}) },
+      ...(options.store ? { store: options.store } : {}),
+      ...(options.routingTag !== undefined ? { routingTag: options.routingTag } : {}),
+      ...(options.maxSessions !== undefined ? { maxSessions: options.maxSessions } : {}),
+      ...(options.maxHalfOpen !== undefined ? { maxHalfOpen: options.maxHalfOpen } : {}),
+      ...(options.handshakeTtlMs !== undefined ? { handshakeTtlMs: options.handshakeTtlMs } : {}),
+      ...(options.sessionTtlMs !== undefined ? { sessionTtlMs: options.sessionTtlMs } : {}),
+      // DTLS retransmissions and NON resends of one flight overlap: queue them, one at a time.
+      whenBusy: 'queue',
+      onEnd: (sessionId, reason) => this.opts.onEvent?.({ type: 'closed', sessionId, reason: closeReason(reason) }),
+      onLimit: (e) => {
+        if (e.type === 'limit' || e.type === 'evicted') this.opts.onEvent?.(e);
+      },
+    });
   }
 
   /** Sessions held now (half-open and established). */
   get sessionCount(): number {
-    return this.sessions.size;
+    return this.core.size;
   }
 
   /** Forgets every session. */
   closeAll(): void {
-    for (const e of this.sessions.values()) e.session.destroy();
-    this.sessions.clear();
-    this.halfOpen.clear();
+    void this.core.close();
   }
 
   /** Handles one whole CoAP request. Never throws. */
   async handle(msg: CoapMessage, peer: Peer): Promise<CoapResponse> {
-    this.sweep();
     let path: string[];
     let cf: number | undefined;
     try {
@@ -190,17 +198,17 @@ export class AtlsCoapHandler {
     }
     if (path.length === 2 && path[0] === SESSION_PATH_PREFIX) {
       const id = path[1]!;
-      let entry = parseSessionId(id) ? this.sessions.get(id) : undefined;
-      if (entry && entry.expires <= Date.now()) {
-        this.drop(entry, 'expired');
-        entry = undefined;
+      let found: FoundSession | undefined;
+      try {
+        const got = this.core.find(id);
+        found = got instanceof Promise ? await got : got;
+      } catch (e) {
+        return this.errorResponse(e, id);
       }
-      if (!entry) return diag(CoapCode.NotFound, 'no such ATLS session'); // -05: unknown session resource
-      if (msg.code === CoapCode.DELETE) return this.onDelete(entry, cf, msg.payload, peer);
+      if (!found) return diag(CoapCode.NotFound, 'no such ATLS session'); // -05: unknown session resource
+      if (msg.code === CoapCode.DELETE) return this.onDelete(found, cf, msg.payload, peer);
       if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages here');
-      const run = entry.queue.then(() => this.onSession(entry, cf, msg.payload, peer));
-      entry.queue = run.catch(() => undefined);
-      return run;
+      return this.onSession(found, cf, msg.payload, peer);
     }
     return diag(CoapCode.NotFound, 'not an ATLS resource');
   }
@@ -211,18 +219,26 @@ export class AtlsCoapHandler {
    * records-mode or half-open session takes it only from the endpoint that
    * started the handshake. Anyone else who learnt the id gets 4.03.
    */
-  private onDelete(entry: Entry, cf: number | undefined, body: Uint8Array, peer: Peer): CoapResponse {
-    if (entry.established && entry.session.mode === 'exported') {
-      if (cf !== this.formats.protected) return diag(CoapCode.Forbidden, 'DELETE carries a protected message of this session');
-      try {
-        entry.session.unprotect(body);
-      } catch (e) {
-        return this.errorResponse(e instanceof AtlsError && e.code !== 'KEY_LIMIT_REACHED' ? new AtlsError('DECRYPT_FAILED', 'DELETE did not prove the session', { source: 'remote' }) : e, entry.id, peer);
+  private async onDelete(found: FoundSession, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
+    try {
+      if (found instanceof LiveSession) {
+        if (found.origin !== peerKey(peer)) return diag(CoapCode.Forbidden, "DELETE from another endpoint than the session's");
+      } else {
+        if (cf !== this.formats.protected) return diag(CoapCode.Forbidden, 'DELETE carries a protected message of this session');
+        try {
+          const accepted = this.core.accept(found, body);
+          if (accepted instanceof Promise) await accepted;
+        } catch (e) {
+          const err = e instanceof AtlsError && e.code !== 'KEY_LIMIT_REACHED' && e.code !== 'STORE_UNAVAILABLE' && e.code !== 'CLOSED'
+            ? new AtlsError('DECRYPT_FAILED', 'DELETE did not prove the session', { source: 'remote' })
+            : e;
+          return this.errorResponse(err, found.id, peer);
+        }
       }
-    } else if (peerKey(peer) !== entry.endpoint) {
-      return diag(CoapCode.Forbidden, 'DELETE from another endpoint than the session\'s');
+      await this.core.end(found, 'deleted');
+    } catch (e) {
+      return this.errorResponse(e, found.id, peer);
     }
-    this.drop(entry, 'deleted');
     return { code: CoapCode.Deleted };
   }
 
@@ -239,130 +255,98 @@ export class AtlsCoapHandler {
     if (err.alertFlight.length > 0) {
       return { code, options: [uintOption(OptionNumber.ContentFormat, this.formats.records)], payload: err.alertFlight };
     }
-    return diag(code, err.code);
+    // RFC 7252 §5.10.5: on 5.03, Max-Age says when to try again.
+    const options = code === CoapCode.ServiceUnavailable ? [uintOption(OptionNumber.MaxAge, Math.max(0, Math.ceil(err.retryAfter ?? 1)))] : [];
+    return diag(code, err.code, options);
   }
 
   private async newSession(flight: Uint8Array, peer: Peer): Promise<CoapResponse> {
-    const maxSessions = this.opts.maxSessions ?? 10_000;
-    const group = peerGroup(peer.address);
-    if (this.sessions.size >= maxSessions) {
-      this.opts.onEvent?.({ type: 'limit', limit: 'sessions', peer: group });
-      return this.errorResponse(new AtlsError('LIMIT_REACHED', 'too many ATLS sessions'), undefined, peer);
-    }
-    if (flight.length > (this.opts.maxBodyBytes ?? 64 * 1024)) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined, peer);
-    let session: AtlsServerSession;
+    if (flight.length > this.maxBody) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined);
+    let live: LiveSession;
     try {
-      session = new AtlsServerSession({
-        tls: this.opts.tls,
-        ...(this.opts.engine ? { engine: this.opts.engine } : {}),
-        mode: this.opts.mode ?? 'exported',
-        maxFlightBytes: this.opts.maxBodyBytes ?? 64 * 1024,
-        ...(this.opts.protection ? { protection: this.opts.protection } : {}),
-      });
+      live = this.core.admit();
     } catch (e) {
       return this.errorResponse(e, undefined);
     }
-    const id = newSessionId();
-    const entry: Entry = { id, session, expires: Date.now() + (this.opts.handshakeTtlMs ?? 30_000), established: false, endpoint: peerKey(peer), queue: Promise.resolve() };
     let out;
     try {
-      out = await session.receive(flight);
+      out = await this.core.exclusive(live, () => this.core.flight(live, flight));
     } catch (e) {
-      session.destroy();
       return this.errorResponse(e, undefined, peer);
     }
-    const displaced = this.halfOpen.admit(id, entry, group);
-    if (displaced.length > 0) this.opts.onEvent?.({ type: 'limit', limit: 'half-open', peer: group });
-    for (const d of displaced) {
-      this.drop(d.value, 'evicted');
-      this.opts.onEvent?.({ type: 'evicted', what: 'half-open', peer: d.peer, reason: d.reason === 'expired' ? 'expired' : 'half-open' });
-    }
-    this.sessions.set(id, entry);
-    this.opts.onEvent?.({ type: 'session', sessionId: id, peer });
-    this.noteState(entry);
+    this.opts.onEvent?.({ type: 'session', sessionId: live.id, peer });
+    if (out.handshake) this.opts.onEvent?.({ type: 'established', sessionId: live.id, info: out.handshake });
     return {
       code: CoapCode.Created,
       options: [
         // -05: the session resource, as Location-Path segments (RFC 7252 §5.10.7).
         stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX),
-        stringOption(OptionNumber.LocationPath, id),
+        stringOption(OptionNumber.LocationPath, live.id),
         uintOption(OptionNumber.ContentFormat, this.formats.records),
       ],
       payload: out.flight,
     };
   }
 
-  private noteState(entry: Entry): void {
-    const s = entry.session;
-    if (!entry.established && s.state === 'established') {
-      entry.established = true;
-      this.halfOpen.delete(entry.id);
-      if (s.handshakeInfo) this.opts.onEvent?.({ type: 'established', sessionId: entry.id, info: s.handshakeInfo });
-    }
-    entry.expires = Date.now() + (entry.established ? (this.opts.sessionTtlMs ?? 3_600_000) : (this.opts.handshakeTtlMs ?? 30_000));
+  private peerOf(id: string, handshake: HandshakeInfo | undefined, peer: Peer): AtlsCoapPeer {
+    return { sessionId: id, address: peer.address, port: peer.port, handshake };
   }
 
-  private peerOf(entry: Entry, peer: Peer): AtlsCoapPeer {
-    return { sessionId: entry.id, address: peer.address, port: peer.port, handshake: entry.session.handshakeInfo };
-  }
-
-  private async onSession(entry: Entry, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
-    if (!this.sessions.has(entry.id)) return diag(CoapCode.NotFound, 'no such ATLS session');
-    const s = entry.session;
-    if (cf === this.formats.records && entry.established && s.mode === 'exported') {
-      // A late or replayed Finished, a stray ClientHello: nobody without the keys ends an established session.
-      return this.errorResponse(new AtlsError('INVALID_STATE', 'session established: send protected messages', { source: 'remote' }), entry.id, peer);
-    }
+  private async onSession(found: FoundSession, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
     if (cf === this.formats.records) {
-      let out;
+      if (!(found instanceof LiveSession)) {
+        // An established exported session takes no flights. Refusing it leaves
+        // the session alone: a stray or replayed flight cannot end it.
+        return this.errorResponse(new AtlsError('INVALID_STATE', 'session established: send protected messages', { source: 'remote' }), found.id);
+      }
+      const live = found;
       try {
-        out = await s.receive(body);
+        return await this.core.exclusive(live, async () => {
+          const out = await this.core.flight(live, body);
+          if (out.handshake) this.opts.onEvent?.({ type: 'established', sessionId: live.id, info: out.handshake });
+          const parts: Uint8Array[] = [out.flight];
+          if (out.data.length > 0 && !out.closed && live.handshake) {
+            // Mode records: the application data is one inner CoAP request; answer in records.
+            const reply = await this.dispatchCoap(concatBytes(out.data), live.id, live.handshake, peer);
+            parts.push(await this.core.sendRecords(live, reply));
+          }
+          return { code: CoapCode.Changed, options: [uintOption(OptionNumber.ContentFormat, this.formats.records)], payload: concatBytes(parts) };
+        });
       } catch (e) {
-        this.drop(entry, 'failed');
-        return this.errorResponse(e, entry.id);
+        return this.errorResponse(e, live.id);
       }
-      this.noteState(entry);
-      const parts: Uint8Array[] = [out.flight];
-      const data = out.events.filter((ev) => ev.type === 'data').map((ev) => (ev as { data: Uint8Array }).data);
-      if (data.length > 0) {
-        // Mode records: the application data is one inner CoAP request; answer in records.
-        const reply = await this.dispatchCoap(concatBytes(data), entry, peer);
-        try {
-          parts.push(await s.send(reply));
-        } catch (e) {
-          this.drop(entry, 'failed');
-          return this.errorResponse(e, entry.id);
-        }
-      }
-      if (out.events.some((ev) => ev.type === 'closed')) this.drop(entry, 'peer');
-      return { code: CoapCode.Changed, options: [uintOption(OptionNumber.ContentFormat, this.formats.records)], payload: concatBytes(parts) };
     }
     if (cf === this.formats.protected || cf === this.formats.protectedHttp) {
-      if (s.mode !== 'exported') return diag(CoapCode.UnsupportedContentFormat, 'this session runs mode "records"');
-      let plain: Uint8Array;
-      try {
-        plain = s.unprotect(body);
-      } catch (e) {
-        // A forged, replayed or too old message is dropped; the session goes on (decisions.md).
-        if (e instanceof AtlsError && e.code === 'KEY_LIMIT_REACHED') this.drop(entry, 'failed');
-        return this.errorResponse(e, entry.id);
+      if (found instanceof LiveSession) {
+        if (found.session.mode !== 'exported') return diag(CoapCode.UnsupportedContentFormat, 'this session runs mode "records"');
+        return this.errorResponse(new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' }), found.id);
       }
-      this.noteState(entry);
-      const reply = cf === this.formats.protected ? await this.dispatchCoap(plain, entry, peer) : await this.dispatchHttp(plain, entry, peer);
-      let sealed: Uint8Array;
-      try {
-        sealed = s.protect(reply);
-      } catch (e) {
-        this.drop(entry, 'failed');
-        return this.errorResponse(e, entry.id);
-      }
-      return { code: CoapCode.Changed, options: [uintOption(OptionNumber.ContentFormat, cf)], payload: sealed };
+      return this.onProtected(found, cf, body, peer);
     }
     return this.unsupported(cf);
   }
 
+  private async onProtected(s: EstablishedSession, cf: number, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
+    let sendSeq: number;
+    let plain: Uint8Array;
+    try {
+      // A forged, replayed or too old message is dropped; the session goes on (decisions.md).
+      const accepted = this.core.accept(s, body);
+      ({ plaintext: plain, sendSeq } = accepted instanceof Promise ? await accepted : accepted);
+    } catch (e) {
+      return this.errorResponse(e, s.id);
+    }
+    const reply = cf === this.formats.protected ? await this.dispatchCoap(plain, s.id, s.handshake, peer) : await this.dispatchHttp(plain, s.id, s.handshake, peer);
+    try {
+      const sealed = this.core.seal(s, sendSeq, reply);
+      return { code: CoapCode.Changed, options: [uintOption(OptionNumber.ContentFormat, cf)], payload: sealed instanceof Promise ? await sealed : sealed };
+    } catch (e) {
+      return this.errorResponse(e, s.id);
+    }
+  }
+
   /** Runs the inner CoAP handler; any failure becomes an inner error response, never an outer one. */
-  private async dispatchCoap(plain: Uint8Array, entry: Entry, peer: Peer): Promise<Uint8Array> {
+  private async dispatchCoap(plain: Uint8Array, id: string, handshake: HandshakeInfo | undefined, peer: Peer): Promise<Uint8Array> {
     let req: CoapRequest;
     try {
       req = toCoapRequest(decodeInner(plain));
@@ -371,17 +355,17 @@ export class AtlsCoapHandler {
     }
     let reply: CoapReply;
     try {
-      reply = this.opts.handler ? await this.opts.handler(req, this.peerOf(entry, peer)) : { code: CoapCode.NotFound };
+      reply = this.opts.handler ? await this.opts.handler(req, this.peerOf(id, handshake, peer)) : { code: CoapCode.NotFound };
       const inner = encodeInner(fromCoapReply(reply));
-      this.opts.onEvent?.({ type: 'request', sessionId: entry.id, method: req.method, path: req.path, code: codeText(inner[0]!) });
+      this.opts.onEvent?.({ type: 'request', sessionId: id, method: req.method, path: req.path, code: codeText(inner[0]!) });
       return inner;
     } catch (e) {
-      this.opts.onEvent?.({ type: 'error', sessionId: entry.id, error: e instanceof AtlsError ? e : new AtlsError('INTERNAL', String(e)), code: '5.00' });
+      this.opts.onEvent?.({ type: 'error', sessionId: id, error: e instanceof AtlsError ? e : new AtlsError('INTERNAL', String(e)), code: '5.00' });
       return encodeInner({ code: CoapCode.InternalServerError, options: [], payload: new Uint8Array(0) });
     }
   }
 
-  private async dispatchHttp(plain: Uint8Array, entry: Entry, peer: Peer): Promise<Uint8Array> {
+  private async dispatchHttp(plain: Uint8Array, id: string, handshake: HandshakeInfo | undefined, peer: Peer): Promise<Uint8Array> {
     if (!this.opts.httpApp) return responseToBhttp(new Response('no HTTP application behind this CoAP server\n', { status: 415 }));
     let request: Request;
     try {
@@ -390,29 +374,19 @@ export class AtlsCoapHandler {
       return responseToBhttp(new Response('bad Binary HTTP request\n', { status: 400 }));
     }
     try {
-      const res = await this.opts.httpApp(request, this.peerOf(entry, peer));
-      this.opts.onEvent?.({ type: 'request', sessionId: entry.id, method: request.method, path: new URL(request.url).pathname, code: String(res.status) });
+      const res = await this.opts.httpApp(request, this.peerOf(id, handshake, peer));
+      this.opts.onEvent?.({ type: 'request', sessionId: id, method: request.method, path: new URL(request.url).pathname, code: String(res.status) });
       return await responseToBhttp(res);
     } catch {
       return responseToBhttp(new Response('internal server error\n', { status: 500 }));
     }
   }
 
-  private drop(entry: Entry, reason: 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer'): void {
-    this.halfOpen.delete(entry.id);
-    if (!this.sessions.delete(entry.id)) return;
-    entry.session.destroy();
-    this.opts.onEvent?.({ type: 'closed', sessionId: entry.id, reason });
-  }
+}
 
-  private lastSweep = 0;
-
-  private sweep(): void {
-    const now = Date.now();
-    if (now - this.lastSweep < 1000) return; // at most once a second: O(sessions)
-    this.lastSweep = now;
-    for (const e of this.sessions.values()) if (e.expires <= now) this.drop(e, 'expired');
-  }
+/** The CoAP server's name for why a session ended. */
+function closeReason(reason: EndReason): 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer' {
+  return reason === 'closed' ? 'peer' : reason;
 }
 
 function codeText(code: number): string {
@@ -436,7 +410,7 @@ export class AtlsCoapServer {
       ...(options.transmission ? { transmission: options.transmission } : {}),
     });
     const blockwise = new BlockwiseServer({
-      maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
+      maxBodyBytes: options.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes,
       ...(options.maxBlockSize !== undefined ? { maxBlockSize: options.maxBlockSize } : {}),
       ...(options.maxTransfersPerPeer !== undefined ? { maxTransfersPerPeer: options.maxTransfersPerPeer } : {}),
       ...(options.maxTransfers !== undefined ? { maxTransfers: options.maxTransfers } : {}),

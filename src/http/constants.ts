@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 
 /** Endpoint of later draft revisions (-02 on); the client's default. */
 export const WELL_KNOWN_ENDPOINT = '/.well-known/atls';
@@ -45,12 +46,12 @@ export const HEADER_FLIGHT_LENGTH = 'atls-flight-length';
 export const HEADER_ERROR = 'atls-error';
 
 /** Default cap on one request body, flights and protected messages alike (1 MiB). */
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_BODY_BYTES = ENDPOINT_DEFAULTS.httpMaxBodyBytes;
 /** Default idle lifetime of an established session (1 hour). */
-export const DEFAULT_SESSION_TTL_MS = 60 * 60 * 1000;
+export const DEFAULT_SESSION_TTL_MS = ENDPOINT_DEFAULTS.sessionTtlMs;
 /** Default lifetime of a half-open handshake (30 s). */
-export const DEFAULT_HANDSHAKE_TTL_MS = 30 * 1000;
+export const DEFAULT_HANDSHAKE_TTL_MS = ENDPOINT_DEFAULTS.handshakeTtlMs;
 /** Default cap on concurrent half-open handshakes. */
-export const DEFAULT_MAX_HALF_OPEN = 1000;
+export const DEFAULT_MAX_HALF_OPEN = ENDPOINT_DEFAULTS.maxHalfOpen;
 /** Default cap on sessions, half-open or established. */
-export const DEFAULT_MAX_SESSIONS = 100_000;
+export const DEFAULT_MAX_SESSIONS = ENDPOINT_DEFAULTS.maxSessions;

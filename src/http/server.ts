@@ -17,33 +17,25 @@
  */
 import { AtlsError } from '../errors.js';
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
-import { checkServerCredentials } from '../engines/credentials.js';
-import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
 import { BHTTP_DEFAULT_LIMITS, decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
-import { parseServerHello } from '../records.js';
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINTS,
-  DEFAULT_HANDSHAKE_TTL_MS,
   DEFAULT_MAX_BODY_BYTES,
-  DEFAULT_MAX_HALF_OPEN,
-  DEFAULT_MAX_SESSIONS,
-  DEFAULT_SESSION_TTL_MS,
   HEADER_FLIGHT_LENGTH,
   MEDIA_TYPE_FLIGHT,
   MEDIA_TYPE_FLIGHT_LATER,
   MEDIA_TYPE_PROTECTED,
 } from './constants.js';
 import { readCookie, setCookie } from './cookie.js';
-import { MemoryStore, isSyncStore, isValidRoutingTag, newSessionId, parseSessionId } from '../store/index.js';
-import { HalfOpenLedger } from '../store/half-open.js';
+import type { IdOwner, SessionStateStore } from '../store/index.js';
+import { EndpointCore, LiveSession, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
 import { TrustedProxies, peerGroup } from '../peers.js';
-import type { SessionStore, SyncSessionStore } from '../store/index.js';
-import { peerFromHandshake, type AtlsPeer } from './peer.js';
+import type { AtlsPeer } from './peer.js';
 import { HEADER_TRANSPORT_CHAIN, HEADER_TRANSPORT_VERIFIED, parseTransportReport, type TransportReport } from './transport-report.js';
 import { X509Certificate } from 'node:crypto';
 import {
@@ -161,7 +153,7 @@ export type AtlsServerEvent =
   | { type: 'request'; peer: AtlsPeer; method: string; url: string; status: number }
   | { type: 'app-error'; peer: AtlsPeer; error: unknown }
   | { type: 'error'; sessionId: string | undefined; error: AtlsError; status: number; address?: string | undefined }
-  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' }
+  | { type: 'end'; sessionId: string; reason: 'closed' | 'failed' | 'replaced' | 'expired' | 'evicted' | 'deleted' }
   /** One outer request answered on an ATLS endpoint, and how long it took (ms). */
   | { type: 'reply'; status: number; ms: number }
   /** The client reported its transport TLS (draft §6.2), once per session. */
@@ -182,14 +174,18 @@ export interface AtlsHandlerOptions {
   endpoints?: readonly string[];
   limits?: AtlsHandlerLimits;
   /**
-   * Where sessions live (default: an in-memory store sized by `limits.maxSessions`).
-   * Entries are live session objects, so the store must be in-process.
+   * Where established architecture-(b) sessions live as plain state (default:
+   * in memory, sized by `limits.maxSessions`). A shared store (Redis) lets
+   * several processes answer one session. Half-open handshakes and records-mode
+   * sessions stay in this process (they hold a TLS engine).
    */
-  store?: SessionStore<AtlsSessionEntry>;
+  store?: SessionStateStore;
   /** Idle lifetime of an established session in ms (default 1 hour). */
   ttl?: number;
   /** Prefix of session cookie values (`<tag>.<random>`), for load balancers. */
   routingTag?: string;
+  /** This process among several minting ids (`atls serve --workers`; see `sessionOwner`). */
+  idOwner?: IdOwner;
   /**
    * Reverse proxies (addresses or CIDR ranges) whose `Forwarded` /
    * `X-Forwarded-For` name the client for fairness limits and logs; nobody
@@ -232,130 +228,6 @@ export interface AtlsHandler {
   /** Release the store (the default one drops every session); the handler must not be used afterwards. */
   close(): Promise<void>;
 }
-
-/** One server-side session and what the binding knows about it (the value a store holds). */
-export interface AtlsSessionEntry {
-  readonly id: string;
-  readonly session: AtlsServerSession;
-  /** Set when the handshake completed. */
-  peer: AtlsPeer | undefined;
-  /** A flight (or records-mode request) of this session is being processed. */
-  busy: boolean;
-  /** The last flight sent was a HelloRetryRequest: the client's second ClientHello belongs to this session. */
-  awaitingHello?: boolean;
-}
-
-/**
- * The binding's view of the session store: TTLs (short while half-open,
- * longer once established, refreshed on use), the half-open cap (counted
- * here, whatever the store), and the total cap. An established
- * architecture-(b) session holds only its keys, counters and replay window
- * (the session released its TLS engine).
- */
-class SessionTable {
-  /** Half-open sessions by peer, oldest first; at maxHalfOpen the heaviest peer's oldest gives way. */
-  private readonly halfOpenIds: HalfOpenLedger<Entry>;
-  private readonly sync: boolean;
-
-  constructor(
-    private readonly store: SessionStore<Entry>,
-    private readonly ownsStore: boolean,
-    private readonly maxSessions: number,
-    maxHalfOpen: number,
-    private readonly handshakeTtl: number,
-    private readonly sessionTtl: number,
-    private readonly emit: (e: AtlsServerEvent) => void,
-  ) {
-    this.sync = isSyncStore(store);
-    this.halfOpenIds = new HalfOpenLedger(maxHalfOpen, handshakeTtl);
-  }
-
-  /** Sessions held, when the store can tell (the default store can). */
-  get size(): number | undefined {
-    return this.store instanceof MemoryStore ? this.store.size : undefined;
-  }
-
-  get halfOpen(): number {
-    return this.halfOpenIds.size;
-  }
-
-  async get(id: string): Promise<Entry | undefined> {
-    const e = isSyncStore(this.store) ? this.store.getSync(id) : await this.store.get(id);
-    return e && e.id === id ? e : undefined;
-  }
-
-  /** {@link get} without a promise when the store is synchronous (the default one is). */
-  getNow(id: string): Entry | undefined | Promise<Entry | undefined> {
-    if (!this.sync) return this.get(id);
-    const e = (this.store as SyncSessionStore<Entry>).getSync(id);
-    return e && e.id === id ? e : undefined;
-  }
-
-  /** {@link touch} without a promise when the store is synchronous. */
-  touchNow(e: Entry): void | Promise<void> {
-    if (!this.sync) return this.write(e);
-    (this.store as SyncSessionStore<Entry>).setSync(e.id, e, e.peer ? this.sessionTtl : this.handshakeTtl);
-  }
-
-  /**
-   * Admits a new half-open session of `peer` (its fairness group). At the
-   * half-open cap older handshakes give way (see HalfOpenLedger); at the
-   * session cap it throws LIMIT_REACHED (503).
-   */
-  async add(make: () => Entry, peer: string): Promise<Entry> {
-    const size = this.size;
-    if (size !== undefined && size >= this.maxSessions) {
-      this.emit({ type: 'limit', limit: 'sessions', peer });
-      this.emit({ type: 'refused', what: 'session', peer, reason: 'sessions' });
-      throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`);
-    }
-    const e = make();
-    const displaced = this.halfOpenIds.admit(e.id, e, peer);
-    if (displaced.length > 0) this.emit({ type: 'limit', limit: 'half-open', peer });
-    for (const d of displaced) {
-      void this.remove(d.value);
-      this.emit({ type: 'evicted', what: 'half-open', peer: d.peer, reason: d.reason === 'expired' ? 'expired' : 'half-open' });
-    }
-    await this.write(e);
-    return e;
-  }
-
-  /** The handshake completed: the entry stops counting as half-open and gets the session TTL. */
-  async promote(e: Entry): Promise<void> {
-    this.halfOpenIds.delete(e.id);
-    await this.write(e);
-  }
-
-  /** Refreshes the TTL. */
-  async touch(e: Entry): Promise<void> {
-    await this.write(e);
-  }
-
-  async remove(e: Entry): Promise<void> {
-    this.forget(e);
-    if (isSyncStore(this.store)) this.store.deleteSync(e.id);
-    else await this.store.delete(e.id);
-  }
-
-  /** The store let go of an entry (expiry, eviction, deletion): free its engine. */
-  forget(e: Entry): void {
-    this.halfOpenIds.delete(e.id);
-    e.session.destroy();
-  }
-
-  async close(): Promise<void> {
-    this.halfOpenIds.clear();
-    if (this.ownsStore) await this.store.close?.();
-  }
-
-  private async write(e: Entry): Promise<void> {
-    const ttl = e.peer ? this.sessionTtl : this.handshakeTtl;
-    if (isSyncStore(this.store)) this.store.setSync(e.id, e, ttl);
-    else await this.store.set(e.id, e, ttl);
-  }
-}
-
-type Entry = AtlsSessionEntry;
 
 const ACCEPT_POST = `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_FLIGHT_LATER}, ${MEDIA_TYPE_PROTECTED}`;
 
@@ -409,16 +281,6 @@ function rawInner(plaintext: Uint8Array, scheme: string, authority: string, limi
   return m;
 }
 
-/** The flight starts with a HelloRetryRequest (RFC 8446 §4.1.4). */
-function isHelloRetryRequest(flight: Uint8Array): boolean {
-  if (flight.length === 0) return false;
-  try {
-    return parseServerHello(flight).isHelloRetryRequest;
-  } catch {
-    return false;
-  }
-}
-
 function positive(v: number | undefined, fallback: number, name: string): number {
   if (v === undefined) return fallback;
   if (!Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
@@ -432,13 +294,9 @@ function positive(v: number | undefined, fallback: number, name: string): number
  */
 export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const mode: Mode = options.mode ?? 'exported';
-  checkServerCredentials(options.tls); // a key that does not match would fail every handshake, silently
   const endpoints = [...(options.endpoints ?? DEFAULT_ENDPOINTS)];
   for (const e of endpoints) {
     if (!e.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', `endpoint ${e} must start with "/"`);
-  }
-  if (options.routingTag !== undefined && !isValidRoutingTag(options.routingTag)) {
-    throw new AtlsError('INVALID_ARGUMENT', 'routingTag must be 1..32 characters of [A-Za-z0-9_-]');
   }
   const rawApp = options.rawApp;
   const givenApp = options.app;
@@ -457,40 +315,28 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       // A logging hook must not break the protocol.
     }
   };
-  const maxSessions = positive(limits.maxSessions, DEFAULT_MAX_SESSIONS, 'limits.maxSessions');
-  // The default store evicts only as a backstop: the handler answers 503 at maxSessions first.
-  const store =
-    options.store ??
-    new MemoryStore<Entry>({
-      maxEntries: maxSessions + 1,
-      onRemove: (id, e, reason) => {
-        if (reason === 'replaced') return;
-        table.forget(e);
-        if (reason === 'expired' || reason === 'evicted') emit({ type: 'end', sessionId: id, reason });
-      },
-    });
-  const table: SessionTable = new SessionTable(
-    store,
-    options.store === undefined,
-    maxSessions,
-    positive(limits.maxHalfOpen, DEFAULT_MAX_HALF_OPEN, 'limits.maxHalfOpen'),
-    positive(limits.handshakeTtlMs, DEFAULT_HANDSHAKE_TTL_MS, 'limits.handshakeTtlMs'),
-    positive(options.ttl, DEFAULT_SESSION_TTL_MS, 'ttl'),
-    emit,
-  );
+  const core = new EndpointCore({
+    tls: options.tls,
+    mode,
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.session ? { session: options.session } : {}),
+    ...(options.store ? { store: options.store } : {}),
+    ...(options.routingTag !== undefined ? { routingTag: options.routingTag } : {}),
+    ...(options.idOwner !== undefined ? { idOwner: options.idOwner } : {}),
+    ...(limits.maxSessions !== undefined ? { maxSessions: limits.maxSessions } : {}),
+    ...(limits.maxHalfOpen !== undefined ? { maxHalfOpen: limits.maxHalfOpen } : {}),
+    ...(limits.handshakeTtlMs !== undefined ? { handshakeTtlMs: limits.handshakeTtlMs } : {}),
+    ...(options.ttl !== undefined ? { sessionTtlMs: options.ttl } : {}),
+    whenBusy: 'refuse',
+    onEnd: (sessionId, reason) => emit({ type: 'end', sessionId, reason }),
+    onLimit: emit,
+  });
   const trusted = new TrustedProxies(options.trustedProxies);
   /** The client's address: the socket's, or behind a trusted proxy the one it reports. */
   const clientAddress = (x: AtlsRawRequest): string | undefined =>
     trusted.size === 0
       ? x.remoteAddress
       : trusted.clientAddress(x.remoteAddress, { forwarded: x.header('forwarded'), xForwardedFor: x.header('x-forwarded-for') });
-  // One options object shared by every session (sessions keep a reference; a copy each cost ~60 B per session).
-  const sessionOptions: SessionOptions & { tls: TlsServerConfig } = {
-    ...options.session,
-    mode,
-    ...(options.engine ? { engine: options.engine } : {}),
-    tls: options.tls,
-  };
 
   const ownTransport = (options.transportCertificates === undefined
     ? []
@@ -568,117 +414,87 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     return encoded;
   }
 
-  function end(e: Entry, reason: 'closed' | 'failed' | 'replaced'): void {
-    void table.remove(e);
-    emit({ type: 'end', sessionId: e.id, reason });
-  }
-
   /** A body of flight type: handshake flights, and in mode `records` also requests. */
-  async function onFlight(e: Entry, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
-    if (e.busy) {
-      // One flight per session at a time: TLS records are sequenced (decisions.md: 409, not a queue).
-      throw new AtlsError('INVALID_STATE', 'another request of this ATLS session is in progress', { source: 'remote' });
-    }
-    e.busy = true;
-    try {
-      let flight = body;
-      let piggyBacked: Uint8Array | undefined;
-      const lengthHeader = x.header(HEADER_FLIGHT_LENGTH);
-      if (lengthHeader !== null && lengthHeader !== undefined) {
-        if (mode !== 'exported') {
-          throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} is for mode "exported"`, { source: 'remote' });
-        }
-        const n = parseFlightLength(lengthHeader, body.length);
-        flight = body.subarray(0, n);
-        piggyBacked = body.subarray(n);
-        if (piggyBacked.length === 0) {
-          throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} given but no protected message follows`, {
-            source: 'remote',
-          });
-        }
+  async function onFlight(live: LiveSession, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
+    let flight = body;
+    let piggyBacked: Uint8Array | undefined;
+    const lengthHeader = x.header(HEADER_FLIGHT_LENGTH);
+    if (lengthHeader !== null && lengthHeader !== undefined) {
+      if (mode !== 'exported') {
+        throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} is for mode "exported"`, { source: 'remote' });
       }
-      const step = await e.session.receive(flight);
-      let out = step.flight;
-      const data: Uint8Array[] = [];
-      let closed = false;
-      for (const ev of step.events) {
-        if (ev.type === 'handshake') {
-          e.peer = peerFromHandshake(e.id, mode, ev.info);
-          await table.promote(e);
-          if (listening) emit({ type: 'handshake', peer: e.peer, address: clientAddress(x) });
-        } else if (ev.type === 'data') {
-          data.push(ev.data);
-        } else if (ev.type === 'closed') {
-          closed = true;
-        }
-      }
-      const requestType = mediaType(x.header('content-type'));
-      const headers: Array<[string, string]> = [
-        ['cache-control', NO_STORE['cache-control']],
-        ['content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT],
-      ];
-      if (data.length > 0 && e.session.mode !== 'records') {
-        // Architecture (b) takes requests only as protected messages: refuse
-        // before the app runs a request this session could not answer.
-        throw new AtlsError('INVALID_STATE', `this endpoint runs mode "exported": send requests as ${MEDIA_TYPE_PROTECTED}`, {
+      const n = parseFlightLength(lengthHeader, body.length);
+      flight = body.subarray(0, n);
+      piggyBacked = body.subarray(n);
+      if (piggyBacked.length === 0) {
+        throw new AtlsError('MALFORMED_MESSAGE', `${HEADER_FLIGHT_LENGTH} given but no protected message follows`, {
           source: 'remote',
         });
       }
-      if (data.length > 0 && e.peer && !closed) {
-        // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
-        const response = await dispatch(concatBytes(data), e.peer, x);
-        out = concatBytes([out, await e.session.send(response)]);
-      } else if (piggyBacked) {
-        if (!e.peer) {
-          throw new AtlsError('MALFORMED_MESSAGE', 'a protected message rode with a flight that did not finish the handshake', {
-            source: 'remote',
-          });
-        }
-        let response: Uint8Array;
-        try {
-          response = await dispatch(e.session.unprotect(piggyBacked), e.peer, x);
-        } catch (err) {
-          // docs/protocol.md §5.6: an error answer cannot carry our final
-          // flight, so the client never sees the handshake confirmed and fails
-          // its session (§5.9); this end forgets it too, and the cookie goes.
-          end(e, 'failed');
-          throw err;
-        }
-        headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
-        out = concatBytes([out, e.session.protect(response)]);
-      }
-      if (!e.peer) e.awaitingHello = isHelloRetryRequest(out);
-      if (listening) emit({ type: 'flight', sessionId: e.id, received: body.length, sent: out.length, state: e.session.state });
-      if (closed || e.session.state === 'closed') end(e, 'closed');
-      else await table.touch(e);
-      return { status: 200, headers, body: out };
-    } catch (err) {
-      if (e.session.state === 'failed' || e.session.state === 'closed') end(e, 'failed');
-      throw err;
-    } finally {
-      e.busy = false;
     }
+    const step = await core.flight(live, flight);
+    let out = step.flight;
+    const peer = step.established?.peer ?? live.peer;
+    if (step.handshake && peer && listening) emit({ type: 'handshake', peer, address: clientAddress(x) });
+    const requestType = mediaType(x.header('content-type'));
+    const headers: Array<[string, string]> = [
+      ['cache-control', NO_STORE['cache-control']],
+      ['content-type', requestType === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT],
+    ];
+    if (step.data.length > 0 && mode !== 'records') {
+      // Architecture (b) takes requests only as protected messages: refuse
+      // before the app runs a request this session could not answer.
+      throw new AtlsError('INVALID_STATE', `this endpoint runs mode "exported": send requests as ${MEDIA_TYPE_PROTECTED}`, {
+        source: 'remote',
+      });
+    }
+    if (step.data.length > 0 && peer && !step.closed) {
+      // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
+      const response = await dispatch(concatBytes(step.data), peer, x);
+      out = concatBytes([out, await core.sendRecords(live, response)]);
+    } else if (piggyBacked) {
+      if (!step.established) {
+        throw new AtlsError('MALFORMED_MESSAGE', 'a protected message rode with a flight that did not finish the handshake', {
+          source: 'remote',
+        });
+      }
+      let sealed: Uint8Array;
+      try {
+        sealed = await answerProtected(step.established, piggyBacked, x);
+      } catch (err) {
+        // docs/protocol.md §5.6: an error answer cannot carry our final
+        // flight, so the client never sees the handshake confirmed and fails
+        // its session (§5.9); this end forgets it too, and the cookie goes.
+        await core.end(step.established, 'failed');
+        throw err;
+      }
+      headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
+      out = concatBytes([out, sealed]);
+    }
+    if (listening) emit({ type: 'flight', sessionId: live.id, received: body.length, sent: out.length, state: live.session.state });
+    return { status: 200, headers, body: out };
   }
 
-  /** A body of protected type: one inner request of an established architecture-(b) session. */
-  async function onProtected(e: Entry, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
-    if (e.session.mode !== 'exported') {
-      throw new HttpRefusal(415, `this session runs mode "records": send ${MEDIA_TYPE_FLIGHT}`, [['accept-post', MEDIA_TYPE_FLIGHT]]);
+  /** One protected message of an established architecture-(b) session: its sealed answer. */
+  async function answerProtected(s: EstablishedSession, body: Uint8Array, x: AtlsRawRequest): Promise<Uint8Array> {
+    const accepted = core.accept(s, body);
+    const { plaintext, sendSeq } = accepted instanceof Promise ? await accepted : accepted;
+    const peer = s.peer;
+    const response = rawApp ? await dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http') : await dispatch(plaintext, peer, x);
+    const sealed = core.seal(s, sendSeq, response);
+    return sealed instanceof Promise ? await sealed : sealed;
+  }
+
+  /** A body of protected type. */
+  async function onProtected(found: FoundSession, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
+    if (found instanceof LiveSession) {
+      if (found.session.mode !== 'exported') {
+        throw new HttpRefusal(415, `this session runs mode "records": send ${MEDIA_TYPE_FLIGHT}`, [['accept-post', MEDIA_TYPE_FLIGHT]]);
+      }
+      throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
     }
-    const peer = e.peer;
-    if (!peer) throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
-    try {
-      const plaintext = e.session.unprotect(body);
-      const response = rawApp ? await dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http') : await dispatch(plaintext, peer, x);
-      const sealed = e.session.protect(response);
-      const touched = table.touchNow(e);
-      if (touched) await touched;
-      return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
-    } catch (err) {
-      // Forged, replayed, old: that message only. Key limits end the session (410: handshake again).
-      if (e.session.state === 'failed' || (err instanceof AtlsError && err.code === 'KEY_LIMIT_REACHED')) end(e, 'failed');
-      throw err;
-    }
+    const sealed = await answerProtected(found, body, x);
+    return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
   }
 
   const gone = (): AtlsError =>
@@ -699,8 +515,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const secure = options.secureCookie === undefined || options.secureCookie === 'auto' ? x.https : options.secureCookie;
     const cookieAttrs = { path: endpoint, secure };
     let id: string | undefined;
-    let created: Entry | undefined;
-    let known: Entry | undefined;
+    let created: LiveSession | undefined;
+    let known: FoundSession | undefined;
     try {
       if (x.method !== 'POST') {
         throw new HttpRefusal(405, 'ATLS endpoints accept POST only', [['allow', 'POST']]);
@@ -709,45 +525,39 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
       const body = await x.body(maxBody);
       id = readCookie(x.header('cookie'), COOKIE_NAME);
-      if (id !== undefined && parseSessionId(id)) {
-        const got = table.getNow(id);
+      if (id !== undefined) {
+        const got = core.find(id);
         known = got instanceof Promise ? await got : got;
       }
       if (kind === 'protected') {
         if (!known) throw gone();
         return await onProtected(known, body, x);
       }
+      const hello = startsWithClientHello(body);
+      if (known instanceof LiveSession && (!hello || known.awaitingHello)) {
+        const live = known;
+        return await core.exclusive(live, () => onFlight(live, body, x));
+      }
       if (known) {
-        const established = known.session.mode === 'exported' && known.peer !== undefined;
-        const hello = startsWithClientHello(body);
-        if (!established && (!hello || known.awaitingHello)) return await onFlight(known, body, x);
         // An established architecture-(b) session takes no more flights.
         if (!hello) throw new AtlsError('INVALID_STATE', `session established: send ${MEDIA_TYPE_PROTECTED}`, { source: 'remote' });
         // A ClientHello with a session's cookie starts a new session beside
         // it: a cookie proves nothing of the keys, so it neither ends nor
         // replaces the session it names (that one goes on, or ages out).
-        known = undefined;
       } else if (id !== undefined && !startsWithClientHello(body)) {
         throw gone();
       }
       const address = clientAddress(x);
-      created = await table.add(
-        () => ({
-          id: newSessionId(options.routingTag),
-          session: new AtlsServerSession(sessionOptions),
-          peer: undefined,
-          busy: false,
-        }),
-        peerGroup(address),
-      );
-      emit({ type: 'session', sessionId: created.id, address });
-      const res = await onFlight(created, body, x);
-      res.headers.push(['set-cookie', setCookie(COOKIE_NAME, created.id, cookieAttrs)]);
+      const live = core.admit(peerGroup(address));
+      created = live;
+      emit({ type: 'session', sessionId: live.id, address });
+      const res = await core.exclusive(live, () => onFlight(live, body, x));
+      res.headers.push(['set-cookie', setCookie(COOKIE_NAME, live.id, cookieAttrs)]);
       return res;
     } catch (err) {
       const extra: Array<[string, string]> = [];
       // The client's cookie names nothing (any more): tell it to drop it.
-      const lost = known ? (await table.get(known.id)) === undefined : id !== undefined && !created;
+      const lost = known ? core.isGone(known) : id !== undefined && !created;
       if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
       const res = errorReply(err, extra);
       if (err instanceof AtlsError && listening) {
@@ -780,7 +590,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   return Object.assign(handler, {
     serve,
     matches: (pathname: string) => endpoints.includes(pathname),
-    stats: (): AtlsHandlerStats => ({ sessions: table.size, halfOpen: table.halfOpen, intercepted: Object.fromEntries(intercepted) }),
-    close: () => table.close(),
+    stats: (): AtlsHandlerStats => ({ sessions: core.size, halfOpen: core.halfOpen, intercepted: Object.fromEntries(intercepted) }),
+    close: () => core.close(),
   });
 }

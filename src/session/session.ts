@@ -299,6 +299,19 @@ abstract class AtlsSession {
     });
   }
 
+  /**
+   * Mode `exported`, once established: hands the protected channel over to
+   * the caller (an endpoint that keeps the session's state in a store) and
+   * forgets it; the session can no longer protect or unprotect. The engine
+   * is already released (unless `retainEngine`).
+   */
+  takeChannel(): ProtectedChannel {
+    const channel = this.requireChannel();
+    if (this._state !== 'established') throw new AtlsError('NOT_ESTABLISHED', 'the handshake is not complete');
+    this.channel = undefined;
+    return channel;
+  }
+
   protected isDtls(): boolean {
     return false;
   }

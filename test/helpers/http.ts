@@ -6,29 +6,45 @@
 import type { TlsClientConfig, TlsServerConfig } from '../../src/engines/types.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import type { Mode } from '../../src/session/types.js';
-import { createAtlsHandler, type AtlsApp, type AtlsHandler, type AtlsHandlerOptions, type AtlsSessionEntry } from '../../src/http/server.js';
-import type { SessionStore } from '../../src/store/index.js';
+import { createAtlsHandler, type AtlsApp, type AtlsHandler, type AtlsHandlerOptions } from '../../src/http/server.js';
+import { MemoryStateStore, type CommitResult, type SessionState, type SessionStateStore, type StoredSession, type UsageCounters } from '../../src/store/index.js';
 import { createAtlsClient, type AtlsClient, type AtlsClientEvent, type AtlsClientOptions } from '../../src/http/client.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { requestToBhttp } from '../../src/bhttp/web.js';
 import type { TestPki } from './pki.js';
 
-/** A store the tests can empty at will (a restart, an eviction), exercising the async store path. */
-export class ForgetfulStore implements SessionStore<AtlsSessionEntry> {
-  readonly map = new Map<string, AtlsSessionEntry>();
-  async get(id: string): Promise<AtlsSessionEntry | undefined> {
-    return this.map.get(id);
+/**
+ * A session state store the tests can empty at will (a restart, an
+ * eviction), answering only asynchronously: it exercises the path a shared
+ * store (Redis) takes through the endpoint core.
+ */
+export class ForgetfulStore implements SessionStateStore {
+  private inner = new MemoryStateStore({ sweepIntervalMs: 0 });
+  async create(state: SessionState, ttlMs: number): Promise<boolean> {
+    return this.inner.create(state, ttlMs);
   }
-  async set(id: string, value: AtlsSessionEntry): Promise<void> {
-    this.map.set(id, value);
+  async load(id: string): Promise<StoredSession | undefined> {
+    return this.inner.load(id);
   }
-  async delete(id: string): Promise<void> {
-    this.map.delete(id);
+  async commit(id: string, seq: number, ttlMs: number): Promise<CommitResult> {
+    return this.inner.commit(id, seq, ttlMs);
+  }
+  async charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined> {
+    return this.inner.charge(id, units);
+  }
+  async snapshot(id: string): Promise<SessionState | undefined> {
+    return this.inner.snapshot(id);
+  }
+  async delete(id: string): Promise<boolean> {
+    return this.inner.delete(id);
+  }
+  async close(): Promise<void> {
+    await this.inner.close();
   }
   /** Forget every session, as a restarted server would. */
   forgetAll(): void {
-    for (const e of this.map.values()) e.session.destroy();
-    this.map.clear();
+    void this.inner.close();
+    this.inner = new MemoryStateStore({ sweepIntervalMs: 0 });
   }
 }
 

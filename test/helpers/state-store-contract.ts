@@ -128,15 +128,18 @@ export function runStateStoreContract(name: string, make: () => Promise<SessionS
 
     it('expires after the TTL; commit refreshes it', async () => {
       const store = await fresh();
-      const a = sampleState();
-      const b = sampleState();
-      await store.create(a, 300);
-      await store.create(b, 300);
-      await sleep(150);
-      assert.equal((await store.commit(a.id, 0, 2_000)).verdict, 'fresh');
-      await sleep(400);
-      assert.ok(await store.load(a.id), 'refreshed by its commit');
-      assert.equal(await store.load(b.id), undefined, 'expired');
+      const [keep, short, refreshed] = [sampleState(), sampleState(), sampleState()];
+      await store.create(keep, 600_000);
+      await store.create(short, 200);
+      await store.create(refreshed, 2_000);
+      const t0 = Date.now();
+      assert.equal((await store.commit(refreshed.id, 0, 600_000)).verdict, 'fresh');
+      // Wait (polling, no fixed sleep) until the short one is gone and the refreshed one's first TTL has passed.
+      while (((await store.load(short.id)) !== undefined && Date.now() - t0 < 30_000) || Date.now() - t0 < 2_200) await sleep(50);
+      assert.equal(await store.load(short.id), undefined, 'expired');
+      assert.ok(await store.load(keep.id));
+      assert.ok(await store.load(refreshed.id), 'its commit refreshed the TTL');
+      assert.equal((await store.commit(short.id, 0, 600_000)).verdict, 'missing');
     });
   });
 }

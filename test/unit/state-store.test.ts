@@ -57,3 +57,45 @@ describe('session state codec', () => {
     assert.equal(e.retryAfter, 3);
   });
 });
+
+describe('docs/protocol.md §7.5', () => {
+  it('the stored-form example is what the codec produces', async () => {
+    const { readFileSync } = await import('node:fs');
+    const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('### 7.5 The stored form'), doc.indexOf('<!-- /section:state -->'));
+    const shown = /```json\n(.*)\n```/.exec(section)?.[1];
+    assert.ok(shown, 'example present');
+    const bits = new Uint8Array(8);
+    bits[0] = 0b101;
+    const text = encodeSessionState({
+      id: 'node-1.AAAAAAAAAAAAAAAAAAAAAA',
+      establishedAt: 1_700_000_000_000,
+      handshake: {
+        version: 'TLSv1.3',
+        cipherSuite: 'TLS_AES_128_GCM_SHA256',
+        alpn: undefined,
+        serverName: 'localhost',
+        peerCertificates: [],
+        pskIdentity: 'device-17',
+        resumed: false,
+        earlyData: 'none',
+      },
+      channel: {
+        suite: 'TLS_AES_128_GCM_SHA256',
+        role: 'server',
+        secrets: Uint8Array.from({ length: 56 }, (_, i) => i),
+        nextSend: 2n,
+        window: { size: 64, top: 2n, bits },
+        sentUnits: 2,
+        failedUnits: 0,
+      },
+    });
+    assert.equal(text, shown);
+    // And it is a channel that restores: the window says 0 and 2 were seen, 1 was not.
+    const { ProtectedChannel } = await import('../../src/protect/index.js');
+    const state = decodeSessionState(text);
+    const ch = ProtectedChannel.fromState(state.channel);
+    assert.equal(ch.nextSequence, 2n);
+    assert.deepEqual(ch.exportState().window, state.channel.window);
+  });
+});
