@@ -29,6 +29,9 @@ export type {
 export { limitConnections, httpServerTimeouts, DEFAULT_CONNECTION_LIMITS } from './connections.js';
 export type { ConnectionEvent, ConnectionLimits, ConnectionStats } from './connections.js';
 export type { AtlsPeer } from './peer.js';
+export { MemoryStateStore, storeUnavailable } from '../store/index.js';
+export type { CommitResult, SessionStateStore, StoredSession, SyncSessionStateStore } from '../store/index.js';
+export { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 export { toNodeListener, createAtlsServer, atlsNodeListener } from './node.js';
 export type { AtlsNodeListenerOptions, AtlsNodeServer, AtlsServerOptions, ConnectionInfo, NodeListenerOptions, WebHandler } from './node.js';
 export { atls } from './hono.js';
