@@ -26,6 +26,7 @@ import type { ProtectedChannelOptions } from '../protect/index.js';
 import type { SessionStateStore } from '../store/index.js';
 import { EndpointCore, LiveSession, type EndReason, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
 import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
+import { peerGroup } from '../peers.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/index.js';
 import { concatBytes } from '../bytes.js';
 import {
@@ -264,7 +265,7 @@ export class AtlsCoapHandler {
     if (flight.length > this.maxBody) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined);
     let live: LiveSession;
     try {
-      live = this.core.admit();
+      live = this.core.admit(peerGroup(peer.address)); // at the half-open cap the heaviest peer's oldest gives way
     } catch (e) {
       return this.errorResponse(e, undefined);
     }
