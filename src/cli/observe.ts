@@ -86,6 +86,24 @@ export class Metrics {
   readonly limits = new Counter({ name: 'atls_limit_hits_total', help: 'Limits hit, by limit', labelNames: ['transport', 'limit'], registers: [this.registry] });
   readonly evictions = new Counter({ name: 'atls_evictions_total', help: 'State dropped to make room or on expiry', labelNames: ['transport', 'what', 'reason'], registers: [this.registry] });
   readonly timeouts = new Counter({ name: 'atls_timeouts_total', help: 'Clients that took too long', labelNames: ['transport', 'what'], registers: [this.registry] });
+  /** draft §6.2: sessions whose client reported an intercepted transport, by the issuer it was shown (at most 100 issuers, then `(other)`). */
+  readonly intercepted = new Counter({
+    name: 'atls_intercepted_sessions_total',
+    help: 'Sessions whose client saw its transport TLS intercepted, by the issuer of the certificate it was shown',
+    labelNames: ['transport', 'issuer'],
+    registers: [this.registry],
+  });
+  private readonly issuers = new Set<string>();
+
+  /** One intercepted session; the issuer label is bounded so that reports cannot grow the registry. */
+  interception(transport: string, issuer: string | undefined): void {
+    let label = (issuer ?? '(no certificate)').replace(/\n/g, ', ');
+    if (!this.issuers.has(label)) {
+      if (this.issuers.size >= 100) label = '(other)';
+      else this.issuers.add(label);
+    }
+    this.intercepted.inc({ transport, issuer: label });
+  }
   readonly latency = new Histogram({
     name: 'atls_request_duration_seconds',
     help: 'Time to answer one outer request on an ATLS endpoint',
@@ -238,6 +256,7 @@ export class Observer {
             verified: e.report.verified,
             issuer: e.report.issuer?.replace(/\n/g, ', '),
           });
+          if (e.report.intercepted) this.metrics?.interception(transport, e.report.issuer);
           return;
         default:
           this.limitEvent(transport, e);
