@@ -5,7 +5,9 @@
  * machine; instruction counts do not, so ratios between rows are steady.
  * Each server runs under callgrind with instrumentation off; the Go client warms
  * it up, then instrumentation is switched on for exactly `count` operations.
- * Needs `valgrind` and `go`. BENCH_QUICK=1 for smaller counts.
+ * Needs `valgrind` and `go`. BENCH_QUICK=1 for smaller counts;
+ * BENCH_CG_ROWS=arch picks rows whose name contains a word; BENCH_CG_DIR=dir
+ * keeps the callgrind dumps there (`callgrind_annotate dir/cg-*.out.1`).
  * @module
  */
 import { execFileSync } from 'node:child_process';
@@ -86,17 +88,20 @@ async function measure(go: string, caFile: string, dir: string, v: Variant): Pro
 async function main(): Promise<void> {
   const go = goClient();
   if (!go) throw new Error('`go` not found (Debian golang-go)');
-  const dir = mkdtempSync(join(tmpdir(), 'atls-cg-'));
+  const keep = process.env.BENCH_CG_DIR;
+  const dir = keep ?? mkdtempSync(join(tmpdir(), 'atls-cg-'));
+  const pick = process.env.BENCH_CG_ROWS;
   try {
     const caFile = join(dir, 'ca.pem');
     writeFileSync(caFile, (await benchPki()).ca.cert);
     const got = new Map<string, number>();
-    for (const v of VARIANTS) {
+    for (const v of VARIANTS.filter((x) => !pick || x.name.includes(pick))) {
       const t = performance.now();
       const per = await measure(go, caFile, dir, v);
       got.set(v.name, per);
       console.log(`${v.name.padEnd(40)} ${fmt(per / 1000).padStart(10)} k instructions/op  (${v.count} ops, ${((performance.now() - t) / 1000).toFixed(0)} s)`);
     }
+    if (pick) return;
     const r = (a: string, b: string): string => (got.get(b)! / got.get(a)!).toFixed(3);
     console.log(`\nratios (operations per server instruction, higher is better for the first):`);
     console.log(`arch (b) / HTTPS keep-alive        ${r('ATLS arch (b), 100 B', 'HTTPS keep-alive, 100 B')}`);
@@ -105,7 +110,7 @@ async function main(): Promise<void> {
     console.log(`fresh (b) / HTTPS new connection   ${r('ATLS (b) fresh session + 1 request', 'HTTPS new connection + 1 request')}`);
     console.log(`fresh (a) / HTTPS new connection   ${r('ATLS (a) fresh session + 1 request', 'HTTPS new connection + 1 request')}`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
   }
 }
 
