@@ -19,6 +19,8 @@ import { createAtlsClient, type AtlsClientEvent } from '../../src/http/client.js
 import { upstreamApp, HEADER_UPSTREAM_INTERCEPTED, HEADER_UPSTREAM_ISSUER } from '../../src/http/apps.js';
 import { parseTransportReport, transportReportFields, HEADER_TRANSPORT_CHAIN } from '../../src/http/transport-report.js';
 import { AtlsError } from '../../src/errors.js';
+import { Hono } from 'hono';
+import { atls, type AtlsVariables } from '../../src/http/hono.js';
 
 function listen(server: http.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
@@ -153,6 +155,21 @@ describe('policy layer', () => {
     await new Promise<void>((resolve) => outer.close(() => resolve()));
     await new Promise<void>((resolve) => upstream.close(() => resolve()));
     await sidecar.close();
+  });
+
+  it('Hono: the report is in c.get(\'atls\').transport', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const app = new Hono<{ Variables: AtlsVariables }>();
+    app.use(atls({ tls: tls.server, app }));
+    app.get('/who', (c) => c.json({ intercepted: c.get('atls')?.transport?.intercepted ?? null, issuer: c.get('atls')?.transport?.issuer ?? null }));
+    const outer = https.createServer({ cert: pki.server.cert, key: pki.server.key }, toNodeListener((req) => app.fetch(req)));
+    const outerPort = await listen(outer);
+    const { c } = client({ transport: { ca: pki.otherCa.cert, insecure: true } });
+    const body = (await (await c.fetch(`https://localhost:${outerPort}/who`)).json()) as { intercepted: boolean; issuer: string };
+    assert.deepEqual(body, { intercepted: true, issuer: new X509Certificate(pki.ca.cert).subject });
+    await c.close();
+    outer.closeAllConnections();
+    await new Promise<void>((resolve) => outer.close(() => resolve()));
   });
 
   it('a malformed report is the peer’s error; a well-formed one round-trips', () => {
