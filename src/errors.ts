@@ -108,6 +108,8 @@ export type AtlsErrorCode =
   | 'STORE_UNAVAILABLE'
   // Transport: the peer did not answer in time (CoAP retransmission exhausted)
   | 'TIMEOUT'
+  // Transport: the peer answered, but not as an ATLS endpoint (a web page, a proxy's error)
+  | 'NOT_ATLS'
   | 'INTERNAL';
 
 /** HTTP status hint per code (draft §9.3: existing status codes only). */
@@ -138,6 +140,7 @@ const HTTP_STATUS: Record<AtlsErrorCode, number> = {
   LIMIT_REACHED: 503,
   STORE_UNAVAILABLE: 503,
   TIMEOUT: 504,
+  NOT_ATLS: 502,
   INTERNAL: 500,
 };
 
@@ -172,6 +175,7 @@ const COAP_CODE: Record<AtlsErrorCode, string> = {
   LIMIT_REACHED: '5.03',
   STORE_UNAVAILABLE: '5.03',
   TIMEOUT: '5.04',
+  NOT_ATLS: '5.02',
   INTERNAL: '5.00',
 };
 

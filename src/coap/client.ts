@@ -29,7 +29,7 @@ import { concatBytes } from '../bytes.js';
 import { CoapCode, DEFAULT_COAP_PORT, METHOD_CODES, OptionNumber, codeToString, type TransmissionParameters } from './constants.js';
 import { getLocationPath, getUintOption, pathOptions, queryOptions, stringOption, uintOption, type CoapOption } from './packet.js';
 import { blockwiseRequest, type AssembledResponse, type OutgoingRequest, type Peer } from './blockwise.js';
-import { CoapEndpoint } from './endpoint.js';
+import { CoapEndpoint, type EndpointOptions } from './endpoint.js';
 import { decodeInner, encodeInner } from './inner.js';
 import { DEFAULT_ATLS_COAP_FORMATS, type AtlsCoapFormats } from './server.js';
 
@@ -61,6 +61,8 @@ export interface AtlsCoapClientOptions {
   protection?: ProtectedChannelOptions;
   /** Share an endpoint (socket) between clients; the client then does not close it. */
   endpoint?: CoapEndpoint;
+  /** Called each time a Confirmable message is sent again for want of an ACK (`--verbose`). */
+  onRetransmit?: EndpointOptions['onRetransmit'];
   /** Called with every CoAP exchange the client makes (tests, `--verbose`). */
   onExchange?: (e: { path: string; request: OutgoingRequest; response: AssembledResponse }) => void;
 }
@@ -219,6 +221,7 @@ export class AtlsCoapClient {
       this.endpoint = await CoapEndpoint.bind({
         host: v6 ? '::' : '0.0.0.0',
         ...(this.options.transmission ? { transmission: this.options.transmission } : {}),
+        ...(this.options.onRetransmit ? { onRetransmit: this.options.onRetransmit } : {}),
       });
     }
     const session = new AtlsClientSession({

@@ -54,6 +54,8 @@ export interface EndpointOptions {
   maxDatagramBytes?: number;
   /** Called for dropped malformed datagrams and handler failures (logging). */
   onError?: (error: unknown, peer: Peer) => void;
+  /** Called each time a Confirmable request is sent again for want of an ACK (progress logs). */
+  onRetransmit?: (e: { peer: Peer; messageId: number; attempt: number; nextWaitMs: number }) => void;
 }
 
 /** Per-request options of {@link CoapEndpoint.request}. */
@@ -211,6 +213,7 @@ export class CoapEndpoint {
           this.counters.retransmissions++;
           this.send(bytes, peer);
           timeout *= 2;
+          this.options.onRetransmit?.({ peer, messageId: mid, attempt: count, nextWaitMs: Math.round(timeout) });
           ex.retransmit = setTimeout(again, timeout);
         };
         ex.retransmit = setTimeout(again, timeout);

@@ -73,6 +73,10 @@ export interface AtlsFlightEvent {
   roundTrip: number;
   /** Received only: the HTTP status. */
   status?: number;
+  /** The endpoint URL the body was POSTed to. */
+  url?: string;
+  /** The outer HTTP headers: those this client set (undici adds host and content-length), or those received. */
+  headers?: Headers;
 }
 
 /** Everything a client reports. Hooks must not throw (errors are swallowed). */
@@ -209,13 +213,22 @@ function statusCode(status: number): AtlsErrorCode {
 
 /** The error an ATLS server's error response stands for. */
 function responseError(res: TransportResponse, url: URL): AtlsError {
-  const code = errorCodeFromHeader(res.headers.get('atls-error')) ?? statusCode(res.status);
-  let detail = '';
-  if (mediaType(res.headers.get('content-type')).startsWith('text/')) {
-    detail = new TextDecoder().decode(res.body.subarray(0, 200)).trim();
-    detail = detail.replace(/[^\x20-\x7e]/g, '?');
+  const header = errorCodeFromHeader(res.headers.get('atls-error'));
+  const type = mediaType(res.headers.get('content-type'));
+  if (header === undefined && bodyKind(type) === undefined && type !== 'text/plain') {
+    // Neither an ATLS body nor an ATLS error: a web server, a proxy's error page, a wrong port.
+    return new AtlsError(
+      'NOT_ATLS',
+      `${url.href} answered ${res.status}${type ? ` ${type}` : ''}, not ATLS: no ATLS service at this origin and path`,
+      { source: 'remote' },
+    );
   }
-  return new AtlsError(code, `ATLS server ${url.href} answered ${res.status}${detail ? `: ${detail}` : ''}`, {
+  let detail = '';
+  if (type.startsWith('text/')) {
+    detail = new TextDecoder().decode(res.body.subarray(0, 200)).trim();
+    detail = detail.replace(/\s+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
+  }
+  return new AtlsError(header ?? statusCode(res.status), `ATLS server ${url.href} answered ${res.status}${detail ? `: ${detail}` : ''}`, {
     source: 'remote',
   });
 }
@@ -379,7 +392,17 @@ class OriginSession {
     if (cookies.length > 0) headers.cookie = cookies.join('; ');
     this.roundTrips++;
     const roundTrip = this.roundTrips;
-    this.client.emit({ type: 'flight', origin: this.origin, direction: 'sent', kind, bytes: body, flightBytes, roundTrip });
+    this.client.emit({
+      type: 'flight',
+      origin: this.origin,
+      direction: 'sent',
+      kind,
+      bytes: body,
+      flightBytes,
+      roundTrip,
+      url: this.endpoint.href,
+      headers: new Headers(headers),
+    });
     const res = await this.client.transport.post(this.endpoint, body, headers, this.client.maxResponse, signal);
     for (const sc of res.headers.getSetCookie()) {
       const v = parseSetCookie(sc, COOKIE_NAME);
@@ -405,6 +428,8 @@ class OriginSession {
       flightBytes: rFlightBytes,
       roundTrip,
       status: res.status,
+      url: this.endpoint.href,
+      headers: res.headers,
     });
     return res;
   }

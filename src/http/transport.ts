@@ -30,6 +30,10 @@ export interface AtlsTransportOptions {
   headers?: Record<string, string>;
   /** Most keep-alive connections to one origin (default 16); more concurrent requests wait for one. */
   connections?: number;
+  /** Longest wait for a TCP (and TLS) connection, ms (default undici's, 10 s). */
+  connectTimeoutMs?: number;
+  /** Longest wait for a response's headers, and between two chunks of its body, ms (default undici's, 300 s). */
+  responseTimeoutMs?: number;
   /** Use this undici dispatcher instead of building one (proxy settings are then ignored). */
   dispatcher?: Dispatcher;
   /**
@@ -133,6 +137,9 @@ export class HttpTransport {
     } catch (e) {
       if (e instanceof AtlsError) throw e;
       if (signal?.aborted) throw signal.reason ?? e;
+      if (TIMEOUT_CODES.has(innermostCode(e) ?? '')) {
+        throw new AtlsError('TIMEOUT', `transport to ${url.origin} timed out: ${innermostMessage(e)}`, { source: 'remote', cause: e });
+      }
       throw new AtlsError('CLOSED', `transport to ${url.origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
     }
     const data = await readBody(res.body, maxBytes, res.headers.get('content-length'));
@@ -190,8 +197,14 @@ export class HttpTransport {
         rejectUnauthorized: verify || this.options.insecure !== true,
       };
       const connections = this.options.connections ?? DEFAULT_CONNECTIONS;
+      const timeouts = {
+        ...(this.options.connectTimeoutMs !== undefined ? { connectTimeout: this.options.connectTimeoutMs } : {}),
+        ...(this.options.responseTimeoutMs !== undefined
+          ? { headersTimeout: this.options.responseTimeoutMs, bodyTimeout: this.options.responseTimeoutMs }
+          : {}),
+      };
       if (proxy === undefined) {
-        d = new Agent({ connect: tls, connections });
+        d = new Agent({ connect: tls, connections, ...timeouts });
       } else {
         let proxyUrl: URL;
         try {
@@ -201,7 +214,7 @@ export class HttpTransport {
         }
         // proxyTunnel false: http targets go in absolute form through a plain
         // HTTP proxy (undici would otherwise CONNECT); https targets still CONNECT.
-        d = new ProxyAgent({ uri: proxyUrl.href, proxyTunnel: false, requestTls: tls, proxyTls: tls, connections });
+        d = new ProxyAgent({ uri: proxyUrl.href, proxyTunnel: false, requestTls: tls, proxyTls: tls, connections, ...timeouts });
       }
       this.dispatchers.set(key, d);
     }
@@ -222,9 +235,22 @@ export class HttpTransport {
  * a refused tunnel, in "Request was cancelled." as well.
  */
 function innermostMessage(e: unknown): string {
+  const cur = innermost(e);
+  return cur instanceof Error ? cur.message : String(cur);
+}
+
+/** undici's codes for an expired wait. */
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+function innermostCode(e: unknown): string | undefined {
+  const code = (innermost(e) as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function innermost(e: unknown): unknown {
   let cur = e;
   for (let depth = 0; depth < 8 && cur instanceof Error && cur.cause instanceof Error; depth++) cur = cur.cause;
-  return cur instanceof Error ? cur.message : String(cur);
+  return cur;
 }
 
 function pemList(ca: PemInput | PemInput[]): string[] {
