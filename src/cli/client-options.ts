@@ -26,10 +26,14 @@ export function clientTlsFrom(opts: Record<string, unknown>): TlsClientConfig {
  * (draft §6.2), `--transport-ca` (the trust store `auto` verifies against;
  * default Node's root certificates), `--insecure-transport`.
  */
-export function clientTransportFrom(opts: Record<string, unknown>): Pick<AtlsClientOptions, 'policy' | 'transport'> {
+export function clientTransportFrom(
+  opts: Record<string, unknown>,
+  extra: Omit<NonNullable<AtlsClientOptions['transport']>, 'insecure' | 'ca'> = {},
+): Pick<AtlsClientOptions, 'policy' | 'transport'> {
   return {
     ...(typeof opts.policy === 'string' ? { policy: opts.policy as AtlsPolicy } : {}),
     transport: {
+      ...extra,
       insecure: opts.insecureTransport === true,
       ...(typeof opts.transportCa === 'string' ? { ca: readPem(opts.transportCa, '--transport-ca') } : {}),
     },

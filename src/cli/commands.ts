@@ -61,7 +61,8 @@ export const commandSpecs: CommandSpec[] = [
         .command('certs')
         .description('write a development PKI (ECDSA P-256): ca.pem, server.pem/key, client.pem/key')
         .requiredOption('--out <dir>', 'output folder (created if missing)')
-        .action(async (opts: { out: string }) => (await import('./certs.js')).runCerts(opts)),
+        .option('--force', 'replace an existing PKI in the folder (whatever trusts its CA stops working)')
+        .action(async (opts: { out: string; force?: boolean }) => (await import('./certs.js')).runCerts(opts)),
   },
   {
     name: 'serve',
@@ -126,9 +127,18 @@ export const commandSpecs: CommandSpec[] = [
         .command('fetch')
         .description('send one request through ATLS (http(s):// or coap://) and print the inner response body')
         .argument('<url>', 'target URL')
-        .option('-X, --request <method>', 'request method', 'GET')
+        .option('-X, --request <method>', 'request method (default: GET, or POST with a body)')
         .option('-H, --header <header>', "request header 'Name: value' (repeatable)", collect, [])
-        .option('-d, --data <data>', 'request body, or @FILE to read it from a file')
+        .option('-d, --data <data>', 'request body (POST unless -X), @FILE (CR/LF dropped) or @- for stdin; repeated: joined with &', collect)
+        .option('--data-binary <data>', 'like -d, but @FILE and @- are sent byte for byte', collect)
+        .option('-i, --include', 'print the inner response status line and headers before the body')
+        .option('-o, --output <file>', 'write the inner response body to FILE instead of stdout')
+        .option('-s, --silent', 'print no error line (the exit code still tells)')
+        .option('-S, --show-error', 'with -s, still print the error line')
+        .option('-f, --fail', 'exit 22, printing no body, when the inner status is 400 or more (CoAP 4.xx/5.xx)')
+        .option('-L, --location', 'follow inner redirects (3xx with Location)')
+        .option('--max-time <seconds>', 'give up after this long in all (exit 28)')
+        .option('--connect-timeout <seconds>', 'give up connecting (CoAP: hearing anything) after this long (default 10; exit 28)')
         .option('--ca <file>', 'CA that must have issued the service certificate (PEM)')
         .option('--cert <file>', 'client certificate for mutual authentication (PEM)')
         .option('--key <file>', 'client private key (PEM)')
@@ -151,7 +161,14 @@ export const commandSpecs: CommandSpec[] = [
         .addOption(ciphersOption())
         .addOption(ciphersuitesOption())
         .addOption(engineOption())
-        .option('-v, --verbose', 'print the handshake (flights, version, cipher suite, round trips) to stderr')
+        .option('-v, --verbose', 'print as it happens: outer HTTP requests (>) and responses (<), flights, the handshake, CoAP retransmissions')
+        .addHelpText(
+          'after',
+          '\nExit codes (curl\'s numbers where curl has the class): 0 ok, 1 other failure, 2 usage, 6 could not resolve\n' +
+            'the host, 7 could not connect, 8 not an ATLS endpoint, 22 inner status >= 400 with --fail, 23 cannot write\n' +
+            '-o, 26 cannot read a -d @FILE, 28 timeout, 35 TLS handshake failed (outer HTTPS or ATLS), 47 too many\n' +
+            'redirects, 56 connection broke, 60 certificate not trusted (outer HTTPS or ATLS), 63 body too large.',
+        )
         .action(async (url: string, opts: Record<string, unknown>) => (await import('./fetch.js')).runFetch(url, opts)),
   },
   {
@@ -183,7 +200,7 @@ export const commandSpecs: CommandSpec[] = [
       p
         .command('demo')
         .description('the draft Figure 8 scenario on one machine: client, intercepting middlebox, service')
-        .option('--mode <mode>', 'exported or records', 'exported')
+        .addOption(modeOption())
         .action(async (opts: Record<string, unknown>) => (await import('./demo.js')).runDemo(opts)),
   },
   {
@@ -195,6 +212,7 @@ export const commandSpecs: CommandSpec[] = [
         .requiredOption('--listen <host:port>', 'CoAP/UDP address to listen on')
         .requiredOption('--to <url>', 'the HTTP(S) ATLS service')
         .option('--insecure-transport', 'do not verify the transport TLS towards the service')
+        .option('--transport-ca <file>', 'CA certificates for the outer HTTPS towards the service (PEM)')
         )
         .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts)),
   },

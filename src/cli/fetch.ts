@@ -1,28 +1,56 @@
 /**
- * `atls fetch URL`: one request through ATLS, over HTTP(S) or CoAP. Prints the
- * inner response body to stdout (like curl, an inner 4xx/5xx is still a
- * successful exchange); ATLS or transport failures exit 1 with one line.
- * `-v` prints each flight (size, what a middlebox sees of it), the version,
- * cipher suite and round trips to stderr.
+ * `atls fetch URL`: one request through ATLS, over HTTP(S) or CoAP, with
+ * curl's habits where curl has an answer: `-d`/`--data-binary` (`@FILE`,
+ * `@-`) imply POST, `-i`, `-o`, `-s`, `-f` (exit 22), `-L`, `--max-time`,
+ * `--connect-timeout`, a URL without a scheme means `http://`, and exit codes
+ * by class of failure (src/cli/failures.ts). `-v` prints, as it happens, the
+ * outer HTTP requests and responses (`>` and `<` lines), each flight (size,
+ * what a middlebox sees of it), the handshake and, over CoAP, each exchange
+ * and retransmission.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
 import { AtlsError } from '../errors.js';
 import { inspectFlight } from '../records.js';
 import { X509Certificate } from 'node:crypto';
 import { createAtlsClient, type AtlsClientEvent } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
 import { engineFrom, modeFrom } from './options.js';
+import { CliExit, EXIT } from './failures.js';
 
-function bodyFrom(data: unknown): Uint8Array | undefined {
-  if (typeof data !== 'string') return undefined;
-  if (data.startsWith('@')) {
-    try {
-      return readFileSync(data.slice(1));
-    } catch (e) {
-      throw new AtlsError('INVALID_ARGUMENT', `-d ${data}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
+/** Default waits (curl has none for the response; every wait here has one). */
+export const DEFAULT_CONNECT_TIMEOUT_S = 10;
+export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
+
+/** Reads `@FILE` or `@-` (standard input) as curl does; `strip` drops CR and LF like curl's `-d @FILE`. */
+function readData(value: string, flagName: string, strip: boolean): Uint8Array {
+  if (!value.startsWith('@')) return new TextEncoder().encode(value);
+  const name = value.slice(1);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(name === '-' ? 0 : name);
+  } catch (e) {
+    throw new CliExit(EXIT.read, `${flagName} ${value}: cannot read ${name === '-' ? 'standard input' : name} (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the file name`);
   }
-  return new TextEncoder().encode(data);
+  return strip ? new Uint8Array(bytes.filter((b) => b !== 0x0a && b !== 0x0d)) : new Uint8Array(bytes);
+}
+
+/** The request body from `-d`/`--data` and `--data-binary` (several are joined with `&`, as curl does). */
+export function bodyFrom(opts: Record<string, unknown>): Uint8Array | undefined {
+  const parts: Uint8Array[] = [];
+  for (const d of asList(opts.data)) parts.push(readData(d, '-d', true));
+  for (const d of asList(opts.dataBinary)) parts.push(readData(d, '--data-binary', false));
+  if (parts.length === 0) return undefined;
+  const joined: number[] = [];
+  parts.forEach((p, i) => {
+    if (i > 0) joined.push(0x26);
+    for (const b of p) joined.push(b);
+  });
+  return Uint8Array.from(joined);
+}
+
+function asList(v: unknown): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? (v as string[]) : [String(v)];
 }
 
 function headersFrom(list: unknown): Headers {
@@ -33,6 +61,24 @@ function headersFrom(list: unknown): Headers {
     h.append(line.slice(0, at).trim(), line.slice(at + 1).trim());
   }
   return h;
+}
+
+/** A URL without a scheme means http://, as in curl. */
+export function targetUrl(text: string): URL {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  try {
+    return new URL(withScheme);
+  } catch {
+    throw new AtlsError('INVALID_ARGUMENT', `not a URL: ${JSON.stringify(text)}; write it as http://HOST:PORT/PATH (or https://, coap://)`);
+  }
+}
+
+/** `--max-time` / `--connect-timeout`: positive seconds. */
+export function secondsFrom(value: unknown, flagName: string, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new AtlsError('INVALID_ARGUMENT', `${flagName} wants a number of seconds above 0, got ${JSON.stringify(value)}`);
+  return n;
 }
 
 /** What a middlebox would see of a body: record types and hello details. */
@@ -49,11 +95,28 @@ function describeBody(bytes: Uint8Array, flightBytes: number): string {
   }
 }
 
+/** The outer HTTP request or response head, curl -v style (`>` sent, `<` received). */
+function outerHttpLines(e: Extract<AtlsClientEvent, { type: 'flight' }>): string {
+  const lines: string[] = [];
+  if (e.direction === 'sent') {
+    const url = new URL(e.url ?? e.origin);
+    lines.push(`POST ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`);
+    e.headers?.forEach((v, k) => lines.push(`${k}: ${v}`));
+    lines.push(`content-length: ${e.bytes.length}`);
+  } else {
+    lines.push(`HTTP/1.1 ${e.status ?? '?'} ${STATUS_CODES[e.status ?? 0] ?? ''}`.trimEnd());
+    e.headers?.forEach((v, k) => lines.push(`${k}: ${v}`));
+  }
+  const arrow = e.direction === 'sent' ? '>' : '<';
+  return lines.map((l) => `${arrow} ${l}\n`).join('') + `${arrow}\n`;
+}
+
 function verboseLogger(): (e: AtlsClientEvent) => void {
   return (e) => {
     const err = process.stderr;
     if (e.type === 'flight') {
       const arrow = e.direction === 'sent' ? '>' : '<';
+      err.write(outerHttpLines(e));
       const status = e.status !== undefined ? ` HTTP ${e.status}` : '';
       err.write(`${arrow} round trip ${e.roundTrip}: ${e.direction} ${e.bytes.length} B${status}: ${describeBody(e.bytes, e.flightBytes)}\n`);
     } else if (e.type === 'handshake') {
@@ -74,42 +137,83 @@ function verboseLogger(): (e: AtlsClientEvent) => void {
   };
 }
 
-export async function runFetch(url: string, opts: Record<string, unknown>): Promise<void> {
-  let target: URL;
-  try {
-    target = new URL(url);
-  } catch {
-    throw new AtlsError('INVALID_ARGUMENT', `not a URL: ${url}`);
+/** Writes the inner response: `-i` head first, then the body to stdout or `-o FILE`. */
+function output(opts: Record<string, unknown>, head: string, body: Uint8Array): void {
+  if (opts.include === true) process.stdout.write(head);
+  if (typeof opts.output === 'string') {
+    try {
+      writeFileSync(opts.output, body);
+    } catch (e) {
+      throw new CliExit(EXIT.write, `-o ${opts.output}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the folder exists and is writable`);
+    }
+  } else {
+    process.stdout.write(body);
   }
-  const method = String(opts.request ?? 'GET').toUpperCase();
-  const body = bodyFrom(opts.data);
+}
+
+export async function runFetch(url: string, opts: Record<string, unknown>): Promise<void> {
+  const target = targetUrl(url);
+  const body = bodyFrom(opts);
+  // curl: a body without -X means POST.
+  const method = typeof opts.request === 'string' ? opts.request.toUpperCase() : body !== undefined ? 'POST' : 'GET';
+  const headers = headersFrom(opts.header);
+  if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded');
   const tls = clientTlsFrom(opts);
   const mode = modeFrom(opts);
+  const maxTime = secondsFrom(opts.maxTime, '--max-time', undefined);
+  const connectTimeout = secondsFrom(opts.connectTimeout, '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_S)!;
+  const failOnError = opts.fail === true;
   if (target.protocol === 'coap:') {
     const { fetchCoap } = await import('./coap-fetch.js');
-    const payload = await fetchCoap(target, { tls, mode, method, body, opts, ...engineFrom(opts) });
-    process.stdout.write(payload);
+    const res = await fetchCoap(target, {
+      tls,
+      mode,
+      method,
+      body,
+      opts,
+      connectTimeoutMs: connectTimeout * 1000,
+      ...(maxTime !== undefined ? { maxTimeMs: maxTime * 1000 } : {}),
+      ...engineFrom(opts),
+    });
+    if (failOnError && res.failed) throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
+    output(opts, res.head, res.payload);
     return;
   }
   if (target.protocol !== 'http:' && target.protocol !== 'https:') {
-    throw new AtlsError('INVALID_ARGUMENT', `unsupported URL scheme ${target.protocol}`);
+    throw new AtlsError('INVALID_ARGUMENT', `unsupported URL scheme ${target.protocol} (http://, https:// or coap://)`);
   }
   const client = createAtlsClient({
     tls,
     mode,
     ...engineFrom(opts),
     ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
-    ...clientTransportFrom(opts),
+    ...clientTransportFrom(opts, {
+      connectTimeoutMs: connectTimeout * 1000,
+      responseTimeoutMs: Math.min(DEFAULT_RESPONSE_TIMEOUT_S, maxTime ?? Infinity) * 1000,
+    }),
     ...(opts.verbose ? { onEvent: verboseLogger() } : {}),
   });
   try {
     const res = await client.fetch(target, {
       method,
-      headers: headersFrom(opts.header),
+      headers,
+      redirect: opts.location === true ? 'follow' : 'manual',
       ...(body !== undefined ? { body } : {}),
+      ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
     });
     if (opts.verbose) process.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
-    process.stdout.write(new Uint8Array(await res.arrayBuffer()));
+    if (failOnError && res.status >= 400) {
+      await res.body?.cancel();
+      throw new CliExit(EXIT.httpError, `the inner response is ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')} (--fail)`.trimEnd());
+    }
+    let head = `HTTP/1.1 ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}\r\n`;
+    res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
+    output(opts, head + '\r\n', new Uint8Array(await res.arrayBuffer()));
+  } catch (e) {
+    if (e instanceof Error && e.name === 'TimeoutError' && maxTime !== undefined) {
+      throw new AtlsError('TIMEOUT', `no complete answer within --max-time ${maxTime} s`, { source: 'remote', cause: e });
+    }
+    throw e;
   } finally {
     await client.close();
   }

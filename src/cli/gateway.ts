@@ -6,15 +6,19 @@
  */
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AtlsCoapGateway, type FetchLike } from '../coap/gateway.js';
-import { parseHostPort, untilSignal } from './options.js';
+import { httpUrlFrom, parseHostPort, readPem, untilSignal } from './options.js';
 import { observerFrom } from './observe.js';
 
 export async function runGateway(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
-  const to = new URL(opts.to as string);
+  const to = new URL(httpUrlFrom(opts.to as string, '--to'));
   // Draft §6.3: the hop to the service may go unverified; ATLS authenticates it.
   const insecure = opts.insecureTransport === true;
-  const dispatcher = insecure ? new Agent({ connect: { rejectUnauthorized: false } }) : undefined;
+  const transportCa = typeof opts.transportCa === 'string' ? readPem(opts.transportCa, '--transport-ca') : undefined;
+  const dispatcher =
+    insecure || transportCa !== undefined
+      ? new Agent({ connect: { rejectUnauthorized: !insecure, ...(transportCa !== undefined ? { ca: transportCa } : {}) } })
+      : undefined;
   const fetchLike: FetchLike | undefined = dispatcher
     ? (input, init) => undiciFetch(input, { ...(init as object), dispatcher }) as unknown as Promise<Response>
     : undefined;

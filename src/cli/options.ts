@@ -15,7 +15,9 @@ import type { Mode } from '../session/types.js';
 export function parseHostPort(text: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new AtlsError('INVALID_ARGUMENT', `${flag} wants HOST:PORT, got ${JSON.stringify(text)}`);
+  if (!m || port > 65535) {
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} wants HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443), got ${JSON.stringify(text)}`);
+  }
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -37,13 +39,35 @@ export function positiveFlag(value: unknown, flag: string, integer = false): num
   return n;
 }
 
-/** Reads a PEM file named by a flag. */
+/** Reads a PEM file named by a flag; a missing or non-PEM file names the flag and the fix. */
 export function readPem(file: string, flag: string): string {
+  let text: string;
   try {
-    return readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new AtlsError('INVALID_ARGUMENT', `${flag} ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'a folder, not a file' : code;
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} ${file}: ${why}; check the path (atls certs --out DIR writes a development PKI)`);
   }
+  if (!text.includes('-----BEGIN ')) {
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} ${file}: not PEM (no -----BEGIN line); give the PEM file`);
+  }
+  return text;
+}
+
+/** An HTTP(S) URL named by a flag; `HOST:PORT` alone means `http://HOST:PORT`, as `atls fetch` reads it. */
+export function httpUrlFrom(text: string, flag: string): string {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} wants a URL like http://127.0.0.1:3000, got ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new AtlsError('INVALID_ARGUMENT', `${flag} wants an http:// or https:// URL, got ${JSON.stringify(text)}`);
+  }
+  return url.href;
 }
 
 /** `--tls-version 1.2|1.3` -> min/max version. */

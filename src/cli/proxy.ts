@@ -6,12 +6,12 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
-import { engineFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
+import { engineFrom, httpUrlFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
 import { observerFrom } from './observe.js';
 
 export async function runProxy(opts: Record<string, unknown>): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
-  const to = new URL(opts.to as string);
+  const to = new URL(httpUrlFrom(opts.to as string, '--to'));
   const maxBody = typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : undefined;
   const observer = await observerFrom(opts);
   const client = createAtlsClient({

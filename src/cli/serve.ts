@@ -10,6 +10,7 @@ import { observerFrom } from './observe.js';
 import {
   cipherFlags,
   engineFrom,
+  httpUrlFrom,
   modeFrom,
   parseHostPort,
   parseSize,
@@ -92,7 +93,8 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   if (!opts.echo && opts.upstream === undefined) {
     throw new AtlsError('INVALID_ARGUMENT', 'give --upstream URL (reverse sidecar) or --echo');
   }
-  const app = opts.echo ? echoApp : upstreamApp(opts.upstream as string);
+  const upstream = opts.upstream === undefined ? undefined : httpUrlFrom(opts.upstream as string, '--upstream');
+  const app = upstream === undefined ? echoApp : upstreamApp(upstream);
   const tls = serverTlsFrom(opts);
   const mode = modeFrom(opts);
   const engine = engineFrom(opts);
@@ -139,7 +141,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
       tls,
       mode,
       echo: opts.echo === true,
-      upstream: opts.upstream as string | undefined,
+      upstream,
       ...engine,
       limits: sessionLimits,
       onEvent: observer.coap(),
@@ -150,7 +152,7 @@ export async function runServe(opts: Record<string, unknown>): Promise<void> {
   }
   process.stdout.write(
     `atls: serving ATLS at http://${shownHost}:${bound.port}/.well-known/atls${coapLine} ` +
-      `(mode ${mode}, ${opts.echo ? 'echo' : `upstream ${String(opts.upstream)}`})` +
+      `(mode ${mode}, ${opts.echo ? 'echo' : `upstream ${String(upstream)}`})` +
       `${fallback ? `; demo page at http://${shownHost}:${bound.port}/` : ''}` +
       `${observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : ''}\n`,
   );

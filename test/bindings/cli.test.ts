@@ -147,12 +147,12 @@ describe('atls command', () => {
     daemons.push(child);
     const origin = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
     const r = atls(['fetch', `${origin}/x`, '--ca', join(others, 'ca.pem')]);
-    assert.equal(r.status, 1);
+    assert.equal(r.status, 60, 'curl: certificate not trusted');
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^atls: .*CERTIFICATE_UNTRUSTED/);
     const gone = atls(['fetch', 'http://localhost:9/none', '--ca', join(others, 'ca.pem')]);
-    assert.equal(gone.status, 1);
+    assert.notEqual(gone.status, 0);
     assert.equal(gone.stderr.trim().split('\n').length, 1, gone.stderr);
   });
 
@@ -308,7 +308,7 @@ describe('atls command', () => {
     assert.equal(r2.status, 0, r2.stderr);
     assert.equal(r2.stdout, big);
     const wrong = atls(['fetch', `${coap}/t`, '--psk-identity', 'sensor-1', '--psk', 'ffffffffffffffffffffffffffffffff']);
-    assert.equal(wrong.status, 1);
+    assert.notEqual(wrong.status, 0);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
     assert.equal(atls(['fetch', `${coap}/t`, '--block-size', '100', ...psk]).status, 1);
   });
