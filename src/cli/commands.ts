@@ -176,8 +176,11 @@ export const commandSpecs: CommandSpec[] = [
     register: (p) =>
       p
         .command('inspect')
-        .description('decode a flight body without keys (what a middlebox can see)')
-        .argument('[file]', 'file holding the body; - or nothing for stdin')
+        .description('decode an ATLS body without keys (what a middlebox can see): flights, protected messages, saved HTTP messages')
+        .argument('[file]', 'file holding the body or a saved HTTP message; - or nothing for stdin')
+        .option('--flight-length <n>', 'the body is N bytes of records, then a protected message (the atls-flight-length header)')
+        .option('--content-type <type>', 'the body\'s HTTP media type (application/atls+octet-stream, application/atls-protected)')
+        .option('--content-format <n>', 'the body\'s CoAP Content-Format (65000 records, 65001 protected CoAP, 65002 protected Binary HTTP)')
         .option('--json', 'print JSON instead of text')
         .option('--dtls', 'the body holds DTLS records')
         .option('--hex', 'the input is hex text rather than raw bytes')

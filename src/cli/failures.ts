@@ -72,8 +72,6 @@ const ATLS_HANDSHAKE: AtlsErrorCode[] = [
   'PROTOCOL_VERSION',
   'ALERT_RECEIVED',
   'BAD_RECORD_MAC',
-  'MALFORMED_RECORD',
-  'TRUNCATED_FLIGHT',
 ];
 
 /** Every error in `e`'s cause chain, outermost first. */
