@@ -356,8 +356,9 @@ describe('atls command', () => {
     assert.deepEqual(JSON.parse(via.stdout), { upstream: true, method: 'POST', path: '/meter', body: 'secret 4711' });
     await new Promise((r) => setTimeout(r, 200));
     const log = seen.join('');
-    assert.match(log, /-> service application\/atls\+octet-stream/);
-    assert.match(log, /-> service application\/atls-protected/);
+    // The gateway's structured log: what it forwards, by media type, never the data.
+    assert.match(log, /gateway\.to-service .*format=application\/atls\+octet-stream/);
+    assert.match(log, /gateway\.to-service .*format=application\/atls-protected/);
     assert.doesNotMatch(log, /secret 4711/);
   });
 
