@@ -6,6 +6,7 @@
  */
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
+import type { SessionStateStore } from '../store/index.js';
 import { AtlsCoapServer, echoCoapHandler, type AtlsCoapServerEvent, type HttpApp } from '../coap/server.js';
 import { httpAppAsCoapHandler } from '../coap/http-map.js';
 import { echoApp, upstreamApp } from '../http/apps.js';
@@ -20,6 +21,8 @@ export interface CoapServiceOptions {
   engine?: TlsEngine;
   limits?: { maxSessions?: number; maxHalfOpen?: number; handshakeTtlMs?: number; sessionTtlMs?: number };
   onEvent?: (e: AtlsCoapServerEvent) => void;
+  /** Where established sessions live (`--store`; default: in this process's memory). */
+  store?: SessionStateStore;
 }
 
 /** Starts the CoAP endpoint; resolves once bound. */
@@ -41,6 +44,7 @@ export async function startCoapService(
     ...(opts.engine ? { engine: opts.engine } : {}),
     ...opts.limits,
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    ...(opts.store ? { store: opts.store } : {}),
   });
   return { url: server.url, close: () => server.close(), sessions: () => server.handler.sessionCount };
 }

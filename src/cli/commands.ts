@@ -89,6 +89,10 @@ export const commandSpecs: CommandSpec[] = [
         .option('--max-body <size>', 'largest request body accepted, e.g. 1048576, 64M, 1G (413 above; default 1M)')
         .option('--demo-page', 'also serve a web page at / that sends requests through ATLS from the browser')
         .option('--demo-ca <file>', 'what the demo page trusts for ATLS (PEM; default: the last certificate of --cert)')
+        .option('--store <url>', 'where established sessions live: memory (default) or redis://HOST:PORT[/DB], shared by every process')
+        .option('--store-key <file>', 'wrap session keys stored at rest with this 32-byte key (AES-256-GCM)')
+        .option('--ticket-keys <file>', 'TLS session ticket keys (48 bytes), equal on every process, so resumption works on any')
+        .option('--workers <n>', 'serve from N processes on one port (node:cluster); they share sessions')
         ))
         .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
   },

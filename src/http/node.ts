@@ -337,6 +337,8 @@ export interface AtlsServerOptions extends AtlsHandlerOptions {
   https?: boolean;
   /** Timeouts and connection limits (defaults: DEFAULT_CONNECTION_LIMITS; limit events go to `onEvent`). */
   connections?: ConnectionLimits;
+  /** Wraps the handler the server runs, e.g. `atls serve --workers` relaying flights to the worker that holds them (`atls` stays the handler itself). */
+  wrapHandler?: (handler: AtlsHandler) => AtlsHandler;
 }
 
 /** A `node:http` server answering the ATLS endpoints; `handler` is exposed for stats. */
@@ -355,7 +357,7 @@ export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
   const handler = createAtlsHandler(options);
   const server = createHttpServer(
     httpServerTimeouts(options.connections),
-    atlsNodeListener(handler, {
+    atlsNodeListener(options.wrapHandler ? options.wrapHandler(handler) : handler, {
       ...(options.fallback ? { fallback: options.fallback } : {}),
       ...(options.https === undefined ? {} : { https: options.https }),
     }),

@@ -32,6 +32,7 @@ import { AtlsError } from '../errors.js';
 import type { ReplayWindowState } from '../protect/index.js';
 import type { StoreKey } from './key-wrap.js';
 import { CHARGE_SCRIPT, COMMIT_SCRIPT, CREATE_SCRIPT, type RedisScript } from './redis-scripts.js';
+import { parseRedisUrl } from './redis-url.js';
 import { decodeSessionState, encodeSessionState } from './state-codec.js';
 import {
   storeUnavailable,
@@ -55,32 +56,6 @@ export interface RedisStateStoreOptions {
   commandTimeoutMs?: number;
   /** Connection news (ready, error, end), e.g. for logs. Must not throw. */
   onEvent?: (event: { type: 'ready' } | { type: 'error'; error: Error } | { type: 'end' }) => void;
-}
-
-/** What {@link parseRedisUrl} found. */
-export interface RedisAddress {
-  host: string;
-  port: number;
-  db: number;
-}
-
-/**
- * Checks a `--store` Redis URL: scheme `redis:`, a host, port 1..65535
- * (default 6379), an optional database number path. INVALID_ARGUMENT otherwise.
- */
-export function parseRedisUrl(text: string): RedisAddress {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    throw new AtlsError('INVALID_ARGUMENT', `--store wants redis://HOST:PORT[/DB], got ${JSON.stringify(text)}`);
-  }
-  const db = u.pathname === '' || u.pathname === '/' ? 0 : Number(u.pathname.slice(1));
-  if (u.protocol !== 'redis:' || u.hostname === '' || !Number.isInteger(db) || db < 0 || u.search !== '' || u.hash !== '') {
-    throw new AtlsError('INVALID_ARGUMENT', `--store wants redis://HOST:PORT[/DB], got ${JSON.stringify(text.replace(/\/\/[^@/]*@/, '//…@'))}`);
-  }
-  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  return { host, port: u.port === '' ? 6379 : Number(u.port), db };
 }
 
 /** Redis replies that mean "not now" rather than "wrong": the store is unavailable, not broken. */

@@ -140,6 +140,11 @@ export class ToolProcess {
     return p;
   }
 
+  /** The process id (undefined when spawning failed). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** stdout and stderr together (for assertions and failure messages). */
   get output(): string {
     return `${this.stdout}\n${this.stderr}`;

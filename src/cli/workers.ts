@@ -1,0 +1,146 @@
+/**
+ * `atls serve --workers N`: N processes on one port (node:cluster), every one
+ * able to answer every session.
+ *
+ * - Established architecture-(b) sessions live in a shared state store: the
+ *   `--store` Redis when given, otherwise a memory store held by the primary
+ *   and reached over IPC with the same contract (src/store/cluster.ts).
+ * - A handshake in progress, and a records-mode session, lives in the TLS
+ *   engine of the worker that minted its id (the id's first random character
+ *   names it, src/store/ids.ts). A worker that receives such a flight relays
+ *   it through the primary to its owner (src/http/relay.ts).
+ * - TLS ticket keys are shared: the `--ticket-keys` file, or 48 random bytes
+ *   the primary hands to every worker.
+ * - A worker that dies is started again under the same index; the sessions
+ *   only its engine held (handshakes, records mode) are gone, and their
+ *   clients handshake again.
+ *
+ * @module
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { AtlsError } from '../errors.js';
+import { relayingHandler, serveRelayed, type RelayedRequest } from '../http/relay.js';
+import type { AtlsRawReply } from '../http/server.js';
+import { IpcStateStore, stateStoreHandlers } from '../store/cluster.js';
+import { IpcPeer, type IpcHandler } from '../store/ipc.js';
+import { MemoryStateStore } from '../store/memory-state.js';
+import { parseSize, untilSignal } from './options.js';
+import { DEFAULT_MAX_BODY_BYTES } from '../http/constants.js';
+import { serverTlsFrom, startService, storeChoiceFrom, type Service } from './serve.js';
+
+/** Environment variable that tells a worker its index. */
+const WORKER_INDEX = 'ATLS_WORKER_INDEX';
+
+/** Runs the primary or, in a forked worker, the worker. */
+export async function runWorkers(opts: Record<string, unknown>, count: number): Promise<void> {
+  if (cluster.isPrimary) return runPrimary(opts, count);
+  return runWorker(opts, count);
+}
+
+function gone(index: number): AtlsError {
+  return new AtlsError('CLOSED', `worker ${index}, which held this handshake, is gone: handshake again`, { source: 'remote' });
+}
+
+async function runPrimary(opts: Record<string, unknown>, count: number): Promise<void> {
+  // Refuse bad flags here, once, before any worker starts.
+  serverTlsFrom(opts);
+  const choice = storeChoiceFrom(opts);
+  const shared = choice.kind === 'memory' ? new MemoryStateStore() : undefined;
+  const ticketKeys = opts.ticketKeys === undefined ? new Uint8Array(randomBytes(48)) : undefined;
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const workers = new Map<number, { worker: Worker; peer: IpcPeer }>();
+  let stopping = false;
+  let line: string | undefined;
+  let ready = 0;
+  let allReady: () => void = () => undefined;
+  const handlers: Record<string, IpcHandler> = {
+    ...(shared ? stateStoreHandlers(shared) : {}),
+    'cluster.config': () => ({ ticketKeys }),
+    'cluster.listening': (p) => {
+      line ??= String((p as { line: string }).line);
+      if (++ready === count) allReady();
+      return true;
+    },
+    relay: (p) => {
+      const { to, request } = p as { to: number; request: RelayedRequest };
+      const target = workers.get(to);
+      if (!target) throw gone(to);
+      return target.peer.call('flight', request);
+    },
+  };
+  const start = (index: number): void => {
+    const worker = cluster.fork({ [WORKER_INDEX]: String(index) });
+    const peer = new IpcPeer((m) => worker.send(m as never), handlers);
+    workers.set(index, { worker, peer });
+    worker.on('message', (m) => peer.deliver(m));
+    worker.on('exit', (code, signal) => {
+      peer.close(gone(index));
+      if (workers.get(index)?.worker === worker) workers.delete(index);
+      if (stopping) return;
+      process.stderr.write(`atls: worker ${index} exited (${signal ?? code}); starting it again\n`);
+      setTimeout(() => stopping || start(index), 200).unref();
+    });
+  };
+  for (let i = 0; i < count; i++) start(i);
+  // Every worker listening (the cluster shares one socket among them), then one start-up line.
+  try {
+    await new Promise<void>((resolve, reject) => {
+      allReady = resolve;
+      cluster.once('exit', (_w, code) => {
+        if (ready < count) reject(new AtlsError('INVALID_ARGUMENT', `a worker exited with ${code} while starting (see its message above)`));
+      });
+    });
+  } catch (e) {
+    stopping = true;
+    for (const { worker } of workers.values()) worker.kill('SIGTERM');
+    throw e;
+  }
+  process.stdout.write(`${line!.replace(/\)$/, `, ${count} workers)`)}\n`);
+  await untilSignal();
+  stopping = true;
+  await Promise.all(
+    [...workers.values()].map(
+      ({ worker }) =>
+        new Promise<void>((resolve) => {
+          worker.once('exit', () => resolve());
+          worker.kill('SIGTERM');
+        }),
+    ),
+  );
+  await shared?.close();
+}
+
+async function runWorker(opts: Record<string, unknown>, count: number): Promise<void> {
+  const index = Number(process.env[WORKER_INDEX]);
+  // Set once this worker listens; a flight relayed before then finds no session here.
+  const local: { service?: Service } = {};
+  const primary = new IpcPeer((m) => process.send!(m), {
+    flight: (request) => {
+      if (!local.service) throw gone(index);
+      return serveRelayed(local.service.handler, request as RelayedRequest);
+    },
+  });
+  process.on('message', (m) => primary.deliver(m));
+  const { ticketKeys } = (await primary.call('cluster.config', null)) as { ticketKeys: Uint8Array | undefined };
+  const choice = storeChoiceFrom(opts);
+  const service = await startService(opts, {
+    ...(choice.kind === 'memory' ? { store: new IpcStateStore(primary) } : {}),
+    idOwner: { index, count },
+    wrap: (handler) =>
+      relayingHandler(handler, {
+        self: index,
+        count,
+        maxBodyBytes: typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : DEFAULT_MAX_BODY_BYTES,
+        relay: (to, request) => primary.call('relay', { to, request }) as Promise<AtlsRawReply>,
+      }),
+    // CoAP is served by worker 0 alone (datagrams carry no cookie to relay by).
+    coap: index === 0,
+    ...(ticketKeys ? { ticketKeys } : {}),
+  });
+  local.service = service;
+  await primary.call('cluster.listening', { line: service.line });
+  await untilSignal();
+  await service.close();
+  process.exit(0);
+}
