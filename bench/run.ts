@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every figure of issue 6 in one run, printed as one table
  * and written as JSON to bench/out/. `BENCH_QUICK=1` runs a smoke-sized
- * version (seconds); `BENCH_ONLY=1,2` picks figures (6: the Go client); `BENCH_SESSIONS`
+ * version (seconds); `BENCH_ONLY=1,2` picks figures (6: the Go client, 7: workers and Redis); `BENCH_SESSIONS`
  * overrides the largest session count of figure 4 (default 100000).
  * See bench/README.md for the method and the figures.
  * @module
@@ -18,6 +18,7 @@ import { breakEvenRows, handshakeSection, requestSection, type LoadOptions } fro
 import { memorySection } from './sections/memory.js';
 import { wireSection } from './sections/wire.js';
 import { independentSection } from './sections/independent.js';
+import { scaleSection } from './sections/scale.js';
 
 /** Sizes of a run. */
 export interface BenchPlan {
@@ -45,7 +46,7 @@ export function plan(env: Record<string, string | undefined> = process.env): Ben
     ecdsaSessions: [Math.min(quick ? 200 : 10_000, big)],
     pskSessions: [...new Set([Math.min(quick ? 200 : 10_000, big), big])],
     recordsSessions: [Math.min(quick ? 200 : 10_000, big)],
-    only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5,6').split(',').map((s) => s.trim())),
+    only: new Set((env.BENCH_ONLY ?? '1,2,3,4,5,6,7').split(',').map((s) => s.trim())),
   };
 }
 
@@ -84,8 +85,9 @@ async function main(): Promise<void> {
   await step('2', 'requests', () => requestSection(pki, p.load, crypto.costs));
   await step('4', 'server memory', () => memorySection(pki, p.ecdsaSessions, p.pskSessions, p.recordsSessions));
   await step('6', 'independent client (Go)', () => independentSection(pki, p.load));
+  await step('7', 'scaling: workers, memory and Redis stores', () => scaleSection(pki, { ...p.load, concurrency: p.load.reqConcurrency }));
   rows.push(...breakEvenRows(rows));
-  const order = ['1', '2', '3', '4', '5', '6'];
+  const order = ['1', '2', '3', '4', '5', '6', '7'];
   rows.sort((a, b) => order.indexOf(a.section[0]!) - order.indexOf(b.section[0]!));
   console.log(formatTable(rows));
   const outDir = fileURLToPath(new URL('./out/', import.meta.url));
