@@ -39,6 +39,7 @@ import {
 } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
 import { BlockwiseServer, codeFromHint, peerKey, type CoapResponse, type Peer } from './blockwise.js';
+import { ClientHelloRecord } from '../store/hello-record.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
 
@@ -145,6 +146,8 @@ function samePath(a: readonly string[], b: readonly string[]): boolean {
 export class AtlsCoapHandler {
   readonly formats: AtlsCoapFormats;
   private readonly core: EndpointCore;
+  /** ClientHellos that started a handshake recently (RFC 8446 §8.2): replays cost a lookup. */
+  private readonly hellos: ClientHelloRecord;
   private readonly opts: AtlsCoapServerOptions;
   private readonly maxBody: number;
 
@@ -170,6 +173,7 @@ export class AtlsCoapHandler {
         if (e.type === 'limit' || e.type === 'evicted') this.opts.onEvent?.(e);
       },
     });
+    this.hellos = new ClientHelloRecord(options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
   }
 
   /** Sessions held now (half-open and established). */
@@ -263,6 +267,9 @@ export class AtlsCoapHandler {
 
   private async newSession(flight: Uint8Array, peer: Peer): Promise<CoapResponse> {
     if (flight.length > this.maxBody) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined);
+    if (!this.hellos.fresh(flight)) {
+      return this.errorResponse(new AtlsError('REPLAYED', 'this ClientHello already started a handshake', { source: 'remote' }), undefined);
+    }
     let live: LiveSession;
     try {
       live = this.core.admit(peerGroup(peer.address)); // at the half-open cap the heaviest peer's oldest gives way

@@ -34,6 +34,8 @@ import {
 import { readCookie, setCookie } from './cookie.js';
 import type { IdOwner, SessionStateStore } from '../store/index.js';
 import { EndpointCore, LiveSession, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
+import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
+import { ClientHelloRecord } from '../store/hello-record.js';
 import { TrustedProxies, peerGroup } from '../peers.js';
 import type { AtlsPeer } from './peer.js';
 import { HEADER_TRANSPORT_CHAIN, HEADER_TRANSPORT_VERIFIED, parseTransportReport, type TransportReport } from './transport-report.js';
@@ -332,6 +334,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     onLimit: emit,
   });
   const trusted = new TrustedProxies(options.trustedProxies);
+  const hellos = new ClientHelloRecord(limits.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
   /** The client's address: the socket's, or behind a trusted proxy the one it reports. */
   const clientAddress = (x: AtlsRawRequest): string | undefined =>
     trusted.size === 0
@@ -548,6 +551,10 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         throw gone();
       }
       const address = clientAddress(x);
+      if (!hellos.fresh(body)) {
+        // RFC 8446 §8.2: a recorded ClientHello is a replay; refusing it costs a lookup, not a handshake step.
+        throw new AtlsError('REPLAYED', 'this ClientHello already started a handshake', { source: 'remote' });
+      }
       const live = core.admit(peerGroup(address));
       created = live;
       emit({ type: 'session', sessionId: live.id, address });

@@ -165,14 +165,14 @@ describe('hostile input', () => {
     }
   });
 
-  it('a flood of one replayed ClientHello from another address does not lock honest handshakes out', async () => {
+  it('a flood of ClientHellos from another address does not lock honest handshakes out; replays are refused at once', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const events: AtlsServerEvent[] = [];
     const server = createAtlsServer({ tls: tls.server, app: echoApp, limits: { maxHalfOpen: 40 }, onEvent: (e) => events.push(e) });
     const port = await listen(server);
     const hello = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
     const agent = new http.Agent({ keepAlive: true, localAddress: '127.0.0.2' } as http.AgentOptions);
-    const replay = (): Promise<number> =>
+    const replay = (body: Uint8Array): Promise<number> =>
       new Promise((resolve) => {
         const req = http.request(
           { host: '127.0.0.1', port, method: 'POST', path: '/.well-known/atls', agent, headers: { 'content-type': MEDIA_TYPE_FLIGHT } },
@@ -182,14 +182,18 @@ describe('hostile input', () => {
           },
         );
         req.on('error', () => resolve(0));
-        req.end(hello);
+        req.end(body);
       });
     const client = createAtlsClient({ tls: tls.client });
     try {
-      for (let i = 0; i < 120; i++) assert.equal(await replay(), 200, 'a replayed hello starts a handshake');
+      assert.equal(await replay(hello), 200, 'the first copy starts a handshake');
+      assert.equal(await replay(hello), 400, 'a replayed ClientHello is refused for the price of a lookup (RFC 8446 §8.2)');
+      // Distinct ClientHellos from one address fill the half-open table; its own oldest give way.
+      const fresh = await Promise.all(Array.from({ length: 180 }, async () => (await new AtlsClientSession({ tls: tls.client }).start()).flight));
+      for (const h of fresh.slice(0, 120)) assert.equal(await replay(h), 200);
       assert.equal(server.atls.stats().halfOpen, 40);
       // Honest handshakes while the flood goes on.
-      const flood = Promise.all(Array.from({ length: 60 }, () => replay()));
+      const flood = Promise.all(fresh.slice(120).map((h) => replay(h)));
       for (let i = 0; i < 5; i++) {
         const res = await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: 'hi' });
         assert.equal(res.status, 200);
@@ -266,7 +270,8 @@ describe('hostile input', () => {
     const a = new AtlsClientSession({ tls: tls.client });
     const r1 = await post(h, (await a.start()).flight);
     const aCookie = cookieOf(r1)!;
-    assert.equal((await post(h, hello, { cookie: aCookie })).status, 200);
+    const hello2 = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
+    assert.equal((await post(h, hello2, { cookie: aCookie })).status, 200);
     const fin = await a.receive(new Uint8Array(await r1.arrayBuffer()));
     const r2 = await post(h, fin.flight, { cookie: aCookie });
     assert.equal(r2.status, 200);

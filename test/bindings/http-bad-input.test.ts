@@ -61,7 +61,7 @@ describe('HTTP binding: bad input', () => {
     }
     // Parameters and case do not matter; the later spelling is accepted and echoed.
     for (const type of ['Application/ATLS+Octet-Stream; charset=binary', 'application/atls']) {
-      const res = await post(h, ch, { type });
+      const res = await post(h, await clientHello(), { type }); // a fresh hello: a repeated one is a replay
       assert.equal(res.status, 200, type);
       assert.equal(res.headers.get('content-type'), type.toLowerCase().includes('octet') ? 'application/atls+octet-stream' : 'application/atls');
     }
@@ -231,18 +231,17 @@ describe('HTTP binding: bad input', () => {
 
   it('limits: at the half-open cap the oldest handshake gives way; the total cap answers 503 with Retry-After', async () => {
     const h = handlerFor({ limits: { maxHalfOpen: 2, maxSessions: 10 } });
-    const ch = await clientHello();
-    const first = await post(h, ch);
+    const first = await post(h, await clientHello());
     assert.equal(first.status, 200);
-    assert.equal((await post(h, ch)).status, 200);
-    assert.equal((await post(h, ch)).status, 200, 'a new handshake is not refused');
+    assert.equal((await post(h, await clientHello())).status, 200);
+    assert.equal((await post(h, await clientHello())).status, 200, 'a new handshake is not refused');
     assert.equal(h.stats().halfOpen, 2);
     const lost = await post(h, Uint8Array.from([21, 3, 3, 0, 2, 1, 0]), { cookie: cookieOf(first)! });
     assert.equal(lost.status, 410, 'the oldest gave way');
     const capped = handlerFor({ limits: { maxHalfOpen: 5, maxSessions: 2 } });
-    assert.equal((await post(capped, ch)).status, 200);
-    assert.equal((await post(capped, ch)).status, 200);
-    const r = await post(capped, ch);
+    assert.equal((await post(capped, await clientHello())).status, 200);
+    assert.equal((await post(capped, await clientHello())).status, 200);
+    const r = await post(capped, await clientHello());
     assert.equal(r.status, 503);
     assert.equal(r.headers.get('retry-after'), '1');
   });

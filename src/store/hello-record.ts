@@ -1,0 +1,57 @@
+/**
+ * ClientHello recording (RFC 8446 §8.2): the randoms of the ClientHellos
+ * that started a handshake within the last window. A replayed ClientHello
+ * (captured once, sent again and again: it costs the sender nothing) is then
+ * refused for the price of a lookup instead of a handshake step, which is
+ * what keeps a server answering honest clients under a replay flood. An
+ * honest client never sends the same random twice for two handshakes (a
+ * second ClientHello after HelloRetryRequest goes to its own session).
+ * DTLS ClientHellos are not recorded: the cookie exchange and DTLS
+ * retransmission repeat them by design (RFC 6347 §4.2.1).
+ *
+ * @example
+ * ```ts
+ * const record = new ClientHelloRecord(30_000);
+ * if (!record.fresh(flight)) throw new AtlsError('REPLAYED', 'replayed ClientHello', { source: 'remote' });
+ * ```
+ * @module
+ */
+
+/** Two generations of this many randoms each at most: memory stays bounded whatever the flood. */
+const DEFAULT_MAX_ENTRIES = 50_000;
+
+/** The 32-byte random of a TLS ClientHello starting `flight`, or undefined (not one, or DTLS). */
+function clientHelloRandom(flight: Uint8Array): string | undefined {
+  // record: type 22, version 3.x; handshake: type 1, length(3); body: legacy_version(2), random(32).
+  if (flight.length < 43 || flight[0] !== 22 || flight[1] !== 3 || flight[5] !== 1) return undefined;
+  return Buffer.from(flight.buffer, flight.byteOffset + 11, 32).toString('latin1');
+}
+
+export class ClientHelloRecord {
+  private current = new Set<string>();
+  private previous = new Set<string>();
+  private rotatedAt: number;
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly maxEntries = DEFAULT_MAX_ENTRIES,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.rotatedAt = now();
+  }
+
+  /** True unless `flight` is a TLS ClientHello whose random was seen within the window (then false). */
+  fresh(flight: Uint8Array): boolean {
+    const random = clientHelloRandom(flight);
+    if (random === undefined) return true;
+    if (this.current.has(random) || this.previous.has(random)) return false;
+    const now = this.now();
+    if (now - this.rotatedAt >= this.windowMs || this.current.size >= this.maxEntries) {
+      this.previous = this.current;
+      this.current = new Set();
+      this.rotatedAt = now;
+    }
+    this.current.add(random);
+    return true;
+  }
+}
