@@ -28,6 +28,7 @@ import { MAX_REDIRECTS, followRedirect, isRedirectStatus, locationOf, networkErr
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINT,
+  HEADER_ERROR,
   HEADER_FLIGHT_LENGTH,
   MEDIA_TYPE_FLIGHT,
   MEDIA_TYPE_PROTECTED,
@@ -35,6 +36,8 @@ import {
 import { parseSetCookie } from './cookie.js';
 import { HttpTransport, type AtlsTransportOptions, type TransportResponse } from './transport.js';
 import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLength } from './wire.js';
+import { parseRetryAfter, resolveUnavailableRetry, retryDelayMs, type UnavailableRetryOptions } from '../retry.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { observeTransport, transportReportFields, type TransportObservation } from './transport-report.js';
 
 /** Largest outer response body the client reads (default 32 MiB). */
@@ -135,6 +138,16 @@ export interface AtlsClientOptions {
   piggyback?: boolean;
   /** After a lost session, resend non-idempotent requests too (default false). */
   retryNonIdempotent?: boolean;
+  /**
+   * Resend a flight or protected message answered 503 with Retry-After
+   * (seconds or HTTP-date) after that delay plus jitter: at most `retries`
+   * times (default 3), and only when the delay is at most `maxWaitMs`
+   * (default 5000). Only when resending is safe: a handshake flight, an
+   * idempotent request, or a 503 `LIMIT_REACHED` (refused before any
+   * processing). A 503 without Retry-After surfaces at once. `{ retries: 0 }`
+   * turns it off.
+   */
+  unavailableRetry?: UnavailableRetryOptions;
   /** Largest outer response body read (default 32 MiB, and at least `maxBodyBytes` plus framing). */
   maxResponseBytes?: number;
   /** Largest inner request or response content (default 16 MiB); a larger request body is TOO_LARGE (local). */
@@ -228,8 +241,10 @@ function responseError(res: TransportResponse, url: URL): AtlsError {
     detail = new TextDecoder().decode(res.body.subarray(0, 200)).trim();
     detail = detail.replace(/\s+/g, ' ').replace(/[^\x20-\x7e]/g, '?');
   }
+  const retryAfter = res.status === 503 ? parseRetryAfter(res.headers.get('retry-after')) : undefined;
   return new AtlsError(header ?? statusCode(res.status), `ATLS server ${url.href} answered ${res.status}${detail ? `: ${detail}` : ''}`, {
     source: 'remote',
+    ...(retryAfter !== undefined ? { retryAfter } : {}),
   });
 }
 
@@ -375,7 +390,29 @@ class OriginSession {
     return this.session.mode;
   }
 
+  /**
+   * One POST; a 503 with Retry-After is sent again (bounded, with jitter)
+   * when `resendable` (the caller knows a second delivery is harmless) or
+   * when the server says it refused before any processing (LIMIT_REACHED).
+   */
   private async post(
+    body: Uint8Array,
+    kind: AtlsFlightEvent['kind'],
+    flightBytes: number,
+    signal: AbortSignal | undefined,
+    resendable: boolean,
+  ): Promise<TransportResponse> {
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.postOnce(body, kind, flightBytes, signal);
+      if (res.status !== 503) return res;
+      if (!resendable && res.headers.get(HEADER_ERROR) !== 'LIMIT_REACHED') return res;
+      const wait = retryDelayMs(parseRetryAfter(res.headers.get('retry-after')), attempt, this.client.unavailableRetry);
+      if (wait === undefined) return res;
+      await sleep(wait, undefined, signal ? { signal } : undefined);
+    }
+  }
+
+  private async postOnce(
     body: Uint8Array,
     kind: AtlsFlightEvent['kind'],
     flightBytes: number,
@@ -453,7 +490,7 @@ class OriginSession {
    * Runs the handshake. With `first`, the first inner request rides with the
    * client's final flight when there is one; resolves with its inner response.
    */
-  async handshake(first: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+  async handshake(first: Uint8Array | undefined, signal: AbortSignal | undefined, idempotent = false): Promise<Uint8Array | undefined> {
     const started = Date.now();
     let sent = 0;
     let received = 0;
@@ -479,7 +516,7 @@ class OriginSession {
       }
       piggyBacked ||= ride;
       sent += body.length;
-      const res = await this.post(body, kind, out.flight.length, signal);
+      const res = await this.post(body, kind, out.flight.length, signal, !ride || idempotent);
       received += res.body.length;
       if (res.status !== 200) throw await this.handshakeError(res);
       if (bodyKind(res.headers.get('content-type')) !== 'flight') {
@@ -539,14 +576,14 @@ class OriginSession {
   }
 
   /** Sends one inner request over the established session. */
-  async request(bhttp: Uint8Array, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  async request(bhttp: Uint8Array, signal: AbortSignal | undefined, idempotent = false): Promise<Uint8Array> {
     if (this.mode === 'exported') {
       // Architecture (b): protected messages may overlap (the server's replay
       // window reorders), up to MAX_OUTSTANDING, sealed only once a slot is free.
       if (this.outstanding < MAX_OUTSTANDING) this.outstanding++;
       else await new Promise<void>((resolve) => this.waiting.push(resolve));
       try {
-        const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal);
+        const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal, idempotent);
         if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
         if (res.status !== 200) throw responseError(res, this.endpoint);
         if (bodyKind(res.headers.get('content-type')) !== 'protected') {
@@ -564,7 +601,7 @@ class OriginSession {
     }
     // Architecture (a): TLS records are sequenced, so one request at a time.
     const run = this.queue.then(async () => {
-      const res = await this.post(await this.session.send(bhttp), 'flight', 0, signal);
+      const res = await this.post(await this.session.send(bhttp), 'flight', 0, signal, idempotent);
       if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
       if (res.status !== 200) {
         // Records the server did not take (a 413 refuses them unread) leave the two ends' record
@@ -608,7 +645,7 @@ class OriginSession {
     }
     try {
       const records = await this.session.close();
-      if (records.length > 0 && this.cookie) await this.post(records, 'flight', records.length, AbortSignal.timeout(2000));
+      if (records.length > 0 && this.cookie) await this.post(records, 'flight', records.length, AbortSignal.timeout(2000), false);
     } catch {
       // Best effort: the server forgets the session by TTL anyway.
     }
@@ -619,6 +656,7 @@ class OriginSession {
 class ClientCore {
   readonly transport: HttpTransport;
   readonly maxResponse: number;
+  readonly unavailableRetry: Required<UnavailableRetryOptions>;
   /** Largest inner content either way. */
   readonly maxContent: number;
   readonly sessions = new Map<string, OriginSession>();
@@ -637,6 +675,7 @@ class ClientCore {
       ...(options.env ? { env: options.env } : {}),
     });
     this.maxContent = options.maxBodyBytes ?? BHTTP_DEFAULT_LIMITS.maxContent;
+    this.unavailableRetry = resolveUnavailableRetry(options.unavailableRetry);
     // Room for the inner response's head and the protection around it.
     this.maxResponse = options.maxResponseBytes ?? Math.max(DEFAULT_MAX_RESPONSE, this.maxContent + 64 * 1024);
     const ep = options.endpoint ?? DEFAULT_ENDPOINT;
@@ -657,6 +696,7 @@ class ClientCore {
     origin: string,
     first: Uint8Array | undefined,
     signal: AbortSignal | undefined,
+    idempotent: boolean,
   ): Promise<{ os: OriginSession; answer: Uint8Array | undefined }> {
     const existing = this.sessions.get(origin);
     if (existing && existing.session.state !== 'closed' && existing.session.state !== 'failed') {
@@ -665,7 +705,7 @@ class ClientCore {
     }
     const os = new OriginSession(origin, new URL(this.options.endpoint ?? DEFAULT_ENDPOINT, origin), this);
     this.sessions.set(origin, os);
-    const run = os.handshake(first, signal);
+    const run = os.handshake(first, signal, idempotent);
     os.ready = run.then(
       () => undefined,
       (e: unknown) => {
@@ -757,11 +797,12 @@ class ClientCore {
       for (const [name, value] of transportReportFields(seen)) headers.set(name, value);
       reported = await requestToBhttp(new Request(url, { method, headers, body: hop.body }), limits);
     }
-    const resend = isIdempotent(method) || this.options.retryNonIdempotent === true;
+    const idempotent = isIdempotent(method);
+    const resend = idempotent || this.options.retryNonIdempotent === true;
     // A large request waits for the handshake: riding with the final flight it would count as one.
     const piggyback = this.options.piggyback !== false && bhttp.length <= MAX_PIGGYBACK_BYTES;
     for (let attempt = 0; ; attempt++) {
-      const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal);
+      const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal, idempotent);
       if (answer) {
         os.reportDelivered = true;
         return bhttpToResponse(answer, limits);
@@ -769,7 +810,7 @@ class ClientCore {
       try {
         // The report rides on requests until the service has answered one of them.
         const withReport = reported !== undefined && !os.reportDelivered;
-        const response = await os.request(withReport ? reported! : bhttp, signal);
+        const response = await os.request(withReport ? reported! : bhttp, signal, idempotent);
         if (withReport) os.reportDelivered = true;
         return bhttpToResponse(response, limits);
       } catch (e) {
