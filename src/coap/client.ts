@@ -19,7 +19,10 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AtlsError } from '../errors.js';
+import { isIdempotent } from '../http/wire.js';
+import { resolveUnavailableRetry, retryDelayMs, type UnavailableRetryOptions } from '../retry.js';
 import type { HandshakeInfo, TlsClientConfig, TlsEngine } from '../engines/types.js';
 import { AtlsClientSession } from '../session/session.js';
 import type { FlightResult, Mode } from '../session/types.js';
@@ -63,6 +66,16 @@ export interface AtlsCoapClientOptions {
   endpoint?: CoapEndpoint;
   /** Called each time a Confirmable message is sent again for want of an ACK (`--verbose`). */
   onRetransmit?: EndpointOptions['onRetransmit'];
+  /**
+   * Resend a flight or protected message answered 5.03 with Max-Age
+   * (RFC 7252 §5.9.3.4) after that many seconds plus jitter: at most
+   * `retries` times (default 3), only when Max-Age is at most `maxWaitMs`
+   * (default 5000). Only when resending is safe: a handshake flight, an
+   * idempotent inner method (GET, PUT, DELETE, FETCH, iPATCH), or a 5.03
+   * whose diagnostic is `LIMIT_REACHED` (refused before any processing).
+   * A 5.03 without Max-Age surfaces at once. `{ retries: 0 }` turns it off.
+   */
+  unavailableRetry?: UnavailableRetryOptions;
   /** Called with every CoAP exchange the client makes (tests, `--verbose`). */
   onExchange?: (e: { path: string; request: OutgoingRequest; response: AssembledResponse }) => void;
 }
@@ -102,6 +115,15 @@ export interface CoapClientStats {
 
 const enc = new TextEncoder();
 
+/** RFC 7252 §5.8.1 / RFC 8132: the methods whose repetition has no further effect. */
+const IDEMPOTENT_CODES = new Set<number>([CoapCode.GET, CoapCode.PUT, CoapCode.DELETE, CoapCode.FETCH, CoapCode.iPATCH]);
+
+/** The Max-Age of a 5.03 as `retryAfter` seconds (RFC 7252 §5.9.3.4); nothing when absent. */
+function maxAgeOf(res: AssembledResponse): { retryAfter?: number } {
+  const seconds = res.code === CoapCode.ServiceUnavailable ? getUintOption(res, OptionNumber.MaxAge) : undefined;
+  return seconds === undefined ? {} : { retryAfter: seconds };
+}
+
 function responseCode(code: number): string {
   return codeToString(code);
 }
@@ -112,6 +134,7 @@ export class AtlsCoapClient {
   readonly stats: CoapClientStats = { handshakeBytesSent: 0, handshakeBytesReceived: 0, flights: 0, messages: 0, dtlsRetransmissions: 0 };
   private readonly target: URL;
   private readonly proxy: URL | undefined;
+  private readonly retry: ReturnType<typeof resolveUnavailableRetry>;
   private endpoint: CoapEndpoint | undefined;
   private session: AtlsClientSession | undefined;
   private sessionPath: string[] | undefined;
@@ -124,6 +147,7 @@ export class AtlsCoapClient {
     this.proxy = options.proxy ? new URL(options.proxy) : undefined;
     if (this.proxy && this.proxy.protocol !== 'coap:') throw new AtlsError('INVALID_ARGUMENT', 'the proxy must be a coap:// URL');
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...options.contentFormats };
+    this.retry = resolveUnavailableRetry(options.unavailableRetry);
     this.endpoint = options.endpoint;
   }
 
@@ -147,8 +171,8 @@ export class AtlsCoapClient {
   async request(req: CoapClientRequest): Promise<CoapClientResponse> {
     await this.connect();
     return this.serial(async () => {
-      const inner = encodeInner(buildInner(req));
-      const plain = await this.exchangeProtected(inner, this.formats.protected);
+      const message = buildInner(req);
+      const plain = await this.exchangeProtected(encodeInner(message), this.formats.protected, IDEMPOTENT_CODES.has(message.code));
       const m = decodeInner(plain);
       return {
         code: m.code,
@@ -169,7 +193,7 @@ export class AtlsCoapClient {
     await this.connect();
     if ((this.options.mode ?? 'exported') !== 'exported') throw new AtlsError('UNSUPPORTED', 'fetch() needs mode "exported"');
     const bytes = await requestToBhttp(request);
-    return this.serial(async () => bhttpToResponse(await this.exchangeProtected(bytes, this.formats.protectedHttp)));
+    return this.serial(async () => bhttpToResponse(await this.exchangeProtected(bytes, this.formats.protectedHttp, isIdempotent(request.method))));
   }
 
   /** Ends the session: DELETE of the session resource; forgets the keys. */
@@ -199,19 +223,19 @@ export class AtlsCoapClient {
     return run;
   }
 
-  private async exchangeProtected(plain: Uint8Array, cf: number): Promise<Uint8Array> {
+  private async exchangeProtected(plain: Uint8Array, cf: number, idempotent: boolean): Promise<Uint8Array> {
     const s = this.session!;
     const path = this.sessionPath!;
     if (s.mode === 'records') {
       const records = await s.send(plain);
-      const res = await this.post(path, records, this.formats.records);
+      const res = await this.post(path, records, this.formats.records, idempotent);
       const out = await s.receive(res.payload);
       const data = out.events.filter((e) => e.type === 'data').map((e) => (e as { data: Uint8Array }).data);
       return concatBytes(data);
     }
     const sealed = s.protect(plain);
     this.stats.messages++;
-    const res = await this.post(path, sealed, cf);
+    const res = await this.post(path, sealed, cf, idempotent);
     return s.unprotect(res.payload);
   }
 
@@ -269,7 +293,7 @@ export class AtlsCoapClient {
   private postFlight(session: AtlsClientSession, path: string[], flight: Uint8Array): Promise<AssembledResponse> {
     const cf = this.formats.records;
     const first = this.options.nonConfirmable ? session.dtlsTimeout() : undefined;
-    if (first === undefined) return this.post(path, flight, cf);
+    if (first === undefined) return this.post(path, flight, cf, true);
     const max = this.options.dtlsMaxRetransmissions ?? 5;
     return new Promise<AssembledResponse>((resolve, reject) => {
       let settled = false;
@@ -285,7 +309,7 @@ export class AtlsCoapClient {
       };
       const attempt = (body: Uint8Array): void => {
         pending++;
-        this.post(path, body, cf).then(
+        this.post(path, body, cf, true).then(
           (res) => finish(() => resolve(res)),
           (e: unknown) => {
             pending--;
@@ -331,19 +355,33 @@ export class AtlsCoapClient {
     const fallback = new AtlsError(
       res.code === CoapCode.RequestEntityTooLarge ? 'TOO_LARGE' : res.code === CoapCode.ServiceUnavailable ? 'LIMIT_REACHED' : 'HANDSHAKE_FAILED',
       `server answered ${responseCode(res.code)}${cf === undefined && res.payload.length ? `: ${new TextDecoder().decode(res.payload.subarray(0, 200))}` : ''}`,
-      { source: 'remote' },
+      { source: 'remote', ...maxAgeOf(res) },
     );
     return session.peerFailed(cf === this.formats.records ? res.payload : new Uint8Array(0), fallback);
   }
 
-  private async post(path: string[], body: Uint8Array, cf: number): Promise<AssembledResponse> {
-    const res = await this.send(path, { code: CoapCode.POST, options: [uintOption(OptionNumber.ContentFormat, cf)], payload: body });
+  /**
+   * One POST; a 5.03 with Max-Age is sent again (bounded, with jitter) when
+   * `resendable` (a second delivery is harmless) or when the server refused
+   * before any processing (diagnostic LIMIT_REACHED).
+   */
+  private async post(path: string[], body: Uint8Array, cf: number, resendable: boolean): Promise<AssembledResponse> {
+    let res: AssembledResponse;
+    for (let attempt = 0; ; attempt++) {
+      res = await this.send(path, { code: CoapCode.POST, options: [uintOption(OptionNumber.ContentFormat, cf)], payload: body });
+      if (res.code !== CoapCode.ServiceUnavailable) break;
+      const unprocessed = getUintOption(res, OptionNumber.ContentFormat) === undefined && new TextDecoder().decode(res.payload) === 'LIMIT_REACHED';
+      if (!resendable && !unprocessed) break;
+      const wait = retryDelayMs(maxAgeOf(res).retryAfter, attempt, this.retry);
+      if (wait === undefined) break;
+      await sleep(wait);
+    }
     if (res.code >> 5 !== 2) {
       // 4.04: the session resource is gone (expired, evicted, server restarted).
       const text = getUintOption(res, OptionNumber.ContentFormat) === undefined ? new TextDecoder().decode(res.payload.subarray(0, 200)) : '';
       if (path[0] !== '.well-known') {
         const code = res.code === CoapCode.NotFound ? 'CLOSED' : res.code === CoapCode.RequestEntityTooLarge ? 'TOO_LARGE' : 'MALFORMED_MESSAGE';
-        const err = new AtlsError(code, `server answered ${responseCode(res.code)} ${text}`.trim(), { source: 'remote' });
+        const err = new AtlsError(code, `server answered ${responseCode(res.code)} ${text}`.trim(), { source: 'remote', ...maxAgeOf(res) });
         if (getUintOption(res, OptionNumber.ContentFormat) === this.formats.records && this.session) throw this.session.peerFailed(res.payload, err);
         throw err;
       }

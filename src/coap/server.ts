@@ -274,6 +274,7 @@ export class AtlsCoapHandler {
     try {
       live = this.core.admit(peerGroup(peer.address)); // at the half-open cap the heaviest peer's oldest gives way
     } catch (e) {
+      this.hellos.forget(flight); // refused before any processing: the client may resend this ClientHello
       return this.errorResponse(e, undefined);
     }
     let out;

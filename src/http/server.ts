@@ -555,7 +555,13 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         // RFC 8446 §8.2: a recorded ClientHello is a replay; refusing it costs a lookup, not a handshake step.
         throw new AtlsError('REPLAYED', 'this ClientHello already started a handshake', { source: 'remote' });
       }
-      const live = core.admit(peerGroup(address));
+      let live: LiveSession;
+      try {
+        live = core.admit(peerGroup(address));
+      } catch (e) {
+        hellos.forget(body); // refused before any processing: the client may resend this ClientHello
+        throw e;
+      }
       created = live;
       emit({ type: 'session', sessionId: live.id, address });
       const res = await core.exclusive(live, () => onFlight(live, body, x));

@@ -54,4 +54,16 @@ export class ClientHelloRecord {
     this.current.add(random);
     return true;
   }
+
+  /**
+   * Forgets `flight`'s random: the server refused it before any processing
+   * (LIMIT_REACHED at admission), so no handshake started and the client's
+   * resend of the same ClientHello after Retry-After / Max-Age is not a replay.
+   */
+  forget(flight: Uint8Array): void {
+    const random = clientHelloRandom(flight);
+    if (random === undefined) return;
+    this.current.delete(random);
+    this.previous.delete(random);
+  }
 }

@@ -171,6 +171,41 @@ describe('client retries 503 + Retry-After', () => {
   });
 });
 
+describe('client retries the real LIMIT_REACHED 503', () => {
+  it('at the session cap a handshake waits Retry-After and gets in once a session ends (its ClientHello is not a replay)', async () => {
+    const pki = await testPki();
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const server = http.createServer(toNodeListener(createAtlsHandler({ tls: tls.server, app: echoApp, mode: 'records', limits: { maxSessions: 1 } })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
+    // Mode records: close() sends close_notify, so the server ends the holder's session.
+    const holder = createAtlsClient({ tls: tls.client, mode: 'records', proxy: false, reportTransport: false });
+    let refused = 0;
+    const waiter = createAtlsClient({
+      tls: tls.client,
+      mode: 'records',
+      proxy: false,
+      reportTransport: false,
+      onFlight: (e) => {
+        if (e.direction !== 'received' || e.status !== 503) return;
+        refused++;
+        if (refused === 1) void holder.close(); // room is made while the waiter waits
+      },
+    });
+    try {
+      assert.equal((await holder.fetch(url)).status, 200);
+      const res = await waiter.fetch(url, { method: 'POST', body: 'in' });
+      assert.equal(await res.text(), 'in');
+      assert.ok(refused >= 1, 'the first ClientHello was refused with 503');
+    } finally {
+      await waiter.close();
+      await holder.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
 describe('retry arithmetic', () => {
   it('reads both Retry-After forms and rejects anything else', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
