@@ -16,6 +16,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
+import { concatBytes } from '../bytes.js';
 import type { ProtectedChannel } from './channel.js';
 import { CHUNK_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, type ChunkHeaderFields } from './header.js';
 
@@ -172,17 +173,9 @@ export function protectBody(channel: ProtectedChannel, body: ReadableStream<Uint
   });
 }
 
+/** One array of the parts, without a copy when there is only one. */
 function concatAll(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(parts);
 }
 
 /**
