@@ -20,7 +20,7 @@
  */
 import { AtlsError } from '../errors.js';
 import type { IpcHandler, IpcPeer } from './ipc.js';
-import type { CommitResult, SessionState, SessionStateStore, StoredSession, UsageCounters } from './state-store.js';
+import type { CommitResult, ReserveResult, SessionState, SessionStateStore, StoredSession, UsageCounters } from './state-store.js';
 
 /** Names of the store's calls on the IPC channel. */
 const CALL = {
@@ -28,6 +28,7 @@ const CALL = {
   load: 'store.load',
   commit: 'store.commit',
   charge: 'store.charge',
+  reserve: 'store.reserve',
   snapshot: 'store.snapshot',
   delete: 'store.delete',
 } as const;
@@ -48,6 +49,7 @@ export function stateStoreHandlers(store: SessionStateStore): Record<string, Ipc
     [CALL.load]: (p) => store.load(field(p, 'id', isString)),
     [CALL.commit]: (p) => store.commit(field(p, 'id', isString), field(p, 'seq', isNumber), field(p, 'ttlMs', isNumber)),
     [CALL.charge]: (p) => store.charge(field(p, 'id', isString), field(p, 'units', isObject) as { sent?: number; failed?: number }),
+    [CALL.reserve]: (p) => store.reserve(field(p, 'id', isString), field(p, 'count', isNumber), field(p, 'ttlMs', isNumber)),
     [CALL.snapshot]: (p) => store.snapshot(field(p, 'id', isString)),
     [CALL.delete]: (p) => store.delete(field(p, 'id', isString)),
   };
@@ -71,6 +73,10 @@ export class IpcStateStore implements SessionStateStore {
 
   async charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined> {
     return (await this.primary.call(CALL.charge, { id, units })) as UsageCounters | undefined;
+  }
+
+  async reserve(id: string, count: number, ttlMs: number): Promise<ReserveResult | undefined> {
+    return (await this.primary.call(CALL.reserve, { id, count, ttlMs })) as ReserveResult | undefined;
   }
 
   async snapshot(id: string): Promise<SessionState | undefined> {

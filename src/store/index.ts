@@ -22,11 +22,14 @@ export {
   type ParsedSessionId,
 } from './ids.js';
 export {
+  checkReserveCount,
   isSyncStateStore,
+  MAX_RESERVE,
   storeUnavailable,
   storedSessionOf,
   type CommitResult,
   type CommitVerdict,
+  type ReserveResult,
   type SessionState,
   type SessionStateStore,
   type StoredSession,

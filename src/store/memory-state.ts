@@ -17,8 +17,10 @@ import { AtlsError } from '../errors.js';
 import { ReplayVerdict, ReplayWindow } from '../protect/index.js';
 import { MemoryStore, type RemoveReason } from './memory.js';
 import {
+  checkReserveCount,
   storedSessionOf,
   type CommitResult,
+  type ReserveResult,
   type SessionState,
   type StoredSession,
   type SyncSessionStateStore,
@@ -119,6 +121,17 @@ export class MemoryStateStore implements SyncSessionStateStore {
     return { sentUnits: slot.sentUnits, failedUnits: slot.failedUnits };
   }
 
+  reserveSync(id: string, count: number, ttlMs: number): ReserveResult | undefined {
+    checkReserveCount(count);
+    const slot = this.map.getSync(id);
+    if (slot === undefined) return undefined;
+    const first = slot.nextSend;
+    slot.nextSend += count;
+    slot.sentUnits += count;
+    this.map.setSync(id, slot, ttlMs); // refresh the TTL: a long stream keeps its session
+    return { first, sentUnits: slot.sentUnits, failedUnits: slot.failedUnits };
+  }
+
   deleteSync(id: string): boolean {
     return this.map.deleteSync(id);
   }
@@ -158,6 +171,10 @@ export class MemoryStateStore implements SyncSessionStateStore {
 
   async charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined> {
     return this.chargeSync(id, units);
+  }
+
+  async reserve(id: string, count: number, ttlMs: number): Promise<ReserveResult | undefined> {
+    return this.reserveSync(id, count, ttlMs);
   }
 
   async snapshot(id: string): Promise<SessionState | undefined> {

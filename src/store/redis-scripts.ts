@@ -162,3 +162,18 @@ local su = redis.call('HINCRBY', KEYS[1], 'su', ARGV[1])
 local fu = redis.call('HINCRBY', KEYS[1], 'fu', ARGV[2])
 return {su, fu}
 `);
+
+/**
+ * Reserves send numbers for the chunks of a streamed answer. KEYS[1] session
+ * hash; ARGV count, TTL in ms. Returns {first reserved number, sent units,
+ * failed units} (HINCRBY: the numbers first .. first + count - 1 are never
+ * handed out again; count units charged; TTL refreshed), or nil when missing.
+ */
+export const RESERVE_SCRIPT = new RedisScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local first = redis.call('HINCRBY', KEYS[1], 'ns', ARGV[1]) - tonumber(ARGV[1])
+local su = redis.call('HINCRBY', KEYS[1], 'su', ARGV[1])
+local fu = tonumber(redis.call('HGET', KEYS[1], 'fu'))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {first, su, fu}
+`);

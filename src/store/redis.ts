@@ -31,13 +31,15 @@ import { Redis } from 'ioredis';
 import { AtlsError } from '../errors.js';
 import type { ReplayWindowState } from '../protect/index.js';
 import type { StoreKey } from './key-wrap.js';
-import { CHARGE_SCRIPT, COMMIT_SCRIPT, CREATE_SCRIPT, type RedisScript } from './redis-scripts.js';
+import { CHARGE_SCRIPT, COMMIT_SCRIPT, CREATE_SCRIPT, RESERVE_SCRIPT, type RedisScript } from './redis-scripts.js';
 import { parseRedisUrl } from './redis-url.js';
 import { decodeSessionState, encodeSessionState } from './state-codec.js';
 import {
+  checkReserveCount,
   storeUnavailable,
   storedSessionOf,
   type CommitResult,
+  type ReserveResult,
   type SessionState,
   type SessionStateStore,
   type StoredSession,
@@ -232,6 +234,13 @@ export class RedisStateStore implements SessionStateStore {
     const r = (await this.run(CHARGE_SCRIPT, id, [units.sent ?? 0, units.failed ?? 0], 'charge')) as number[] | null;
     if (r === null) return undefined;
     return { sentUnits: r[0]!, failedUnits: r[1]! };
+  }
+
+  async reserve(id: string, count: number, ttlMs: number): Promise<ReserveResult | undefined> {
+    checkReserveCount(count);
+    const r = (await this.run(RESERVE_SCRIPT, id, [count, Math.max(1, Math.ceil(ttlMs))], 'reserve')) as number[] | null;
+    if (r === null) return undefined;
+    return { first: r[0]!, sentUnits: r[1]!, failedUnits: r[2]! };
   }
 
   async snapshot(id: string): Promise<SessionState | undefined> {

@@ -92,6 +92,18 @@ export interface CommitResult {
   failedUnits: number;
 }
 
+/** What {@link SessionStateStore.reserve} returns: the first of the numbers reserved, and the counters after it. */
+export interface ReserveResult {
+  /** The first reserved send number; the reservation is `first .. first + count - 1`, never handed out again under this key. */
+  first: number;
+  /** Confidentiality units charged so far, including the `count` just reserved. */
+  sentUnits: number;
+  failedUnits: number;
+}
+
+/** Most send numbers one {@link SessionStateStore.reserve} call takes. */
+export const MAX_RESERVE = 65_536;
+
 /** Usage counters after {@link SessionStateStore.charge}. */
 export interface UsageCounters {
   sentUnits: number;
@@ -127,6 +139,13 @@ export interface SessionStateStore {
    * message that failed authentication. Undefined when missing.
    */
   charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined>;
+  /**
+   * Atomic: reserves `count` (1..{@link MAX_RESERVE}) consecutive send numbers
+   * for the chunks of a streamed answer (docs/protocol.md §4.1, §7.3), charges
+   * `count` confidentiality units (a chunk carries at most one unit) and
+   * refreshes the TTL. Undefined when the session is missing.
+   */
+  reserve(id: string, count: number, ttlMs: number): Promise<ReserveResult | undefined>;
   /** The whole current state (immutable part and counters); for tests, migration and inspection. */
   snapshot(id: string): Promise<SessionState | undefined>;
   /** Removes the session; true when a live one was removed. */
@@ -147,6 +166,7 @@ export interface SyncSessionStateStore extends SessionStateStore {
   loadSync(id: string): StoredSession | undefined;
   commitSync(id: string, receivedSeq: number, ttlMs: number): CommitResult;
   chargeSync(id: string, units: { sent?: number; failed?: number }): UsageCounters | undefined;
+  reserveSync(id: string, count: number, ttlMs: number): ReserveResult | undefined;
   deleteSync(id: string): boolean;
 }
 
@@ -169,6 +189,13 @@ export function isSyncStateStore(store: SessionStateStore): store is SyncSession
  */
 export function storeUnavailable(message: string, retryAfter = 1, cause?: unknown): AtlsError {
   return new AtlsError('STORE_UNAVAILABLE', message, { retryAfter, ...(cause === undefined ? {} : { cause }) });
+}
+
+/** Checks the `count` of a reservation: a positive integer up to {@link MAX_RESERVE} (INVALID_ARGUMENT). */
+export function checkReserveCount(count: number): void {
+  if (!Number.isSafeInteger(count) || count < 1 || count > MAX_RESERVE) {
+    throw new AtlsError('INVALID_ARGUMENT', `a reservation takes 1..${MAX_RESERVE} send numbers, not ${count}`);
+  }
 }
 
 /** The immutable part of a full state. */

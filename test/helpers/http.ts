@@ -7,7 +7,7 @@ import type { TlsClientConfig, TlsServerConfig } from '../../src/engines/types.j
 import { AtlsClientSession } from '../../src/session/session.js';
 import type { Mode } from '../../src/session/types.js';
 import { createAtlsHandler, type AtlsApp, type AtlsHandler, type AtlsHandlerOptions } from '../../src/http/server.js';
-import { MemoryStateStore, type CommitResult, type SessionState, type SessionStateStore, type StoredSession, type UsageCounters } from '../../src/store/index.js';
+import { MemoryStateStore, type CommitResult, type ReserveResult, type SessionState, type SessionStateStore, type StoredSession, type UsageCounters } from '../../src/store/index.js';
 import { createAtlsClient, type AtlsClient, type AtlsClientEvent, type AtlsClientOptions } from '../../src/http/client.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { requestToBhttp } from '../../src/bhttp/web.js';
@@ -31,6 +31,9 @@ export class ForgetfulStore implements SessionStateStore {
   }
   async charge(id: string, units: { sent?: number; failed?: number }): Promise<UsageCounters | undefined> {
     return this.inner.charge(id, units);
+  }
+  async reserve(id: string, count: number, ttlMs: number): Promise<ReserveResult | undefined> {
+    return this.inner.reserve(id, count, ttlMs);
   }
   async snapshot(id: string): Promise<SessionState | undefined> {
     return this.inner.snapshot(id);

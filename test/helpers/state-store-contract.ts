@@ -5,6 +5,7 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { AtlsError } from '../../src/errors.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { newSessionId, type SessionState, type SessionStateStore } from '../../src/store/index.js';
 import { decodeSessionState, encodeSessionState } from '../../src/store/state-codec.js';
@@ -111,6 +112,41 @@ export function runStateStoreContract(name: string, make: () => Promise<SessionS
       assert.ok(again.every((r) => r.verdict === 'replayed'), 'one number accepted once, whoever asks');
     });
 
+    it('reserve: n consecutive send numbers never handed out again, n units charged, concurrent with commits', async () => {
+      const store = await fresh();
+      const st = sampleState();
+      await store.create(st, 60_000);
+      const c0 = await store.commit(st.id, 0, 60_000);
+      assert.equal(c0.sendSeq, 0);
+      const r = await store.reserve(st.id, 64, 60_000);
+      assert.deepEqual(r, { first: 1, sentUnits: 65, failedUnits: 0 });
+      assert.equal((await store.commit(st.id, 1, 60_000)).sendSeq, 65, 'the next commit comes after the reservation');
+      // Reservations and commits racing from many callers: every number handed out once.
+      const taken: number[] = [];
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          if (i % 2) {
+            const x = await store.reserve(st.id, 1 + (i % 7), 60_000);
+            assert.ok(x);
+            for (let k = 0; k < 1 + (i % 7); k++) taken.push(x.first + k);
+          } else {
+            const c = await store.commit(st.id, 2 + i, 60_000);
+            assert.equal(c.verdict, 'fresh');
+            taken.push(c.sendSeq);
+          }
+        }),
+      );
+      assert.equal(new Set(taken).size, taken.length);
+      assert.ok(taken.every((n) => n >= 66));
+      const snap = await store.snapshot(st.id);
+      assert.equal(snap?.channel.nextSend, BigInt(66 + taken.length));
+      assert.equal(snap?.channel.sentUnits, 66 + taken.length);
+      assert.equal(await store.reserve(newSessionId(), 4, 60_000), undefined, 'missing session');
+      for (const bad of [0, -1, 1.5, 65_537]) {
+        await assert.rejects(async () => store.reserve(st.id, bad, 60_000), (e: unknown) => e instanceof AtlsError && e.code === 'INVALID_ARGUMENT');
+      }
+    });
+
     it('charge adds usage; delete removes; snapshot round-trips through the JSON codec', async () => {
       const store = await fresh();
       const st = sampleState();
@@ -126,19 +162,22 @@ export function runStateStoreContract(name: string, make: () => Promise<SessionS
       assert.equal((await store.commit(st.id, 2, 60_000)).verdict, 'missing');
     });
 
-    it('expires after the TTL; commit refreshes it', async () => {
+    it('expires after the TTL; commit and reserve refresh it', async () => {
       const store = await fresh();
-      const [keep, short, refreshed] = [sampleState(), sampleState(), sampleState()];
+      const [keep, short, refreshed, reserved] = [sampleState(), sampleState(), sampleState(), sampleState()];
       await store.create(keep, 600_000);
       await store.create(short, 200);
       await store.create(refreshed, 2_000);
+      await store.create(reserved, 2_000);
       const t0 = Date.now();
       assert.equal((await store.commit(refreshed.id, 0, 600_000)).verdict, 'fresh');
+      assert.equal((await store.reserve(reserved.id, 3, 600_000))?.first, 0);
       // Wait (polling, no fixed sleep) until the short one is gone and the refreshed one's first TTL has passed.
       while (((await store.load(short.id)) !== undefined && Date.now() - t0 < 30_000) || Date.now() - t0 < 2_200) await sleep(50);
       assert.equal(await store.load(short.id), undefined, 'expired');
       assert.ok(await store.load(keep.id));
       assert.ok(await store.load(refreshed.id), 'its commit refreshed the TTL');
+      assert.ok(await store.load(reserved.id), 'its reservation refreshed the TTL');
       assert.equal((await store.commit(short.id, 0, 600_000)).verdict, 'missing');
     });
   });
