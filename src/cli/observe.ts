@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AtlsError } from '../errors.js';
 import type { AtlsServerEvent } from '../http/server.js';
 import type { AtlsClientEvent } from '../http/client.js';
@@ -153,24 +153,9 @@ export class Observer {
   async serveMetrics(listen: string): Promise<void> {
     const metrics = this.metrics;
     if (!metrics) return;
-    const { host, port } = parseHostPort(listen, '--metrics');
-    const server = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      void metrics.registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    const a = server.address() as AddressInfo;
-    this.metricsUrl = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics`;
-    this.server = server;
+    const served = await serveMetricsText(listen, () => metrics.registry.metrics(), metrics.registry.contentType);
+    this.metricsUrl = served.url;
+    this.server = served.server;
   }
 
   async close(): Promise<void> {
@@ -335,12 +320,61 @@ export class Observer {
   }
 }
 
-/** The observer named by `--log-format`, `--log-level` and `--metrics`; the metrics endpoint is started. */
-export async function observerFrom(opts: Record<string, unknown>): Promise<Observer> {
+/** An HTTP server answering `GET /metrics` with `collect()`; anything else is 404. */
+async function serveMetricsText(listen: string, collect: () => Promise<string>, contentType: string): Promise<{ url: string; server: Server }> {
+  const { host, port } = parseHostPort(listen, '--metrics');
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    void collect().then(
+      (text) => res.writeHead(200, { 'content-type': contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  return { url: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/metrics`, server };
+}
+
+/**
+ * `--workers N --metrics HOST:PORT`: the primary alone listens, and each scrape asks
+ * every worker for its registry and sums them (prom-client's cluster aggregation).
+ * Workers must not listen themselves: node:cluster would share the port among them
+ * and each scrape would see one worker's figures.
+ */
+export async function serveWorkersMetrics(listen: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const aggregator = new AggregatorRegistry();
+  const { url, server } = await serveMetricsText(listen, () => aggregator.clusterMetrics(), aggregator.contentType);
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * The observer named by `--log-format`, `--log-level` and `--metrics`. Alone, the
+ * metrics endpoint is started; in a worker of `--workers`, the registry is only
+ * offered to the primary's endpoint (serveWorkersMetrics).
+ */
+export async function observerFrom(opts: Record<string, unknown>, role: 'alone' | 'worker' = 'alone'): Promise<Observer> {
   const format = (opts.logFormat as LogFormat | undefined) ?? 'text';
   const level = (opts.logLevel as LogLevel | undefined) ?? 'info';
   const metrics = typeof opts.metrics === 'string' ? new Metrics() : undefined;
   const observer = new Observer(new EventLog(format, level), metrics);
-  if (typeof opts.metrics === 'string') await observer.serveMetrics(opts.metrics);
+  if (metrics && role === 'worker') {
+    AggregatorRegistry.setRegistries([metrics.registry]);
+    new AggregatorRegistry(); // installs the worker's answer to the primary's requests
+  } else if (typeof opts.metrics === 'string') {
+    await observer.serveMetrics(opts.metrics);
+  }
   return observer;
 }

@@ -134,6 +134,8 @@ export interface ServiceExtras {
   coap?: boolean;
   /** TLS ticket keys when no `--ticket-keys` file is given (workers share the primary's). */
   ticketKeys?: Uint8Array;
+  /** `--metrics` is served by the primary, which sums the workers' registries. */
+  metricsByPrimary?: boolean;
 }
 
 /** A running `atls serve` process (or worker). */
@@ -159,7 +161,7 @@ export async function startService(opts: Record<string, unknown>, extras: Servic
   const fallback = opts.demoPage ? await demoPage(opts) : undefined;
   const sessionLimits = sessionLimitsFrom(opts);
   const trustedProxies = (opts.trustedProxy as string[] | undefined) ?? [];
-  const observer = await observerFrom(opts);
+  const observer = await observerFrom(opts, extras.metricsByPrimary ? 'worker' : 'alone');
   const choice = storeChoiceFrom(opts);
   const closers: Array<() => Promise<void>> = [];
   let store = extras.store;

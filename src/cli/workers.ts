@@ -25,6 +25,7 @@ import type { AtlsRawReply } from '../http/server.js';
 import { IpcStateStore, stateStoreHandlers } from '../store/cluster.js';
 import { IpcPeer, type IpcHandler } from '../store/ipc.js';
 import { MemoryStateStore } from '../store/memory-state.js';
+import { serveWorkersMetrics } from './observe.js';
 import { parseSize, untilSignal } from './options.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../http/constants.js';
 import { serverTlsFrom, startService, storeChoiceFrom, type Service } from './serve.js';
@@ -96,9 +97,11 @@ async function runPrimary(opts: Record<string, unknown>, count: number): Promise
     for (const { worker } of workers.values()) worker.kill('SIGTERM');
     throw e;
   }
-  process.stdout.write(`${line!.replace(/\)$/, `, ${count} workers)`)}\n`);
+  const metrics = typeof opts.metrics === 'string' ? await serveWorkersMetrics(opts.metrics) : undefined;
+  process.stdout.write(`${line!.replace(/\)$/, `, ${count} workers)`)}${metrics ? `, metrics at ${metrics.url}` : ''}\n`);
   await untilSignal();
   stopping = true;
+  await metrics?.close();
   await Promise.all(
     [...workers.values()].map(
       ({ worker }) =>
@@ -137,6 +140,7 @@ async function runWorker(opts: Record<string, unknown>, count: number): Promise<
     // CoAP is served by worker 0 alone (datagrams carry no cookie to relay by).
     coap: index === 0,
     ...(ticketKeys ? { ticketKeys } : {}),
+    metricsByPrimary: true,
   });
   local.service = service;
   await primary.call('cluster.listening', { line: service.line });

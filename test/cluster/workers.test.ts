@@ -132,4 +132,22 @@ describe('atls serve --workers 2, no --store', () => {
     assert.deepEqual(failures, []);
     await conns.agent.close();
   });
+
+  it('--metrics: the primary alone listens and each scrape sums every worker (handshakes counted once each)', async () => {
+    const serve = await startServe(['--echo', '--workers', '2', '--metrics', '127.0.0.1:0']);
+    started.push(serve);
+    const url = /metrics at (http:\/\/\S+\/metrics)/.exec(serve.line)?.[1];
+    assert.ok(url, `no metrics URL in ${serve.line}`);
+    const conns = freshConnections();
+    assert.deepEqual(await run(serve, 40, 2, conns), []);
+    await conns.agent.close();
+    const cpu = workerCpu(serve.child.pid!);
+    assert.equal(cpu.size, 2, 'two worker processes');
+    // Each scrape must see both workers: 40 handshakes in total, every time.
+    for (let i = 0; i < 4; i++) {
+      const text = await (await fetch(url)).text();
+      const handshakes = /^atls_handshakes_total\{transport="http"\} (\d+)$/m.exec(text)?.[1];
+      assert.equal(handshakes, '40', `scrape ${i}: ${text.split('\n').filter((l) => l.startsWith('atls_')).join('\n')}`);
+    }
+  });
 });
