@@ -145,8 +145,8 @@ describe('atls serve --workers 2, no --store', () => {
     assert.equal(cpu.size, 2, 'two worker processes');
     // Each scrape must see both workers: 40 handshakes in total, every time.
     for (let i = 0; i < 4; i++) {
-      const text = await (await fetch(url)).text();
-      const handshakes = /^atls_handshakes_total\{transport="http"\} (\d+)$/m.exec(text)?.[1];
+      const text: string = await (await fetch(url)).text();
+      const handshakes: string | undefined = /^atls_handshakes_total\{transport="http"\} (\d+)$/m.exec(text)?.[1];
       assert.equal(handshakes, '40', `scrape ${i}: ${text.split('\n').filter((l) => l.startsWith('atls_')).join('\n')}`);
     }
   });
