@@ -60,12 +60,21 @@ function findNodedir() {
   return candidates.find((d) => existsSync(join(d, 'include', 'node', 'openssl', 'ssl.h')) && existsSync(join(d, 'include', 'node', 'node_api.h')));
 }
 
-let nodeGyp;
-try {
-  nodeGyp = createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js');
-} catch {
-  done('node-gyp not installed; native engine not built, using the Node engine');
+/**
+ * node-gyp: the project's own (a development dependency) in a checkout, else the
+ * one npm bundles and names in npm_config_node_gyp while it runs an install
+ * script; an installed package depends on neither (it carries a prebuilt addon).
+ */
+function findNodeGyp() {
+  try {
+    return createRequire(join(root, 'package.json')).resolve('node-gyp/bin/node-gyp.js');
+  } catch {
+    const fromNpm = process.env.npm_config_node_gyp;
+    return fromNpm && existsSync(fromNpm) ? fromNpm : undefined;
+  }
 }
+const nodeGyp = findNodeGyp();
+if (!nodeGyp) done('node-gyp not found; native engine not built, using the Node engine');
 const nodedir = findNodedir();
 if (!nodedir) done('node headers with OpenSSL not found; native engine not built, using the Node engine');
 
