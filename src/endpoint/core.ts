@@ -42,9 +42,10 @@ import type { HandshakeInfo, TlsEngine, TlsServerConfig } from '../engines/types
 import { checkServerCredentials } from '../engines/credentials.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
-import { ProtectedChannel, type ProtectedChannelOptions } from '../protect/index.js';
+import { ProtectedChannel, type BodySealer, type ProtectedChannelOptions } from '../protect/index.js';
 import { parseServerHello } from '../records.js';
 import {
+  MAX_RESERVE,
   MemoryStateStore,
   MemoryStore,
   isSyncStateStore,
@@ -53,6 +54,7 @@ import {
   parseSessionId,
   type CommitResult,
   type IdOwner,
+  type ReserveResult,
   type SessionStateStore,
   type StoredSession,
   type SyncSessionStateStore,
@@ -209,6 +211,11 @@ function positive(v: number | undefined, fallback: number, name: string): number
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
   return v;
 }
+
+const EMPTY = new Uint8Array(0);
+
+/** Largest block of send numbers a streamed answer reserves at once (256 chunks, 4 MiB). */
+export const MAX_RESERVE_BLOCK = 256;
 
 const gone = (): AtlsError => new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
 
@@ -461,6 +468,79 @@ export class EndpointCore {
       return sealed;
     }
     return this.store.charge(s.id, { sent: extra }).then(() => sealed);
+  }
+
+  /**
+   * Chunk 0 of a protected stream (docs/protocol.md §4.1) authenticated
+   * (`channel.authenticateChunk`): its number goes through the store's
+   * window as {@link accept} does for a message, and the answer's send
+   * number is reserved. Throws as accept() does (REPLAYED, TOO_OLD, CLOSED,
+   * KEY_LIMIT_REACHED, STORE_UNAVAILABLE); resolves with the send number.
+   */
+  acceptStream(s: EstablishedSession, sequence: number): number | Promise<number> {
+    const answer = (r: CommitResult): number | Promise<number> => {
+      const a = this.judge(s, sequence, EMPTY, r);
+      return a instanceof Promise ? a.then((x) => x.sendSeq) : a.sendSeq;
+    };
+    if (this.syncStore) return answer(this.syncStore.commitSync(s.id, sequence, this.sessionTtlMs));
+    return this.store.commit(s.id, sequence, this.sessionTtlMs).then(answer);
+  }
+
+  /**
+   * A chunk of a protected stream failed authentication: charged like a
+   * message that failed (the integrity limit may end the session). Always throws.
+   */
+  rejectChunk(s: EstablishedSession, length: number, err: AtlsError): Promise<never> | never {
+    return this.chargeFailure(s, length, err);
+  }
+
+  /**
+   * What seals the answer to an accepted message of `s` (protectBody): one
+   * protected message under `sendSeq` when the answer is small and
+   * complete, otherwise a chunk stream whose chunk 0 takes `sendSeq` and
+   * whose later chunks take numbers the store reserves in blocks of 4, 8,
+   * ... {@link MAX_RESERVE_BLOCK} (decisions.md). A reservation that passes
+   * the confidentiality limit ends the session and the stream.
+   */
+  answerSealer(s: EstablishedSession, sendSeq: number): BodySealer {
+    const free: number[] = [sendSeq]; // pairs [next, end) flattened: start with the committed number
+    free.push(sendSeq + 1);
+    let block = 4;
+    const available = (): number => {
+      let n = 0;
+      for (let i = 0; i < free.length; i += 2) n += free[i + 1]! - free[i]!;
+      return n;
+    };
+    const take = (): number => {
+      while (free.length > 0 && free[0] === free[1]) free.splice(0, 2);
+      if (free.length === 0) throw new AtlsError('INTERNAL', 'a chunk was sealed without a reserved number');
+      return free[0]!++;
+    };
+    const reserved = (r: ReserveResult | undefined, count: number): void => {
+      if (r === undefined) {
+        s.gone = true;
+        this.cache.delete(s.id);
+        throw gone();
+      }
+      if (r.sentUnits > s.channel.usageLimits.confidentiality || !Number.isSafeInteger(r.first + count)) {
+        // RFC 8446 §5.5: stop using the key at its confidentiality limit; the cut stream tells the peer.
+        void this.end(s, 'failed');
+        throw new AtlsError('KEY_LIMIT_REACHED', `confidentiality limit of ${s.channel.usageLimits.confidentiality} reached; run a new handshake`);
+      }
+      free.push(r.first, r.first + count);
+    };
+    return {
+      seal: (plaintext) => this.seal(s, sendSeq, plaintext),
+      sealChunk: (plaintext, final, start, index) => s.channel.sealChunkAt(take(), plaintext, final, start, index),
+      ready: (chunks) => {
+        const short = chunks - available();
+        if (short <= 0) return;
+        const count = Math.min(MAX_RESERVE, Math.max(short, block));
+        block = Math.min(block * 2, MAX_RESERVE_BLOCK);
+        if (this.syncStore) return reserved(this.syncStore.reserveSync(s.id, count, this.sessionTtlMs), count);
+        return this.store.reserve(s.id, count, this.sessionTtlMs).then((r) => reserved(r, count));
+      },
+    };
   }
 
   /**

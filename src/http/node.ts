@@ -225,6 +225,11 @@ class NodeRawRequest implements AtlsRawRequest {
     return (this.read = await readNodeBody(this.req, max));
   }
 
+  stream(): ReadableStream<Uint8Array> {
+    this.read = EMPTY; // read by the caller; nothing left to drain
+    return nodeBodyStream(this.req);
+  }
+
   outer(): Request {
     return outerRequest(this.req, this.https, this.read);
   }
@@ -238,6 +243,69 @@ class NodeRawRequest implements AtlsRawRequest {
   drain(): void {
     this.req.resume();
   }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The body of a Node request as a byte stream that reads only as fast as
+ * its consumer (the socket is paused in between). A connection that closes
+ * before the body ended errors the stream (TRUNCATED_FLIGHT, remote).
+ */
+function nodeBodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
+  let failed: AtlsError | undefined;
+  let wake: (() => void) | undefined;
+  const queue: Buffer[] = [];
+  let ended = false;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  req.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    req.pause();
+    notify();
+  });
+  req.on('end', () => {
+    ended = true;
+    notify();
+  });
+  const broken = (e: unknown): void => {
+    failed ??= new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
+    notify();
+  };
+  req.on('error', broken);
+  req.on('close', () => {
+    if (!req.complete) broken(new Error('connection closed before the body ended'));
+  });
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          const next = queue.shift();
+          if (next) {
+            controller.enqueue(new Uint8Array(next.buffer, next.byteOffset, next.length));
+            return;
+          }
+          if (ended) {
+            controller.close();
+            return;
+          }
+          if (failed) throw failed;
+          const waiting = new Promise<void>((r) => (wake = r));
+          req.resume();
+          await waiting;
+        }
+      },
+      cancel() {
+        // Discard the rest (keeps the connection usable for the answer).
+        queue.length = 0;
+        req.resume();
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** A Web `Request` for the outer request whose body was already read (for `context.outer`). */
@@ -255,10 +323,40 @@ function outerRequest(req: IncomingMessage, https: boolean, body: Uint8Array | u
 function writeReply(res: ServerResponse, reply: HttpReply, keepAlive = true): void {
   const flat: string[] = [];
   for (const [k, v] of reply.headers) flat.push(k, v);
-  flat.push('content-length', String(reply.body.length));
+  const body = reply.body;
+  if (!(body instanceof Uint8Array)) {
+    if (!keepAlive) flat.push('connection', 'close');
+    res.writeHead(reply.status, flat); // chunked: the length is not known yet
+    void writeStream(res, body);
+    return;
+  }
+  flat.push('content-length', String(body.length));
   if (!keepAlive) flat.push('connection', 'close');
   res.writeHead(reply.status, flat);
-  res.end(reply.body);
+  res.end(body);
+}
+
+/**
+ * Writes a streamed body as it is produced, reading only as fast as the
+ * client takes it (backpressure: memory stays bounded). A body that fails
+ * is cut: the connection is destroyed before the final chunk, so the
+ * client sees an incomplete body, never a complete-looking one.
+ */
+async function writeStream(res: ServerResponse, body: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = body.getReader();
+  const gone = new Promise<void>((resolve) => res.once('close', resolve));
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (res.destroyed) throw new Error('client went away');
+      if (!res.write(value)) await Promise.race([new Promise<void>((r) => res.once('drain', r)), gone]);
+    }
+    res.end();
+  } catch {
+    res.destroy();
+    await reader.cancel().catch(() => undefined);
+  }
 }
 
 /** The request target's path: the raw target when it is a plain endpoint path, else what URL parsing makes of it. */

@@ -28,6 +28,7 @@ import { COOKIE_NAME, HEADER_FLIGHT_LENGTH } from './constants.js';
 import { readCookie, setCookie } from './cookie.js';
 import type { AtlsHandler, AtlsRawReply, AtlsRawRequest } from './server.js';
 import { bodyKind, errorReply } from './wire.js';
+import { readLimited } from '../streams.js';
 
 /** A request as it crosses to the worker that holds its session: plain data, structured-clone safe. */
 export interface RelayedRequest {
@@ -90,7 +91,7 @@ function ownerOf(x: AtlsRawRequest, relay: FlightRelay): number | undefined {
 }
 
 /** Runs a relayed request through this worker's handler. */
-export function serveRelayed(handler: AtlsHandler, r: RelayedRequest): Promise<AtlsRawReply> {
+export async function serveRelayed(handler: AtlsHandler, r: RelayedRequest): Promise<AtlsRawReply> {
   const fields = new Map(r.headers);
   const x: AtlsRawRequest = {
     method: r.method,
@@ -109,5 +110,11 @@ export function serveRelayed(handler: AtlsHandler, r: RelayedRequest): Promise<A
         ...(r.method !== 'GET' && r.method !== 'HEAD' ? { body: r.body } : {}),
       }),
   };
-  return handler.serve(x);
+  const reply = await handler.serve(x);
+  // The answer crosses the IPC channel as bytes: a streamed one is gathered here (bounded like its request).
+  if (!(reply.body instanceof Uint8Array)) reply.body = await readLimited(reply.body, MAX_RELAYED_REPLY, 'local');
+  return reply;
 }
+
+/** Largest streamed answer a relayed request may get (relayed flights are handshakes and records-mode requests). */
+const MAX_RELAYED_REPLY = 64 * 1024 * 1024;

@@ -106,6 +106,12 @@ export interface AtlsRawRequest {
    * TOO_LARGE (source remote). Called at most once, after method and media type passed.
    */
   body(max: number): Promise<Uint8Array>;
+  /**
+   * The body as a stream, read as it arrives (chunk streams, records-mode
+   * data): called at most once, instead of `body`. Fronts that cannot stream
+   * (a relayed flight) leave it out, and such bodies are read whole.
+   */
+  stream?(): ReadableStream<Uint8Array>;
   /** The socket's peer address, when known (fairness limits, logs). */
   remoteAddress?: string | undefined;
   /** The outer request came over https: the cookie gets Secure (`secureCookie: 'auto'`), the inner scheme defaults to https. */
@@ -593,6 +599,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       pathname: url.pathname,
       header: (name) => headers.get(name),
       body: (max) => readBody(request.body, max, headers.get('content-length')),
+      stream: () => request.body ?? new ReadableStream({ start: (c) => c.close() }),
       https: url.protocol === 'https:',
       authority: url.host,
       outer: () => request,

@@ -124,7 +124,12 @@ export interface HttpReply {
   status: number;
   /** Field lines in order; names lower case; `set-cookie` may repeat. */
   headers: Array<[string, string]>;
-  body: Uint8Array;
+  /**
+   * The body: bytes, or a stream (a chunk stream or records produced as the
+   * inner response is, sent chunked). A stream that errors is cut off: the
+   * connection is closed mid-body, which the client sees as a cut-short body.
+   */
+  body: Uint8Array | ReadableStream<Uint8Array>;
 }
 
 const encoder = new TextEncoder();

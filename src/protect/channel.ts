@@ -158,6 +158,14 @@ function checkSpec(spec: AeadSpec): void {
 }
 
 /** A chunk's AAD: its header as sent, then the stream's first sequence number and the chunk's index (8 bytes each, big-endian). */
+/** The plaintext fits one chunk, and only chunk 0 lacks the stream's start. */
+function checkChunk(plaintext: Uint8Array, start: bigint | undefined, index: bigint): void {
+  if (plaintext.length > MAX_CHUNK_PLAINTEXT) {
+    throw new AtlsError('TOO_LARGE', `chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_CHUNK_PLAINTEXT}`, { source: 'local' });
+  }
+  if ((start === undefined) !== (index === 0n)) throw new AtlsError('INVALID_ARGUMENT', 'chunk 0 starts the stream; later chunks name its start');
+}
+
 function chunkAad(header: Uint8Array, start: bigint, index: bigint): Uint8Array {
   const out = new Uint8Array(header.length + 16);
   out.set(header);
@@ -376,11 +384,27 @@ export class ProtectedChannel {
    * starts the stream. Returns the chunk and its sequence number.
    */
   sealChunk(plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
-    if (plaintext.length > MAX_CHUNK_PLAINTEXT) {
-      throw new AtlsError('TOO_LARGE', `chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_CHUNK_PLAINTEXT}`, { source: 'local' });
-    }
-    if ((start === undefined) !== (index === 0n)) throw new AtlsError('INVALID_ARGUMENT', 'chunk 0 starts the stream; later chunks name its start');
+    checkChunk(plaintext, start, index);
     const { hi, lo } = this.spend(plaintext);
+    return this.sealChunkUnder(hi, lo, plaintext, final, start, index);
+  }
+
+  /**
+   * {@link sealChunk} for a session whose counters live in a session store:
+   * seals under `sequence`, a number the store reserved for this chunk alone
+   * (`reserve`, or the request's `commit`), as {@link sealAt} does for a message.
+   */
+  sealChunkAt(sequence: number, plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
+    if (this.sendError) throw this.sendError;
+    if (!Number.isSafeInteger(sequence) || sequence < 0) {
+      throw new AtlsError('INVALID_ARGUMENT', `sequence number ${sequence} is not a non-negative safe integer`);
+    }
+    checkChunk(plaintext, start, index);
+    const hi = Math.floor(sequence / TWO32);
+    return this.sealChunkUnder(hi, sequence - hi * TWO32, plaintext, final, start, index);
+  }
+
+  private sealChunkUnder(hi: number, lo: number, plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
     const seq = fromSeqParts(hi, lo);
     const n = seqByteLength(hi, lo);
     const sealed = plaintext.length + this.spec.tagLength;
@@ -521,6 +545,20 @@ export class ProtectedChannel {
    * the chunk's sequence number and whether it is the final chunk.
    */
   openChunk(chunk: Uint8Array, start: bigint | undefined, index: bigint): { plaintext: Uint8Array; seq: bigint; final: boolean } {
+    return this.openChunkWith(chunk, start, index, true);
+  }
+
+  /**
+   * {@link openChunk} WITHOUT the replay window, for a session whose window
+   * lives in a session store: the caller commits chunk 0's number there
+   * after it authenticated (as with {@link authenticate}). A chunk 0 numbered
+   * above 2^53 - 1 is refused as TOO_OLD.
+   */
+  authenticateChunk(chunk: Uint8Array, start: bigint | undefined, index: bigint): { plaintext: Uint8Array; seq: bigint; final: boolean } {
+    return this.openChunkWith(chunk, start, index, false);
+  }
+
+  private openChunkWith(chunk: Uint8Array, start: bigint | undefined, index: bigint, useWindow: boolean): { plaintext: Uint8Array; seq: bigint; final: boolean } {
     if (this.receiveError) throw this.receiveError;
     const h: ChunkHeaderFields = { hi: 0, lo: 0, headerLength: 0, sealedLength: 0, final: false };
     try {
@@ -533,17 +571,21 @@ export class ProtectedChannel {
     }
     const { hi, lo } = h;
     const seq = fromSeqParts(hi, lo);
-    const window = (this.window ??= new ReplayWindow(this.windowSize));
+    const window = useWindow ? (this.window ??= new ReplayWindow(this.windowSize)) : undefined;
     if (start === undefined) {
-      const verdict = window.test(hi, lo);
+      if (!useWindow && hi > MAX_SAFE_HI) {
+        this.rejected++;
+        throw new AtlsError('TOO_OLD', `protected chunk ${seq} is beyond the sequence numbers a session store keeps`, { source: 'remote' });
+      }
+      const verdict = window ? window.test(hi, lo) : ReplayVerdict.Fresh;
       if (verdict !== ReplayVerdict.Fresh) {
         this.rejected++;
-        throw replayError(verdict, seq, window.size);
+        throw replayError(verdict, seq, window!.size);
       }
     }
     const aad = chunkAad(chunk.subarray(0, h.headerLength), start ?? seq, index);
     const plaintext = this.decrypt(hi, lo, aad, chunk.subarray(h.headerLength), h.sealedLength - this.spec.tagLength);
-    if (start === undefined) window.mark(hi, lo);
+    if (start === undefined) window?.mark(hi, lo);
     this.received++;
     return { plaintext, seq, final: h.final };
   }

@@ -34,4 +34,14 @@ export {
   type AuthenticatedMessage,
 } from './channel.js';
 export { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT } from './header.js';
-export { StreamSealer, StreamOpener, protectBody, unprotectBody, startsChunkStream } from './stream.js';
+export {
+  StreamSealer,
+  StreamOpener,
+  chunksFor,
+  protectBody,
+  unprotectBody,
+  startsChunkStream,
+  type BodySealer,
+  type ChunkOpening,
+  type ProtectBodyOptions,
+} from './stream.js';

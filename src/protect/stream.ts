@@ -20,6 +20,27 @@ import { concatBytes } from '../bytes.js';
 import type { ProtectedChannel } from './channel.js';
 import { CHUNK_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, type ChunkHeaderFields } from './header.js';
 
+/**
+ * What seals a body: a {@link ProtectedChannel} (its own send counter), or a
+ * session whose send numbers come from a store, which reserves them in
+ * `ready` before the chunks are sealed.
+ */
+export interface BodySealer {
+  /** One protected message (§4): the whole body, when it is small and complete. */
+  seal(plaintext: Uint8Array): Uint8Array | Promise<Uint8Array>;
+  sealChunk: ProtectedChannel['sealChunk'];
+  /** Called (and awaited) before `chunks` more chunks are sealed. */
+  ready?(chunks: number): void | Promise<void>;
+}
+
+/** What opens the chunks of a stream: a channel, or a view of one that leaves chunk 0's replay check to a store. */
+export type ChunkOpening = Pick<ProtectedChannel, 'spec' | 'openChunk'>;
+
+/** Chunks {@link StreamSealer.write} makes of `bytes` plaintext bytes. */
+export function chunksFor(bytes: number): number {
+  return Math.ceil(bytes / MAX_CHUNK_PLAINTEXT);
+}
+
 /** True when a body starting with `firstByte` is a chunk stream rather than one protected message. */
 export function startsChunkStream(firstByte: number): boolean {
   return (firstByte & CHUNK_FLAG) !== 0;
@@ -31,7 +52,7 @@ export class StreamSealer {
   private index = 0n;
   private ended = false;
 
-  constructor(private readonly channel: ProtectedChannel) {}
+  constructor(private readonly channel: Pick<BodySealer, 'sealChunk'>) {}
 
   /** Chunks for `data` (none for empty data), each at most {@link MAX_CHUNK_PLAINTEXT} bytes of plaintext. */
   write(data: Uint8Array): Uint8Array[] {
@@ -72,7 +93,7 @@ export class StreamOpener {
   private failed: AtlsError | undefined;
   private readonly header: ChunkHeaderFields = { hi: 0, lo: 0, headerLength: 0, sealedLength: 0, final: false };
 
-  constructor(private readonly channel: ProtectedChannel) {}
+  constructor(private readonly channel: ChunkOpening) {}
 
   /** True once the final chunk was opened. */
   get done(): boolean {
@@ -128,13 +149,29 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Options of {@link protectBody}. */
+export interface ProtectBodyOptions {
+  /**
+   * Looks at the body's first piece: true starts the chunk stream with it
+   * at once instead of holding up to 16 KiB to see whether the body stays
+   * small (e.g. a Binary HTTP message in the indeterminate-length form is
+   * one whose content was not at hand: its head should leave now).
+   */
+  streamAtOnce?: (first: Uint8Array) => boolean;
+}
+
 /**
  * The wire form of a body: one protected message (§4) when the body ends
  * within {@link MAX_CHUNK_PLAINTEXT} bytes, a chunk stream (§4.1)
  * otherwise; chunks go out as the plaintext arrives.
  */
-export function protectBody(channel: ProtectedChannel, body: ReadableStream<Uint8Array> | null): ReadableStream<Uint8Array> {
+export function protectBody(
+  channel: BodySealer,
+  body: ReadableStream<Uint8Array> | null,
+  options: ProtectBodyOptions = {},
+): ReadableStream<Uint8Array> {
   const reader = body?.getReader();
+  let first = true;
   let held: Uint8Array[] = [];
   let heldBytes = 0;
   let sealer: StreamSealer | undefined;
@@ -145,12 +182,15 @@ export function protectBody(channel: ProtectedChannel, body: ReadableStream<Uint
         if (r.done) {
           const rest = concatAll(held);
           held = [];
-          if (sealer) for (const c of sealer.end(rest)) controller.enqueue(c);
-          else controller.enqueue(channel.seal(rest)); // small and complete: one message, no extra byte
+          if (sealer) {
+            await channel.ready?.(Math.max(1, chunksFor(rest.length)));
+            for (const c of sealer.end(rest)) controller.enqueue(c);
+          } else controller.enqueue(await channel.seal(rest)); // small and complete: one message, no extra byte
           controller.close();
           return;
         }
         if (sealer) {
+          await channel.ready?.(chunksFor(r.value.length));
           const chunks = sealer.write(r.value);
           for (const c of chunks) controller.enqueue(c);
           if (chunks.length > 0) return;
@@ -158,8 +198,11 @@ export function protectBody(channel: ProtectedChannel, body: ReadableStream<Uint
         }
         held.push(r.value);
         heldBytes += r.value.length;
-        if (heldBytes > MAX_CHUNK_PLAINTEXT) {
+        const now = first && options.streamAtOnce?.(r.value) === true;
+        first = false;
+        if (heldBytes > MAX_CHUNK_PLAINTEXT || now) {
           sealer = new StreamSealer(channel);
+          await channel.ready?.(chunksFor(heldBytes));
           const chunks = sealer.write(concatAll(held));
           held = [];
           for (const c of chunks) controller.enqueue(c);

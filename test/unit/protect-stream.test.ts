@@ -188,4 +188,43 @@ describe('protected streams', () => {
     assert.equal(Buffer.concat(o.push(body)).toString(), 'hello, atls');
     o.end();
   });
+  it('store-backed ends: chunks sealed under given numbers (sealChunkAt) and opened without the local window (authenticateChunk)', async () => {
+    const { client, server } = channelPair('TLS_AES_128_GCM_SHA256');
+    const numbers = [7, 8, 9, 40, 41, 42, 43, 44, 45, 46];
+    const ready: number[] = [];
+    const sealer = {
+      seal: (p: Uint8Array) => server.sealAt(7, p),
+      sealChunk: (p: Uint8Array, final: boolean, start: bigint | undefined, index: bigint) => server.sealChunkAt(numbers.shift()!, p, final, start, index),
+      ready: async (n: number) => {
+        ready.push(n);
+      },
+    };
+    const data = prng(5).bytes(3 * MAX_CHUNK_PLAINTEXT + 100);
+    const wire = await collect(protectBody(sealer, streamOf([data.subarray(0, 20_000), data.subarray(20_000)])));
+    assert.deepEqual(ready, [2, 2, 1], 'numbers asked for before each write: 20,000 bytes need 2 chunks, the rest 2, the (empty) final 1');
+    assert.equal(server.stats.sent, 5);
+    const seen: bigint[] = [];
+    const view = {
+      spec: client.spec,
+      openChunk: (c: Uint8Array, start: bigint | undefined, index: bigint) => {
+        const r = client.authenticateChunk(c, start, index);
+        seen.push(r.seq);
+        return r;
+      },
+    };
+    const o = new StreamOpener(view);
+    assert.deepEqual(Buffer.concat(o.push(wire)), Buffer.from(data));
+    o.end();
+    assert.deepEqual(seen, [7n, 8n, 9n, 40n, 41n]);
+    // No window was touched: the same stream opens again here (the store's window is the judge).
+    assert.deepEqual(Buffer.concat(new StreamOpener(view).push(wire)), Buffer.from(data));
+    // ...while a channel's own window refuses the replay.
+    const o2 = new StreamOpener(client);
+    o2.push(wire);
+    assert.throws(() => new StreamOpener(client).push(wire), code('REPLAYED'));
+    // A small complete body is one message under the committed number.
+    const one = await collect(protectBody(sealer, streamOf([new Uint8Array([1, 2, 3])])));
+    assert.equal(one[0], 0x20);
+    assert.equal(one[1], 7);
+  });
 });
