@@ -11,7 +11,25 @@
 import { X509Certificate } from 'node:crypto';
 import type { HandshakeInfo, TlsVersion } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
-import type { TransportReport } from '../http/transport-report.js';
+
+/**
+ * What a server learns from a client's report of the transport TLS it saw (draft §6.2;
+ * parsed by the HTTP binding, src/http/transport-report.ts), next to the authenticated peer.
+ */
+export interface TransportReport {
+  chain: Uint8Array[];
+  /** The client's verdict: the chain verified in its trust store for the name it expected. */
+  verified: boolean;
+  /**
+   * The chain is not the service's own transport certificate (when the
+   * service knows it: `transportCertificates`), else the client's chain did
+   * not verify: someone in between terminated TLS.
+   */
+  intercepted: boolean;
+  /** Subject and issuer of the reported leaf (`CN=...`, one RDN per line as Node prints them). */
+  subject: string | undefined;
+  issuer: string | undefined;
+}
 
 /** Who is at the other end of an ATLS session, and how it was established. */
 export interface AtlsPeer {

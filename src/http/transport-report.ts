@@ -18,6 +18,9 @@ import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { AtlsError } from '../errors.js';
+import type { TransportReport } from '../endpoint/peer.js';
+
+export type { TransportReport };
 
 /** Inner request field: the transport chain, an RFC 8941 List of Byte Sequences (DER, leaf first). */
 export const HEADER_TRANSPORT_CHAIN = 'atls-transport-chain';
@@ -35,22 +38,6 @@ export interface TransportObservation {
   verified: boolean;
   /** Why it did not verify (OpenSSL's or the name check's reason). */
   reason?: string;
-}
-
-/** What a server learns from a report, next to the authenticated peer. */
-export interface TransportReport {
-  chain: Uint8Array[];
-  /** The client's verdict: the chain verified in its trust store for the name it expected. */
-  verified: boolean;
-  /**
-   * The chain is not the service's own transport certificate (when the
-   * service knows it: `transportCertificates`), else the client's chain did
-   * not verify: someone in between terminated TLS.
-   */
-  intercepted: boolean;
-  /** Subject and issuer of the reported leaf (`CN=...`, one RDN per line as Node prints them). */
-  subject: string | undefined;
-  issuer: string | undefined;
 }
 
 /** Options of {@link observeTransport}. */
