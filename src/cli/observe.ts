@@ -216,8 +216,8 @@ export class Observer {
           }, e.error.code === 'LIMIT_REACHED' ? `failed|${transport}|${e.error.code}|${e.address}` : undefined);
           return;
         case 'end':
+          // Evictions are counted from the core's `evicted` event, which names the peer and the limit.
           if (e.reason === 'expired') this.metrics?.timeouts.inc({ transport, what: 'session' });
-          if (e.reason === 'evicted') this.metrics?.evictions.inc({ transport, what: 'session', reason: 'store' });
           this.log.log('info', 'session.ended', { transport, session: logId(e.sessionId), reason: e.reason });
           return;
         case 'reply':

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { AtlsError } from '../errors.js';
 import { concatBytes } from '../bytes.js';
 import { CoapCode, MAX_SZX, MIN_SZX, OptionNumber, DEFAULT_BLOCK_SIZE } from './constants.js';
-import { HalfOpenLedger } from '../store/half-open.js';
+import { FairShareLedger } from '../store/fair-shares.js';
 import { peerGroup } from '../peers.js';
 import {
   decodeUint,
@@ -178,8 +178,8 @@ export class BlockwiseServer {
    * or addresses cannot evict or lock out another peer's transfer (expiry
    * stays with the tables' own `expires`).
    */
-  private readonly transferShares: HalfOpenLedger<string>;
-  private readonly responseShares: HalfOpenLedger<string>;
+  private readonly transferShares: FairShareLedger<string>;
+  private readonly responseShares: FairShareLedger<string>;
 
   constructor(options: BlockwiseServerOptions = {}) {
     this.maxBody = options.maxBodyBytes ?? 64 * 1024;
@@ -189,8 +189,8 @@ export class BlockwiseServer {
     this.timeout = options.transferTimeoutMs ?? 60_000;
     this.maxCached = options.maxCachedResponses ?? 256;
     this.now = options.now ?? Date.now;
-    this.transferShares = new HalfOpenLedger<string>(this.maxTransfers, Number.MAX_SAFE_INTEGER);
-    this.responseShares = new HalfOpenLedger<string>(this.maxCached, Number.MAX_SAFE_INTEGER);
+    this.transferShares = new FairShareLedger<string>(this.maxTransfers, Number.MAX_SAFE_INTEGER);
+    this.responseShares = new FairShareLedger<string>(this.maxCached, Number.MAX_SAFE_INTEGER);
   }
 
   private dropTransfer(key: string): void {

@@ -81,7 +81,8 @@ export type AtlsCoapServerEvent =
   | { type: 'request'; sessionId: string; method: string; path: string; code: string }
   | { type: 'error'; sessionId: string | undefined; error: AtlsError; code: string; peer?: Peer }
   | { type: 'limit'; limit: string; peer: string }
-  | { type: 'evicted'; what: 'half-open'; peer: string; reason: string }
+  | { type: 'evicted'; what: 'half-open' | 'session' | 'transfer' | 'cached-response'; peer: string; reason: string }
+  | { type: 'refused'; what: 'session' | 'transfer'; peer: string; reason: string }
   | { type: 'closed'; sessionId: string; reason: 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer' };
 
 /** Options of {@link AtlsCoapServer.listen} and {@link createAtlsCoapHandler}. */
@@ -169,9 +170,7 @@ export class AtlsCoapHandler {
       // DTLS retransmissions and NON resends of one flight overlap: queue them, one at a time.
       whenBusy: 'queue',
       onEnd: (sessionId, reason) => this.opts.onEvent?.({ type: 'closed', sessionId, reason: closeReason(reason) }),
-      onLimit: (e) => {
-        if (e.type === 'limit' || e.type === 'evicted') this.opts.onEvent?.(e);
-      },
+      onLimit: (e) => this.opts.onEvent?.(e),
     });
     this.hellos = new ClientHelloRecord(options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
   }
@@ -273,6 +272,7 @@ export class AtlsCoapHandler {
     let live: LiveSession;
     try {
       live = this.core.admit(peerGroup(peer.address)); // at the half-open cap the heaviest peer's oldest gives way
+      live.origin = peerKey(peer); // a DELETE of the half-open session is taken from here only
     } catch (e) {
       this.hellos.forget(flight); // refused before any processing: the client may resend this ClientHello
       return this.errorResponse(e, undefined);

@@ -59,7 +59,7 @@ import {
   type StoredSession,
   type SyncSessionStateStore,
 } from '../store/index.js';
-import { HalfOpenLedger } from '../store/half-open.js';
+import { FairShareLedger } from '../store/fair-shares.js';
 import { ENDPOINT_DEFAULTS } from './defaults.js';
 import { peerFromHandshake, type AtlsPeer } from './peer.js';
 
@@ -74,6 +74,7 @@ export type EndReason = 'closed' | 'failed' | 'expired' | 'evicted' | 'deleted';
 export type EndpointLimitEvent =
   | { type: 'limit'; limit: 'half-open' | 'sessions'; peer: string }
   | { type: 'evicted'; what: 'half-open'; peer: string; reason: 'expired' | 'half-open' }
+  | { type: 'evicted'; what: 'session'; peer: string; reason: 'sessions' }
   | { type: 'refused'; what: 'session'; peer: string; reason: 'sessions' };
 
 /** Options of an {@link EndpointCore}. Limits default to {@link ENDPOINT_DEFAULTS}. */
@@ -95,11 +96,16 @@ export interface EndpointCoreOptions {
   routingTag?: string;
   /** This process among several minting ids (`sessionOwner` tells which one holds a handshake). */
   idOwner?: IdOwner;
-  /** Sessions held, local table plus the in-memory store (LIMIT_REACHED beyond). */
+  /**
+   * Sessions held, half-open or established (local table plus the in-memory
+   * store; with a shared store, those this process started). At the cap the
+   * heaviest peer's least recently used established session gives way for a
+   * newcomer (`FairShareLedger`); LIMIT_REACHED only when none can.
+   */
   maxSessions?: number;
   /**
    * Handshakes in progress. At the cap a newcomer is never refused: the
-   * heaviest peer's oldest handshake gives way (`HalfOpenLedger`).
+   * heaviest peer's oldest handshake gives way (`FairShareLedger`).
    */
   maxHalfOpen?: number;
   /** A half-open handshake is forgotten after this long. */
@@ -130,6 +136,8 @@ export class LiveSession {
   awaitingHello = false;
   /** The binding's name for the endpoint that started the handshake (CoAP: address|port), if it keeps one. */
   origin: string | undefined;
+  /** The fairness group that started it (`peerGroup`): its established session counts against that group's share. */
+  group = '';
   private peerRecord: AtlsPeer | undefined;
 
   constructor(
@@ -236,7 +244,9 @@ export class EndpointCore {
   /** Live sessions (engines): half-open and records-mode. */
   private readonly local: MemoryStore<LiveSession>;
   /** Half-open handshakes by peer, oldest first. */
-  private readonly halfOpenIds: HalfOpenLedger<LiveSession>;
+  private readonly halfOpenIds: FairShareLedger<LiveSession>;
+  /** Established sessions this process started, by peer, least recently used first. */
+  private readonly established: FairShareLedger<undefined>;
   private readonly store: SessionStateStore;
   private readonly syncStore: SyncSessionStateStore | undefined;
   private readonly ownsStore: boolean;
@@ -260,7 +270,9 @@ export class EndpointCore {
     this.maxHalfOpen = positive(options.maxHalfOpen, ENDPOINT_DEFAULTS.maxHalfOpen, 'maxHalfOpen');
     this.handshakeTtlMs = positive(options.handshakeTtlMs, ENDPOINT_DEFAULTS.handshakeTtlMs, 'handshakeTtlMs');
     this.sessionTtlMs = positive(options.sessionTtlMs, ENDPOINT_DEFAULTS.sessionTtlMs, 'sessionTtlMs');
-    this.halfOpenIds = new HalfOpenLedger<LiveSession>(this.maxHalfOpen, this.handshakeTtlMs);
+    this.halfOpenIds = new FairShareLedger<LiveSession>(this.maxHalfOpen, this.handshakeTtlMs);
+    // Its cap is counted by held(); its own expiry only matters for a shared store, which expires silently.
+    this.established = new FairShareLedger<undefined>(Number.POSITIVE_INFINITY, this.sessionTtlMs);
     this.whenBusy = options.whenBusy ?? 'refuse';
     this.onEnd = options.onEnd;
     // One options object shared by every session (a copy each cost ~60 B per session).
@@ -305,6 +317,11 @@ export class EndpointCore {
     return this.halfOpenIds.size;
   }
 
+  /** The peer holding the most half-open handshakes and the one holding the most established sessions (metrics). */
+  heaviestPeers(): { halfOpen: { peer: string; held: number } | undefined; sessions: { peer: string; held: number } | undefined } {
+    return { halfOpen: this.halfOpenIds.heaviest(), sessions: this.established.heaviest() };
+  }
+
   /**
    * The session `id` names, or undefined (malformed id, unknown, expired, or
    * lost by the store). Synchronous for local sessions and in-process stores.
@@ -326,16 +343,16 @@ export class EndpointCore {
   /**
    * Admits a new half-open handshake of `peer` (its fairness group,
    * `peerGroup(address)`). At the half-open cap older handshakes give way
-   * (the heaviest peer's oldest first); at the session cap it throws
-   * LIMIT_REACHED (503). The caller runs its first flight with {@link flight}.
+   * (the heaviest peer's oldest first); at the session cap the heaviest
+   * peer's least recently used established session gives way (the
+   * newcomer's own when it is the heaviest), so one peer's completed
+   * handshakes never lock others out. LIMIT_REACHED (503) only when nothing
+   * can give way. The caller runs its first flight with {@link flight}.
    */
   admit(peer = ''): LiveSession {
-    if (this.size >= this.maxSessions) {
-      this.limitEvent({ type: 'limit', limit: 'sessions', peer });
-      this.limitEvent({ type: 'refused', what: 'session', peer, reason: 'sessions' });
-      throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`, { retryAfter: 1 });
-    }
+    if (this.held() >= this.maxSessions) this.makeRoom(peer);
     const live = new LiveSession(newSessionId(this.routingTag, this.idOwner), new AtlsServerSession(this.sessionOptions));
+    live.group = peer;
     const displaced = this.halfOpenIds.admit(live.id, live, peer);
     if (displaced.length > 0) this.limitEvent({ type: 'limit', limit: 'half-open', peer });
     for (const d of displaced) {
@@ -409,7 +426,8 @@ export class EndpointCore {
       if (handshake) {
         live.handshake = handshake;
         this.halfOpenIds.delete(live.id);
-      }
+        this.established.admit(live.id, undefined, live.group);
+      } else if (live.handshake) this.established.touch(live.id);
       this.local.setSync(live.id, live, live.handshake ? this.sessionTtlMs : this.handshakeTtlMs);
     }
     if (!live.handshake && !established) live.awaitingHello = isHelloRetryRequest(step.flight);
@@ -440,6 +458,7 @@ export class EndpointCore {
    * Synchronous with an in-process store.
    */
   accept(s: EstablishedSession, body: Uint8Array): AcceptedMessage | Promise<AcceptedMessage> {
+    this.established.touch(s.id); // least recently used gives way first under pressure
     let sequence: number;
     let plaintext: Uint8Array;
     try {
@@ -568,6 +587,7 @@ export class EndpointCore {
   /** Drops every live session and the cached keys; closes the store when the core made it. */
   async close(): Promise<void> {
     this.halfOpenIds.clear();
+    this.established.clear();
     this.local.close();
     this.cache.clear();
     if (this.ownsStore) await this.store.close();
@@ -633,6 +653,7 @@ export class EndpointCore {
       throw new AtlsError('INTERNAL', 'session id already in the store');
     }
     this.halfOpenIds.delete(live.id);
+    this.established.admit(live.id, undefined, live.group);
     this.local.deleteSync(live.id); // releases the session object (its engine is already gone)
     const stored = this.syncStore?.loadSync(live.id);
     const view = new EstablishedSession(
@@ -656,6 +677,7 @@ export class EndpointCore {
     if (r.verdict === 'missing') {
       s.gone = true;
       this.cache.delete(s.id);
+      this.established.delete(s.id);
       throw gone();
     }
     if (r.verdict === 'replayed') throw new AtlsError('REPLAYED', `protected message ${sequence} was already received`, { source: 'remote' });
@@ -669,6 +691,7 @@ export class EndpointCore {
       if (c === undefined) {
         s.gone = true;
         this.cache.delete(s.id);
+        this.established.delete(s.id);
         throw gone();
       }
       const limit = s.channel.usageLimits.integrity;
@@ -697,6 +720,55 @@ export class EndpointCore {
     } else live.session.destroy();
   }
 
+  /**
+   * Sessions counted against `maxSessions`: the in-memory tables, or with a
+   * shared store (whose size this process cannot see) the half-open
+   * handshakes and the established sessions this process started.
+   */
+  private held(): number {
+    return this.store.size === undefined ? this.local.size + this.established.size : this.size;
+  }
+
+  /**
+   * At the session cap: established sessions give way, the heaviest peer's
+   * least recently used first (`FairShareLedger.giveWay`), until there is
+   * room; LIMIT_REACHED when none can. A few at most per admission: each
+   * one frees a slot unless the books disagree, which must not turn into
+   * clearing the table.
+   */
+  private makeRoom(peer: string): void {
+    this.limitEvent({ type: 'limit', limit: 'sessions', peer });
+    for (let i = 0; i < 4 && this.held() >= this.maxSessions; i++) {
+      const d = this.established.giveWay(peer);
+      if (!d) break;
+      if (d.reason === 'pressure') {
+        this.evict(d.key);
+        this.limitEvent({ type: 'evicted', what: 'session', peer: d.peer, reason: 'sessions' });
+      }
+    }
+    if (this.held() < this.maxSessions) return;
+    this.limitEvent({ type: 'refused', what: 'session', peer, reason: 'sessions' });
+    throw new AtlsError('LIMIT_REACHED', `session limit (${this.maxSessions}) reached`, { retryAfter: 1 });
+  }
+
+  /** Ends an established session that gave way under pressure. */
+  private evict(id: string): void {
+    const live = this.local.getSync(id);
+    if (live) {
+      this.endLive(live, 'evicted');
+      return;
+    }
+    this.cache.delete(id);
+    if (this.syncStore) {
+      if (this.syncStore.deleteSync(id)) this.ended(id, 'evicted');
+      return;
+    }
+    this.store.delete(id).then(
+      (removed) => removed && this.ended(id, 'evicted'),
+      () => undefined, // unreachable store: the session ages out there
+    );
+  }
+
   private limitEvent(e: EndpointLimitEvent): void {
     try {
       this.onLimit?.(e);
@@ -706,6 +778,7 @@ export class EndpointCore {
   }
 
   private ended(id: string, reason: EndReason): void {
+    this.established.delete(id);
     try {
       this.onEnd?.(id, reason);
     } catch {

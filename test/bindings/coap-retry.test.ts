@@ -10,7 +10,8 @@ import { AtlsCoapServer, echoCoapHandler } from '../../src/coap/server.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
-import { uintOption, type CoapOption } from '../../src/coap/packet.js';
+import { pathOptions, stringOption, uintOption, type CoapOption } from '../../src/coap/packet.js';
+import { AtlsClientSession } from '../../src/session/session.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -20,10 +21,34 @@ before(async () => {
 
 const tls = () => ({ ca: pki.ca.cert, serverName: 'localhost' });
 
+/**
+ * Holds the server's only session slot with a half-open handshake (an
+ * established session would give way to a newcomer: fair shares); `end()`
+ * DELETEs it from the endpoint that started it.
+ */
+async function holdHalfOpen(server: AtlsCoapServer): Promise<{ end: () => Promise<void>; close: () => Promise<void> }> {
+  const ep = await CoapEndpoint.bind();
+  const hello = (await new AtlsClientSession({ tls: tls() }).start()).flight;
+  const res = await ep.request(server.endpoint.address, {
+    code: CoapCode.POST,
+    options: [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000)],
+    payload: hello,
+  });
+  assert.equal(res.code, CoapCode.Created);
+  const location = res.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => stringOption(OptionNumber.UriPath, new TextDecoder().decode(o.value)));
+  return {
+    end: async () => {
+      const del = await ep.request(server.endpoint.address, { code: CoapCode.DELETE, options: location, payload: new Uint8Array(0) });
+      assert.equal(del.code, CoapCode.Deleted);
+    },
+    close: () => ep.close(),
+  };
+}
+
 describe('CoAP client retries 5.03 + Max-Age', () => {
-  it('at the session cap (LIMIT_REACHED), a handshake waits and gets in once a session ends', async () => {
+  it('at the session cap (LIMIT_REACHED, held by a half-open handshake), a handshake waits and gets in once it ends', async () => {
     const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, maxSessions: 1 });
-    const holder = new AtlsCoapClient({ url: server.url, tls: tls() });
+    const holder = await holdHalfOpen(server);
     let refused = 0;
     const waiter = new AtlsCoapClient({
       url: server.url,
@@ -31,11 +56,10 @@ describe('CoAP client retries 5.03 + Max-Age', () => {
       onExchange: ({ response }) => {
         if (response.code !== CoapCode.ServiceUnavailable) return;
         refused++;
-        if (refused === 1) void holder.close(); // room is made while the waiter waits Max-Age
+        if (refused === 1) void holder.end(); // room is made while the waiter waits Max-Age
       },
     });
     try {
-      await holder.connect();
       const res = await waiter.request({ method: 'POST', pathname: '/echo', payload: 'in' });
       assert.equal(new TextDecoder().decode(res.payload), 'in');
       assert.ok(refused >= 1, 'the first ClientHello was refused with 5.03');
@@ -48,7 +72,7 @@ describe('CoAP client retries 5.03 + Max-Age', () => {
 
   it('the bound holds at the cap: retries, then LIMIT_REACHED with the Max-Age', async () => {
     const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, maxSessions: 1 });
-    const holder = new AtlsCoapClient({ url: server.url, tls: tls() });
+    const holder = await holdHalfOpen(server);
     let refused = 0;
     const waiter = new AtlsCoapClient({
       url: server.url,
@@ -59,7 +83,6 @@ describe('CoAP client retries 5.03 + Max-Age', () => {
       },
     });
     try {
-      await holder.connect();
       await assert.rejects(waiter.connect(), (e: unknown) => e instanceof AtlsError && e.code === 'LIMIT_REACHED' && e.retryAfter === 1);
       assert.equal(refused, 2);
     } finally {

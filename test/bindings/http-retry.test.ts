@@ -13,7 +13,8 @@ import { toNodeListener } from '../../src/http/node.js';
 import { createAtlsHandler } from '../../src/http/server.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { echoApp } from '../../src/http/apps.js';
-import { MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
+import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
+import { AtlsClientSession } from '../../src/session/session.js';
 import { AtlsError } from '../../src/errors.js';
 import { parseRetryAfter, retryDelayMs, resolveUnavailableRetry } from '../../src/retry.js';
 
@@ -172,14 +173,22 @@ describe('client retries 503 + Retry-After', () => {
 });
 
 describe('client retries the real LIMIT_REACHED 503', () => {
-  it('at the session cap a handshake waits Retry-After and gets in once a session ends (its ClientHello is not a replay)', async () => {
+  it('at the session cap (held by a half-open handshake) a handshake waits Retry-After and gets in once it ends (its ClientHello is not a replay)', async () => {
     const pki = await testPki();
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const server = http.createServer(toNodeListener(createAtlsHandler({ tls: tls.server, app: echoApp, mode: 'records', limits: { maxSessions: 1 } })));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/in`;
-    // Mode records: close() sends close_notify, so the server ends the holder's session.
-    const holder = createAtlsClient({ tls: tls.client, mode: 'records', proxy: false, reportTransport: false });
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = `${origin}/in`;
+    // A half-open handshake holds the only slot (an established session would give way: fair shares);
+    // a fatal alert on it (handshake_failure) ends it.
+    const post = (body: Uint8Array, cookie?: string): Promise<Response> =>
+      fetch(`${origin}/.well-known/atls`, { method: 'POST', body, headers: { 'content-type': MEDIA_TYPE_FLIGHT, ...(cookie ? { cookie } : {}) } });
+    const started = await post((await new AtlsClientSession({ tls: tls.client, mode: 'records' }).start()).flight);
+    assert.equal(started.status, 200);
+    await started.arrayBuffer();
+    const cookie = started.headers.get('set-cookie')!.split(';')[0]!;
+    const holder = { close: async () => void (await (await post(Uint8Array.from([21, 3, 3, 0, 2, 2, 40]), cookie)).arrayBuffer()) };
     let refused = 0;
     const waiter = createAtlsClient({
       tls: tls.client,
@@ -193,7 +202,6 @@ describe('client retries the real LIMIT_REACHED 503', () => {
       },
     });
     try {
-      assert.equal((await holder.fetch(url)).status, 200);
       const res = await waiter.fetch(url, { method: 'POST', body: 'in' });
       assert.equal(await res.text(), 'in');
       assert.ok(refused >= 1, 'the first ClientHello was refused with 503');

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { TrustedProxies, peerGroup } from '../../src/peers.js';
-import { HalfOpenLedger } from '../../src/store/half-open.js';
+import { FairShareLedger } from '../../src/store/fair-shares.js';
 
 describe('peer groups', () => {
   it('IPv4 as it is, IPv6 by /64, IPv4-mapped IPv6 as IPv4', () => {
@@ -33,7 +33,7 @@ describe('peer groups', () => {
 
 describe('half-open ledger', () => {
   it('the heaviest peer gives way first, oldest first; a lone newcomer is never refused', () => {
-    const l = new HalfOpenLedger<string>(4, 60_000);
+    const l = new FairShareLedger<string>(4, 60_000);
     assert.deepEqual(l.admit('h1', 'h1', 'honest'), []);
     for (const k of ['a1', 'a2', 'a3']) assert.deepEqual(l.admit(k, k, 'attacker'), []);
     assert.deepEqual(l.admit('a4', 'a4', 'attacker').map((d) => d.value), ['a1']);
@@ -44,7 +44,7 @@ describe('half-open ledger', () => {
 
   it('when every peer holds one slot, the oldest overall gives way; expired slots go first', () => {
     let now = 0;
-    const l = new HalfOpenLedger<string>(3, 1000, () => now);
+    const l = new FairShareLedger<string>(3, 1000, () => now);
     l.admit('p', 'p', 'P');
     now = 10;
     l.admit('q', 'q', 'Q');
@@ -54,5 +54,39 @@ describe('half-open ledger', () => {
     assert.deepEqual(l.admit('t', 't', 'T').map((d) => [d.value, d.reason]), [['q', 'expired']]);
     assert.deepEqual(l.expired().map((d) => d.value), ['r', 's']);
     assert.equal(l.size, 1);
+  });
+});
+
+describe('fair shares of established sessions', () => {
+  it('the heaviest peer gives way, least recently used first; a newcomer at the top displaces its own', () => {
+    const l = new FairShareLedger<undefined>(Number.POSITIVE_INFINITY, 60_000);
+    for (const k of ['f1', 'f2', 'f3', 'f4']) l.admit(k, undefined, 'flooder');
+    l.admit('h1', undefined, 'honest');
+    l.touch('f1');
+    assert.deepEqual(l.heaviest(), { peer: 'flooder', held: 4 });
+    assert.deepEqual([l.giveWay('newcomer')].map((d) => [d?.key, d?.peer, d?.reason]), [['f2', 'flooder', 'pressure']]);
+    assert.equal(l.giveWay('flooder')?.key, 'f3', "the heaviest newcomer's own oldest");
+    assert.equal(l.giveWay('honest')?.key, 'h1', 'a tie (honest 1 + 1, flooder 2): the newcomer gives way itself');
+    assert.equal(l.giveWay('other')?.key, 'f4', 'a lighter newcomer: the heaviest peer');
+    assert.deepEqual(l.heaviest(), { peer: 'flooder', held: 1 });
+  });
+
+  it('heaviest() follows deletions; every peer at one: the least recently used overall', () => {
+    let now = 0;
+    const l = new FairShareLedger<undefined>(Number.POSITIVE_INFINITY, 1000, () => now);
+    for (const p of ['A', 'B', 'C']) l.admit(p, undefined, p);
+    l.admit('B2', undefined, 'B');
+    assert.deepEqual(l.heaviest(), { peer: 'B', held: 2 });
+    l.delete('B2');
+    assert.equal(l.heaviest()?.held, 1);
+    now = 500;
+    l.touch('A');
+    assert.equal(l.giveWay('D')?.key, 'B');
+    now = 1200;
+    assert.deepEqual([l.giveWay('D')].map((d) => [d?.key, d?.reason]), [['C', 'expired']]);
+    assert.equal(l.size, 1);
+    l.delete('A');
+    assert.equal(l.heaviest(), undefined);
+    assert.equal(l.giveWay('D'), undefined);
   });
 });

@@ -1,0 +1,181 @@
+/**
+ * Fair shares of per-peer state under pressure: half-open handshakes,
+ * established sessions, CoAP block-wise transfers and cached responses. A
+ * flood (replayed ClientHellos cost the sender nothing; completed handshakes
+ * cost it little more) must not keep honest peers out. So at a cap a
+ * newcomer is never refused while something can make room: the peer holding
+ * the most entries (an address, a /64) loses its oldest (least recently
+ * used) one, the newcomer counting with its coming entry; when every peer
+ * holds one entry the oldest overall gives way. A flooding peer only ever
+ * displaces its own state; a flood from many addresses gives each entry as
+ * long as the flood takes to fill the table (1000 half-open slots at 2,000
+ * hellos per second: half a second, many round trips).
+ *
+ * Finding the heaviest peer is O(1): peers are kept in buckets by the number
+ * of entries they hold, so a table of 100,000 sessions from as many
+ * addresses costs the same per admission as one of ten.
+ *
+ * @example
+ * ```ts
+ * const ledger = new FairShareLedger<Entry>(1000, 30_000);
+ * const evicted = ledger.admit(id, entry, peerGroup(address)); // drop `evicted`, if any
+ * ledger.touch(id);  // used again: it becomes the peer's newest
+ * ledger.delete(id); // completed, failed, ended
+ * ```
+ * @module
+ */
+
+interface Slot<T> {
+  value: T;
+  peer: string;
+  expires: number;
+}
+
+/** What gave way for a newcomer. */
+export interface Displaced<T> {
+  key: string;
+  value: T;
+  peer: string;
+  /** `expired`: its time was up anyway; `pressure`: the table was full. */
+  reason: 'expired' | 'pressure';
+}
+
+export class FairShareLedger<T> {
+  /** Every slot, least recently admitted or touched first (the TTL is the same for all, so also by expiry). */
+  private readonly slots = new Map<string, Slot<T>>();
+  /** Each peer's slots, in the same order. */
+  private readonly byPeer = new Map<string, Map<string, Slot<T>>>();
+  /** Peers by the number of slots they hold (n -> peers holding n). */
+  private readonly buckets = new Map<number, Set<string>>();
+  /** The largest n with a non-empty bucket (0 when empty). */
+  private top = 0;
+
+  constructor(
+    readonly max: number,
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  has(key: string): boolean {
+    return this.slots.has(key);
+  }
+
+  /** Slots held by one peer. */
+  heldBy(peer: string): number {
+    return this.byPeer.get(peer)?.size ?? 0;
+  }
+
+  /** The peer holding the most slots, and how many (undefined when empty). */
+  heaviest(): { peer: string; held: number } | undefined {
+    const first = this.buckets.get(this.top)?.values().next();
+    return first && !first.done ? { peer: first.value, held: this.top } : undefined;
+  }
+
+  /**
+   * Takes a slot for `key`; returns what had to give way (already out of
+   * the ledger: the caller drops it). Never refuses.
+   */
+  admit(key: string, value: T, peer: string): Array<Displaced<T>> {
+    const out: Array<Displaced<T>> = [];
+    while (this.slots.size >= this.max) {
+      const d = this.giveWay(peer);
+      if (!d) break;
+      out.push(d);
+    }
+    const slot = { value, peer, expires: this.now() + this.ttlMs };
+    this.slots.set(key, slot);
+    const mine = this.byPeer.get(peer);
+    const held = mine?.size ?? 0;
+    if (mine) mine.set(key, slot);
+    else this.byPeer.set(peer, new Map([[key, slot]]));
+    this.move(peer, held, held + 1);
+    return out;
+  }
+
+  /**
+   * Takes out the one slot that gives way for a newcomer of `peer`: an
+   * expired one, else the heaviest peer's oldest, else (every peer holding
+   * one) the oldest overall. Undefined when the ledger is empty. For tables
+   * whose cap is counted elsewhere (sessions: the store holds them).
+   */
+  giveWay(newcomer: string): Displaced<T> | undefined {
+    const oldest = this.slots.entries().next();
+    if (oldest.done) return undefined;
+    if (oldest.value[1].expires <= this.now()) return this.take(oldest.value[0], 'expired');
+    const mine = this.heldBy(newcomer) + 1; // the newcomer counts with its coming slot
+    const heaviest = this.heaviest();
+    let from: Map<string, Slot<T>> = this.slots;
+    if (mine > 1 && mine >= (heaviest?.held ?? 0)) from = this.byPeer.get(newcomer)!;
+    else if (heaviest && heaviest.held > 1) from = this.byPeer.get(heaviest.peer)!;
+    const first = from.keys().next();
+    return first.done ? undefined : this.take(first.value, 'pressure');
+  }
+
+  /** The slot was used again: its time starts over and it becomes its peer's newest. */
+  touch(key: string): void {
+    const s = this.slots.get(key);
+    if (!s) return;
+    s.expires = this.now() + this.ttlMs;
+    this.slots.delete(key);
+    this.slots.set(key, s);
+    const mine = this.byPeer.get(s.peer)!;
+    mine.delete(key);
+    mine.set(key, s);
+  }
+
+  /** Completed, failed, ended. */
+  delete(key: string): boolean {
+    const s = this.slots.get(key);
+    if (!s) return false;
+    this.slots.delete(key);
+    const mine = this.byPeer.get(s.peer)!;
+    mine.delete(key);
+    if (mine.size === 0) this.byPeer.delete(s.peer);
+    this.move(s.peer, mine.size + 1, mine.size);
+    return true;
+  }
+
+  /** Expired slots, oldest first (removed from the ledger). */
+  expired(): Array<Displaced<T>> {
+    const now = this.now();
+    const out: Array<Displaced<T>> = [];
+    for (const [k, s] of this.slots) {
+      if (s.expires > now) break;
+      out.push(this.take(k, 'expired'));
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.slots.clear();
+    this.byPeer.clear();
+    this.buckets.clear();
+    this.top = 0;
+  }
+
+  private take(key: string, reason: Displaced<T>['reason']): Displaced<T> {
+    const s = this.slots.get(key)!;
+    this.delete(key);
+    return { key, value: s.value, peer: s.peer, reason };
+  }
+
+  /** `peer` went from holding `from` slots to `to`. */
+  private move(peer: string, from: number, to: number): void {
+    if (from > 0) {
+      const b = this.buckets.get(from)!;
+      b.delete(peer);
+      if (b.size === 0) this.buckets.delete(from);
+    }
+    if (to > 0) {
+      const b = this.buckets.get(to);
+      if (b) b.add(peer);
+      else this.buckets.set(to, new Set([peer]));
+    }
+    if (to > this.top) this.top = to;
+    while (this.top > 0 && !this.buckets.has(this.top)) this.top--;
+  }
+}
