@@ -497,6 +497,7 @@ export class EndpointCore {
    * KEY_LIMIT_REACHED, STORE_UNAVAILABLE); resolves with the send number.
    */
   acceptStream(s: EstablishedSession, sequence: number): number | Promise<number> {
+    this.established.touch(s.id);
     const answer = (r: CommitResult): number | Promise<number> => {
       const a = this.judge(s, sequence, EMPTY, r);
       return a instanceof Promise ? a.then((x) => x.sendSeq) : a.sendSeq;
