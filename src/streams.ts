@@ -47,3 +47,68 @@ export async function readLimited(
   }
   return chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
 }
+
+type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
+
+const STALLED = Symbol('stalled');
+
+/** Resolves after one macrotask turn: by then a producer that has data at hand has delivered it. */
+function nextTurn(): Promise<typeof STALLED> {
+  return new Promise((resolve) => {
+    if (typeof setImmediate === 'function') setImmediate(() => resolve(STALLED));
+    else setTimeout(() => resolve(STALLED), 0);
+  });
+}
+
+/** What {@link AtHandReader.readAtHand} found. */
+export interface AtHand {
+  chunks: Uint8Array[];
+  bytes: number;
+  /** True when the stream ended within what was read. */
+  done: boolean;
+}
+
+/**
+ * A stream reader that can tell a body that is at hand from one still being
+ * produced, so that a sender can keep a small complete body in its compact
+ * form and send a slow one's first bytes at once, instead of waiting for more.
+ */
+export class AtHandReader {
+  private pending: Promise<ReadResult> | undefined;
+
+  constructor(private readonly reader: ReadableStreamDefaultReader<Uint8Array>) {}
+
+  /** The next piece (a read left pending by {@link readAtHand} first). */
+  read(): Promise<ReadResult> {
+    const p = this.pending ?? this.reader.read();
+    this.pending = undefined;
+    return p;
+  }
+
+  /**
+   * Reads while the producer keeps up: stops at the end, once more than `max`
+   * bytes were read, or when a read is still pending after one macrotask turn
+   * (the pending read is kept for {@link read}).
+   */
+  async readAtHand(max: number): Promise<AtHand> {
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    for (;;) {
+      const p = this.read();
+      const r = await Promise.race([p, nextTurn()]);
+      if (r === STALLED) {
+        this.pending = p;
+        return { chunks, bytes, done: false };
+      }
+      if (r.done) return { chunks, bytes, done: true };
+      chunks.push(r.value);
+      bytes += r.value.length;
+      if (bytes > max) return { chunks, bytes, done: false };
+    }
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    this.pending = undefined;
+    return this.reader.cancel(reason);
+  }
+}

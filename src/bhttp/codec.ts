@@ -124,20 +124,21 @@ export const BHTTP_DEFAULT_LIMITS: Readonly<Required<BhttpLimits>> = Object.free
 });
 
 /** Framing indicators (RFC 9292 §3.3). */
-const KNOWN_REQUEST = 0;
-const KNOWN_RESPONSE = 1;
-const INDETERMINATE_REQUEST = 2;
-const INDETERMINATE_RESPONSE = 3;
+export const KNOWN_REQUEST = 0;
+export const KNOWN_RESPONSE = 1;
+export const INDETERMINATE_REQUEST = 2;
+export const INDETERMINATE_RESPONSE = 3;
 
 const EMPTY = new Uint8Array(0);
 
-type SectionKind = 'header' | 'trailer';
+/** Which field section a line belongs to. */
+export type SectionKind = 'header' | 'trailer';
 
 // ---------------------------------------------------------------------------
 // Shared rules
 
 /** RFC 9292 §3.4 via RFC 9113 §8.3.1: the rules of :method, :scheme, :authority and :path. */
-function controlDataProblem(method: Uint8Array, scheme: Uint8Array, authority: Uint8Array, path: Uint8Array): string | undefined {
+export function controlDataProblem(method: Uint8Array, scheme: Uint8Array, authority: Uint8Array, path: Uint8Array): string | undefined {
   if (!methodValid(method)) return 'method is not a token'; // RFC 9110 §9.1
   if (!schemeValid(scheme)) return 'invalid scheme'; // RFC 3986 §3.1
   if (!authorityValid(authority)) return 'invalid authority'; // RFC 9113 §8.3.1 (no userinfo)
@@ -154,7 +155,7 @@ function controlDataProblem(method: Uint8Array, scheme: Uint8Array, authority: U
 }
 
 /** Checks one field line against RFC 9292 §3.6; returns a problem or undefined. */
-function fieldProblem(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean): string | undefined {
+export function fieldProblem(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean): string | undefined {
   const k = fieldNameKind(name);
   if (k === 'invalid') return 'invalid field name'; // RFC 9292 §3.6, RFC 9110 §5.1
   if (k === 'pseudo') {
@@ -165,35 +166,36 @@ function fieldProblem(name: Uint8Array, value: Uint8Array, kind: SectionKind, sa
   return undefined;
 }
 
-function localError(message: string): AtlsError {
+export function localError(message: string): AtlsError {
   return new AtlsError('INVALID_ARGUMENT', `binary HTTP: ${message}`, { source: 'local' });
 }
 
-function malformed(what: string, message: string): AtlsError {
+export function malformed(what: string, message: string): AtlsError {
   return new AtlsError('MALFORMED_MESSAGE', `${what}: ${message}`, { source: 'remote' });
 }
 
-function tooLarge(what: string, message: string): AtlsError {
+export function tooLarge(what: string, message: string): AtlsError {
   return new AtlsError('TOO_LARGE', `${what}: ${message}`, { source: 'remote' });
 }
 
 // ---------------------------------------------------------------------------
 // Encoding
 
-interface PreparedSection {
+/** A field section checked and converted to bytes, ready to write. */
+export interface PreparedSection {
   lines: Array<{ name: Uint8Array; value: Uint8Array }>;
   /** Bytes of the field lines, without the section's length prefix. */
   size: number;
 }
 
-function stringBytes(s: unknown, what: string): Uint8Array {
+export function stringBytes(s: unknown, what: string): Uint8Array {
   if (typeof s !== 'string') throw localError(`${what} is not a string`);
   const b = latin1Bytes(s);
   if (b === undefined) throw localError(`${what} has a character above U+00FF`);
   return b;
 }
 
-function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): PreparedSection {
+export function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): PreparedSection {
   const lines: PreparedSection['lines'] = [];
   let size = 0;
   let sawRegular = false;
@@ -212,7 +214,7 @@ function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): 
 }
 
 /** Writes into a buffer of exactly the computed size. */
-class Out {
+export class Out {
   readonly buf: Uint8Array;
   pos = 0;
   constructor(size: number) {
@@ -286,12 +288,7 @@ function tail(
  * ```
  */
 export function encodeRequest(req: BhttpRequestInit, options: BhttpEncodeOptions = {}): Uint8Array {
-  const method = stringBytes(req.method, 'method');
-  const scheme = stringBytes(req.scheme, 'scheme');
-  const authority = stringBytes(req.authority ?? '', 'authority');
-  const path = stringBytes(req.path, 'path');
-  const problem = controlDataProblem(method, scheme, authority, path);
-  if (problem) throw localError(problem);
+  const [method, scheme, authority, path] = requestControlData(req);
   const t = tail(prepareSection(req.headers, 'header'), checkContent(req.content), prepareSection(req.trailers, 'trailer'), options);
   const padding = checkPadding(options.padding);
   let size = varintLength(KNOWN_REQUEST) + t.size + padding;
@@ -306,7 +303,18 @@ export function encodeRequest(req: BhttpRequestInit, options: BhttpEncodeOptions
   return o.buf; // padding bytes are already zero
 }
 
-function checkStatus(status: unknown, min: number, max: number, what: string): number {
+/** A request's control data as bytes (RFC 9292 §3.4), checked: our own input, so errors are local. */
+export function requestControlData(req: Pick<BhttpRequestInit, 'method' | 'scheme' | 'authority' | 'path'>): [Uint8Array, Uint8Array, Uint8Array, Uint8Array] {
+  const method = stringBytes(req.method, 'method');
+  const scheme = stringBytes(req.scheme, 'scheme');
+  const authority = stringBytes(req.authority ?? '', 'authority');
+  const path = stringBytes(req.path, 'path');
+  const problem = controlDataProblem(method, scheme, authority, path);
+  if (problem) throw localError(problem);
+  return [method, scheme, authority, path];
+}
+
+export function checkStatus(status: unknown, min: number, max: number, what: string): number {
   if (typeof status !== 'number' || !Number.isInteger(status) || status < min || status > max) {
     throw localError(`${what} ${String(status)} is not in ${min}..${max}`);
   }
@@ -347,7 +355,7 @@ export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptio
 // ---------------------------------------------------------------------------
 // Decoding
 
-function limitsOf(l: BhttpLimits): Required<BhttpLimits> {
+export function limitsOf(l: BhttpLimits): Required<BhttpLimits> {
   return {
     maxFields: l.maxFields ?? BHTTP_DEFAULT_LIMITS.maxFields,
     maxFieldBytes: l.maxFieldBytes ?? BHTTP_DEFAULT_LIMITS.maxFieldBytes,
@@ -356,55 +364,90 @@ function limitsOf(l: BhttpLimits): Required<BhttpLimits> {
   };
 }
 
+/**
+ * The field budget of one message, kept across its sections (RFC 9292 §8:
+ * bound fields before building strings), and the checks of one field line.
+ */
+export class FieldBudget {
+  private fields = 0;
+  private bytes = 0;
+
+  constructor(
+    readonly what: string,
+    readonly limits: Required<BhttpLimits>,
+  ) {}
+
+  /** Counts a field line and its name, before the name is read. */
+  name(nameLen: number): void {
+    if (++this.fields > this.limits.maxFields) throw tooLarge(this.what, `more than ${this.limits.maxFields} field lines`);
+    this.value(nameLen);
+  }
+
+  /** Counts a value (or name) of `len` bytes, before it is read. */
+  value(len: number): void {
+    if (this.bytes + len > this.limits.maxFieldBytes) throw tooLarge(this.what, `field bytes exceed ${this.limits.maxFieldBytes}`);
+    this.bytes += len;
+  }
+
+  /** Checks a field line (RFC 9292 §3.6) and appends it; returns whether a regular field has now been seen. */
+  line(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
+    const problem = fieldProblem(name, value, kind, sawRegular);
+    if (problem) throw malformed(this.what, `${kind} section: ${problem}`);
+    out.push([latin1String(name), latin1String(value)]);
+    return sawRegular || name[0] !== 0x3a;
+  }
+
+  /** The field lines of a known-length section's bytes (RFC 9292 §3.1), the length prefix already read. */
+  knownSection(sub: ByteReader, kind: SectionKind): FieldLine[] {
+    const out: FieldLine[] = [];
+    let sawRegular = false;
+    while (sub.remaining > 0) {
+      const nameLen = readVarint(sub, 'name length');
+      if (nameLen === 0) throw malformed(this.what, 'empty field name'); // RFC 9292 §3.6: Name Length = 1..
+      sawRegular = this.fieldLine(sub, nameLen, kind, sawRegular, out);
+    }
+    return out;
+  }
+
+  /** One field line from `r` whose name length was read. */
+  fieldLine(r: ByteReader, nameLen: number, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
+    this.name(nameLen);
+    const name = r.bytes(nameLen, 'field name');
+    const valueLen = readVarint(r, 'value length');
+    this.value(valueLen);
+    const value = r.bytes(valueLen, 'field value');
+    return this.line(name, value, kind, sawRegular, out);
+  }
+}
+
 /** Reads the parts after the framing indicator, keeping the field budget across sections. */
 class Decoder {
-  private fields = 0;
-  private fieldBytes = 0;
+  private readonly budget: FieldBudget;
 
   constructor(
     readonly r: ByteReader,
     readonly what: string,
     readonly known: boolean,
     readonly limits: Required<BhttpLimits>,
-  ) {}
+  ) {
+    this.budget = new FieldBudget(what, limits);
+  }
 
   /** A header or trailer section (RFC 9292 §3.1 known-length, §3.2 indeterminate-length). */
   section(kind: SectionKind): FieldLine[] {
-    const out: FieldLine[] = [];
-    let sawRegular = false;
     if (this.known) {
       const len = readVarint(this.r, `${kind} section length`);
       if (len > this.r.remaining) throw malformed(this.what, `${kind} section of ${len} bytes overruns the message`);
-      const sub = new ByteReader(this.r.bytes(len), 'MALFORMED_MESSAGE', `${this.what} ${kind} section`);
-      while (sub.remaining > 0) {
-        const nameLen = readVarint(sub, 'name length');
-        if (nameLen === 0) throw malformed(this.what, 'empty field name'); // RFC 9292 §3.6: Name Length = 1..
-        sawRegular = this.fieldLine(sub, nameLen, kind, sawRegular, out);
-      }
-    } else {
-      for (;;) {
-        const nameLen = readVarint(this.r, `${kind} field name length`);
-        if (nameLen === 0) break; // RFC 9292 §3.2: Content Terminator ends the section
-        sawRegular = this.fieldLine(this.r, nameLen, kind, sawRegular, out);
-      }
+      return this.budget.knownSection(new ByteReader(this.r.bytes(len), 'MALFORMED_MESSAGE', `${this.what} ${kind} section`), kind);
+    }
+    const out: FieldLine[] = [];
+    let sawRegular = false;
+    for (;;) {
+      const nameLen = readVarint(this.r, `${kind} field name length`);
+      if (nameLen === 0) break; // RFC 9292 §3.2: Content Terminator ends the section
+      sawRegular = this.budget.fieldLine(this.r, nameLen, kind, sawRegular, out);
     }
     return out;
-  }
-
-  private fieldLine(r: ByteReader, nameLen: number, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
-    // Security considerations of RFC 9292 §8: bound fields before building strings.
-    if (++this.fields > this.limits.maxFields) throw tooLarge(this.what, `more than ${this.limits.maxFields} field lines`);
-    if (this.fieldBytes + nameLen > this.limits.maxFieldBytes) throw tooLarge(this.what, `field bytes exceed ${this.limits.maxFieldBytes}`);
-    const name = r.bytes(nameLen, 'field name');
-    const valueLen = readVarint(r, 'value length');
-    this.fieldBytes += nameLen;
-    if (this.fieldBytes + valueLen > this.limits.maxFieldBytes) throw tooLarge(this.what, `field bytes exceed ${this.limits.maxFieldBytes}`);
-    const value = r.bytes(valueLen, 'field value');
-    this.fieldBytes += valueLen;
-    const problem = fieldProblem(name, value, kind, sawRegular);
-    if (problem) throw malformed(this.what, `${kind} section: ${problem}`);
-    out.push([latin1String(name), latin1String(value)]);
-    return sawRegular || name[0] !== 0x3a;
   }
 
   /** Content (RFC 9292 §3.1 length-prefixed, §3.2 chunked with a zero terminator). */

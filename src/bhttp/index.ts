@@ -25,5 +25,34 @@ export {
   type FieldLine,
   type FieldLinesInit,
 } from './codec.js';
-export { bhttpToRequest, bhttpToResponse, requestToBhttp, responseToBhttp, type BhttpBase, type BhttpWebOptions } from './web.js';
+export {
+  bhttpStreamToRequest,
+  bhttpStreamToResponse,
+  bhttpToRequest,
+  bhttpToResponse,
+  KNOWN_LENGTH_MAX,
+  requestToBhttp,
+  requestToBhttpStream,
+  responseToBhttp,
+  responseToBhttpStream,
+  type BhttpBase,
+  type BhttpStreamWebOptions,
+  type BhttpWebOptions,
+} from './web.js';
 export { MAX_VARINT, readVarint, varintLength, writeVarint } from './varint.js';
+export {
+  decodeRequestStream,
+  decodeResponseStream,
+  encodeContentChunks,
+  encodeEnd,
+  encodeRequestHead,
+  encodeRequestStream,
+  encodeResponseHead,
+  encodeResponseStream,
+  MAX_CHUNK_CONTENT,
+  type BhttpRequestHeadInit,
+  type BhttpResponseHeadInit,
+  type BhttpStreamEncodeOptions,
+  type BhttpStreamedRequest,
+  type BhttpStreamedResponse,
+} from './stream.js';
