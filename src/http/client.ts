@@ -20,7 +20,10 @@ import type { AtlsErrorCode } from '../errors.js';
 import type { HandshakeInfo, TlsClientConfig, TlsEngine } from '../engines/types.js';
 import { AtlsClientSession } from '../session/session.js';
 import type { FlightResult, Mode, SessionOptions, SessionState } from '../session/types.js';
-import { bhttpToResponse, requestToBhttp } from '../bhttp/web.js';
+import { bhttpStreamToResponse, bhttpToResponse, requestToBhttp, requestToBhttpStream } from '../bhttp/web.js';
+import { INDETERMINATE_REQUEST } from '../bhttp/codec.js';
+import { protectBody, unprotectBody } from '../protect/stream.js';
+import { wholeRecordsLength } from '../records.js';
 import { concatBytes } from '../bytes.js';
 import { BHTTP_DEFAULT_LIMITS } from '../bhttp/codec.js';
 import { readLimited } from '../streams.js';
@@ -35,7 +38,7 @@ import {
 } from './constants.js';
 import { parseSetCookie } from './cookie.js';
 import { HttpTransport, type AtlsTransportOptions, type TransportResponse } from './transport.js';
-import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLength } from './wire.js';
+import { bodyKind, errorCodeFromHeader, isIdempotent, mediaType, parseFlightLength, readBody } from './wire.js';
 import { parseRetryAfter, resolveUnavailableRetry, retryDelayMs, type UnavailableRetryOptions } from '../retry.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { observeTransport, transportReportFields, type TransportObservation } from './transport-report.js';
@@ -52,6 +55,14 @@ const MAX_HANDSHAKE_ROUND_TRIPS = 8;
  * 64 or more numbers before the highest one it accepted (docs/protocol.md §4).
  */
 const MAX_OUTSTANDING = 64;
+/**
+ * An answer of at most this many bytes (by its content-length) is read whole
+ * before it is opened, as before streaming: flight events then carry its
+ * bytes. Longer or chunked answers are opened as they arrive.
+ */
+const WHOLE_ANSWER_MAX = 1024 * 1024;
+/** Plaintext of a records-mode answer read ahead of the application, so a small answer frees the session unread. */
+const RECORDS_READ_AHEAD = 1024 * 1024;
 /** Origins whose latest TLS ticket a client keeps (one ticket each; the least recently used goes first). */
 const MAX_TICKET_ORIGINS = 256;
 
@@ -68,8 +79,10 @@ export interface AtlsFlightEvent {
   direction: 'sent' | 'received';
   /** `flight`: TLS records; `protected`: one protected message; `flight+protected`: piggy-backed. */
   kind: 'flight' | 'protected' | 'flight+protected';
-  /** The whole body. */
+  /** The whole body; empty when it streams (`streamed`). */
   bytes: Uint8Array;
+  /** The body streams as it is produced or read: its bytes are not held, so `bytes` is empty. */
+  streamed?: boolean;
   /** Bytes of TLS records at the start of `bytes` (all of them for `flight`, 0 for `protected`). */
   flightBytes: number;
   /** 1-based count of POSTs of this session so far. */
@@ -150,7 +163,13 @@ export interface AtlsClientOptions {
   unavailableRetry?: UnavailableRetryOptions;
   /** Largest outer response body read (default 32 MiB, and at least `maxBodyBytes` plus framing). */
   maxResponseBytes?: number;
-  /** Largest inner request or response content (default 16 MiB); a larger request body is TOO_LARGE (local). */
+  /**
+   * Largest inner request or response content. Default: 16 MiB for what is
+   * held whole (a request body given as bytes, a small inner response), no
+   * bound for what streams (a body given as a ReadableStream, a streamed
+   * response). A larger request body is TOO_LARGE (local); a larger response
+   * TOO_LARGE (remote), in its body stream when it streams.
+   */
   maxBodyBytes?: number;
   /**
    * Keep the latest TLS ticket of each origin (up to 256 origins) and offer it
@@ -245,6 +264,54 @@ function responseError(res: TransportResponse, url: URL): AtlsError {
   return new AtlsError(header ?? statusCode(res.status), `ATLS server ${url.href} answered ${res.status}${detail ? `: ${detail}` : ''}`, {
     source: 'remote',
     ...(retryAfter !== undefined ? { retryAfter } : {}),
+  });
+}
+
+/** An outer answer: read whole (`bytes`), or still arriving (`stream`). */
+interface OuterAnswer {
+  status: number;
+  headers: Headers;
+  bytes: Uint8Array | undefined;
+  stream: ReadableStream<Uint8Array> | null;
+}
+
+/** An answer that was read whole (every error answer is). */
+function wholeAnswer(res: OuterAnswer): TransportResponse {
+  return { status: res.status, headers: res.headers, body: res.bytes ?? new Uint8Array(0) };
+}
+
+/** `body`, erroring with TOO_LARGE (local) past `max` bytes. */
+function limitedStream(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let total = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const r = await reader.read();
+        if (r.done) {
+          controller.close();
+          return;
+        }
+        total += r.value.length;
+        if (total > max) {
+          await reader.cancel().catch(() => undefined);
+          throw new AtlsError('TOO_LARGE', `request body exceeds ${max} bytes`, { source: 'local' });
+        }
+        controller.enqueue(r.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** A stream of one piece. */
+function streamOfBytes(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (bytes.length > 0) controller.enqueue(bytes);
+      controller.close();
+    },
   });
 }
 
@@ -346,6 +413,8 @@ class OriginSession {
   /** Resolves when the handshake is done. */
   ready: Promise<void> = Promise.resolve();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Mode `records`: engine calls, one at a time. */
+  private engine: Promise<unknown> = Promise.resolve();
   /** The service answered a request that carried the transport report. */
   reportDelivered = false;
   /** Protected requests sealed and not yet answered, and those waiting for a slot. */
@@ -391,9 +460,10 @@ class OriginSession {
   }
 
   /**
-   * One POST; a 503 with Retry-After is sent again (bounded, with jitter)
-   * when `resendable` (the caller knows a second delivery is harmless) or
-   * when the server says it refused before any processing (LIMIT_REACHED).
+   * One POST, whose answer is read whole; a 503 with Retry-After is sent
+   * again (bounded, with jitter) when `resendable` (the caller knows a second
+   * delivery is harmless) or when the server says it refused before any
+   * processing (LIMIT_REACHED).
    */
   private async post(
     body: Uint8Array,
@@ -402,9 +472,27 @@ class OriginSession {
     signal: AbortSignal | undefined,
     resendable: boolean,
   ): Promise<TransportResponse> {
+    const res = await this.postAnswer(body, kind, flightBytes, signal, resendable, true);
+    return { status: res.status, headers: res.headers, body: res.bytes! };
+  }
+
+  /**
+   * One POST of a body, whole or a stream (sent as it is produced). The
+   * answer is read whole when `whole`, when it is an error, or when it is
+   * small (`bytes`); otherwise it is left to stream (`stream`). 503 as in
+   * {@link post}, for whole bodies only (a stream cannot be sent again).
+   */
+  private async postAnswer(
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    kind: AtlsFlightEvent['kind'],
+    flightBytes: number,
+    signal: AbortSignal | undefined,
+    resendable: boolean,
+    whole: boolean,
+  ): Promise<OuterAnswer> {
     for (let attempt = 0; ; attempt++) {
-      const res = await this.postOnce(body, kind, flightBytes, signal);
-      if (res.status !== 503) return res;
+      const res = await this.postOnce(body, kind, flightBytes, signal, whole);
+      if (res.status !== 503 || !(body instanceof Uint8Array)) return res;
       if (!resendable && res.headers.get(HEADER_ERROR) !== 'LIMIT_REACHED') return res;
       const wait = retryDelayMs(parseRetryAfter(res.headers.get('retry-after')), attempt, this.client.unavailableRetry);
       if (wait === undefined) return res;
@@ -413,11 +501,12 @@ class OriginSession {
   }
 
   private async postOnce(
-    body: Uint8Array,
+    body: Uint8Array | ReadableStream<Uint8Array>,
     kind: AtlsFlightEvent['kind'],
     flightBytes: number,
     signal: AbortSignal | undefined,
-  ): Promise<TransportResponse> {
+    whole: boolean,
+  ): Promise<OuterAnswer> {
     const headers: Record<string, string> = {
       'content-type': kind === 'protected' ? MEDIA_TYPE_PROTECTED : MEDIA_TYPE_FLIGHT,
       accept: kind === 'protected' ? MEDIA_TYPE_PROTECTED : MEDIA_TYPE_FLIGHT,
@@ -429,29 +518,39 @@ class OriginSession {
     if (cookies.length > 0) headers.cookie = cookies.join('; ');
     this.roundTrips++;
     const roundTrip = this.roundTrips;
+    const sentStream = !(body instanceof Uint8Array);
     this.client.emit({
       type: 'flight',
       origin: this.origin,
       direction: 'sent',
       kind,
-      bytes: body,
+      bytes: sentStream ? new Uint8Array(0) : body,
+      ...(sentStream ? { streamed: true } : {}),
       flightBytes,
       roundTrip,
       url: this.endpoint.href,
       headers: new Headers(headers),
     });
-    const res = await this.client.transport.post(this.endpoint, body, headers, this.client.maxResponse, signal);
+    const res = await this.client.transport.postStream(this.endpoint, body, headers, signal);
     for (const sc of res.headers.getSetCookie()) {
       const v = parseSetCookie(sc, COOKIE_NAME);
       if (v !== undefined) this.cookie = v === '' ? undefined : v;
       else this.otherCookies.update(sc);
     }
+    const declared = res.headers.get('content-length');
+    const small = declared !== null && /^\d+$/.test(declared) && Number(declared) <= WHOLE_ANSWER_MAX;
+    let bytes: Uint8Array | undefined;
+    if (whole || res.status !== 200 || small) {
+      bytes = await readBody(res.body, this.client.maxResponse, declared);
+      // A 413 may come before the server read the whole upload: stop sending it.
+      if (sentStream) await body.cancel().catch(() => undefined);
+    }
     const rkind = bodyKind(res.headers.get('content-type'));
     const split = res.headers.get(HEADER_FLIGHT_LENGTH);
-    let rFlightBytes = rkind === 'flight' ? res.body.length : 0;
-    if (split !== null && rkind === 'flight') {
+    let rFlightBytes = rkind === 'flight' ? (bytes?.length ?? 0) : 0;
+    if (bytes && split !== null && rkind === 'flight') {
       try {
-        rFlightBytes = parseFlightLength(split, res.body.length);
+        rFlightBytes = parseFlightLength(split, bytes.length);
       } catch {
         // reported below by the caller
       }
@@ -461,14 +560,15 @@ class OriginSession {
       origin: this.origin,
       direction: 'received',
       kind: rkind === 'protected' ? 'protected' : split !== null ? 'flight+protected' : 'flight',
-      bytes: res.body,
+      bytes: bytes ?? new Uint8Array(0),
+      ...(bytes ? {} : { streamed: true }),
       flightBytes: rFlightBytes,
       roundTrip,
       status: res.status,
       url: this.endpoint.href,
       headers: res.headers,
     });
-    return res;
+    return { status: res.status, headers: res.headers, bytes, stream: bytes ? null : res.body };
   }
 
   /** Fails the handshake from an error response (its body may hold the server's alert). */
@@ -575,23 +675,40 @@ class OriginSession {
     }
   }
 
-  /** Sends one inner request over the established session. */
-  async request(bhttp: Uint8Array, signal: AbortSignal | undefined, idempotent = false): Promise<Uint8Array> {
+  /** Runs `fn` alone on the TLS engine (mode `records`: an upload and its answer may overlap). */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.engine.then(fn);
+    this.engine = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Sends one inner request over the established session: whole bytes, or
+   * a Binary HTTP stream sent as it is produced. Resolves, once the outer
+   * answer has arrived, with the inner response's bytes as they arrive.
+   */
+  async request(inner: Uint8Array | ReadableStream<Uint8Array>, signal: AbortSignal | undefined, idempotent = false): Promise<ReadableStream<Uint8Array>> {
     if (this.mode === 'exported') {
       // Architecture (b): protected messages may overlap (the server's replay
       // window reorders), up to MAX_OUTSTANDING, sealed only once a slot is free.
       if (this.outstanding < MAX_OUTSTANDING) this.outstanding++;
       else await new Promise<void>((resolve) => this.waiting.push(resolve));
       try {
-        const res = await this.post(this.session.protect(bhttp), 'protected', 0, signal, idempotent);
+        const body =
+          inner instanceof Uint8Array
+            ? this.session.protect(inner)
+            : // An indeterminate-length message is one whose content was not at hand: its head leaves at once.
+              protectBody(this.session.protectedChannel, inner, { streamAtOnce: (first) => first[0] === INDETERMINATE_REQUEST });
+        const res = await this.postAnswer(body, 'protected', 0, signal, idempotent, false);
         if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
-        if (res.status !== 200) throw responseError(res, this.endpoint);
+        if (res.status !== 200) throw responseError(wholeAnswer(res), this.endpoint);
         if (bodyKind(res.headers.get('content-type')) !== 'protected') {
+          await res.stream?.cancel().catch(() => undefined);
           throw new AtlsError('MALFORMED_MESSAGE', 'ATLS server answered without a protected message', { source: 'remote' });
         }
-        const plain = this.session.unprotect(res.body);
         this.requests++;
-        return plain;
+        if (res.bytes) return streamOfBytes(this.session.unprotect(res.bytes));
+        return unprotectBody(this.session.protectedChannel, res.stream, this.client.maxResponse);
       } finally {
         // The slot passes straight to the next waiter, so the count never overshoots.
         const next = this.waiting.shift();
@@ -599,29 +716,111 @@ class OriginSession {
         else this.outstanding--;
       }
     }
-    // Architecture (a): TLS records are sequenced, so one request at a time.
+    // Architecture (a): TLS records are sequenced, so one request at a time, its answer read to the end.
     const run = this.queue.then(async () => {
-      const res = await this.post(await this.session.send(bhttp), 'flight', 0, signal, idempotent);
+      const body = inner instanceof Uint8Array ? await this.exclusive(() => this.session.send(inner)) : this.recordsOut(inner);
+      const res = await this.postAnswer(body, 'flight', 0, signal, idempotent, false);
       if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
       if (res.status !== 200) {
         // Records the server did not take (a 413 refuses them unread) leave the two ends' record
         // sequence numbers apart: this session cannot go on; the next request handshakes again.
         this.session.destroy();
-        throw responseError(res, this.endpoint);
+        throw responseError(wholeAnswer(res), this.endpoint);
       }
       if (bodyKind(res.headers.get('content-type')) !== 'flight') {
+        await res.stream?.cancel().catch(() => undefined);
         throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without TLS records', { source: 'remote' });
       }
-      const step = await this.session.receive(res.body);
-      if (step.events.some((e) => e.type === 'ticket')) this.keepTicket();
-      if (step.events.some((e) => e.type === 'closed')) throw new SessionLost(410);
-      const data = step.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
-      if (data.length === 0) throw new AtlsError('MALFORMED_RECORD', 'ATLS server answered without data', { source: 'remote' });
       this.requests++;
-      return concatBytes(data);
+      return this.recordsIn(res.bytes ? streamOfBytes(res.bytes) : res.stream);
     });
-    this.queue = run.catch(() => undefined);
-    return run;
+    this.queue = run.then((r) => r.done).catch(() => undefined);
+    return (await run).plain;
+  }
+
+  /** Mode `records`: the records of `plain`, each piece sent as it is produced. */
+  private recordsOut(plain: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    const reader = plain.getReader();
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          for (;;) {
+            const r = await reader.read();
+            if (r.done) {
+              controller.close();
+              return;
+            }
+            if (r.value.length === 0) continue;
+            controller.enqueue(await this.exclusive(() => this.session.send(r.value)));
+            return;
+          }
+        },
+        cancel: (reason) => reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  /**
+   * Mode `records`: the application data of an answer whose records arrive
+   * in pieces, fed to the engine a whole record at a time. Up to
+   * {@link RECORDS_READ_AHEAD} bytes are read ahead of the application;
+   * `done` settles when the answer has been read to its end (the next
+   * request may then go), and the session is destroyed when it fails
+   * half-way (the two ends' record numbers are apart).
+   */
+  private recordsIn(body: ReadableStream<Uint8Array> | null): { plain: ReadableStream<Uint8Array>; done: Promise<void> } {
+    const reader = body?.getReader();
+    let pending: Uint8Array = new Uint8Array(0);
+    let settle!: () => void;
+    const done = new Promise<void>((resolve) => (settle = resolve));
+    const fail = (e: unknown): never => {
+      this.session.destroy();
+      settle();
+      throw e;
+    };
+    const plain = new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          try {
+            for (;;) {
+              const r = reader ? await reader.read() : { done: true as const, value: undefined };
+              if (r.done) {
+                if (pending.length > 0) throw new AtlsError('TRUNCATED_FLIGHT', 'the answer ends inside a TLS record', { source: 'remote' });
+                controller.close();
+                settle();
+                return;
+              }
+              const buf = pending.length === 0 ? r.value : concatBytes([pending, r.value]);
+              const n = wholeRecordsLength(buf);
+              // Copied: the transport may reuse its buffer; at most one incomplete record is kept.
+              pending = buf.slice(n);
+              if (n === 0) continue;
+              const step = await this.exclusive(() => this.session.receive(buf.subarray(0, n)));
+              if (step.events.some((e) => e.type === 'ticket')) this.keepTicket();
+              let data = false;
+              for (const e of step.events) {
+                if (e.type === 'data') {
+                  controller.enqueue(e.data);
+                  data = true;
+                }
+              }
+              if (step.events.some((e) => e.type === 'closed')) throw new AtlsError('CLOSED', 'the server closed the ATLS session', { source: 'remote' });
+              if (data) return;
+            }
+          } catch (e) {
+            fail(e);
+          }
+        },
+        cancel: async (reason) => {
+          await reader?.cancel(reason);
+          this.session.destroy();
+          settle();
+        },
+      },
+      new ByteLengthQueuingStrategy({ highWaterMark: RECORDS_READ_AHEAD }),
+    );
+    return { plain, done };
   }
 
   info(): AtlsClientSessionInfo {
@@ -657,8 +856,10 @@ class ClientCore {
   readonly transport: HttpTransport;
   readonly maxResponse: number;
   readonly unavailableRetry: Required<UnavailableRetryOptions>;
-  /** Largest inner content either way. */
+  /** Largest inner content held whole: a request body given as bytes, an inner response read whole. */
   readonly maxContent: number;
+  /** Largest inner content that streams: a request body given as a stream, a streamed inner response. */
+  readonly maxStreamContent: number;
   readonly sessions = new Map<string, OriginSession>();
   /** Latest ticket per origin; undefined with `resumption: false`. */
   readonly tickets: TicketCache | undefined;
@@ -675,6 +876,8 @@ class ClientCore {
       ...(options.env ? { env: options.env } : {}),
     });
     this.maxContent = options.maxBodyBytes ?? BHTTP_DEFAULT_LIMITS.maxContent;
+    // Streamed content is not held, so by default it is not bounded (as fetch does not bound it).
+    this.maxStreamContent = options.maxBodyBytes ?? Number.MAX_SAFE_INTEGER;
     this.unavailableRetry = resolveUnavailableRetry(options.unavailableRetry);
     // Room for the inner response's head and the protection around it.
     this.maxResponse = options.maxResponseBytes ?? Math.max(DEFAULT_MAX_RESPONSE, this.maxContent + 64 * 1024);
@@ -738,7 +941,7 @@ class ClientCore {
       url: new URL(request.url),
       method: request.method,
       headers: request.headers,
-      body: request.body ? await readLimited(request.body, this.maxContent, 'local') : null,
+      body: !request.body ? null : resendable ? await readLimited(request.body, this.maxContent, 'local') : limitedStream(request.body, this.maxStreamContent),
     };
     const urls = [hop.url];
     for (;;) {
@@ -786,21 +989,28 @@ class ClientCore {
     const plain = policy === 'never' || (policy === 'auto' && seen?.verified === true);
     this.emit({ type: 'policy', origin: url.origin, policy, use: plain ? 'plain' : 'atls', transport: seen });
     if (plain) {
-      const request = new Request(url, { method, headers: hop.headers, body: hop.body, redirect: 'manual' });
+      const request = new Request(url, { method, headers: hop.headers, body: hop.body, redirect: 'manual', duplex: 'half' } as RequestInit);
       return this.transport.plain(request, policy === 'auto', signal);
     }
     const limits = { maxContent: this.maxContent };
-    const bhttp = await requestToBhttp(new Request(url, { method, headers: hop.headers, body: hop.body }), limits);
+    const streamedLimits = { maxContent: this.maxStreamContent };
+    // A body given as a stream goes as a Binary HTTP stream, sent as it is produced, once the session is up.
+    const streamed = hop.body instanceof ReadableStream;
+    const innerRequest = (headers: Headers): Request =>
+      new Request(url, { method, headers, body: hop.body, duplex: 'half' } as RequestInit);
+    const bhttp = streamed ? undefined : await requestToBhttp(innerRequest(hop.headers), limits);
+    let reportHeaders: Headers | undefined;
     let reported: Uint8Array | undefined;
     if (seen && this.options.reportTransport !== false) {
-      const headers = new Headers(hop.headers);
-      for (const [name, value] of transportReportFields(seen)) headers.set(name, value);
-      reported = await requestToBhttp(new Request(url, { method, headers, body: hop.body }), limits);
+      reportHeaders = new Headers(hop.headers);
+      for (const [name, value] of transportReportFields(seen)) reportHeaders.set(name, value);
+      if (!streamed) reported = await requestToBhttp(innerRequest(reportHeaders), limits);
     }
     const idempotent = isIdempotent(method);
-    const resend = idempotent || this.options.retryNonIdempotent === true;
+    // A stream cannot be sent twice; bytes can.
+    const resend = !(hop.body instanceof ReadableStream) && (idempotent || this.options.retryNonIdempotent === true);
     // A large request waits for the handshake: riding with the final flight it would count as one.
-    const piggyback = this.options.piggyback !== false && bhttp.length <= MAX_PIGGYBACK_BYTES;
+    const piggyback = this.options.piggyback !== false && bhttp !== undefined && bhttp.length <= MAX_PIGGYBACK_BYTES;
     for (let attempt = 0; ; attempt++) {
       const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal, idempotent);
       if (answer) {
@@ -809,10 +1019,13 @@ class ClientCore {
       }
       try {
         // The report rides on requests until the service has answered one of them.
-        const withReport = reported !== undefined && !os.reportDelivered;
-        const response = await os.request(withReport ? reported! : bhttp, signal, idempotent);
+        const withReport = reportHeaders !== undefined && !os.reportDelivered;
+        let inner: Uint8Array | ReadableStream<Uint8Array>;
+        if (bhttp) inner = withReport ? reported! : bhttp;
+        else inner = requestToBhttpStream(innerRequest(withReport ? reportHeaders! : hop.headers));
+        const plain = await os.request(inner, signal, idempotent);
         if (withReport) os.reportDelivered = true;
-        return bhttpToResponse(response, limits);
+        return await bhttpStreamToResponse(plain, bhttp ? limits : streamedLimits);
       } catch (e) {
         if (!(e instanceof SessionLost)) throw e;
         if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);
@@ -823,7 +1036,7 @@ class ClientCore {
           throw new AtlsError(
             'CLOSED',
             attempt === 0
-              ? `the ATLS session with ${url.origin} was lost (HTTP ${e.status}); ${method} is not idempotent, so it was not resent`
+              ? `the ATLS session with ${url.origin} was lost (HTTP ${e.status}); ${hop.body instanceof ReadableStream ? 'its body was a stream' : `${method} is not idempotent`}, so it was not resent`
               : `the ATLS session with ${url.origin} was lost again right after a new handshake (HTTP ${e.status})`,
             { source: 'remote' },
           );

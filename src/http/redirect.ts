@@ -32,8 +32,8 @@ export interface Hop {
   url: URL;
   method: string;
   headers: Headers;
-  /** The body bytes; null for none. */
-  body: Uint8Array | null;
+  /** The body: bytes, or a stream (sent once: a 307/308 then fails); null for none. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
 /** True for 301, 302, 303, 307 and 308. */

@@ -51,6 +51,13 @@ export interface ProxySettings {
   env?: Record<string, string | undefined>;
 }
 
+/** An outer response whose body is still arriving. */
+export interface StreamedTransportResponse {
+  status: number;
+  headers: Headers;
+  body: ReadableStream<Uint8Array> | null;
+}
+
 /** What the client needs of an outer response. */
 export interface TransportResponse {
   status: number;
@@ -117,33 +124,36 @@ export class HttpTransport {
     maxBytes: number,
     signal?: AbortSignal,
   ): Promise<TransportResponse> {
+    const res = await this.postStream(url, body, headers, signal);
+    const data = await readBody(res.body, maxBytes, res.headers.get('content-length'));
+    return { status: res.status, headers: res.headers, body: data };
+  }
+
+  /**
+   * POSTs `body` to `url`, a stream being sent as it is produced (Fetch
+   * `duplex: 'half'`); resolves once the response's head has arrived, its
+   * body still streaming.
+   */
+  async postStream(
+    url: URL,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<StreamedTransportResponse> {
     const allHeaders = { ...this.options.headers, ...headers };
+    const init = { method: 'POST', headers: allHeaders, body, duplex: 'half' as const, ...(signal ? { signal } : {}) };
     let res: Response;
     try {
       if (this.options.fetch) {
-        res = await this.options.fetch(
-          new Request(url, { method: 'POST', headers: allHeaders, body, ...(signal ? { signal } : {}) }),
-        );
+        res = await this.options.fetch(new Request(url, init as RequestInit));
       } else {
-        const r = await undiciFetch(url, {
-          method: 'POST',
-          headers: allHeaders,
-          body,
-          dispatcher: this.dispatcherFor(url),
-          ...(signal ? { signal } : {}),
-        });
+        const r = await undiciFetch(url, { ...init, dispatcher: this.dispatcherFor(url) });
         res = r as unknown as Response; // undici's own Response class; the same shape as the global one
       }
     } catch (e) {
-      if (e instanceof AtlsError) throw e;
-      if (signal?.aborted) throw signal.reason ?? e;
-      if (TIMEOUT_CODES.has(innermostCode(e) ?? '')) {
-        throw new AtlsError('TIMEOUT', `transport to ${url.origin} timed out: ${innermostMessage(e)}`, { source: 'remote', cause: e });
-      }
-      throw new AtlsError('CLOSED', `transport to ${url.origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
+      throw transportError(e, url, signal);
     }
-    const data = await readBody(res.body, maxBytes, res.headers.get('content-length'));
-    return { status: res.status, headers: res.headers, body: data };
+    return { status: res.status, headers: res.headers, body: res.body ? guardedBody(res.body, url) : null };
   }
 
   /**
@@ -227,6 +237,40 @@ export class HttpTransport {
     this.dispatchers.clear();
     await Promise.all(all.map((d) => d.close().catch(() => undefined)));
   }
+}
+
+/** A failure of the transport as an AtlsError: TIMEOUT for an expired wait, CLOSED otherwise; an abort stays the abort. */
+function transportError(e: unknown, url: URL, signal: AbortSignal | undefined): unknown {
+  if (e instanceof AtlsError) return e;
+  if (signal?.aborted) return signal.reason ?? e;
+  if (TIMEOUT_CODES.has(innermostCode(e) ?? '')) {
+    return new AtlsError('TIMEOUT', `transport to ${url.origin} timed out: ${innermostMessage(e)}`, { source: 'remote', cause: e });
+  }
+  return new AtlsError('CLOSED', `transport to ${url.origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
+}
+
+/** The response body, its transport failures (a cut connection, a body timeout) turned into AtlsErrors. */
+function guardedBody(body: ReadableStream<Uint8Array>, url: URL): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          const err = transportError(e, url, undefined);
+          throw err instanceof AtlsError && err.code === 'CLOSED'
+            ? new AtlsError('TRUNCATED_FLIGHT', `the body from ${url.origin} was cut short: ${innermostMessage(e)}`, { source: 'remote', cause: e })
+            : err;
+        }
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /**

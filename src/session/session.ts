@@ -185,6 +185,15 @@ abstract class AtlsSession {
   }
 
   /**
+   * Mode `exported`: the protected channel, to seal or open a body as a
+   * chunk stream (docs/protocol.md §4.1) with protectBody / unprotectBody.
+   */
+  get protectedChannel(): ProtectedChannel {
+    this.check('protect');
+    return this.requireChannel();
+  }
+
+  /**
    * Mode `exported`: open one protected message. A forged, replayed or too old
    * message throws for that message only; the session goes on. Reaching the
    * AEAD usage limits fails the session (KEY_LIMIT_REACHED: handshake again).
