@@ -296,6 +296,51 @@ export function splitRecords(body: Uint8Array, opts: SplitOptions = {}): TlsReco
   return out;
 }
 
+/** What {@link scanRecords} found. */
+export interface RecordScan {
+  /** Whole records with valid headers, in order. */
+  records: TlsRecord[];
+  /** The body ends inside a record whose header was valid so far. */
+  truncated: boolean;
+  /**
+   * Offset of the first header that is not a valid record header (type,
+   * version, length); undefined when there is none. A TLS engine leaves the
+   * bytes from here on to its stack, which answers them with its own alert.
+   */
+  garbageAt: number | undefined;
+}
+
+/**
+ * The record layer of a body that may be anything: like {@link splitRecords}
+ * (the same header checks, no copy) but it never throws; it stops at a
+ * truncated record or at the first invalid header and says so. The one
+ * record scanner under both the sessions and the engines.
+ *
+ * @example
+ * ```ts
+ * const scan = scanRecords(flight);
+ * if (scan.truncated) throw new AtlsError('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record');
+ * ```
+ */
+export function scanRecords(body: Uint8Array, opts: SplitOptions = {}): RecordScan {
+  // No record count limit: the caller bounds the body; the longest fragment any version allows.
+  const lim = limits({ maxRecordLength: MAX_RECORD_FRAGMENT_TLS12, ...opts });
+  const records: TlsRecord[] = [];
+  let pos = 0;
+  while (pos < body.length) {
+    let rec: TlsRecord | null;
+    try {
+      rec = readRecord(body, pos, lim);
+    } catch {
+      return { records, truncated: false, garbageAt: pos };
+    }
+    if (rec === null) return { records, truncated: true, garbageAt: undefined };
+    records.push(rec);
+    pos += rec.headerLength + rec.length;
+  }
+  return { records, truncated: false, garbageAt: undefined };
+}
+
 /**
  * The length of the longest prefix of `body` made of whole records: equal to
  * `body.length` exactly when the body is a complete flight. Useful to a

@@ -32,7 +32,7 @@ import tls from 'node:tls';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { AlertDescription as A, AtlsError, alertName, codeForAlert, type AtlsErrorCode, type ErrorSource } from '../errors.js';
+import { AlertDescription as A, AtlsError, type AtlsErrorCode, type ErrorSource } from '../errors.js';
 import type {
   EngineCapabilities,
   EngineConnection,
@@ -40,15 +40,15 @@ import type {
   EngineStep,
   HandshakeInfo,
   TlsClientConfig,
-  TlsCommonConfig,
   TlsEngine,
   TlsServerConfig,
 } from './types.js';
-import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
+import { DEFAULT_MAX_FLIGHT_BYTES, WrappedConnection, plaintextAlert, plaintextAlerts, unknownPskError } from './connection.js';
 import { tls13AlertRecord } from './tls13-alert.js';
-import { parseClientHello } from '../records.js';
+import { parseClientHello, scanRecords } from '../records.js';
 import { certificateFailure, classifyStackError } from './node-errors.js';
-import { ContextCache, checkAlpn, checkPsk, clientContext, serverContexts, type ServerContexts } from './node-context.js';
+import { ContextCache, clientContext, serverContexts, type ServerContexts } from './node-context.js';
+import { checkClientConfig, checkServerConfig, type EngineTraits } from './config.js';
 
 /** Tuning of the node engine. Defaults suit ATLS handshakes. */
 export interface NodeEngineOptions {
@@ -74,15 +74,9 @@ export const NODE_CAPABILITIES: EngineCapabilities = Object.freeze({
   clientCertificates: true,
 });
 
-const DEFAULTS = { maxFlightBytes: 256 * 1024, stepTimeoutMs: 10_000, quietTurns: 2, contextCacheSize: 64 };
-/** RFC 8446 §7.5 / §7.1: HKDF-Expand-Label output is at most 255 x Hash.length (8160 bytes with SHA-256). */
-const MAX_EXPORT = 255 * 32;
-/** RFC 5705 §4: the context length is a uint16. */
-const MAX_EXPORT_CONTEXT = 0xffff;
-/** Client session state from a `ticket` event is ~0.3-3 KB; anything this large is not one. */
-const MAX_SESSION = 64 * 1024;
-/** Worst-case record overhead per 16 KiB of data (TLS 1.2 AEAD: 5 header + 8 nonce + 16 tag). */
-const RECORD_OVERHEAD = 29;
+const TRAITS: EngineTraits = { name: 'node', capabilities: NODE_CAPABILITIES, keyLog: true };
+
+const DEFAULTS = { maxFlightBytes: DEFAULT_MAX_FLIGHT_BYTES, stepTimeoutMs: 10_000, quietTurns: 2, contextCacheSize: 64 };
 const EMPTY = new Uint8Array(0);
 
 interface Runtime {
@@ -122,7 +116,6 @@ class FlightPipe extends Duplex {
 /** A failure noticed during a step, turned into an AtlsError when the step ends. */
 type Pending =
   | { kind: 'stack'; error: unknown }
-  | { kind: 'received'; description: number; level: number }
   | {
       kind: 'policy';
       code: AtlsErrorCode;
@@ -170,115 +163,48 @@ function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-function toBytes(data: unknown, what: string): Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', `${what} must be a Uint8Array`);
-  return data;
-}
-
-/** The step machinery both roles share: flights in, flights and events out, sticky failure. */
-abstract class NodeConnection implements EngineConnection {
+/** The step machinery both roles share: flights in, flights and events out. */
+abstract class NodeConnection extends WrappedConnection {
   protected socket: tls.TLSSocket | undefined;
   protected readonly pipe: FlightPipe;
   /** Bumped by every output write, event and error: the flight heuristic watches it. */
   private activity = 0;
   private events: EngineEvent[] = [];
   private pending: Pending | undefined;
-  private failure: AtlsError | undefined;
-  private destroyed = false;
-  private busy = false;
-  /** Node reported the handshake complete (and our peer checks passed). */
-  protected secure = false;
-  /** We sent close_notify. */
-  private closeSent = false;
-  /** The peer sent close_notify (node:tls answers it with ours). */
-  private peerClosed = false;
 
-  constructor(protected readonly rt: Runtime) {
+  constructor(
+    role: 'client' | 'server',
+    protected readonly rt: Runtime,
+  ) {
+    super(role, rt.maxFlightBytes);
     this.pipe = new FlightPipe(() => this.activity++);
     this.pipe.on('error', () => undefined); // surfaced through the TLS socket
   }
 
-  abstract start(): Promise<EngineStep>;
-
-  async receive(flight: Uint8Array): Promise<EngineStep> {
-    const bytes = toBytes(flight, 'flight');
-    this.usable();
-    if (this.peerClosed) throw new AtlsError('CLOSED', 'the peer closed the connection');
-    this.beforeReceive();
+  protected stackReceive(flight: Uint8Array, garbage: boolean): Promise<EngineStep> {
     return this.step(() => {
-      if (bytes.length > this.rt.maxFlightBytes) {
-        return this.policy('TOO_LARGE', `peer flight of ${bytes.length} bytes exceeds ${this.rt.maxFlightBytes}`, A.internal_error);
-      }
-      const scan = scanFlight(bytes);
-      // A fatal alert in the clear: read it here, since a stack that already
-      // uses record protection would reject it as a bad record (docs/decisions.md).
-      const fatal = plaintextAlerts(bytes, scan.records).find((a) => a.level === 2);
-      if (fatal) {
-        this.pending ??= { kind: 'received', description: fatal.description, level: fatal.level };
-        return;
-      }
-      if (scan.truncated) {
-        // draft §6.1: a flight is whole records; the stack would wait forever.
-        return this.policy('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record', A.decode_error);
-      }
-      if (bytes.length > 0) {
-        const copy = Buffer.from(bytes); // the caller may reuse its buffer
+      if (flight.length > 0) {
+        const copy = Buffer.from(flight); // the caller may reuse its buffer
         this.onFlight(copy);
         this.pipe.push(copy);
       }
-      if (scan.garbageAt !== undefined) this.garbage = true;
-    });
+    }, garbage);
   }
 
-  /** Set when the flight held a non-record header; if the stack stays silent, the engine rejects it. */
-  private garbage = false;
-
-  async write(data: Uint8Array): Promise<EngineStep> {
-    const bytes = toBytes(data, 'data');
-    this.usable();
-    if (this.closeSent || this.peerClosed) throw new AtlsError('CLOSED', 'the connection is closed');
-    if (!this.secure) throw new AtlsError('NOT_ESTABLISHED', 'write() before the handshake completed');
-    const records = Math.ceil(bytes.length / 16384);
-    if (bytes.length + records * RECORD_OVERHEAD > this.rt.maxFlightBytes) {
-      throw new AtlsError('TOO_LARGE', `write of ${bytes.length} bytes would exceed the ${this.rt.maxFlightBytes}-byte flight limit`, {
-        source: 'local',
-      });
-    }
-    if (bytes.length === 0) return { flight: EMPTY, events: [] };
+  protected stackWrite(data: Uint8Array): Promise<EngineStep> {
     return this.step(() => {
-      this.socket!.write(bytes);
+      this.socket!.write(data);
     });
   }
 
-  async close(): Promise<EngineStep> {
-    this.usable();
-    if (this.closeSent || this.peerClosed) return { flight: EMPTY, events: [] };
-    this.closeSent = true;
-    if (!this.socket || !this.secure) {
-      // Nothing established to close: just free the stack.
-      this.teardown();
-      return { flight: EMPTY, events: [] };
-    }
+  protected stackClose(): Promise<EngineStep> {
     return this.step(() => {
       this.socket!.end(); // RFC 8446 §6.1: close_notify
     });
   }
 
-  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
-    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
-    if (this.failure) throw this.failure;
-    if (!this.secure || !this.socket) throw new AtlsError('NOT_ESTABLISHED', 'exportKeyingMaterial() before the handshake completed');
-    if (!Number.isInteger(length) || length < 1 || length > MAX_EXPORT) {
-      throw new AtlsError('INVALID_ARGUMENT', `exporter length must be an integer in 1..${MAX_EXPORT}`);
-    }
-    // RFC 5705 §4: labels are ASCII strings; node:tls encodes the string as given.
-    if (typeof label !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(label)) {
-      throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..255 printable ASCII characters');
-    }
-    if (context !== undefined && (!(context instanceof Uint8Array) || context.length > MAX_EXPORT_CONTEXT)) {
-      throw new AtlsError('INVALID_ARGUMENT', `exporter context must be a Uint8Array of at most ${MAX_EXPORT_CONTEXT} bytes`);
-    }
-    if (this.socket.destroyed) throw new AtlsError('CLOSED', 'the connection is closed');
+  protected stackExport(length: number, label: string, context: Uint8Array | undefined): Uint8Array {
+    if (!this.socket || this.socket.destroyed) throw new AtlsError('CLOSED', 'the connection is closed');
     try {
       // Passing no context (undefined) makes node:tls call SSL_export_keying_material
       // with use_context = 0: "no context", which differs from an empty one in TLS 1.2.
@@ -291,17 +217,8 @@ abstract class NodeConnection implements EngineConnection {
     }
   }
 
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.events = [];
-    this.teardown();
-  }
-
   // ---- hooks for the roles -------------------------------------------------
 
-  /** Server: create the socket on the first flight. */
-  protected beforeReceive(): void {}
   /** Server: keep the first flight (the ClientHello) until the handshake ends. */
   protected onFlight(_flight: Buffer): void {}
   /** Client: verify the server certificate as soon as it has arrived. */
@@ -312,13 +229,6 @@ abstract class NodeConnection implements EngineConnection {
   }
 
   // ---- shared machinery ---------------------------------------------------
-
-  /** Rejects calls on destroyed, failed or busy connections. */
-  protected usable(): void {
-    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
-    if (this.failure) throw this.failure;
-    if (this.busy) throw new AtlsError('INVALID_STATE', 'another call on this connection is still running');
-  }
 
   /** Wires the socket events every role needs. */
   protected wire(socket: tls.TLSSocket): void {
@@ -413,7 +323,7 @@ abstract class NodeConnection implements EngineConnection {
   /** Keeps the keylog secret called `label` (NSS key log format: label, client random, secret). */
   protected watchSecret(socket: tls.TLSSocket, label: string): void {
     socket.on('keylog', (line: Buffer) => {
-      if (this.secure || this.failure) return;
+      if (this.established || this.failure) return;
       const [name, , hex] = line.toString('latin1').trim().split(' ');
       if (name === label && hex) {
         this.forgetSecret();
@@ -432,7 +342,7 @@ abstract class NodeConnection implements EngineConnection {
   }
 
   /** Runs one step: act, wait for the stack to go quiet, collect the flight and events. */
-  protected async step(act: () => void): Promise<EngineStep> {
+  protected async step(act: () => void, garbage = false): Promise<EngineStep> {
     this.busy = true;
     try {
       try {
@@ -451,11 +361,10 @@ abstract class NodeConnection implements EngineConnection {
           this.policy('INTERNAL', `node engine: ${(e as Error).message ?? String(e)}`, A.internal_error, 'local', e);
         }
       }
-      if (!this.pending && this.garbage) {
+      if (!this.pending && garbage) {
         this.policy('MALFORMED_RECORD', 'the flight holds bytes that are not TLS records', A.unexpected_message);
       }
-      this.garbage = false;
-      if (this.pending) throw this.fail(this.pending);
+      if (this.pending) throw this.fail(this.errorOf(this.pending));
       return { flight: this.pipe.takeOutput(), events: this.events.splice(0) };
     } finally {
       this.busy = false;
@@ -484,17 +393,11 @@ abstract class NodeConnection implements EngineConnection {
     }
   }
 
-  /** Turns the pending failure into the sticky AtlsError, with the records the peer must still get. */
-  private fail(p: Pending): AtlsError {
+  /** Turns the pending failure into an AtlsError with the records the peer must still get. */
+  private errorOf(p: Pending): AtlsError {
     const output = this.pipe.takeOutput();
     let error: AtlsError;
-    if (p.kind === 'received') {
-      const name = alertName(p.description);
-      error = new AtlsError(codeForAlert(p.description), `peer sent fatal alert ${name} (${p.description})`, {
-        source: 'remote',
-        alert: { level: p.level, description: p.description, name },
-      });
-    } else if (p.kind === 'policy') {
+    if (p.kind === 'policy') {
       error = new AtlsError(p.code, p.message, {
         source: p.source,
         ...(p.alert === undefined ? {} : { alert: p.alert }),
@@ -502,8 +405,8 @@ abstract class NodeConnection implements EngineConnection {
         ...(p.cause === undefined ? {} : { cause: p.cause }),
       });
     } else {
-      const own = plaintextAlerts(output).at(-1);
-      const c = classifyStackError(p.error, { tls13: this.tls13(), established: this.secure, ownAlert: own?.description });
+      const own = plaintextAlerts(scanRecords(output).records).at(-1);
+      const c = classifyStackError(p.error, { tls13: this.tls13(), established: this.established, ownAlert: own?.description });
       const message = (p.error as Error)?.message?.split('\n')[0] ?? String(p.error);
       // The stack's own alert goes out as it wrote it; if it wrote nothing
       // (and the failure is not the peer's alert), send one so the peer is not left waiting.
@@ -516,10 +419,7 @@ abstract class NodeConnection implements EngineConnection {
       });
       if (!c.received) error = this.refine(error, output);
     }
-    this.failure = error;
     this.pending = undefined;
-    this.events = [];
-    this.teardown();
     return error;
   }
 
@@ -530,7 +430,8 @@ abstract class NodeConnection implements EngineConnection {
   }
 
   /** Frees the socket and the pipe; later socket events are ignored. */
-  private teardown(): void {
+  protected teardown(): void {
+    this.events = [];
     this.forgetSecret();
     this.socket?.destroy();
     this.pipe.destroy();
@@ -579,12 +480,11 @@ class NodeClientConnection extends NodeConnection {
     rt: Runtime,
     private readonly setup: ClientSetup,
   ) {
-    super(rt);
+    super('client', rt);
     this.checked = !setup.verifyPeer;
   }
 
-  async start(): Promise<EngineStep> {
-    this.usable();
+  protected stackStart(): Promise<EngineStep> {
     if (this.started) throw new AtlsError('INVALID_STATE', 'start() was already called');
     this.started = true;
     return this.step(() => {
@@ -623,7 +523,7 @@ class NodeClientConnection extends NodeConnection {
 
   /** TLS 1.2: the certificate arrives a flight before the handshake ends; refuse it there, before our key exchange leaves. */
   protected override afterStep(): void {
-    if (this.checked || this.secure || !this.socket) return;
+    if (this.checked || this.established || !this.socket) return;
     // TLS 1.3 delivers the certificate with the server Finished (checked in onSecure).
     if (this.socket.getProtocol() !== 'TLSv1.2' || !this.socket.getCipher() || isPskSuite(this.socket)) return;
     if (this.socket.getPeerCertificate(false)?.raw) this.checkServer();
@@ -632,7 +532,7 @@ class NodeClientConnection extends NodeConnection {
   private onSecure(): void {
     if (this.failed) return;
     if (!this.checked && !this.checkServer()) return;
-    this.secure = true;
+    this.established = true;
     this.forgetSecret();
     this.emit({ type: 'handshake', info: this.info(this.setup.serverName, this.pskIdentity(), true) });
   }
@@ -672,11 +572,6 @@ class NodeClientConnection extends NodeConnection {
   }
 }
 
-function keyLogOf(cfg: TlsCommonConfig): ((line: string) => void) | undefined {
-  if (cfg.keyLog !== undefined && typeof cfg.keyLog !== 'function') throw new AtlsError('INVALID_ARGUMENT', 'keyLog must be a function');
-  return cfg.keyLog;
-}
-
 /** Hands node:tls' key log lines to the caller's hook; a throwing hook is ignored. */
 function logKeys(socket: tls.TLSSocket, keyLog: ((line: string) => void) | undefined): void {
   if (!keyLog) return;
@@ -697,6 +592,7 @@ interface ServerSetup {
   requireCert: boolean;
   /** TLS 1.3 may be negotiated. */
   tls13: boolean;
+  keyLog: ((line: string) => void) | undefined;
 }
 
 class NodeServerConnection extends NodeConnection {
@@ -711,11 +607,11 @@ class NodeServerConnection extends NodeConnection {
     rt: Runtime,
     private readonly setup: ServerSetup,
   ) {
-    super(rt);
+    super('server', rt);
   }
 
-  start(): Promise<EngineStep> {
-    return Promise.reject(new AtlsError('INVALID_STATE', 'a server does not start; pass the client flight to receive()'));
+  protected stackStart(): Promise<EngineStep> {
+    throw new AtlsError('INVALID_STATE', 'a server does not start; pass the client flight to receive()');
   }
 
   protected override beforeReceive(): void {
@@ -743,7 +639,7 @@ class NodeServerConnection extends NodeConnection {
     };
     const socket = new tls.TLSSocket(this.pipe, options);
     this.wire(socket);
-    logKeys(socket, keyLogOf(cfg));
+    logKeys(socket, setup.keyLog);
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
     socket.on('secure', this.guard(() => this.onSecure()));
@@ -790,7 +686,7 @@ class NodeServerConnection extends NodeConnection {
         return;
       }
     }
-    this.secure = true;
+    this.established = true;
     this.forgetSecret();
     this.emit({ type: 'handshake', info: this.info(this.serverName(), psk, this.setup.requestCert) });
   }
@@ -814,34 +710,11 @@ class NodeServerConnection extends NodeConnection {
     return s.getProtocol() === 'TLSv1.3' ? (s.isSessionReused() ? this.pskUsed : undefined) : isPskSuite(s) ? this.pskUsed : undefined;
   }
 
-  /**
-   * An unknown PSK identity in TLS 1.3 makes OpenSSL fall back to certificates
-   * and fail with handshake_failure when it has none; say what happened
-   * instead (RFC 8446 §6.2: unknown_psk_identity). Only plaintext alerts are
-   * rewritten; an encrypted one goes out as written.
-   */
+  /** The client offered only PSK identities we do not know (see unknownPskError). */
   protected override refine(error: AtlsError, output: Buffer): AtlsError {
-    const stackFailedOnUnknownPsk =
-      !this.secure && this.pskUnknown && this.pskUsed === undefined && (error.code === 'HANDSHAKE_FAILED' || error.code === 'PSK_UNKNOWN');
-    if (!stackFailedOnUnknownPsk) return error;
-    const scan = scanFlight(output);
-    const plainOnly = plaintextAlerts(output, scan.records).length === scan.records.length;
-    return new AtlsError('PSK_UNKNOWN', 'the client offered only unknown PSK identities', {
-      source: 'remote',
-      alert: plainOnly ? A.unknown_psk_identity : error.alert ?? A.unknown_psk_identity,
-      alertFlight: plainOnly ? plaintextAlert(A.unknown_psk_identity) : error.alertFlight,
-      cause: error,
-    });
+    if (this.established || !this.pskUnknown || this.pskUsed !== undefined) return error;
+    return unknownPskError(error, output);
   }
-}
-
-function unsupported(message: string): AtlsError {
-  return new AtlsError('UNSUPPORTED', `node engine: ${message}`, { source: 'local' });
-}
-
-function configObject<T>(cfg: T, what: string): T {
-  if (typeof cfg !== 'object' || cfg === null) throw new AtlsError('INVALID_ARGUMENT', `${what} must be an object`);
-  return cfg;
 }
 
 /**
@@ -870,41 +743,29 @@ export function createNodeEngine(options: NodeEngineOptions = {}): TlsEngine & {
     capabilities: NODE_CAPABILITIES,
 
     createClient(config: TlsClientConfig): EngineConnection {
-      const cfg = configObject(config, 'client config');
-      if (cfg.dtls) throw unsupported('no DTLS in node:tls');
-      if (cfg.earlyData !== undefined) throw unsupported('node:tls has no API for TLS 1.3 early data');
-      if (cfg.serverName !== undefined && (typeof cfg.serverName !== 'string' || !/^[^\0]{1,255}$/.test(cfg.serverName))) {
-        throw new AtlsError('INVALID_ARGUMENT', 'serverName must be 1..255 characters'); // RFC 6066 §3
-      }
-      if (cfg.session !== undefined && (!(cfg.session instanceof Uint8Array) || cfg.session.length === 0 || cfg.session.length > MAX_SESSION)) {
-        throw new AtlsError('INVALID_ARGUMENT', 'session must be the bytes of a ticket event');
-      }
+      const checked = checkClientConfig(config, TRAITS);
       return new NodeClientConnection(rt, {
-        context: clientContext(cfg, rt.cache),
-        serverName: cfg.serverName,
-        alpn: checkAlpn(cfg.alpn),
-        psk: cfg.psk === undefined ? undefined : checkPsk(cfg.psk),
-        session: cfg.session === undefined ? undefined : Buffer.from(cfg.session),
-        verifyPeer: cfg.verifyPeer !== false,
-        tls13: cfg.maxVersion !== 'TLSv1.2',
-        keyLog: keyLogOf(cfg),
+        context: clientContext(config, checked, rt.cache),
+        serverName: config.serverName,
+        alpn: checked.alpn,
+        psk: checked.psk,
+        session: config.session === undefined ? undefined : Buffer.from(config.session),
+        verifyPeer: checked.verifyPeer,
+        tls13: checked.tls13,
+        keyLog: checked.keyLog,
       });
     },
 
     createServer(config: TlsServerConfig): EngineConnection {
-      const cfg = configObject(config, 'server config');
-      if (cfg.dtls) throw unsupported('no DTLS in node:tls');
-      if (cfg.ticketCount !== undefined && cfg.ticketCount !== 2) throw unsupported('node:tls always issues 2 TLS 1.3 tickets');
-      if (cfg.maxEarlyData !== undefined && cfg.maxEarlyData !== 0) throw unsupported('node:tls has no API for TLS 1.3 early data');
-      if (cfg.dtlsCookieSecret !== undefined) throw unsupported('no DTLS in node:tls');
-      const requireCert = cfg.requireClientCert === true;
+      const checked = checkServerConfig(config, TRAITS);
       return new NodeServerConnection(rt, {
-        contexts: serverContexts(cfg, rt.cache),
-        config: cfg,
-        alpn: checkAlpn(cfg.alpn),
-        requestCert: requireCert || cfg.requestClientCert === true,
-        requireCert,
-        tls13: cfg.maxVersion !== 'TLSv1.2',
+        contexts: serverContexts(config, checked, rt.cache),
+        config,
+        alpn: checked.alpn,
+        requestCert: checked.requestCert,
+        requireCert: checked.requireCert,
+        tls13: checked.tls13,
+        keyLog: checked.keyLog,
       });
     },
 

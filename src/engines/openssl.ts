@@ -25,10 +25,10 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { rootCertificates } from 'node:tls';
-import { AlertDescription, AtlsError, alertName, codeForAlert, type AtlsErrorCode } from '../errors.js';
-import { plaintextAlert, plaintextAlerts, scanFlight } from './flight.js';
+import { AtlsError, alertName, type AtlsErrorCode } from '../errors.js';
+import { DEFAULT_MAX_FLIGHT_BYTES, WrappedConnection, plaintextAlert, unknownPskError } from './connection.js';
 import { certificateFailure, classifyStackError } from './node-errors.js';
-import { DEFAULT_SESSION_ID_CONTEXT, checkAlpn, checkPsk, resolveCiphers } from './node-context.js';
+import { checkClientConfig, checkServerConfig, type CheckedClient, type CheckedCommon, type CheckedServer, type EngineTraits } from './config.js';
 import type {
   EngineCapabilities,
   EngineConnection,
@@ -221,14 +221,13 @@ function toBytes(v: PemInput): Uint8Array {
   return typeof v === 'string' ? enc.encode(v) : v;
 }
 
-/** RFC 7301 §3.1: ProtocolNameList of 1..255-byte names. */
+/** RFC 7301 §3.1: ProtocolNameList (names checked by config.ts). */
 function alpnWire(list: string[] | undefined): Uint8Array | undefined {
   if (!list || list.length === 0) return undefined;
   const parts = list.map((p) => enc.encode(p));
   const out = new Uint8Array(parts.reduce((n, p) => n + 1 + p.length, 0));
   let o = 0;
   for (const p of parts) {
-    if (p.length < 1 || p.length > 255) throw new AtlsError('INVALID_ARGUMENT', 'ALPN names are 1..255 bytes');
     out[o++] = p.length;
     out.set(p, o);
     o += p.length;
@@ -245,35 +244,19 @@ function splitCiphers(ciphers: string): { cipherList: string; cipherSuites: stri
   };
 }
 
-/** The addon has no key log callback: refuse rather than silently log nothing. */
-function noKeyLog(config: TlsCommonConfig): void {
-  if (config.keyLog !== undefined) throw new AtlsError('UNSUPPORTED', 'keyLog: the openssl engine has no key log; use the node engine', { source: 'local' });
-}
-
-function invalid(message: string): AtlsError {
-  return new AtlsError('INVALID_ARGUMENT', message, { source: 'local' });
-}
-
-/** Settings both roles share; validation and cipher defaults are the node engine's (node-context.ts). */
-function commonOptions(c: TlsCommonConfig, server: boolean, psk: boolean, cert: boolean): Record<string, unknown> {
-  if ((c.cert === undefined) !== (c.key === undefined)) throw invalid('cert and key must be given together');
-  const minVersion = c.minVersion ?? 'TLSv1.2';
-  const maxVersion = c.maxVersion ?? 'TLSv1.3';
-  if (!(minVersion in VERSION_NUMBERS) || !(maxVersion in VERSION_NUMBERS)) {
-    throw invalid('unsupported TLS version (TLSv1.2 or TLSv1.3)');
-  }
-  if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') throw invalid('minVersion is above maxVersion');
-  const { cipherList, cipherSuites } = splitCiphers(resolveCiphers(c, psk, cert));
+/** Settings both roles share, from the checked configuration (config.ts). */
+function commonOptions(c: TlsCommonConfig, checked: CheckedCommon, server: boolean): Record<string, unknown> {
+  const { cipherList, cipherSuites } = splitCiphers(checked.ciphers);
   const ca = c.ca === undefined ? undefined : (Array.isArray(c.ca) ? c.ca : [c.ca]).map(toBytes);
   return {
     server,
     dtls: c.dtls === true,
-    minVersion: VERSION_NUMBERS[minVersion],
-    maxVersion: VERSION_NUMBERS[maxVersion],
+    minVersion: VERSION_NUMBERS[checked.minVersion],
+    maxVersion: VERSION_NUMBERS[checked.maxVersion],
     cert: c.cert === undefined ? undefined : toBytes(c.cert),
     key: c.key === undefined ? undefined : toBytes(c.key),
     ca,
-    alpn: alpnWire(checkAlpn(c.alpn)),
+    alpn: alpnWire(checked.alpn),
     // Only TLS 1.3 names given: keep OpenSSL's TLS 1.2 defaults rather than none.
     cipherList: cipherList.length > 0 ? cipherList : undefined,
     cipherSuites: cipherSuites.length > 0 ? cipherSuites : undefined,
@@ -282,37 +265,15 @@ function commonOptions(c: TlsCommonConfig, server: boolean, psk: boolean, cert: 
   };
 }
 
-function serverContextOptions(c: TlsServerConfig): Record<string, unknown> {
-  const psk = c.pskLookup !== undefined;
-  if (psk && typeof c.pskLookup !== 'function') throw invalid('pskLookup must be a function');
-  if (c.cert === undefined && !psk) throw invalid('a server needs cert and key, or pskLookup');
-  if (c.ticketKeys !== undefined && (!(c.ticketKeys instanceof Uint8Array) || c.ticketKeys.length !== 48)) {
-    throw invalid('ticketKeys must be 48 bytes');
-  }
-  const sid = c.sessionIdContext ?? DEFAULT_SESSION_ID_CONTEXT;
-  if (typeof sid !== 'string' || Buffer.byteLength(sid) < 1 || Buffer.byteLength(sid) > 32) {
-    throw invalid('sessionIdContext must be 1..32 bytes'); // SSL_MAX_SID_CTX_LENGTH
-  }
-  if (c.ticketCount !== undefined && (!Number.isInteger(c.ticketCount) || c.ticketCount < 0 || c.ticketCount > 16)) {
-    throw invalid('ticketCount must be an integer 0..16');
-  }
-  if (c.maxEarlyData !== undefined && (!Number.isInteger(c.maxEarlyData) || c.maxEarlyData < 0)) {
-    throw invalid('maxEarlyData must be a non-negative integer');
-  }
-  if (c.dtlsCookieSecret !== undefined && c.dtlsCookieSecret.length < 16) {
-    throw invalid('dtlsCookieSecret must be at least 16 bytes');
-  }
-  for (const [name, pair] of Object.entries(c.sniCertificates ?? {})) {
-    if (!pair || pair.cert === undefined || pair.key === undefined) throw invalid(`sniCertificates[${name}] needs cert and key`);
-  }
+function serverContextOptions(c: TlsServerConfig, checked: CheckedServer): Record<string, unknown> {
   return {
-    ...commonOptions(c, true, psk, c.cert !== undefined),
-    requestCert: c.requestClientCert === true || c.requireClientCert === true,
-    requireCert: c.requireClientCert === true,
-    psk,
+    ...commonOptions(c, checked, true),
+    requestCert: checked.requestCert,
+    requireCert: checked.requireCert,
+    psk: checked.psk,
     pskHint: c.pskHint,
     ticketKeys: c.ticketKeys,
-    sessionIdContext: sid,
+    sessionIdContext: checked.sessionIdContext,
     ticketCount: c.ticketCount,
     maxEarlyData: c.maxEarlyData,
     cookieSecret: c.dtlsCookieSecret,
@@ -322,12 +283,11 @@ function serverContextOptions(c: TlsServerConfig): Record<string, unknown> {
   };
 }
 
-function clientContextOptions(c: TlsClientConfig): Record<string, unknown> {
-  const verifyPeer = c.verifyPeer !== false;
-  const o = commonOptions(c, false, c.psk !== undefined, c.cert !== undefined || c.psk === undefined);
+function clientContextOptions(c: TlsClientConfig, checked: CheckedClient): Record<string, unknown> {
+  const o = commonOptions(c, checked, false);
   // Same default trust as the node engine: Node's bundled root certificates.
-  if (verifyPeer && o.ca === undefined) o.ca = rootCertificates.map((p) => enc.encode(p));
-  o.verifyPeer = verifyPeer;
+  if (checked.verifyPeer && o.ca === undefined) o.ca = rootCertificates.map((p) => enc.encode(p));
+  o.verifyPeer = checked.verifyPeer;
   return o;
 }
 
@@ -451,48 +411,23 @@ function translateError(e: NativeError, flight: Uint8Array, role: 'client' | 'se
 
 // ------------------------------------------------------------ connection
 
-/** Largest peer flight `receive()` accepts (as the node engine); larger ones fail with TOO_LARGE. */
-const MAX_FLIGHT = 256 * 1024;
-/** Largest `write()`: the records must fit in one flight. */
-const MAX_WRITE = MAX_FLIGHT - 8 * 1024;
-/** 255 x SHA-256 output (RFC 8446 §7.1), as the node engine. */
-const MAX_EXPORT = 8160;
-const EMPTY = new Uint8Array(0);
 
-/** One native connection behind the {@link EngineConnection} interface. */
-class OpensslConnection implements EngineConnection {
-  private failed: AtlsError | undefined;
-  private destroyed = false;
-  private established = false;
-  private tls13 = false;
-  private closeSent = false;
-  private peerClosed = false;
+/** One native connection behind the shared wrapper (connection.ts). */
+class OpensslConnection extends WrappedConnection {
   /** Server: a pskLookup answered "unknown" and none was found (RFC 8446 §6.2: unknown_psk_identity). */
   pskUnknown = false;
   pskFound = false;
 
   constructor(
     private native: NativeConnection,
-    private readonly role: 'client' | 'server',
-    private readonly dtls: boolean,
-  ) {}
-
-  /** Rejects calls on destroyed or failed connections. */
-  private usable(): void {
-    if (this.destroyed) throw new AtlsError('CLOSED', 'the connection was destroyed');
-    if (this.failed) throw this.failed;
-  }
-
-  /** Makes `error` the sticky failure and frees the native connection. */
-  private fail(error: AtlsError): AtlsError {
-    this.failed = error;
-    this.native.destroy();
-    return error;
+    role: 'client' | 'server',
+    dtls: boolean,
+  ) {
+    super(role, DEFAULT_MAX_FLIGHT_BYTES, !dtls);
   }
 
   /** Converts a native result; a fatal error becomes sticky and is thrown. */
-  private step(fn: () => NativeResult): EngineStep {
-    this.usable();
+  private step(fn: () => NativeResult): Promise<EngineStep> {
     let r: NativeResult;
     try {
       r = fn();
@@ -504,30 +439,20 @@ class OpensslConnection implements EngineConnection {
     for (const ev of r.events) {
       if (ev.type === 'alert') events.push({ ...ev, name: alertName(ev.description) });
       else {
-        if (ev.type === 'handshake') {
-          this.established = true;
-          this.tls13 = ev.info.version === 'TLSv1.3';
-        } else if (ev.type === 'closed') {
-          this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
-        }
+        if (ev.type === 'handshake') this.established = true;
+        else if (ev.type === 'closed') this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
         events.push(ev);
       }
     }
-    if (r.error) {
-      let err = translateError(r.error, r.flight, this.role, r.error.tls13);
-      err = this.refine(err, r.flight);
-      throw this.fail(err);
+    if (r.error) throw this.fail(this.refine(translateError(r.error, r.flight, this.role, r.error.tls13), r.flight));
+    if (!r.datagrams) return Promise.resolve({ flight: r.flight, events });
+    const datagrams: Uint8Array[] = [];
+    let off = 0;
+    for (const n of r.datagrams) {
+      datagrams.push(r.flight.subarray(off, off + n));
+      off += n;
     }
-    if (r.datagrams) {
-      const datagrams: Uint8Array[] = [];
-      let off = 0;
-      for (const n of r.datagrams) {
-        datagrams.push(r.flight.subarray(off, off + n));
-        off += n;
-      }
-      return { flight: r.flight, events, datagrams };
-    }
-    return { flight: r.flight, events };
+    return Promise.resolve({ flight: r.flight, events, datagrams });
   }
 
   /**
@@ -536,89 +461,26 @@ class OpensslConnection implements EngineConnection {
    */
   private refine(error: AtlsError, output: Uint8Array): AtlsError {
     if (this.role !== 'server' || this.established || !this.pskUnknown || this.pskFound) return error;
-    if (error.code !== 'HANDSHAKE_FAILED' && error.code !== 'PSK_UNKNOWN') return error;
-    const scan = scanFlight(output);
-    const plainOnly = plaintextAlerts(output, scan.records).length === scan.records.length;
-    return new AtlsError('PSK_UNKNOWN', 'the client offered only unknown PSK identities', {
-      source: 'remote',
-      alert: plainOnly ? AlertDescription.unknown_psk_identity : (error.alert ?? AlertDescription.unknown_psk_identity),
-      alertFlight: plainOnly ? plaintextAlert(AlertDescription.unknown_psk_identity) : error.alertFlight,
-    });
+    return unknownPskError(error, output);
   }
 
-  /** A failure found before the stack saw the flight, answered with a plaintext alert. */
-  private policy(code: AtlsErrorCode, message: string, alert: number): never {
-    throw this.fail(new AtlsError(code, message, { source: 'remote', alert, alertFlight: plaintextAlert(alert) }));
+  protected stackStart(): Promise<EngineStep> {
+    return this.step(() => this.native.start());
   }
 
-  start(): Promise<EngineStep> {
-    try {
-      this.usable();
-      if (this.role !== 'client') throw new AtlsError('INVALID_STATE', 'start() is for clients');
-      return Promise.resolve(this.step(() => this.native.start()));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  protected stackReceive(flight: Uint8Array): Promise<EngineStep> {
+    return this.step(() => this.native.receive(flight));
   }
 
-  receive(flight: Uint8Array): Promise<EngineStep> {
-    try {
-      this.usable();
-      if (!(flight instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'flight must be bytes');
-      if (this.peerClosed) throw new AtlsError('CLOSED', 'the peer closed the connection');
-      if (flight.length > MAX_FLIGHT) {
-        this.policy('TOO_LARGE', `peer flight of ${flight.length} bytes exceeds ${MAX_FLIGHT}`, AlertDescription.internal_error);
-      }
-      if (!this.dtls) {
-        const scan = scanFlight(flight);
-        // A fatal alert in the clear: read it here (as the node engine does); a
-        // stack already using record protection would call it a bad record.
-        const fatal = plaintextAlerts(flight, scan.records).find((a) => a.level === 2);
-        if (fatal) {
-          const name = alertName(fatal.description);
-          throw this.fail(
-            new AtlsError(codeForAlert(fatal.description), `${this.role}: peer sent fatal alert ${name} (${fatal.description})`, {
-              source: 'remote',
-              alert: { level: fatal.level, description: fatal.description, name },
-            }),
-          );
-        }
-        // draft §6.1: a flight is whole records; the stack would wait forever.
-        if (scan.truncated) this.policy('TRUNCATED_FLIGHT', 'the flight ends inside a TLS record', AlertDescription.decode_error);
-      }
-      return Promise.resolve(this.step(() => this.native.receive(flight)));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  protected stackWrite(data: Uint8Array): Promise<EngineStep> {
+    return this.step(() => this.native.write(data));
   }
 
-  write(data: Uint8Array): Promise<EngineStep> {
-    try {
-      this.usable();
-      if (!(data instanceof Uint8Array)) throw new AtlsError('INVALID_ARGUMENT', 'data must be bytes');
-      if (this.closeSent || this.peerClosed) throw new AtlsError('CLOSED', 'the connection is closed');
-      if (!this.established) throw new AtlsError('NOT_ESTABLISHED', 'write() before the handshake completed');
-      if (data.length > MAX_WRITE) throw new AtlsError('TOO_LARGE', `write of ${data.length} bytes exceeds one flight`, { source: 'local' });
-      if (data.length === 0) return Promise.resolve({ flight: EMPTY, events: [] });
-      return Promise.resolve(this.step(() => this.native.write(data)));
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
+  protected stackClose(): Promise<EngineStep> {
+    return this.step(() => this.native.close());
   }
 
-  exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
-    this.usable();
-    if (!this.established) throw new AtlsError('NOT_ESTABLISHED', 'exportKeyingMaterial() before the handshake completed');
-    if (!Number.isInteger(length) || length < 1 || length > MAX_EXPORT) {
-      throw new AtlsError('INVALID_ARGUMENT', `exporter length must be an integer in 1..${MAX_EXPORT}`);
-    }
-    // RFC 5705 §4: labels are ASCII strings.
-    if (typeof label !== 'string' || !/^[\x20-\x7e]{1,255}$/.test(label)) {
-      throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..255 printable ASCII characters');
-    }
-    if (context !== undefined && (!(context instanceof Uint8Array) || context.length > 65535)) {
-      throw new AtlsError('INVALID_ARGUMENT', 'exporter context must be a Uint8Array of at most 65535 bytes');
-    }
+  protected stackExport(length: number, label: string, context: Uint8Array | undefined): Uint8Array {
     try {
       // RFC 5705 §4: `undefined` = no context; an empty array is a (different, in TLS 1.2) empty context.
       return context === undefined
@@ -630,37 +492,19 @@ class OpensslConnection implements EngineConnection {
     }
   }
 
-  close(): Promise<EngineStep> {
-    try {
-      this.usable();
-      if (this.closeSent || this.peerClosed) return Promise.resolve({ flight: EMPTY, events: [] });
-      this.closeSent = true;
-      if (!this.established) {
-        // Nothing established to close: just free the stack.
-        this.native.destroy();
-        return Promise.resolve({ flight: EMPTY, events: [] });
-      }
-      return Promise.resolve(this.step(() => this.native.close())); // RFC 8446 §6.1: close_notify
-    } catch (e) {
-      return Promise.reject(e as Error);
-    }
-  }
-
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.failed = undefined;
+  protected teardown(): void {
     this.native.destroy();
   }
 
   dtlsTimeout(): number | undefined {
-    if (this.failed || this.destroyed) return undefined;
+    if (this.unusable) return undefined;
     return this.native.dtlsTimeout();
   }
 
   dtlsHandleTimeout(): Promise<EngineStep> {
     try {
-      return Promise.resolve(this.step(() => this.native.dtlsHandleTimeout()));
+      this.usable();
+      return this.step(() => this.native.dtlsHandleTimeout());
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -687,6 +531,8 @@ const CAPABILITIES: EngineCapabilities = {
   clientCertificates: true,
 };
 
+const TRAITS: EngineTraits = { name: 'openssl', capabilities: CAPABILITIES, keyLog: false };
+
 function dtlsOptions(c: TlsCommonConfig & DtlsExtras, o: Record<string, unknown>): void {
   if (!c.dtls) return;
   if (c.dtlsMtu !== undefined) o.mtu = c.dtlsMtu;
@@ -698,14 +544,13 @@ function makeEngine(addon: NativeAddon): TlsEngine {
     name: 'openssl',
     capabilities: CAPABILITIES,
     createClient(config: TlsClientConfig): EngineConnection {
-      noKeyLog(config);
-      const ctx = contextFor(addon, config, () => clientContextOptions(config));
-      const o: Record<string, unknown> = { verifyPeer: config.verifyPeer !== false };
+      const checked = checkClientConfig(config, TRAITS);
+      const ctx = contextFor(addon, config, () => clientContextOptions(config, checked));
+      const o: Record<string, unknown> = { verifyPeer: checked.verifyPeer };
       if (config.serverName !== undefined) o.serverName = config.serverName;
-      if (config.psk) {
-        const psk = checkPsk(config.psk);
-        o.pskIdentity = psk.identity;
-        o.pskKey = psk.key;
+      if (checked.psk) {
+        o.pskIdentity = checked.psk.identity;
+        o.pskKey = checked.psk.key;
       }
       if (config.session !== undefined) o.session = config.session;
       if (config.earlyData !== undefined && config.earlyData.length > 0) o.earlyData = config.earlyData;
@@ -713,8 +558,8 @@ function makeEngine(addon: NativeAddon): TlsEngine {
       return new OpensslConnection(newNative(() => new addon.Connection(ctx, o)), 'client', config.dtls === true);
     },
     createServer(config: TlsServerConfig): EngineConnection {
-      noKeyLog(config);
-      const ctx = contextFor(addon, config, () => serverContextOptions(config));
+      const checked = checkServerConfig(config, TRAITS);
+      const ctx = contextFor(addon, config, () => serverContextOptions(config, checked));
       const o: Record<string, unknown> = {};
       let conn: OpensslConnection | undefined = undefined;
       const lookup = config.pskLookup;

@@ -13,6 +13,7 @@
  * flights merged.
  * @module
  */
+import type { TlsRecord } from '../records.js';
 
 /** Protocol versions an engine may negotiate. */
 export type TlsVersion = 'TLSv1.2' | 'TLSv1.3' | 'DTLSv1.2';
@@ -159,8 +160,12 @@ export interface EngineStep {
 export interface EngineConnection {
   /** Client: begin the handshake; resolves with the first flight. */
   start(): Promise<EngineStep>;
-  /** Inject one whole peer flight; resolves once the stack wants more input. */
-  receive(flight: Uint8Array): Promise<EngineStep>;
+  /**
+   * Inject one whole peer flight; resolves once the stack wants more input.
+   * `records`: the flight already split by the record scanner (src/records.ts),
+   * so that an engine does not parse it again.
+   */
+  receive(flight: Uint8Array, records?: readonly TlsRecord[]): Promise<EngineStep>;
   /** Encrypt application data into TLS records (after the handshake). */
   write(data: Uint8Array): Promise<EngineStep>;
   /**

@@ -21,6 +21,7 @@
  */
 import { AtlsError, receivedAlertError } from '../errors.js';
 import { defaultEngine } from '../engines/index.js';
+import { DEFAULT_MAX_FLIGHT_BYTES } from '../engines/connection.js';
 import type {
   EngineConnection,
   EngineStep,
@@ -28,17 +29,19 @@ import type {
   TlsClientConfig,
   TlsServerConfig,
 } from '../engines/types.js';
-import { parseServerHello, splitRecords } from '../records.js';
+import { parseServerHello, splitRecords, type TlsRecord } from '../records.js';
 import { concatBytes } from '../bytes.js';
 import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
 import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
 
-const DEFAULT_MAX_FLIGHT = 256 * 1024;
+
 /** Application data written to the engine at once in mode `records` (below every engine's bound). */
 const MAX_SEND_PIECE = 128 * 1024;
 const ALERT_CONTENT_TYPE = 21;
 /** The extended_master_secret extension (RFC 7627 §5.1). */
 const EXTENDED_MASTER_SECRET = 23;
+/** Server flights kept until the handshake ends: HelloVerifyRequest, ServerHello, and one more. */
+const MAX_HELLO_FLIGHTS = 3;
 
 type Operation = 'start' | 'receive' | 'send' | 'protect' | 'unprotect' | 'export' | 'close';
 
@@ -67,8 +70,13 @@ abstract class AtlsSession {
   private _info: HandshakeInfo | undefined;
   private _error: AtlsError | undefined;
   private _ticket: Uint8Array | undefined;
-  /** The ServerHello carried extended_master_secret (RFC 7627 §5.2); undefined until it passed by. */
+  /** The ServerHello carried extended_master_secret (RFC 7627 §5.2); undefined until looked for. */
   private serverHelloEms: boolean | undefined;
+  /**
+   * Server-to-client flights of the handshake, kept unparsed: only a TLS 1.2
+   * handshake needs its ServerHello read (RFC 7627), so TLS 1.3 never parses them.
+   */
+  private serverFlights: Array<Uint8Array | readonly TlsRecord[]> = [];
   private busy = false;
 
   protected constructor(
@@ -117,7 +125,7 @@ abstract class AtlsSession {
     if (this.role === 'client' && this._state === 'idle') {
       throw new AtlsError('INVALID_STATE', 'call start() before receive()');
     }
-    const max = this.options.maxFlightBytes ?? DEFAULT_MAX_FLIGHT;
+    const max = this.options.maxFlightBytes ?? DEFAULT_MAX_FLIGHT_BYTES;
     // Application data of mode `records` is bounded by the binding (its body limit), not as a flight.
     const data = this._state === 'established' && this.mode === 'records';
     if (flight.length > max && !data) {
@@ -134,9 +142,9 @@ abstract class AtlsSession {
     return this.run(async (conn) => {
       // draft §9.1: a body is whole records.
       const records = splitRecords(flight, { dtls: this.isDtls(), ...(data ? { maxRecords: 2 ** 31 } : {}) });
-      if (this.role === 'client') this.noteServerHello(flight);
+      if (this.role === 'client') this.noteServerHello(records);
       if (flight.length <= MAX_SEND_PIECE) {
-        const step = await conn.receive(flight);
+        const step = await conn.receive(flight, records); // parsed once: the engine takes our records
         if (this.role === 'server') this.noteServerHello(step.flight);
         return this.absorb(step, true);
       }
@@ -402,15 +410,26 @@ abstract class AtlsSession {
     return { flight: step.flight, events };
   }
 
-  /** Looks for the ServerHello in a server-to-client flight and notes whether it negotiated EMS. */
-  private noteServerHello(flight: Uint8Array): void {
-    if (this.serverHelloEms !== undefined || flight.length === 0) return;
-    try {
-      const hello = parseServerHello(flight, { dtls: this.isDtls() });
-      if (!hello.isHelloRetryRequest) this.serverHelloEms = hello.extensions.some((e) => e.type === EXTENDED_MASTER_SECRET);
-    } catch {
-      // No ServerHello in this flight (a HelloVerifyRequest, later flights, encrypted TLS 1.3).
+  /** Keeps a server-to-client handshake flight for {@link requireExtendedMasterSecret}. */
+  private noteServerHello(flight: Uint8Array | readonly TlsRecord[]): void {
+    if (this.serverHelloEms !== undefined || flight.length === 0 || this._info || this.serverFlights.length >= MAX_HELLO_FLIGHTS) return;
+    this.serverFlights.push(flight);
+  }
+
+  /** Whether the ServerHello negotiated EMS, read from the kept flights on first use. */
+  private extendedMasterSecret(): boolean {
+    for (const flight of this.serverFlights) {
+      if (this.serverHelloEms !== undefined) break;
+      try {
+        const hello = parseServerHello(flight, { dtls: this.isDtls() });
+        if (!hello.isHelloRetryRequest) this.serverHelloEms = hello.extensions.some((e) => e.type === EXTENDED_MASTER_SECRET);
+      } catch {
+        // No ServerHello in this flight (a HelloVerifyRequest, later flights).
+      }
     }
+    this.serverFlights = [];
+    this.serverHelloEms ??= false;
+    return this.serverHelloEms;
   }
 
   /**
@@ -420,7 +439,8 @@ abstract class AtlsSession {
    */
   private requireExtendedMasterSecret(): void {
     const v = this._info?.version;
-    if ((v === 'TLSv1.2' || v === 'DTLSv1.2') && this.serverHelloEms !== true) {
+    if (v === 'TLSv1.3') this.serverFlights = [];
+    if ((v === 'TLSv1.2' || v === 'DTLSv1.2') && !this.extendedMasterSecret()) {
       throw new AtlsError(
         'HANDSHAKE_FAILED',
         `${v} handshake without Extended Master Secret: key export refused (RFC 7627 §5.4)`,

@@ -8,7 +8,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createNodeEngine, nodeEngine } from '../../src/engines/node.js';
-import { plaintextAlert } from '../../src/engines/flight.js';
+import { plaintextAlert } from '../../src/engines/connection.js';
 import { AlertDescription as A, AtlsError } from '../../src/errors.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
 import { describe as describeRun, handshakeOf, pump, received, ticketsOf } from '../helpers/pair.js';

@@ -5,50 +5,51 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { plaintextAlert, plaintextAlerts, scanFlight } from '../../src/engines/flight.js';
+import { plaintextAlert, plaintextAlerts } from '../../src/engines/connection.js';
+import { scanRecords } from '../../src/records.js';
 import { canProtectAlert, expandLabel, tls13AlertRecord } from '../../src/engines/tls13-alert.js';
 import { certificateFailure, classifyStackError, receivedAlertNumber } from '../../src/engines/node-errors.js';
-import { resolveCiphers, TLS13_SUITES, TLS12_PSK_SUITES, checkAlpn, checkPsk } from '../../src/engines/node-context.js';
+import { resolveCiphers, TLS13_SUITES, TLS12_PSK_SUITES, checkAlpn, checkPsk } from '../../src/engines/config.js';
 import { AlertDescription as A } from '../../src/errors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const record = (type: number, body: number[]): number[] => [type, 3, 3, body.length >> 8, body.length & 0xff, ...body];
 
-void test('scanFlight splits whole records and never throws', () => {
+void test('scanRecords splits whole records and never throws', () => {
   const flight = Uint8Array.from([...record(22, [1, 2, 3]), ...record(20, [1]), ...record(23, new Array(40).fill(7))]);
-  const scan = scanFlight(flight);
+  const scan = scanRecords(flight);
   assert.equal(scan.truncated, false);
   assert.equal(scan.garbageAt, undefined);
   assert.deepEqual(
-    scan.records.map((r) => [r.type, r.start, r.end]),
+    scan.records.map((r) => [r.contentType, r.offset, r.offset + r.headerLength + r.length]),
     [
       [22, 0, 8],
       [20, 8, 14],
       [23, 14, 59],
     ],
   );
-  assert.deepEqual(scanFlight(new Uint8Array(0)), { records: [], truncated: false, garbageAt: undefined });
+  assert.deepEqual(scanRecords(new Uint8Array(0)), { records: [], truncated: false, garbageAt: undefined });
   // Cut inside a header, inside a body.
-  assert.equal(scanFlight(flight.subarray(0, 3)).truncated, true);
-  assert.equal(scanFlight(flight.subarray(0, 20)).truncated, true);
-  assert.equal(scanFlight(flight.subarray(0, 20)).records.length, 2);
+  assert.equal(scanRecords(flight.subarray(0, 3)).truncated, true);
+  assert.equal(scanRecords(flight.subarray(0, 20)).truncated, true);
+  assert.equal(scanRecords(flight.subarray(0, 20)).records.length, 2);
   // Not a record: bad type, bad version, oversized length.
-  assert.equal(scanFlight(Buffer.from('GET / HTTP/1.1\r\n')).garbageAt, 0);
-  assert.equal(scanFlight(Uint8Array.from([...record(22, [0]), 22, 9, 9, 0, 1, 0])).garbageAt, 6);
-  assert.equal(scanFlight(Uint8Array.from([23, 3, 3, 0x48, 0x01])).garbageAt, 0); // 18433 > 2^14 + 2048
-  for (let n = 0; n < 300; n++) scanFlight(Uint8Array.from({ length: n % 17 }, (_, i) => (i * 37 + n) & 0xff));
+  assert.equal(scanRecords(Buffer.from('GET / HTTP/1.1\r\n')).garbageAt, 0);
+  assert.equal(scanRecords(Uint8Array.from([...record(22, [0]), 22, 9, 9, 0, 1, 0])).garbageAt, 6);
+  assert.equal(scanRecords(Uint8Array.from([23, 3, 3, 0x48, 0x01])).garbageAt, 0); // 18433 > 2^14 + 2048
+  for (let n = 0; n < 300; n++) scanRecords(Uint8Array.from({ length: n % 17 }, (_, i) => (i * 37 + n) & 0xff));
 });
 
 void test('plaintext alerts: written and found; protected records are never mistaken for them', () => {
   assert.deepEqual([...plaintextAlert(A.unknown_ca)], [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 48]);
   assert.deepEqual([...plaintextAlert(A.close_notify, 1)], [0x15, 3, 3, 0, 2, 1, 0]);
   const flight = Uint8Array.from([...record(20, [1]), ...plaintextAlert(A.decode_error)]);
-  const found = plaintextAlerts(flight);
+  const found = plaintextAlerts(scanRecords(flight).records);
   assert.equal(found.length, 1);
   assert.deepEqual([found[0]!.level, found[0]!.description], [2, A.decode_error]);
   // TLS 1.2 encrypted alert (8-byte nonce + 2 + 16-byte tag) and TLS 1.3 records: not plaintext.
-  assert.equal(plaintextAlerts(Uint8Array.from(record(21, new Array(26).fill(1)))).length, 0);
-  assert.equal(plaintextAlerts(Uint8Array.from(record(23, new Array(19).fill(1)))).length, 0);
+  assert.equal(plaintextAlerts(scanRecords(Uint8Array.from(record(21, new Array(26).fill(1)))).records).length, 0);
+  assert.equal(plaintextAlerts(scanRecords(Uint8Array.from(record(23, new Array(19).fill(1)))).records).length, 0);
 });
 
 void test('TLS 1.3 protected alert: RFC 8448 §3 records, other suites round-trip', () => {

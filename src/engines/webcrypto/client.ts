@@ -12,7 +12,8 @@
  */
 import { ByteWriter, concatBytes } from '../../bytes.js';
 import { AlertDescription, AtlsError, alertName, receivedAlertError } from '../../errors.js';
-import { plaintextAlert, scanFlight } from '../flight.js';
+import { DEFAULT_MAX_FLIGHT_BYTES as MAX_FLIGHT, checkExporterArguments, plaintextAlert } from '../connection.js';
+import { scanRecords } from '../../records.js';
 import type { EngineConnection, EngineEvent, EngineStep, HandshakeInfo, PskCredential } from '../types.js';
 import {
   CERT_ONLY_SCHEMES,
@@ -41,14 +42,10 @@ import type { ResumptionTicket } from './ticket.js';
 import { encodeTicket } from './ticket.js';
 import { leafPublicKey, verifyServerChain } from './verify.js';
 
-/** Largest peer flight `receive()` accepts (as the other engines). */
-export const MAX_FLIGHT = 256 * 1024;
 /** Largest `write()`: the records must fit in one flight. */
 const MAX_WRITE = MAX_FLIGHT - 8 * 1024;
 /** Largest handshake message accepted (a certificate chain fits well below). */
 const MAX_HANDSHAKE_MESSAGE = 128 * 1024;
-/** 255 x SHA-256 output (RFC 8446 §7.1), as the other engines. */
-const MAX_EXPORT = 8160;
 /** RFC 8446 §4.6.1: ticket lifetimes above seven days are illegal. */
 const MAX_TICKET_LIFETIME = 604800;
 const MAX_CHAIN = 16;
@@ -155,7 +152,7 @@ export class WebCryptoClient implements EngineConnection {
           alert: AlertDescription.internal_error,
         });
       }
-      const scan = scanFlight(flight);
+      const scan = scanRecords(flight);
       if (scan.garbageAt !== undefined) throw violation(AlertDescription.decode_error, `no TLS record at offset ${scan.garbageAt}`);
       // draft §6.1: a flight is whole records.
       if (scan.truncated) {
@@ -165,7 +162,7 @@ export class WebCryptoClient implements EngineConnection {
       const events: EngineEvent[] = [];
       for (const r of scan.records) {
         if (this.peerClosed) break; // §6.1: nothing after close_notify counts
-        await this.record(flight.subarray(r.start, r.start + 5), flight.subarray(r.start + 5, r.end), out, events);
+        await this.record(flight.subarray(r.offset, r.offset + r.headerLength), r.fragment, out, events);
       }
       return { flight: concatBytes(out), events };
     });
@@ -184,16 +181,9 @@ export class WebCryptoClient implements EngineConnection {
   exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array {
     this.usable();
     if (this.state !== 'connected' || !this.schedule) throw new AtlsError('NOT_ESTABLISHED', 'exportKeyingMaterial() before the handshake completed');
-    if (!Number.isInteger(length) || length < 1 || length > MAX_EXPORT) {
-      throw new AtlsError('INVALID_ARGUMENT', `exporter length must be an integer in 1..${MAX_EXPORT}`);
-    }
+    checkExporterArguments(length, label, context);
     // RFC 8446 §7.1: "tls13 " + label fits the 255-byte HkdfLabel.label.
-    if (typeof label !== 'string' || !/^[\x20-\x7e]{1,249}$/.test(label)) {
-      throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..249 printable ASCII characters');
-    }
-    if (context !== undefined && (!(context instanceof Uint8Array) || context.length > 65535)) {
-      throw new AtlsError('INVALID_ARGUMENT', 'exporter context must be a Uint8Array of at most 65535 bytes');
-    }
+    if (label.length > 249) throw new AtlsError('INVALID_ARGUMENT', 'exporter label must be 1..249 printable ASCII characters');
     return this.schedule.exporter(label, context, length);
   }
 
