@@ -43,7 +43,7 @@ import { checkServerCredentials } from '../engines/credentials.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { ProtectedChannel, type BodySealer, type ProtectedChannelOptions } from '../protect/index.js';
-import { parseServerHello } from '../records.js';
+import { ContentType, HELLO_RETRY_REQUEST_RANDOM, HandshakeType } from '../records.js';
 import {
   MAX_RESERVE,
   MemoryStateStore,
@@ -204,14 +204,18 @@ export interface AcceptedMessage {
   sendSeq: number;
 }
 
-/** The flight starts with a HelloRetryRequest (RFC 8446 §4.1.4). */
+/**
+ * The flight starts with a HelloRetryRequest (RFC 8446 §4.1.4): a handshake
+ * record whose first message is a ServerHello with the HRR random. Read from
+ * the fixed offsets of our own engine's output (record header 5, handshake
+ * header 4, legacy_version 2, then the 32-byte random), not by parsing the
+ * whole ServerHello flight on every handshake.
+ */
 function isHelloRetryRequest(flight: Uint8Array): boolean {
-  if (flight.length === 0) return false;
-  try {
-    return parseServerHello(flight).isHelloRetryRequest;
-  } catch {
-    return false;
-  }
+  const RANDOM_AT = 5 + 4 + 2;
+  if (flight.length < RANDOM_AT + 32 || flight[0] !== ContentType.handshake || flight[5] !== HandshakeType.server_hello) return false;
+  for (let i = 0; i < 32; i++) if (flight[RANDOM_AT + i] !== HELLO_RETRY_REQUEST_RANDOM[i]) return false;
+  return true;
 }
 
 function positive(v: number | undefined, fallback: number, name: string): number {

@@ -39,6 +39,22 @@ export interface IdOwner {
   count: number;
 }
 
+/** Random bytes for ids are drawn 4 KiB at a time: one call into OpenSSL per ~240 ids (~7 µs each here) instead of one per id. */
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
+/** `n` fresh random bytes, each handed out once. */
+function randomSlice(n: number): Buffer {
+  if (poolAt + n > pool.length) {
+    pool = randomBytes(POOL_BYTES);
+    poolAt = 0;
+  }
+  const out = pool.subarray(poolAt, poolAt + n);
+  poolAt += n;
+  return out;
+}
+
 /**
  * A fresh session id, `<routingTag>.<22 base64url chars>` or just the random part.
  * With `owner`, the id's first random character is chosen so that
@@ -47,7 +63,7 @@ export interface IdOwner {
  */
 export function newSessionId(routingTag?: string, owner?: IdOwner): string {
   // One spare byte picks the owner's first character without reusing the id's own bits.
-  const all = randomBytes(SESSION_ID_RANDOM_BYTES + 1);
+  const all = randomSlice(SESSION_ID_RANDOM_BYTES + 1);
   const bytes = all.subarray(0, SESSION_ID_RANDOM_BYTES);
   if (owner !== undefined) {
     const { index, count } = owner;

@@ -1,0 +1,126 @@
+/**
+ * Where a full TLS 1.3 ECDSA handshake's server CPU goes, layer by layer, in
+ * one process and without sockets: the openssl engine alone, an
+ * `AtlsServerSession` (exported keys), and the HTTP endpoint's byte-level core
+ * (`handler.serve`, two POSTs with the first 100 B request piggy-backed, as
+ * figure 1 of `npm run bench`). Only the server's calls are timed, by the
+ * thread's CPU clock, so the client's work and other processes do not count.
+ *
+ * Usage: `node --import tsx bench/handshake-cost.ts` (HS_COUNT handshakes per
+ * layer, default 2000; best of HS_ROUNDS rounds, default 3). With `--cpu-prof`
+ * the profile holds the client too: read the server's functions in it.
+ * HS_ONLY=engine|Atls|endpoint runs one layer; HS_TICKETS=N sets the server's ticketCount.
+ * @module
+ */
+import { opensslEngine, threadCpuNs } from '../src/engines/openssl.js';
+import { AtlsClientSession, AtlsServerSession } from '../src/session/session.js';
+import { createAtlsHandler, echoRawApp } from '../src/http/index.js';
+import { encodeRequest, decodeResponse } from '../src/bhttp/codec.js';
+import { concatBytes } from '../src/bytes.js';
+import { benchPki } from './lib/pki.js';
+
+const COUNT = Number(process.env.HS_COUNT ?? 2000);
+const ROUNDS = Number(process.env.HS_ROUNDS ?? 3);
+
+async function main(): Promise<void> {
+  const pki = await benchPki();
+  const engine = opensslEngine();
+  const tickets = process.env.HS_TICKETS === undefined ? {} : { ticketCount: Number(process.env.HS_TICKETS) };
+  const server = { cert: pki.server.cert, key: pki.server.key, ...tickets };
+  const client = { ca: pki.ca.cert, serverName: 'localhost' };
+  const body = new Uint8Array(100).fill(0x61);
+  const inner = encodeRequest({ method: 'POST', scheme: 'https', authority: 'localhost', path: '/echo', headers: [], content: body });
+  let spent = 0;
+  const timed = async <T>(fn: () => Promise<T>): Promise<T> => {
+    const t = threadCpuNs();
+    const r = await fn();
+    spent += threadCpuNs() - t;
+    return r;
+  };
+
+  const engineOnly = async (): Promise<void> => {
+    const c = engine.createClient(client);
+    const hello = await c.start();
+    const s = await timed(async () => {
+      const conn = engine.createServer(server);
+      return { conn, step: await conn.receive(hello.flight) };
+    });
+    const fin = await c.receive(s.step.flight);
+    await timed(async () => {
+      await s.conn.receive(fin.flight);
+      s.conn.exportKeyingMaterial(56, 'application-layer-tls');
+      s.conn.destroy();
+    });
+    c.destroy();
+  };
+
+  const sessionOnly = async (): Promise<void> => {
+    const c = new AtlsClientSession({ engine, tls: client });
+    const hello = await c.start();
+    const s = await timed(async () => {
+      const session = new AtlsServerSession({ engine, tls: server });
+      return { session, step: await session.receive(hello.flight) };
+    });
+    const fin = await c.receive(s.step.flight);
+    await timed(() => s.session.receive(fin.flight));
+    c.destroy();
+    s.session.destroy();
+  };
+
+  const handler = createAtlsHandler({ tls: server, engine, rawApp: echoRawApp });
+  const request = (headers: Record<string, string>, bytes: Uint8Array) => ({
+    method: 'POST',
+    pathname: '/.well-known/atls',
+    header: (name: string) => headers[name],
+    body: () => Promise.resolve(bytes),
+    https: true,
+    authority: 'localhost',
+    outer: () => {
+      throw new Error('no outer request');
+    },
+  });
+  const bytes = (body: Uint8Array | ReadableStream<Uint8Array>): Uint8Array => {
+    if (!(body instanceof Uint8Array)) throw new Error('a streamed reply to a handshake POST');
+    return body;
+  };
+  const endpoint = async (): Promise<void> => {
+    const c = new AtlsClientSession({ engine, tls: client });
+    const hello = await c.start();
+    const r1 = await timed(() => handler.serve(request({ 'content-type': 'application/atls+octet-stream' }, hello.flight)));
+    if (r1.status !== 200) throw new Error(`POST 1: ${r1.status}`);
+    const cookie = (r1.headers.find(([n]) => n === 'set-cookie')?.[1] ?? '').split(';')[0]!;
+    const fin = await c.receive(bytes(r1.body));
+    const sealed = c.protect(inner);
+    const r2 = await timed(() =>
+      handler.serve(
+        request({ 'content-type': 'application/atls+octet-stream', cookie, 'atls-flight-length': String(fin.flight.length) }, concatBytes([fin.flight, sealed])),
+      ),
+    );
+    if (r2.status !== 200) throw new Error(`POST 2: ${r2.status}`);
+    const n = Number(r2.headers.find(([h]) => h === 'atls-flight-length')?.[1]);
+    const body2 = bytes(r2.body);
+    await c.receive(body2.subarray(0, n));
+    const answer = decodeResponse(c.unprotect(body2.subarray(n)));
+    if (answer.content?.length !== body.length) throw new Error('echo mismatch');
+    c.destroy();
+  };
+
+  for (const [name, fn] of [
+    ['engine (openssl) server side', engineOnly],
+    ['AtlsServerSession, exported', sessionOnly],
+    ['endpoint core (handler.serve), 2 POSTs + 100 B echo', endpoint],
+  ] as const) {
+    if (process.env.HS_ONLY && !name.startsWith(process.env.HS_ONLY)) continue;
+    let best = Infinity;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < Math.min(200, COUNT); i++) await fn(); // warm-up
+      spent = 0;
+      for (let i = 0; i < COUNT; i++) await fn();
+      best = Math.min(best, spent / COUNT / 1000);
+    }
+    console.log(`${name.padEnd(55)} ${best.toFixed(1).padStart(7)} µs server CPU per handshake (${(1e6 / best).toFixed(0)}/s)`);
+  }
+  await handler.close();
+}
+
+await main();
