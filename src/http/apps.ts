@@ -213,36 +213,61 @@ export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {
   };
 }
 
+/** A local body declared this small is read whole (it can then ride with a handshake and be resent). */
+const WHOLE_LOCAL_BODY_MAX = 64 * 1024;
+
 /**
- * A local client's body, at most `max` bytes, else TOO_LARGE. The stream is
- * left alone rather than cancelled: cancelling destroys the connection
- * before the 413 is written, and the client (curl after its 100-continue)
- * never sees it; the server discards the rest after the answer.
+ * A local client's body, at most `max` bytes, else TOO_LARGE: read whole
+ * when its content-length says it is small, otherwise passed on as a stream
+ * as it arrives (`tooLarge()` then tells whether the stream failed for its
+ * size). The local stream is left alone rather than cancelled: cancelling
+ * destroys the connection before the 413 is written, and the client (curl
+ * after its 100-continue) never sees it; the server discards the rest after
+ * the answer.
  */
-async function readLocalBody(request: Request, max: number): Promise<Uint8Array> {
+async function localBody(request: Request, max: number): Promise<{ body: Uint8Array | ReadableStream<Uint8Array>; tooLarge: () => boolean }> {
   const declared = request.headers.get('content-length');
-  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > max) {
+  const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : undefined;
+  if (length !== undefined && length > max) {
     throw new AtlsError('TOO_LARGE', `body of ${declared} bytes exceeds ${max}`, { source: 'remote' });
   }
-  if (!request.body) return new Uint8Array(0);
+  if (!request.body) return { body: new Uint8Array(0), tooLarge: () => false };
   const reader = request.body.getReader();
-  const parts: Uint8Array[] = [];
   let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > max) throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' });
-      parts.push(value);
+  let over = false;
+  const next = async (): Promise<Uint8Array | undefined> => {
+    let r: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      throw new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
     }
-  } catch (e) {
-    if (e instanceof AtlsError) throw e;
-    throw new AtlsError('TRUNCATED_FLIGHT', `body could not be read: ${String(e)}`, { source: 'remote', cause: e });
-  } finally {
+    if (r.done) return undefined;
+    total += r.value.length;
+    if (total > max) {
+      over = true;
+      reader.releaseLock();
+      throw new AtlsError('TOO_LARGE', `body exceeds ${max} bytes`, { source: 'remote' });
+    }
+    return r.value;
+  };
+  if (length !== undefined && length <= WHOLE_LOCAL_BODY_MAX) {
+    const parts: Uint8Array[] = [];
+    for (let piece = await next(); piece; piece = await next()) parts.push(piece);
     reader.releaseLock();
+    return { body: Buffer.concat(parts, total), tooLarge: () => over };
   }
-  return Buffer.concat(parts, total);
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const piece = await next();
+        if (piece) controller.enqueue(piece);
+        else controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { body, tooLarge: () => over };
 }
 
 /** Options of {@link forwardHandler}. */
@@ -278,17 +303,21 @@ export function forwardHandler(
       host: local.host,
       proto: local.protocol.slice(0, -1),
     });
+    let tooLarge = (): boolean => false;
     try {
-      const body = hasBody ? await readLocalBody(request, max) : undefined;
+      const local = hasBody ? await localBody(request, max) : undefined;
+      if (local) tooLarge = local.tooLarge;
+      // A stream body goes on as it arrives (the service's answer streams back the same way).
       return await client.fetch(target, {
         method: request.method,
         headers: fields,
         redirect: 'manual',
-        ...(body !== undefined ? { body } : {}),
-      });
+        ...(local ? { body: local.body, duplex: 'half' } : {}),
+      } as RequestInit);
     } catch (e) {
-      if (e instanceof AtlsError && e.code === 'TOO_LARGE') {
-        return new Response(`atls proxy: ${e.message}\n`, { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+      if (tooLarge() || (e instanceof AtlsError && e.code === 'TOO_LARGE')) {
+        const message = e instanceof AtlsError ? e.message : `body exceeds ${max} bytes`;
+        return new Response(`atls proxy: ${message}\n`, { status: 413, headers: { 'content-type': 'text/plain; charset=utf-8' } });
       }
       const reason = e instanceof AtlsError ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e);
       return new Response(`atls proxy: ${reason}\n`, { status: 502, headers: { 'content-type': 'text/plain; charset=utf-8' } });

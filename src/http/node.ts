@@ -55,6 +55,19 @@ function toRequest(req: IncomingMessage, https: boolean, signal: AbortSignal): R
   } as RequestInit);
 }
 
+/** Resolves when `res` can take more, or has closed (then nothing more will drain). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 async function writeResponse(res: ServerResponse, response: Response): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((value, name) => {
@@ -72,13 +85,20 @@ async function writeResponse(res: ServerResponse, response: Response): Promise<v
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      if (!res.write(value)) await new Promise<void>((r) => res.once('drain', r));
-      if (res.destroyed) break;
+      if (!res.write(value)) await drainedOrClosed(res);
+      if (res.destroyed) {
+        await reader.cancel().catch(() => undefined); // the client left: stop the producer
+        return;
+      }
     }
+  } catch (e) {
+    // A body that fails half-way must not look complete: cut the connection instead of ending the body.
+    res.destroy();
+    throw e;
   } finally {
     reader.releaseLock();
-    res.end();
   }
+  res.end();
 }
 
 /**
