@@ -4,15 +4,22 @@
 //
 // Usage: node scripts/run-tests.mjs [--static] [FOLDER|FILE ...] [NODE-TEST-FLAGS ...]
 //   no FOLDER     the fast tier (scripts/test-tiers.mjs): what `npm test` runs
-//   --static      first the type check and lint, side by side (they are single-threaded)
-//   --test-reporter=spec (or any node:test flag) is passed through
-// Environment: ATLS_TEST_CONCURRENCY (files at once, default 2), ATLS_TEST_REPORTER
-// (a node:test reporter name or file instead of the summary).
+//   --static      the type check and lint as well, run next to the tests so that no
+//                 core idles (both single-threaded); incremental: tsc keeps its build
+//                 info and eslint its cache (by content) under node_modules/.cache/atls
+//                 (CI starts without them); their output is printed only on failure
+// The CLI tests run bin/atls.js, which loads dist/: when src/ is newer, dist/ is
+// compiled first (scripts/dist-fresh.mjs).
+// Environment: ATLS_TEST_CONCURRENCY (files at once, default: cores + 1: a CLI
+// test waits on its processes), ATLS_TEST_REPORTER (a node:test reporter name or
+// file instead of the summary).
 import { readdirSync, statSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { FAST_TIER } from './test-tiers.mjs';
+import { distStaleness } from './dist-fresh.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = join(root, 'scripts', 'test-reporter.mjs');
@@ -40,25 +47,24 @@ function run(cmd, args, capture) {
   });
 }
 
-/** Type check and lint at the same time; prints their output only when they fail. */
-async function staticChecks() {
-  const bin = (name) => join(root, 'node_modules', '.bin', name);
+const bin = (name) => join(root, 'node_modules', '.bin', name);
+const cache = (name) => join(root, 'node_modules', '.cache', 'atls', name);
+const STATIC_CHECKS = [
+  ['type check', bin('tsc'), ['--noEmit', '--incremental', '--tsBuildInfoFile', cache('typecheck.tsbuildinfo')]],
+  ['lint', bin('eslint'), ['--cache', '--cache-strategy', 'content', '--cache-location', cache('eslintcache'), '.']],
+];
+/** The TypeScript half of `npm run build` (dist/ for bin/atls.js). */
+const BUILD = ['build of dist/', bin('tsc'), ['-p', 'tsconfig.build.json']];
+
+/** Runs named commands at the same time; resolves with whether all passed and a report (the output of those that failed). */
+async function checks(list) {
   const started = Date.now();
-  const checks = [
-    ['type check', bin('tsc'), ['--noEmit']],
-    ['lint', bin('eslint'), ['.']],
-  ];
-  const results = await Promise.all(checks.map(([, cmd, args]) => run(cmd, args, true)));
-  let failed = false;
-  for (const [i, r] of results.entries()) {
-    if (r.code !== 0) {
-      failed = true;
-      process.stdout.write(`\n${checks[i][0]} FAILED:\n${r.output}\n`);
-    }
-  }
+  const results = await Promise.all(list.map(([, cmd, args]) => run(cmd, args, true)));
+  let report = '';
+  for (const [i, r] of results.entries()) if (r.code !== 0) report += `\n${list[i][0]} FAILED:\n${r.output}\n`;
+  const ok = report === '';
   const took = ((Date.now() - started) / 1000).toFixed(1);
-  process.stdout.write(`${failed ? 'FAILED' : 'ok'}: type check and lint (${took} s)\n`);
-  return !failed;
+  return { ok, report: `${report}${ok ? 'ok' : 'FAILED'}: ${list.map(([name]) => name).join(', ')} (${took} s)\n` };
 }
 
 const args = process.argv.slice(2);
@@ -66,14 +72,22 @@ const wantStatic = args.includes('--static');
 const roots = args.filter((a) => !a.startsWith('-'));
 const passThrough = args.filter((a) => a.startsWith('-') && a !== '--static');
 
-if (wantStatic && !(await staticChecks())) process.exit(1);
+const stale = distStaleness();
+if (stale) {
+  process.stdout.write(`dist/ is older than src/ (${stale}): building it\n`);
+  const build = await checks([BUILD]);
+  process.stdout.write(build.report);
+  if (!build.ok) process.exit(1);
+}
 
 const files = (roots.length ? roots.map((r) => resolve(r)) : FAST_TIER.map((r) => join(root, r))).flatMap((r) => collect(r, []));
 if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
-const concurrency = process.env.ATLS_TEST_CONCURRENCY ?? '2';
+// Printed after the tests, whose dots would break its lines.
+const staticDone = wantStatic ? checks(STATIC_CHECKS) : Promise.resolve({ ok: true, report: '' });
+const concurrency = process.env.ATLS_TEST_CONCURRENCY ?? String(availableParallelism() + 1);
 const reporterFlags = passThrough.some((a) => a.startsWith('--test-reporter'))
   ? []
   : [`--test-reporter=${process.env.ATLS_TEST_REPORTER ?? reporter}`, '--test-reporter-destination=stdout'];
@@ -84,4 +98,6 @@ const r = await run(
   false,
 );
 process.stdout.write(`(${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
-process.exit(r.code);
+const statics = await staticDone;
+process.stdout.write(statics.report);
+process.exit(r.code !== 0 ? r.code : statics.ok ? 0 : 1);

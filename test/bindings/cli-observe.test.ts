@@ -6,7 +6,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,46 +15,7 @@ import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
-
-const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
-
-interface Daemon {
-  child: ChildProcess;
-  first: string;
-  lines: string[];
-}
-
-function start(args: string[]): Promise<Daemon> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let buf = '';
-  let err = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line: ${err}`)), 30_000);
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        lines.push(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        if (lines.length === 1) {
-          clearTimeout(timer);
-          resolve({ child, first: lines[0]!, lines });
-        }
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
+import { startDaemon, stop } from '../helpers/cli.js';
 
 function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
   return new Promise((resolve, reject) => {
@@ -83,13 +44,13 @@ describe('atls serve: logs and metrics', () => {
   });
 
   it('JSON lines for sessions, failures with code and peer, limits and evictions; Prometheus metrics', async () => {
-    const d = await start([
+    const d = await startDaemon([
       'serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key,
       '--max-half-open', '4', '--log-format', 'json', '--metrics', '127.0.0.1:0',
     ]);
     daemons.push(d.child);
-    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.first)![1]);
-    const metricsUrl = /metrics at (http:\S+)/.exec(d.first)![1]!;
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.line)![1]);
+    const metricsUrl = /metrics at (http:\S+)/.exec(d.line)![1]!;
     const client = createAtlsClient({ tls: { ca: pki.ca.cert, serverName: 'localhost' } });
     const secret = 'plaintext-that-must-not-be-logged';
     const res = await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: secret });
@@ -128,9 +89,9 @@ describe('atls serve: logs and metrics', () => {
   });
 
   it('text lines, and --log-level warn keeps session lines out', async () => {
-    const d = await start(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--log-level', 'warn', '--max-half-open', '1']);
+    const d = await startDaemon(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--log-level', 'warn', '--max-half-open', '1']);
     daemons.push(d.child);
-    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.first)![1]);
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.line)![1]);
     const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
     await post(port, hello, { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.4');
     for (let i = 0; i < 2; i++) {

@@ -13,66 +13,9 @@ import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
 import { requireLibcoap } from '../helpers/libcoap.js';
 import { ToolProcess, freePort } from '../helpers/tools.js';
+import { atls, atlsAsync, startDaemon, stop } from '../helpers/cli.js';
 
-const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
-const TSX = ['--import', 'tsx'];
-
-function atls(args: string[], input?: Uint8Array): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [...TSX, MAIN, ...args], {
-    encoding: 'utf8',
-    timeout: 60_000,
-    ...(input ? { input: Buffer.from(input) } : {}),
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** Like {@link atls} but without blocking this process (whose servers must keep answering). */
-function atlsAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [...TSX, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    }),
-  );
-}
-
-/** Starts a long-running subcommand and resolves with the first stdout line. */
-function startDaemon(args: string[]): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [...TSX, MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`no ready line from ${args[0]}: ${err}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(timer);
-        resolve({ child, line: out.slice(0, nl) });
-      }
-    });
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${args[0]} exited ${code}: ${err}`));
-    });
-  });
-}
-
-function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
-}
 
 describe('atls command', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-cli-'));
@@ -80,6 +23,17 @@ describe('atls command', () => {
   const daemons: ChildProcess[] = [];
   let upstream: Server;
   let upstreamUrl: string;
+  let echo: Promise<string> | undefined;
+  /** The origin (as localhost) of one `serve --echo` (TLS 1.3, exported mode) that the tests share; started by the first that needs it. */
+  const echoOrigin = (): Promise<string> =>
+    (echo ??= startDaemon([
+      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
+    ]).then(({ child, line }) => {
+      daemons.push(child);
+      const url = /(http:\/\/[^\s]+)/.exec(line)?.[1];
+      assert.ok(url, `ready line names the endpoint URL: ${line}`);
+      return new URL(url).origin.replace('127.0.0.1', 'localhost');
+    }));
 
   before(async () => {
     upstream = createServer((req, res) => {
@@ -110,13 +64,7 @@ describe('atls command', () => {
   });
 
   it('serve --echo answers fetch, with -v describing the handshake', async () => {
-    const { child, line } = await startDaemon([
-      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
-    ]);
-    daemons.push(child);
-    const url = /(http:\/\/[^\s]+)/.exec(line)?.[1];
-    assert.ok(url, `ready line names the endpoint URL: ${line}`);
-    const origin = new URL(url).origin.replace('127.0.0.1', 'localhost');
+    const origin = await echoOrigin();
     const r = atls(['fetch', `${origin}/hello`, '-X', 'POST', '-H', 'Content-Type: text/plain', '-d', 'hi there', '--ca', join(certs, 'ca.pem'), '-v']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'hi there');
@@ -141,11 +89,7 @@ describe('atls command', () => {
   it('fetch fails with a one-line reason when the service is not trusted or not there', async () => {
     const others = join(dir, 'other');
     assert.equal(atls(['certs', '--out', others]).status, 0);
-    const { child, line } = await startDaemon([
-      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
-    ]);
-    daemons.push(child);
-    const origin = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const origin = await echoOrigin();
     const r = atls(['fetch', `${origin}/x`, '--ca', join(others, 'ca.pem')]);
     assert.equal(r.status, 60, 'curl: certificate not trusted');
     assert.equal(r.stdout, '');
@@ -268,11 +212,7 @@ describe('atls command', () => {
   });
 
   it('fetch and proxy take --policy: auto over http: uses ATLS and says so; never sends plain HTTP', async () => {
-    const { child, line } = await startDaemon([
-      'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
-    ]);
-    daemons.push(child);
-    const origin = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
+    const origin = await echoOrigin();
     const auto = atls(['fetch', `${origin}/p`, '-X', 'POST', '-d', 'auto', '--ca', join(certs, 'ca.pem'), '--policy', 'auto', '-v']);
     assert.equal(auto.status, 0, auto.stderr);
     assert.equal(auto.stdout, 'auto');

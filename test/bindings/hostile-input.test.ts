@@ -6,7 +6,6 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,6 +25,7 @@ import type { AtlsServerEvent } from '../../src/http/server.js';
 import net from 'node:net';
 import { cookieOf, manualHandshake, post, protectedRequest } from '../helpers/http.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
+import { atls } from '../helpers/cli.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { echoCoapHandler } from '../../src/coap/server.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
@@ -146,15 +146,11 @@ describe('hostile input', () => {
     const dir = mkdtempSync(join(tmpdir(), 'atls-startup-'));
     try {
       const files = await writeTestPki(dir);
-      const main = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
       for (const [cert, key, reason] of [
         [files.server.cert, files.client.key, /key does not match the certificate/],
         [files.server.key, files.server.cert, /swapped/],
       ] as const) {
-        const r = spawnSync(process.execPath, ['--import', 'tsx', main, 'serve', '--listen', '127.0.0.1:0', '--echo', '--cert', cert, '--key', key], {
-          encoding: 'utf8',
-          timeout: 60_000,
-        });
+        const r = atls(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', cert, '--key', key]);
         assert.equal(r.status, 1, r.stderr);
         assert.equal(r.stdout, '', 'it never announced that it serves');
         assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);

@@ -1,13 +1,25 @@
 /**
- * Running the `atls` command as a user would, from the sources (through tsx,
- * so no build is needed): one-shot, in the background, and as a daemon whose
- * first stdout line says where it listens.
+ * Running the `atls` command as a user would: the installed bin, which loads
+ * the compiled dist/ (a third of the CPU of running src/ through tsx, for the
+ * hundreds of processes the CLI tests start). One-shot, in the background, and
+ * as a daemon whose first stdout line says where it listens. `npm test`
+ * compiles dist/ when src/ is newer; a file run on its own refuses a stale one.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { distStaleness } from '../../scripts/dist-fresh.mjs';
 
-export const CLI_MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
-const TSX = ['--import', 'tsx'];
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
+
+let checked = false;
+
+/** The arguments of `node` that run `atls ARGS` (throws when dist/ is older than src/). */
+export function atlsArgv(args: string[]): string[] {
+  const stale = checked ? undefined : distStaleness();
+  checked = stale === undefined;
+  if (stale) throw new Error(`dist/ is stale (${stale}): run \`npm run build\` (npm test does it by itself)`);
+  return [BIN, ...args];
+}
 
 export interface CliResult {
   status: number | null;
@@ -17,7 +29,7 @@ export interface CliResult {
 
 /** Runs `atls ARGS` to completion (blocking this process: no servers of this process may be needed). */
 export function atls(args: string[], input?: Uint8Array | string, cwd?: string): CliResult {
-  const r = spawnSync(process.execPath, [...TSX, CLI_MAIN, ...args], {
+  const r = spawnSync(process.execPath, atlsArgv(args), {
     encoding: 'utf8',
     ...(cwd ? { cwd } : {}),
     ...(input !== undefined ? { input: typeof input === 'string' ? input : Buffer.from(input) } : {}),
@@ -25,9 +37,12 @@ export function atls(args: string[], input?: Uint8Array | string, cwd?: string):
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Like {@link atls} without blocking this process (whose servers must keep answering). */
-export function atlsAsync(args: string[], input?: string): Promise<CliResult> {
-  const child = spawn(process.execPath, [...TSX, CLI_MAIN, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+/** Like {@link atls} without blocking this process (whose servers must keep answering); `env` adds to this process's. */
+export function atlsAsync(args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<CliResult> {
+  const child = spawn(process.execPath, atlsArgv(args), {
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
+  });
   if (input !== undefined) child.stdin!.end(input);
   let stdout = '';
   let stderr = '';
@@ -36,16 +51,28 @@ export function atlsAsync(args: string[], input?: string): Promise<CliResult> {
   return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
 }
 
+/** A running subcommand: its first stdout line, and every line so far (the first included, kept growing). */
+export interface Daemon {
+  child: ChildProcess;
+  line: string;
+  lines: string[];
+}
+
 /** Starts a long-running subcommand and resolves with the first stdout line. */
-export function startDaemon(args: string[]): Promise<{ child: ChildProcess; line: string }> {
-  const child = spawn(process.execPath, [...TSX, CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startDaemon(args: string[]): Promise<Daemon> {
+  const child = spawn(process.execPath, atlsArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ child, line: out.slice(0, nl) });
+      let nl: number;
+      while ((nl = out.indexOf('\n')) >= 0) {
+        lines.push(out.slice(0, nl));
+        out = out.slice(nl + 1);
+        if (lines.length === 1) resolve({ child, line: lines[0]!, lines });
+      }
     });
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', (code) => reject(new Error(`${args[0]} exited ${code}: ${err}`)));

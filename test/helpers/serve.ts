@@ -16,10 +16,9 @@ import { join } from 'node:path';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
 import type { AtlsHandler } from '../../src/http/server.js';
 import { testPki } from './pki.js';
+import { atlsArgv } from './cli.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-
-const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 
 /** A running `atls serve`. */
 export interface ServeProcess {
@@ -58,7 +57,7 @@ export function pkiFiles(): Promise<{ dir: string; cert: string; key: string; ca
 export async function startServe(extra: string[], options: { port?: number } = {}): Promise<ServeProcess> {
   const f = await pkiFiles();
   const args = ['serve', '--listen', `127.0.0.1:${options.port ?? 0}`, '--cert', f.cert, '--key', f.key, ...extra];
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, atlsArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
     if (err.length < 1 << 20) err += d.toString();

@@ -26,8 +26,8 @@ import { encodeMessage } from '../../src/coap/packet.js';
 import { CoapCode, MessageType, OptionNumber } from '../../src/coap/constants.js';
 import { blockOption } from '../../src/coap/blockwise.js';
 import { pathOptions, uintOption } from '../../src/coap/packet.js';
+import { atlsArgv } from '../helpers/cli.js';
 
-const MAIN = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 const FLOOD_MS = 20_000;
 const RATE = 2000;
 
@@ -88,7 +88,7 @@ describe('floods', { concurrency: 1 }, () => {
     const files = await writeTestPki(dir);
     server = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--log-level', 'error'],
+      atlsArgv(['serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--log-level', 'error']),
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const line = await new Promise<string>((resolve, reject) => {
