@@ -137,7 +137,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--data-binary <data>', 'like -d, but @FILE and @- are sent byte for byte', collect)
         .option('-i, --include', 'print the inner response status line and headers before the body')
         .option('-o, --output <file>', 'write the inner response body to FILE instead of stdout')
-        .option('-s, --silent', 'print no error line (the exit code still tells)')
+        .option('-s, --silent', 'print nothing on stderr: no error line (the exit code still tells), no notice')
         .option('-S, --show-error', 'with -s, still print the error line')
         .option('-f, --fail', 'exit 22, printing no body, when the inner status is 400 or more (CoAP 4.xx/5.xx)')
         .option('-L, --location', 'follow inner redirects (3xx with Location)')

@@ -23,9 +23,17 @@ for (const spec of commandSpecs) spec.register(program);
 
 // The flags of the subcommand that runs, so that a failure can name the one to change.
 let flags: Flags = {};
-program.hook('preAction', (_program, action) => {
+program.hook('preAction', async (_program, action) => {
   flags = action.opts();
+  // curl -s: nothing on stderr but the error line, and that only with -S.
+  if (flags.silent === true) await quiet();
 });
+
+/** Drops every notice that is not the failure itself: the engine fallback line and Node's process warnings. */
+async function quiet(): Promise<void> {
+  (await import('../engines/index.js')).setEngineFallbackNotice(undefined);
+  process.removeAllListeners('warning');
+}
 
 try {
   await program.parseAsync(process.argv);

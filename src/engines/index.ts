@@ -35,6 +35,13 @@ const ENGINES: ReadonlyArray<{ name: TlsEngine['name']; load: () => EngineLoad }
 ];
 
 let warned = false;
+/** Where the one line about falling back to the node engine goes; `atls fetch -s` drops it. */
+let fallbackNotice: (line: string) => void = (line) => console.warn(line);
+
+/** Replaces where {@link defaultEngine} says that it fell back to the node engine (undefined: nowhere). */
+export function setEngineFallbackNotice(print: ((line: string) => void) | undefined): void {
+  fallbackNotice = print ?? (() => undefined);
+}
 
 const loaded = new Map<string, EngineLoad>();
 
@@ -100,7 +107,7 @@ export function defaultEngine(): TlsEngine {
   const native = load('openssl');
   if (!native.engine && !warned) {
     warned = true;
-    console.warn(`atls: native OpenSSL engine unavailable (${native.reason}); using the node engine`);
+    fallbackNotice(`atls: native OpenSSL engine unavailable (${native.reason}); using the node engine`);
   }
   const first = availableEngines()[0];
   if (!first) throw new AtlsError('ENGINE_UNAVAILABLE', 'no TLS engine is available');

@@ -123,6 +123,23 @@ describe('atls fetch, as curl users expect it', () => {
     assertOneLine(loop, /redirect/, /drop -L/);
   });
 
+  it('-s hides the notice of the engine fallback as well; -sS still prints the error line', async () => {
+    const noAddon = { ATLS_NATIVE_ADDON: join(dir, 'no-such-addon.node') };
+    const chatty = await atlsAsync(['fetch', `${echo}/s`, '-d', 'x', '--ca', pki.ca], undefined, noAddon);
+    assert.equal(chatty.status, 0, chatty.stderr);
+    assert.match(chatty.stderr, /native OpenSSL engine unavailable .*using the node engine/);
+    const silent = await atlsAsync(['fetch', `${echo}/s`, '-d', 'quiet', '-s', '--ca', pki.ca], undefined, noAddon);
+    assert.equal(silent.status, 0);
+    assert.equal(silent.stdout, 'quiet');
+    assert.equal(silent.stderr, '');
+    const failed = await atlsAsync(['fetch', `${echo}/s`, '-sS'], undefined, noAddon);
+    assert.equal(failed.status, 60);
+    assertOneLine(failed, /\[CERTIFICATE_UNTRUSTED/, /--ca FILE/);
+    const hushed = await atlsAsync(['fetch', `${echo}/s`, '-s'], undefined, noAddon);
+    assert.equal(hushed.status, 60);
+    assert.equal(hushed.stderr, '');
+  });
+
   it('-v shows the outer HTTP requests (>) and responses (<) next to the flights', async () => {
     const r = await atlsAsync(['fetch', `${echo}/v`, '-d', 'x', '-v', '--ca', pki.ca]);
     assert.equal(r.status, 0, r.stderr);
