@@ -4,6 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AtlsError, type AtlsErrorCode } from '../../src/errors.js';
+import { readFileSync } from 'node:fs';
 import { concatBytes, fromHex, toHex } from '../../src/bytes.js';
 import {
   bhttpStreamToRequest,
@@ -343,5 +344,20 @@ describe('fetch converters, streamed', () => {
     assert.equal((await bhttpStreamToRequest(encodeRequestStream(get, null))).body, null);
     await rejectsCode(bhttpStreamToResponse(encodeResponseStream({ status: 204 }, streamOf(te.encode('x')))), 'MALFORMED_MESSAGE');
     await rejectsCode(bhttpStreamToRequest(encodeRequestStream({ method: 'CONNECT', scheme: 'https', authority: 'a.example:443', path: '' }, null)), 'UNSUPPORTED');
+  });
+});
+
+describe('docs/protocol.md §5.4 worked example', () => {
+  it('is what the stream encoder emits, piece for piece', async () => {
+    const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+    const block = doc.slice(doc.indexOf('<!-- bhttp-stream-example -->'));
+    const start = block.indexOf('```text') + 8;
+    const lines = block.slice(start, block.indexOf('```', start)).trim().split('\n');
+    const documented = lines.map((l) => l.split(/\s+/)[0]);
+    const pieces = [te.encode('hello, '), te.encode('atls')];
+    const body = new ReadableStream<Uint8Array>({ pull: (c) => void (pieces.length ? c.enqueue(pieces.shift()!) : c.close()) });
+    const emitted: string[] = [];
+    for await (const b of encodeResponseStream({ status: 200, headers: [['content-type', 'text/plain']] }, body)) emitted.push(toHex(b));
+    assert.deepEqual(emitted, documented);
   });
 });
