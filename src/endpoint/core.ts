@@ -370,8 +370,10 @@ export class EndpointCore {
   /**
    * Runs `fn` as the only flight of `live` in progress: refused with
    * INVALID_STATE while another runs (`whenBusy: 'refuse'`), or queued behind it.
+   * `holdUntil` may keep the session busy after `fn` returned, until the
+   * promise it gives settles (an answer still being sent; `refuse` only).
    */
-  async exclusive<T>(live: LiveSession, fn: () => Promise<T>): Promise<T> {
+  async exclusive<T>(live: LiveSession, fn: () => Promise<T>, holdUntil?: (result: T) => Promise<void> | undefined): Promise<T> {
     if (this.whenBusy === 'queue') {
       const run = live.queue.then(async () => {
         live.busy = true;
@@ -389,10 +391,18 @@ export class EndpointCore {
       throw new AtlsError('INVALID_STATE', 'another request of this ATLS session is in progress', { source: 'remote' });
     }
     live.busy = true;
+    let held = false;
     try {
-      return await fn();
+      const result = await fn();
+      // A streamed answer: the session stays busy until it has been sent.
+      const until = holdUntil?.(result);
+      if (until) {
+        held = true;
+        void until.finally(() => (live.busy = false));
+      }
+      return result;
     } finally {
-      live.busy = false;
+      if (!held) live.busy = false;
     }
   }
 

@@ -282,7 +282,9 @@ function nodeBodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
     wake = undefined;
     w?.();
   };
+  let discarding = false;
   req.on('data', (chunk: Buffer) => {
+    if (discarding) return; // cancelled: the rest is read and dropped, the connection stays usable
     queue.push(chunk);
     req.pause();
     notify();
@@ -320,6 +322,7 @@ function nodeBodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
       },
       cancel() {
         // Discard the rest (keeps the connection usable for the answer).
+        discarding = true;
         queue.length = 0;
         req.resume();
       },

@@ -19,9 +19,24 @@ import { AtlsError } from '../errors.js';
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
-import { BHTTP_DEFAULT_LIMITS, decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
+import { decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
+import { bhttpStreamToRequest, responseToBhttpStream } from '../bhttp/web.js';
+import { MAX_CHUNK_PLAINTEXT, protectBody, startsChunkStream } from '../protect/index.js';
+import { readLimited } from '../streams.js';
+import {
+  EngineQueue,
+  failOnError,
+  openRequestChunks,
+  prepend,
+  readOrTruncated,
+  RecordsIn,
+  settle,
+  streamOfBytes,
+  watched,
+  type ReadResult,
+} from './streaming.js';
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINTS,
@@ -127,8 +142,17 @@ export type AtlsRawReply = HttpReply;
 
 /** Resource limits of a handler. */
 export interface AtlsHandlerLimits {
-  /** Largest request body accepted (413 above; default 1 MiB). */
+  /**
+   * Largest inner request content, streamed or not (413 above; default
+   * 1 GiB: a streamed body is never held whole).
+   */
   maxBodyBytes?: number;
+  /**
+   * Largest body read whole: a handshake flight, one protected message, a
+   * records-mode flight that cannot stream (413 above; default 1 MiB, or
+   * min(maxBodyBytes, 16 MiB) when maxBodyBytes is given).
+   */
+  maxWholeBodyBytes?: number;
   /** Handshakes in progress at once (503 above; default 1000). */
   maxHalfOpen?: number;
   /** Sessions in total, half-open or established (503 above; default 100000). */
@@ -237,6 +261,13 @@ export interface AtlsHandler {
   close(): Promise<void>;
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** Default largest inner content when bodies stream: 1 GiB. */
+export const DEFAULT_MAX_STREAMED_BODY_BYTES = 1024 * 1024 * 1024;
+/** Ceiling of the whole-body cap derived from maxBodyBytes: 16 MiB (what clients sent as one message before streaming). */
+const MAX_WHOLE_BODY_BYTES = 16 * 1024 * 1024;
+
 const ACCEPT_POST = `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_FLIGHT_LATER}, ${MEDIA_TYPE_PROTECTED}`;
 
 /** The inner 500 a failing raw app becomes (the same bytes the Web path sends). */
@@ -311,9 +342,21 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   if (!rawApp && !givenApp) throw new AtlsError('INVALID_ARGUMENT', 'give app or rawApp');
   const app: AtlsApp = givenApp ?? (() => new Response(null, { status: 500 }));
   const limits = options.limits ?? {};
-  const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'limits.maxBodyBytes');
-  // Inner content may be as large as the body allows (a larger limit raises Binary HTTP's default too).
-  const contentLimits = { maxContent: Math.max(BHTTP_DEFAULT_LIMITS.maxContent, maxBody) };
+  // Inner content, streamed or not (decisions.md: bodies that stream keep memory bounded, so the default is large).
+  const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_STREAMED_BODY_BYTES, 'limits.maxBodyBytes');
+  // A body read whole (a flight, one protected message, a small request) is held in memory: its own, smaller cap.
+  const maxWhole = positive(
+    limits.maxWholeBodyBytes,
+    limits.maxBodyBytes === undefined ? DEFAULT_MAX_BODY_BYTES : Math.min(maxBody, MAX_WHOLE_BODY_BYTES),
+    'limits.maxWholeBodyBytes',
+  );
+  const contentLimits = { maxContent: maxBody };
+  /** The body is read as it arrives: the front can, and it is not declared small enough to read whole. */
+  const streams = (x: AtlsRawRequest): boolean => {
+    if (x.stream === undefined) return false;
+    const declared = x.header('content-length');
+    return declared === null || declared === undefined || !(Number(declared) <= maxWhole);
+  };
   /** Events are built only when someone listens (a URL string and an object per request otherwise). */
   const listening = options.onEvent !== undefined;
   const emit = (ev: AtlsServerEvent): void => {
@@ -367,17 +410,28 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     emit({ type: 'transport', peer, report });
   }
 
-  /** Runs one inner request through the application; the app's failures become an inner 500. */
-  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array> {
-    const scheme = x.https ? 'https' : 'http';
-    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, scheme);
+  /** The fetch `Request` of a whole inner request, with the transport report taken out. */
+  function innerOf(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Request {
     // RFC 9292: the plaintext is exactly one known-length request; a bad one is the peer's fault (400).
-    const inner = bhttpToRequest(plaintext, { scheme, authority: x.authority }, contentLimits);
+    return withoutReport(bhttpToRequest(plaintext, { scheme: x.https ? 'https' : 'http', authority: x.authority }, contentLimits), peer);
+  }
+
+  function withoutReport(inner: Request, peer: AtlsPeer): Request {
     if (inner.headers.has(HEADER_TRANSPORT_VERIFIED) || inner.headers.has(HEADER_TRANSPORT_CHAIN)) {
       takeReport((n) => inner.headers.get(n), peer);
       inner.headers.delete(HEADER_TRANSPORT_CHAIN);
       inner.headers.delete(HEADER_TRANSPORT_VERIFIED);
     }
+    return inner;
+  }
+
+  /**
+   * Runs one inner request through the application; its answer as Binary
+   * HTTP bytes as they are produced (RFC 9292 §3.2 when the body is large
+   * or slow; otherwise the known-length form, byte for byte what a whole
+   * answer always was). The app's failures become an inner 500.
+   */
+  async function answerOf(inner: Request, peer: AtlsPeer, x: AtlsRawRequest): Promise<ReadableStream<Uint8Array>> {
     let res: Response;
     try {
       res = await app(inner, peer, contextOf(x));
@@ -388,11 +442,33 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     }
     if (listening) emit({ type: 'request', peer, method: inner.method, url: inner.url, status: res.status });
     try {
-      return await responseToBhttp(res, contentLimits);
+      return responseToBhttpStream(res);
     } catch (error) {
       emit({ type: 'app-error', peer, error });
-      return responseToBhttp(new Response('internal server error\n', { status: 500 }));
+      await res.body?.cancel().catch(() => undefined);
+      return streamOfBytes(await responseToBhttp(new Response('internal server error\n', { status: 500 })));
     }
+  }
+
+  /** A whole inner request: the raw app's answer as bytes, the fetch app's as a stream. */
+  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http');
+    return answerOf(innerOf(plaintext, peer, x), peer, x);
+  }
+
+  /**
+   * A streamed inner request (its plaintext arriving as a stream): a raw
+   * app gets it whole (at most the whole-body cap), a fetch app as a
+   * `Request` whose body streams.
+   */
+  async function dispatchStreamed(
+    plaintext: ReadableStream<Uint8Array>,
+    peer: AtlsPeer,
+    x: AtlsRawRequest,
+  ): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    if (rawApp) return dispatchRaw(rawApp, await readLimited(plaintext, maxWhole, 'remote'), peer, x, x.https ? 'https' : 'http');
+    const inner = await bhttpStreamToRequest(plaintext, { scheme: x.https ? 'https' : 'http', authority: x.authority }, contentLimits);
+    return answerOf(withoutReport(inner, peer), peer, x);
   }
 
   /** The same for a raw application: no fetch objects on either side. */
@@ -460,14 +536,15 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     if (step.data.length > 0 && peer && !step.closed) {
       // Architecture (a): the records' plaintext is one inner request (draft Figure 5).
       const response = await dispatch(concatBytes(step.data), peer, x);
-      out = concatBytes([out, await core.sendRecords(live, response)]);
+      if (response instanceof Uint8Array) out = concatBytes([out, await core.sendRecords(live, response)]);
+      else return { status: 200, headers, body: await recordsAnswer(live, response, new EngineQueue(), out) };
     } else if (piggyBacked) {
       if (!step.established) {
         throw new AtlsError('MALFORMED_MESSAGE', 'a protected message rode with a flight that did not finish the handshake', {
           source: 'remote',
         });
       }
-      let sealed: Uint8Array;
+      let sealed: Uint8Array | ReadableStream<Uint8Array>;
       try {
         sealed = await answerProtected(step.established, piggyBacked, x);
       } catch (err) {
@@ -478,20 +555,73 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         throw err;
       }
       headers.push([HEADER_FLIGHT_LENGTH, String(out.length)]);
+      if (!(sealed instanceof Uint8Array)) return { status: 200, headers, body: prepend(out, sealed.getReader()) };
       out = concatBytes([out, sealed]);
     }
     if (listening) emit({ type: 'flight', sessionId: live.id, received: body.length, sent: out.length, state: live.session.state });
     return { status: 200, headers, body: out };
   }
 
-  /** One protected message of an established architecture-(b) session: its sealed answer. */
-  async function answerProtected(s: EstablishedSession, body: Uint8Array, x: AtlsRawRequest): Promise<Uint8Array> {
+  /**
+   * One protected message of an established architecture-(b) session (or a
+   * chunk stream held whole): its sealed answer, one message as bytes or a
+   * chunk stream.
+   */
+  async function answerProtected(s: EstablishedSession, body: Uint8Array, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    if (body.length > 0 && startsChunkStream(body[0]!)) return answerChunks(s, streamOfBytes(body), x);
     const accepted = core.accept(s, body);
     const { plaintext, sendSeq } = accepted instanceof Promise ? await accepted : accepted;
-    const peer = s.peer;
-    const response = rawApp ? await dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http') : await dispatch(plaintext, peer, x);
-    const sealed = core.seal(s, sendSeq, response);
-    return sealed instanceof Promise ? await sealed : sealed;
+    const response = await dispatch(plaintext, s.peer, x);
+    if (response instanceof Uint8Array && response.length <= MAX_CHUNK_PLAINTEXT) {
+      const sealed = core.seal(s, sendSeq, response);
+      return sealed instanceof Promise ? await sealed : sealed;
+    }
+    return sealAnswer(s, sendSeq, response instanceof Uint8Array ? streamOfBytes(response) : response);
+  }
+
+  /**
+   * The answer sealed under numbers of the store (docs/protocol.md §4.1,
+   * §7.3): one message (bytes) when small and at hand, else a chunk stream.
+   * `failed` is asked before each piece: a request body that failed cuts the answer.
+   */
+  function sealAnswer(
+    s: EstablishedSession,
+    sendSeq: number,
+    bhttp: ReadableStream<Uint8Array>,
+    failed?: () => AtlsError | undefined,
+  ): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    const body = failed ? watched(bhttp, () => undefined, failed) : bhttp;
+    // An indeterminate-length response (framing indicator 3) was not at hand: its head leaves at once.
+    const sealed = protectBody(core.answerSealer(s, sendSeq), body, { streamAtOnce: (first) => first[0] === 3 });
+    return settle(sealed, (first) => !startsChunkStream(first[0]!));
+  }
+
+  /**
+   * A request body that is a chunk stream (docs/protocol.md §4.1): opened as
+   * it arrives, its inner request dispatched while it streams, the answer
+   * sealed under the number chunk 0's commit reserved. A failure of the
+   * request body (cut short, reordered, forged, replayed, over --max-body)
+   * before the answer started is the answer (4xx); after, it cuts the answer.
+   */
+  async function answerChunks(s: EstablishedSession, body: ReadableStream<Uint8Array>, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    let sendSeq: number | undefined;
+    let failure: AtlsError | undefined;
+    const plain = failOnError(openRequestChunks(core, s, body, (n) => (sendSeq = n)), (e) => (failure ??= e));
+    let response: Uint8Array | ReadableStream<Uint8Array>;
+    try {
+      response = await dispatchStreamed(plain, s.peer, x);
+    } catch (e) {
+      throw failure ?? e;
+    }
+    if (failure === undefined && sendSeq === undefined) {
+      // The app answered before reading the body: chunk 0 is judged before anything is sealed.
+      await new Response(plain).arrayBuffer().catch(() => undefined);
+    }
+    if (failure !== undefined || sendSeq === undefined) {
+      if (!(response instanceof Uint8Array)) await response.cancel().catch(() => undefined);
+      throw failure ?? new AtlsError('MALFORMED_MESSAGE', 'protected stream without chunks', { source: 'remote' });
+    }
+    return sealAnswer(s, sendSeq, response instanceof Uint8Array ? streamOfBytes(response) : response, () => failure);
   }
 
   /** A body of protected type. */
@@ -505,6 +635,108 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const sealed = await answerProtected(found, body, x);
     return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
   }
+
+  /** A protected body read as it arrives: a chunk stream opened chunk by chunk; one message read whole (at most `maxWhole`). */
+  async function onProtectedStream(found: FoundSession, body: ReadableStream<Uint8Array>, x: AtlsRawRequest): Promise<AtlsRawReply> {
+    const reader = body.getReader();
+    let first: ReadResult;
+    do first = await readOrTruncated(reader);
+    while (!first.done && first.value.length === 0);
+    if (first.done) return onProtected(found, new Uint8Array(0), x);
+    const rest = prepend(first.value, reader);
+    if (found instanceof LiveSession || !startsChunkStream(first.value[0]!)) return onProtected(found, await readBody(rest, maxWhole), x);
+    const sealed = await answerChunks(found, rest, x);
+    return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
+  }
+
+  /**
+   * Records mode, an established session: the request's records fed to the
+   * engine as they arrive, the answer's records sent as they are made.
+   */
+  async function onRecordsStream(live: LiveSession, body: ReadableStream<Uint8Array>, x: AtlsRawRequest): Promise<AtlsRawReply> {
+    const peer = live.peer!;
+    const engine = new EngineQueue();
+    const early: Uint8Array[] = [];
+    let failure: AtlsError | undefined;
+    const input = new RecordsIn(core, live, body, engine, (f) => early.push(f));
+    /** The whole body reached the engine (records are sequenced); a failure there ends the session. */
+    const finish = async (): Promise<void> => {
+      try {
+        await input.finish();
+      } catch (e) {
+        await core.end(live, 'failed');
+        throw e;
+      }
+    };
+    let response: Uint8Array | ReadableStream<Uint8Array>;
+    try {
+      response = await dispatchStreamed(failOnError(input.plaintext, (e) => (failure ??= e)), peer, x);
+    } catch (e) {
+      await finish();
+      throw failure ?? e;
+    }
+    if (failure !== undefined) {
+      if (!(response instanceof Uint8Array)) await response.cancel().catch(() => undefined);
+      await finish(); // a body refused as too large is read to its end: the session goes on
+      throw failure;
+    }
+    const bhttp = watched(response instanceof Uint8Array ? streamOfBytes(response) : response, () => undefined, () => failure);
+    const type = mediaType(x.header('content-type')) === MEDIA_TYPE_FLIGHT_LATER ? MEDIA_TYPE_FLIGHT_LATER : MEDIA_TYPE_FLIGHT;
+    const answer = await recordsAnswer(live, bhttp, engine, concatBytes(early), finish);
+    return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', type]], body: answer };
+  }
+
+  /**
+   * Records mode: the answer's Binary HTTP encrypted piece by piece into
+   * records as it is produced, after `before` (records already due). An
+   * answer in the known-length form (small, at hand) comes back whole, as bytes.
+   */
+  function recordsAnswer(
+    live: LiveSession,
+    bhttp: ReadableStream<Uint8Array>,
+    engine: EngineQueue,
+    before: Uint8Array,
+    finish?: () => Promise<void>,
+  ): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    const reader = bhttp.getReader();
+    let lead: Uint8Array | undefined = before;
+    let known = false;
+    const records = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          for (;;) {
+            const r = await reader.read();
+            if (lead !== undefined && !r.done) known = r.value[0] === 1; // RFC 9292 §3.3: known-length response
+            const out = r.done ? new Uint8Array(0) : await engine.run(() => core.sendRecords(live, r.value));
+            const piece = lead !== undefined && lead.length > 0 ? concatBytes([lead, out]) : out;
+            lead = undefined;
+            if (r.done) {
+              await finish?.(); // the request's last records reach the engine before the session is free
+              if (piece.length > 0) controller.enqueue(piece);
+              controller.close();
+              return;
+            }
+            if (piece.length > 0) {
+              controller.enqueue(piece);
+              return;
+            }
+          }
+        },
+        cancel: (reason) => reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+    return settle(records, () => known);
+  }
+
+  /** A streamed reply keeps its session busy until it has been sent (records are sequenced). */
+  const releaseAfter = (reply: AtlsRawReply): Promise<void> | undefined => {
+    if (reply.body instanceof Uint8Array) return undefined;
+    let done!: () => void;
+    const sent = new Promise<void>((r) => (done = r));
+    reply.body = watched(reply.body, done);
+    return sent;
+  };
 
   const gone = (): AtlsError =>
     new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
@@ -532,7 +764,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       const kind = bodyKind(x.header('content-type'));
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
-      const body = await x.body(maxBody);
+      const streamed = streams(x);
+      let body = streamed ? EMPTY : await x.body(maxWhole);
       id = readCookie(x.header('cookie'), COOKIE_NAME);
       if (id !== undefined) {
         const got = core.find(id);
@@ -540,12 +773,21 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       if (kind === 'protected') {
         if (!known) throw gone();
+        if (streamed) return await onProtectedStream(known, x.stream!(), x);
         return await onProtected(known, body, x);
+      }
+      if (streamed) {
+        if (known instanceof LiveSession && known.handshake && mode === 'records') {
+          // Records of an established records-mode session: fed to the engine as they arrive (busy until answered).
+          const live = known;
+          return await core.exclusive(live, () => onRecordsStream(live, x.stream!(), x), releaseAfter);
+        }
+        body = await readBody(x.stream!(), maxWhole);
       }
       const hello = startsWithClientHello(body);
       if (known instanceof LiveSession && (!hello || known.awaitingHello)) {
         const live = known;
-        return await core.exclusive(live, () => onFlight(live, body, x));
+        return await core.exclusive(live, () => onFlight(live, body, x), releaseAfter);
       }
       if (known) {
         // An established architecture-(b) session takes no more flights.
@@ -570,7 +812,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       }
       created = live;
       emit({ type: 'session', sessionId: live.id, address });
-      const res = await core.exclusive(live, () => onFlight(live, body, x));
+      const res = await core.exclusive(live, () => onFlight(live, body, x), releaseAfter);
       res.headers.push(['set-cookie', setCookie(COOKIE_NAME, live.id, cookieAttrs)]);
       return res;
     } catch (err) {
