@@ -1,5 +1,6 @@
 /**
- * docs/appendix-c/ (draft Appendix C): the committed example exchanges are
+ * docs/appendix-c/ (draft Appendix C): the committed example exchanges
+ * (HTTP and CoAP) are
  * self-consistent and checkable offline (key log -> key block -> every
  * protected message opens to its recorded plaintext; the annotated dump is
  * what the bodies say), and they still describe what the code sends: a
@@ -16,13 +17,19 @@ import {
   SECTION_END,
   SECTION_START,
   annotate,
+  annotateCoap,
   capture,
+  captureCoap,
   keyBlockFromKeyLog,
   openAll,
   workedExample,
+  type ExampleCoapFile,
+  type ExampleCoapMessage,
   type ExampleFile,
   type ExampleMessage,
 } from '../helpers/appendix-c.js';
+import { decodeInner } from '../../src/coap/inner.js';
+import { codeToString } from '../../src/coap/constants.js';
 import { inspectFlight } from '../../src/records.js';
 import { decodeRequest, decodeResponse } from '../../src/bhttp/codec.js';
 
@@ -38,26 +45,39 @@ function shape(m: ExampleMessage): unknown {
   };
 }
 
+/** The same for a CoAP message: code, option names (values but the session id's), records, protected. */
+function coapShape(m: ExampleCoapMessage): unknown {
+  const body = Buffer.from(m.body, 'base64');
+  const flight = body.subarray(0, m.flightBytes);
+  const summary = flight.length > 0 ? inspectFlight(flight, { dtls: false }) : undefined;
+  return {
+    code: m.code,
+    options: m.options.map((o, i) => (i > 0 && /Path$/.test(o.name) && m.options[i - 1]!.value === 'atls' ? `${o.name}: <session id>` : `${o.name}: ${o.value}`)),
+    contentFormat: m.contentFormat,
+    records: summary?.records.map((r) => `${r.contentTypeName}${r.encrypted ? ' (encrypted)' : ''} ${(r.handshake ?? []).join('+')}`) ?? [],
+    protected: m.flightBytes < body.length,
+  };
+}
+
+/** The key block (hex) from a key log and the hellos of the file's first exchange. */
+function keyBlockOf(keyLog: string, file: ExampleFile | ExampleCoapFile): string {
+  const first = file.exchanges[0]!;
+  const hello = (m: { body: string }): Buffer => Buffer.from(m.body, 'base64');
+  return Buffer.from(keyBlockFromKeyLog(keyLog.trim().split('\n'), file.cipherSuite, file.version, hello(first.request), hello(first.response))).toString('hex');
+}
+
 describe('docs/appendix-c: example exchanges', () => {
   let pki: TestPki;
   before(async () => {
     pki = await testPki();
   });
 
-  for (const example of EXAMPLES) {
+  for (const example of EXAMPLES.filter((e) => e.binding !== 'coap')) {
     const read = (ext: string): string => readFileSync(new URL(`${example.name}.${ext}`, APPENDIX_DIR), 'utf8');
     const file = JSON.parse(read('json')) as ExampleFile;
 
     it(`${example.name}: the key log gives the key block, which opens every protected message to its Binary HTTP plaintext`, () => {
-      const first = file.exchanges[0]!;
-      const block = keyBlockFromKeyLog(
-        read('keylog').trim().split('\n'),
-        file.cipherSuite,
-        file.version,
-        Buffer.from(first.request.body, 'base64'),
-        Buffer.from(first.response.body, 'base64'),
-      );
-      assert.equal(Buffer.from(block).toString('hex'), file.keyBlock);
+      assert.equal(keyBlockOf(read('keylog'), file), file.keyBlock);
       assert.deepEqual(openAll(file), file.protected);
       assert.equal(file.protected.length, 4, 'two requests and two responses');
       for (const p of file.protected) {
@@ -81,6 +101,44 @@ describe('docs/appendix-c: example exchanges', () => {
         assert.deepEqual([x.request.method, x.request.target, x.response.status], [was.request.method, was.request.target, was.response.status]);
         assert.deepEqual(shape(x.request), shape(was.request), `exchange ${i + 1} request`);
         assert.deepEqual(shape(x.response), shape(was.response), `exchange ${i + 1} response`);
+      });
+    });
+  }
+
+  for (const example of EXAMPLES.filter((e) => e.binding === 'coap')) {
+    const read = (ext: string): string => readFileSync(new URL(`${example.name}.${ext}`, APPENDIX_DIR), 'utf8');
+    const file = JSON.parse(read('json')) as ExampleCoapFile;
+
+    it(`${example.name}: the key log gives the key block, which opens every protected message to its inner CoAP message`, () => {
+      assert.equal(keyBlockOf(read('keylog'), file), file.keyBlock);
+      assert.deepEqual(openAll(file), file.protected);
+      assert.equal(file.protected.length, 5, 'two requests, two responses and the DELETE');
+      const inner = file.protected.filter((p) => p.plaintext !== '').map((p) => decodeInner(Buffer.from(p.plaintext, 'hex')));
+      assert.deepEqual(
+        inner.map((m) => [codeToString(m.code), Buffer.from(m.payload).toString()]),
+        [['0.01', ''], ['2.05', 'hello /a'], ['0.01', ''], ['2.05', 'hello /b']],
+      );
+      for (const x of file.exchanges) {
+        for (const m of [x.request, x.response]) {
+          const cf = m.options.find((o) => o.name === 'Content-Format');
+          assert.equal(cf?.value ?? null, m.contentFormat);
+        }
+      }
+    });
+
+    it(`${example.name}: the annotated dump is what the messages say`, () => {
+      assert.equal(read('txt'), annotateCoap(file));
+    });
+
+    it(`${example.name}: a fresh run sends the same messages, options, records and handshake messages`, async () => {
+      const fresh = (await captureCoap(example, pki)).json;
+      assert.equal(fresh.version, file.version);
+      assert.equal(fresh.cipherSuite, file.cipherSuite);
+      assert.equal(fresh.exchanges.length, file.exchanges.length);
+      fresh.exchanges.forEach((x, i) => {
+        const was = file.exchanges[i]!;
+        assert.deepEqual(coapShape(x.request), coapShape(was.request), `exchange ${i + 1} request`);
+        assert.deepEqual(coapShape(x.response), coapShape(was.response), `exchange ${i + 1} response`);
       });
     });
   }

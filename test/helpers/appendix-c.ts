@@ -1,21 +1,28 @@
 /**
  * Appendix C of the draft (example handshake), from real runs: for each
  * configuration a full exchange over the HTTP binding (the first request
- * riding with the final flight, then one more), written to docs/appendix-c/
- * as three files:
+ * riding with the final flight, then one more) or the CoAP binding (the
+ * handshake, two inner CoAP requests, the DELETE), written to
+ * docs/appendix-c/ as three files:
  *
  * - `<name>.json`: every HTTP exchange (method, path, headers, status, the
- *   body in base64 and how it splits into flight and protected message), the
+ *   body in base64 and how it splits into flight and protected message) or
+ *   CoAP exchange (code, options, Content-Format, the payload in base64), the
  *   key block, and every protected message with its plaintext;
  * - `<name>.keylog`: the client's secrets in SSLKEYLOGFILE format (Wireshark
  *   decrypts every record with it);
  * - `<name>.txt`: an annotated hex dump of every body: each record header
- *   field, each plaintext handshake message and the fields of the hellos.
+ *   field, each plaintext handshake message and the fields of the hellos
+ *   (and of every CoAP option).
+ *
+ * Both bindings are captured the same way: the client's key log, and the
+ * client's own record of each exchange as it went (the HTTP client's
+ * `transport.fetch`, the CoAP client's `onExchange`).
  *
  * The key block comes from the key log through the RFC exporter formulas
  * (test/vectors/exporter.ts), so the protected messages can be opened with
- * nothing but these files. Regenerate:
- *   node --import tsx test/helpers/appendix-c.ts
+ * nothing but these files. Regenerate (all, or the examples named):
+ *   node --import tsx test/helpers/appendix-c.ts [NAME ...]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -28,16 +35,22 @@ import { HEADER_FLIGHT_LENGTH, MEDIA_TYPE_PROTECTED } from '../../src/http/const
 import { ProtectedChannel, aeadForSuite, keyBlockLength, EXPORTER_LABEL } from '../../src/protect/index.js';
 import { cipherSuiteName, contentTypeName, extensionName, handshakeTypeName, versionName } from '../../src/tls-names.js';
 import { tls12Exporter, tls13Exporter } from '../vectors/exporter.js';
+import { AtlsCoapServer } from '../../src/coap/server.js';
+import { AtlsCoapClient } from '../../src/coap/client.js';
+import { CoapCode, OptionNumber, codeToString } from '../../src/coap/constants.js';
+import { decodeUint, encodeOptionsAndPayload, encodeUint, getUintOption, sortOptions, type CoapOption } from '../../src/coap/packet.js';
+import { ByteWriter } from '../../src/bytes.js';
 import { testPki, type TestPki } from './pki.js';
 import { TEST_PSK } from './http.js';
 import { renderHttpExample, type Captured } from './http-example.js';
 
 export const APPENDIX_DIR = new URL('../../docs/appendix-c/', import.meta.url);
 
-/** One example: how both ends are configured. */
+/** One example: how both ends are configured, and over which binding (default HTTP). */
 export interface Example {
   name: string;
   title: string;
+  binding?: 'coap';
   server: (pki: TestPki) => TlsServerConfig;
   client: (pki: TestPki) => TlsClientConfig;
 }
@@ -61,6 +74,13 @@ export const EXAMPLES: Example[] = [
   {
     name: 'tls13-psk',
     title: `TLS 1.3, external PSK "${TEST_PSK.identity}" = ${Buffer.from(TEST_PSK.key).toString('hex')}, psk_dhe_ke, TLS_AES_128_GCM_SHA256`,
+    server: () => ({ ...v13, ciphersuites: 'TLS_AES_128_GCM_SHA256', pskLookup: (id) => (id === TEST_PSK.identity ? TEST_PSK.key : undefined) }),
+    client: () => ({ ...v13, ciphersuites: 'TLS_AES_128_GCM_SHA256', psk: TEST_PSK, serverName: 'localhost' }),
+  },
+  {
+    name: 'coap-tls13-psk',
+    binding: 'coap',
+    title: `CoAP, TLS 1.3, external PSK "${TEST_PSK.identity}" = ${Buffer.from(TEST_PSK.key).toString('hex')}, psk_dhe_ke, TLS_AES_128_GCM_SHA256, inner CoAP`,
     server: () => ({ ...v13, ciphersuites: 'TLS_AES_128_GCM_SHA256', pskLookup: (id) => (id === TEST_PSK.identity ? TEST_PSK.key : undefined) }),
     client: () => ({ ...v13, ciphersuites: 'TLS_AES_128_GCM_SHA256', psk: TEST_PSK, serverName: 'localhost' }),
   },
@@ -98,6 +118,30 @@ export interface ExampleFile {
   protected: ExampleProtected[];
 }
 
+/** One CoAP option: string options as text, uint options as numbers, others as hex. */
+export interface ExampleCoapOption {
+  number: number;
+  name: string;
+  value: string | number;
+}
+
+/** One CoAP message of the exchange (after block-wise reassembly: there is none at these sizes). */
+export interface ExampleCoapMessage {
+  code: string;
+  options: ExampleCoapOption[];
+  contentFormat: number | null;
+  /** The payload, base64. */
+  body: string;
+  /** Bytes of TLS records (all of the payload for Content-Format `records`, 0 for a protected message). */
+  flightBytes: number;
+}
+
+/** The CoAP example's file: as {@link ExampleFile}, with CoAP exchanges (plaintexts are inner CoAP messages). */
+export interface ExampleCoapFile extends Omit<ExampleFile, 'exchanges'> {
+  binding: 'coap';
+  exchanges: Array<{ request: ExampleCoapMessage; response: ExampleCoapMessage }>;
+}
+
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -128,8 +172,13 @@ export function keyBlockFromKeyLog(keyLog: string[], cipherSuite: string, versio
   return tls12Exporter(hash, secret('CLIENT_RANDOM'), clientRandom, serverRandom, EXPORTER_LABEL, length);
 }
 
+/** What openAll needs of a file: the suite, the key block, and each message's body and split. */
+type Openable = Pick<ExampleFile, 'cipherSuite' | 'keyBlock'> & {
+  exchanges: Array<{ request: { body: string; flightBytes: number }; response: { body: string; flightBytes: number } }>;
+};
+
 /** Opens every protected message of the exchanges with the key block, in order. */
-export function openAll(file: Omit<ExampleFile, 'protected'>): ExampleProtected[] {
+export function openAll(file: Openable): ExampleProtected[] {
   const spec = aeadForSuite(file.cipherSuite);
   const block = (): Buffer => Buffer.from(file.keyBlock, 'hex');
   const asServer = ProtectedChannel.fromKeyBlock(block(), spec, 'server'); // opens what the client sealed
@@ -147,7 +196,10 @@ export function openAll(file: Omit<ExampleFile, 'protected'>): ExampleProtected[
   return out;
 }
 
-/** Runs one example (node engine, for its key log) and returns the three files' contents. */
+const KEY_BLOCK_NOTE =
+  'keyBlock = client_write_key | server_write_key | client_write_IV | server_write_IV, derived from the .keylog file with the RFC 5705 / RFC 8446 §7.5 exporter (label application-layer-tls, no context).';
+
+/** Runs one HTTP example (node engine, for its key log) and returns the three files' contents. */
 export async function capture(example: Example, pki: TestPki): Promise<{ json: ExampleFile; keyLog: string; dump: string }> {
   const engine = getEngine('node');
   const keyLog: string[] = [];
@@ -193,8 +245,7 @@ export async function capture(example: Example, pki: TestPki): Promise<{ json: E
   const first = exchanges[0]!;
   const keyBlock = keyBlockFromKeyLog(keyLog, cipherSuite, version, Buffer.from(first.request.body, 'base64'), Buffer.from(first.response.body, 'base64'));
   const base = {
-    description:
-      'A real ATLS exchange over HTTP (docs/protocol.md §5.13). Bodies in base64; flightBytes = TLS records at the start of the body, the rest is one protected message (§4). keyBlock = client_write_key | server_write_key | client_write_IV | server_write_IV, derived from the .keylog file with the RFC 5705 / RFC 8446 §7.5 exporter (label application-layer-tls, no context).',
+    description: `A real ATLS exchange over HTTP (docs/protocol.md §5.13). Bodies in base64; flightBytes = TLS records at the start of the body, the rest is one protected message (§4). ${KEY_BLOCK_NOTE}`,
     title: example.title,
     version,
     cipherSuite,
@@ -203,6 +254,113 @@ export async function capture(example: Example, pki: TestPki): Promise<{ json: E
   };
   const json: ExampleFile = { ...base, protected: openAll(base) };
   return { json, keyLog: `${keyLog.join('\n')}\n`, dump: annotate(json) };
+}
+
+/** Option names by number, from the constants' keys (UriPath -> Uri-Path). */
+const OPTION_NAMES = new Map<number, string>(Object.entries(OptionNumber).map(([k, v]) => [v, k.replace(/([a-z])([A-Z])/g, '$1-$2')]));
+const STRING_OPTIONS = new Set<number>([OptionNumber.UriHost, OptionNumber.LocationPath, OptionNumber.UriPath, OptionNumber.UriQuery, OptionNumber.LocationQuery, OptionNumber.ProxyUri, OptionNumber.ProxyScheme]);
+const UINT_OPTIONS = new Set<number>([OptionNumber.UriPort, OptionNumber.ContentFormat, OptionNumber.MaxAge, OptionNumber.Accept, OptionNumber.Size1, OptionNumber.Size2]);
+
+function coapOptionOf(o: CoapOption): ExampleCoapOption {
+  const name = OPTION_NAMES.get(o.number) ?? `option ${o.number}`;
+  const value = STRING_OPTIONS.has(o.number) ? Buffer.from(o.value).toString('utf8') : UINT_OPTIONS.has(o.number) ? decodeUint(o.value) : hex(o.value);
+  return { number: o.number, name, value };
+}
+
+function coapMessageOf(code: number, options: CoapOption[], payload: Uint8Array, recordsFormat: number): ExampleCoapMessage {
+  const contentFormat = getUintOption({ options }, OptionNumber.ContentFormat) ?? null;
+  return {
+    code: `${codeToString(code)} ${CODE_NAMES.get(code) ?? ''}`.trimEnd(),
+    options: sortOptions(options).map(coapOptionOf),
+    contentFormat,
+    body: b64(payload),
+    flightBytes: contentFormat === recordsFormat ? payload.length : 0,
+  };
+}
+
+const CODE_NAMES = new Map<number, string>(Object.entries(CoapCode).map(([k, v]) => [v, k.replace(/([a-z])([A-Z])/g, '$1 $2')]));
+
+/** The option back as the client sent it (the inverse of {@link coapOptionOf}). */
+function coapOptionBack(o: ExampleCoapOption): CoapOption {
+  if (typeof o.value === 'number') return { number: o.number, value: encodeUint(o.value) };
+  return { number: o.number, value: STRING_OPTIONS.has(o.number) ? Buffer.from(o.value, 'utf8') : Buffer.from(o.value, 'hex') };
+}
+
+/**
+ * Runs the CoAP example: an `AtlsCoapServer` on loopback, the client's
+ * handshake, GET /a and GET /b as inner CoAP requests, and the DELETE that
+ * ends the session (node engine, for its key log).
+ */
+export async function captureCoap(example: Example, pki: TestPki): Promise<{ json: ExampleCoapFile; keyLog: string; dump: string }> {
+  const engine = getEngine('node');
+  const keyLog: string[] = [];
+  const server = await AtlsCoapServer.listen({
+    tls: example.server(pki),
+    engine,
+    handler: (req) => ({ code: CoapCode.Content, contentFormat: 0, payload: `hello ${req.path}` }),
+  });
+  const exchanges: ExampleCoapFile['exchanges'] = [];
+  const recordsFormat = 65000;
+  const client = new AtlsCoapClient({
+    url: server.url,
+    tls: { ...example.client(pki), keyLog: (line) => keyLog.push(line) },
+    engine,
+    onExchange: ({ request, response }) =>
+      exchanges.push({
+        request: coapMessageOf(request.code, request.options, request.payload, recordsFormat),
+        response: coapMessageOf(response.code, response.options, response.payload, recordsFormat),
+      }),
+  });
+  let info;
+  try {
+    info = await client.connect();
+    await client.request({ method: 'GET', pathname: '/a' });
+    await client.request({ method: 'GET', pathname: '/b' });
+  } finally {
+    await client.close();
+    await server.close();
+  }
+  const first = exchanges[0]!;
+  const keyBlock = keyBlockFromKeyLog(keyLog, info.cipherSuite, info.version, Buffer.from(first.request.body, 'base64'), Buffer.from(first.response.body, 'base64'));
+  const base = {
+    description: `A real ATLS exchange over CoAP (docs/protocol.md §5.13, §6). Payloads in base64 after block-wise reassembly (none was needed); Content-Format 65000 = TLS records (flightBytes = all of it), 65001 = one protected message (§4) whose plaintext is an inner CoAP message (§6.6). Message type, id and token are the transport's and not recorded. ${KEY_BLOCK_NOTE}`,
+    title: example.title,
+    version: info.version,
+    cipherSuite: info.cipherSuite,
+    keyBlock: hex(keyBlock),
+    binding: 'coap' as const,
+    exchanges,
+  };
+  const json: ExampleCoapFile = { ...base, protected: openAll(base) };
+  return { json, keyLog: `${keyLog.join('\n')}\n`, dump: annotateCoap(json) };
+}
+
+/** Each option's bytes as encoded in the message (RFC 7252 §3.1): the encoding of the options up to it, less that of those before. */
+function optionLines(options: ExampleCoapOption[]): string[] {
+  const encoded = (n: number): Uint8Array => {
+    const w = new ByteWriter(64);
+    encodeOptionsAndPayload(w, options.slice(0, n).map(coapOptionBack), new Uint8Array(0));
+    return w.finish();
+  };
+  return options.map((o, i) => {
+    const bytes = encoded(i + 1).subarray(encoded(i).length);
+    return `    ${hex(bytes).padEnd(24)}  ${o.name} (${o.number}): ${typeof o.value === 'string' && STRING_OPTIONS.has(o.number) ? JSON.stringify(o.value) : o.value}`;
+  });
+}
+
+/** The whole dump of the CoAP example: code, options byte by byte, then the payload as {@link annotateBody} reads it. */
+export function annotateCoap(file: ExampleCoapFile): string {
+  const out = [`# ${file.title}`, `# ${file.version} ${file.cipherSuite}; key block ${file.keyBlock}`, ''];
+  file.exchanges.forEach((x, i) => {
+    const req = Buffer.from(x.request.body, 'base64');
+    const res = Buffer.from(x.response.body, 'base64');
+    out.push(`## exchange ${i + 1}: ${x.request.code}, ${req.length} bytes -> ${x.response.code}, ${res.length} bytes`);
+    out.push(`> ${x.request.code}`, ...optionLines(x.request.options), ...annotateBody(req, x.request.flightBytes));
+    out.push(`< ${x.response.code}`, ...optionLines(x.response.options), ...annotateBody(res, x.response.flightBytes));
+    for (const p of file.protected.filter((p) => p.exchange === i)) out.push(`  ${p.sender} protected message opens to (inner CoAP): ${p.plaintext || '(empty)'}`);
+    out.push('');
+  });
+  return out.join('\n');
 }
 
 /** A byte reader that names what it takes. */
@@ -350,19 +508,21 @@ export async function workedExample(file: ExampleFile): Promise<string> {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const pki = await testPki();
   mkdirSync(APPENDIX_DIR, { recursive: true });
-  for (const example of EXAMPLES) {
-    const { json, keyLog, dump } = await capture(example, pki);
+  const wanted = process.argv.slice(2);
+  for (const example of EXAMPLES.filter((e) => wanted.length === 0 || wanted.includes(e.name))) {
+    const { json, keyLog, dump } = example.binding === 'coap' ? await captureCoap(example, pki) : await capture(example, pki);
+    const psk = example.name === 'tls13-psk' ? (json as ExampleFile) : undefined;
     writeFileSync(new URL(`${example.name}.json`, APPENDIX_DIR), `${JSON.stringify(json, null, 2)}\n`);
     writeFileSync(new URL(`${example.name}.keylog`, APPENDIX_DIR), keyLog);
     writeFileSync(new URL(`${example.name}.txt`, APPENDIX_DIR), dump);
     console.log(`wrote docs/appendix-c/${example.name}.{json,keylog,txt}`);
-    if (example.name === 'tls13-psk') {
+    if (psk) {
       const docUrl = new URL('../protocol.md', APPENDIX_DIR);
       const doc = readFileSync(docUrl, 'utf8');
       const a = doc.indexOf(SECTION_START);
       const b = doc.indexOf(SECTION_END);
       if (a < 0 || b < 0) throw new Error('worked example markers not found in docs/protocol.md');
-      writeFileSync(docUrl, `${doc.slice(0, a + SECTION_START.length)}\n${await workedExample(json)}\n${doc.slice(b)}`);
+      writeFileSync(docUrl, `${doc.slice(0, a + SECTION_START.length)}\n${await workedExample(psk)}\n${doc.slice(b)}`);
       console.log('rewrote docs/protocol.md §5.10');
     }
   }
