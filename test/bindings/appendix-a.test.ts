@@ -47,6 +47,7 @@ describe('docs/protocol.md §1.5: configurations, round trips, flights, bytes', 
       assert.equal(got.flights, row.flights, 'flights');
       assert.ok(Math.abs(got.bytes - row.bytes) <= Math.max(32, row.bytes * 0.02), `bytes ${got.bytes}, table ${row.bytes}`);
       assert.equal(got.resumed, c.resumed === true, 'resumed as the configuration says');
+      assert.equal(got.earlyData, c.earlyData ? 'accepted' : 'none', 'early data as the configuration says');
     });
   }
 });

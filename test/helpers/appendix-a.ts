@@ -17,9 +17,11 @@ import { availableEngines } from '../../src/engines/index.js';
 
 /** The engines that run both roles (the webcrypto engine is a client only). */
 const BOTH_ROLES: Array<TlsEngine['name']> = ['openssl', 'node'];
-import type { TlsClientConfig, TlsEngine, TlsServerConfig } from '../../src/engines/types.js';
+import type { HandshakeInfo, TlsClientConfig, TlsEngine, TlsServerConfig } from '../../src/engines/types.js';
+import type { Mode } from '../../src/session/types.js';
+import { encodeRequest } from '../../src/bhttp/codec.js';
 import { testPki, type TestPki } from './pki.js';
-import { ForgetfulStore, reportApp, TEST_PSK } from './http.js';
+import { reportApp, TEST_PSK } from './http.js';
 
 /** One configuration: how both ends are set up, and whether the measured handshake resumes a first one. */
 export interface Configuration {
@@ -29,6 +31,10 @@ export interface Configuration {
   resumed?: boolean;
   /** Engines that can run it (default both). */
   engines?: Array<TlsEngine['name']>;
+  /** Mode of both ends (default exported). */
+  mode?: Mode;
+  /** The measured (resumed) handshake carries 0-RTT data that the server accepts. */
+  earlyData?: boolean;
 }
 
 const v12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } as const;
@@ -68,6 +74,16 @@ export const CONFIGURATIONS: Configuration[] = [
     client: (p) => ({ ...v13, ...trust(p), cert: p.client.cert, key: p.client.key }),
   },
   {
+    // The client's early data is one Binary HTTP request; mode records, where application data travels in TLS records.
+    name: 'TLS 1.3 0-RTT (early data, mode records)',
+    server: (p) => ({ ...v13, ...cert(p), maxEarlyData: 16384 }),
+    client: (p) => ({ ...v13, ...trust(p), earlyData: encodeRequest({ method: 'GET', scheme: 'http', authority: 'localhost', path: '/early' }) }),
+    resumed: true,
+    earlyData: true,
+    mode: 'records',
+    engines: ['openssl'],
+  },
+  {
     name: 'TLS 1.3, no tickets',
     server: (p) => ({ ...v13, ...cert(p), ticketCount: 0 }),
     client: (p) => ({ ...v13, ...trust(p) }),
@@ -83,28 +99,31 @@ export interface Measured {
   flights: number;
   bytes: number;
   resumed: boolean;
+  earlyData: HandshakeInfo['earlyData'];
 }
 
 /** Runs one configuration on one engine (both ends on that engine). */
 export async function measure(c: Configuration, engine: TlsEngine, pki: TestPki): Promise<Measured> {
-  const store = new ForgetfulStore();
-  const handler = createAtlsHandler({ tls: c.server(pki), app: reportApp, engine, store });
+  const handler = createAtlsHandler({ tls: c.server(pki), app: reportApp, engine, ...(c.mode ? { mode: c.mode } : {}) });
   const events: AtlsClientEvent[] = [];
+  let lose = false;
   const client = createAtlsClient({
     tls: c.client(pki),
     engine,
+    ...(c.mode ? { mode: c.mode } : {}),
     piggyback: false,
-    transport: { fetch: (request) => handler(request) },
+    // A server that lost the session answers 410 (section 5.8): the client handshakes again with its ticket.
+    transport: { fetch: async (request) => (lose ? ((lose = false), new Response(null, { status: 410 })) : handler(request)) },
     onEvent: (e) => events.push(e),
   });
   try {
     await (await client.fetch('http://localhost/a')).text();
     let from = 0;
     if (c.resumed) {
-      store.forgetAll(); // the server lost the session: the client handshakes again with its ticket
+      lose = true;
       from = events.length;
       await (await client.fetch('http://localhost/b')).text();
-      // Count from the new handshake on, not the protected request that found the session gone.
+      // Count from the new handshake on, not the request that found the session gone.
       from = events.findIndex((e, i) => i >= from && e.type === 'session-lost') + 1;
     }
     const run = events.slice(from);
@@ -112,7 +131,15 @@ export async function measure(c: Configuration, engine: TlsEngine, pki: TestPki)
     if (!hs || hs.type !== 'handshake') throw new Error(`${c.name}: no handshake`);
     const end = run.indexOf(hs);
     const flights = run.slice(0, end).filter((e) => e.type === 'flight' && e.kind === 'flight' && e.bytes.length > 0).length;
-    return { configuration: c.name, engine: engine.name, roundTrips: hs.roundTrips, flights, bytes: hs.bytesSent + hs.bytesReceived, resumed: hs.info.resumed };
+    return {
+      configuration: c.name,
+      engine: engine.name,
+      roundTrips: hs.roundTrips,
+      flights,
+      bytes: hs.bytesSent + hs.bytesReceived,
+      resumed: hs.info.resumed,
+      earlyData: hs.info.earlyData,
+    };
   } finally {
     await client.close();
     await handler.close();
