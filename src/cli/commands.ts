@@ -86,7 +86,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--psk <hex>', 'the PSK, hex')
         .option('--coap <host:port>', 'also serve ATLS over CoAP/UDP here')
         .option('--routing-tag <tag>', 'prefix session cookies with this tag, for load balancers')
-        .option('--max-body <size>', 'largest request body accepted, e.g. 1048576, 64M, 1G (413 above; default 1M)')
+        .option('--max-body <size>', 'largest inner request content, streamed or not, e.g. 64M, 1G (413 above; default 1G); bodies read whole: at most min(this, 16M), 1M by default')
         .option('--demo-page', 'also serve a web page at / that sends requests through ATLS from the browser')
         .option('--demo-ca <file>', 'what the demo page trusts for ATLS (PEM; default: the last certificate of --cert)')
         .option('--store <url>', 'where established sessions live: memory (default) or redis://HOST:PORT[/DB], shared by every process')
