@@ -306,3 +306,69 @@ for (const engine of availableEngines()) {
     });
   });
 }
+
+/**
+ * The first request rides with the client's final flight (docs/protocol.md
+ * §5.6) in both modes: a fresh session and its first answer take two flights
+ * each way, i.e. two HTTP round trips, as a new HTTPS connection.
+ */
+for (const engine of availableEngines()) {
+  describe(`the first message rides with the final flight over the ${engine.name} engine`, () => {
+    let pki: TestPki;
+    before(async () => {
+      pki = await testPki();
+    });
+    for (const mode of ['records', 'exported'] as const) {
+      for (const mutual of [false, true]) {
+        it(`TLS 1.3 ECDSA, ${mutual ? 'mutual' : 'server-only'}, mode ${mode}: two round trips to the first answer`, async () => {
+          const c = configs(pki, engine, 'TLSv1.3', 'ecdsa', mutual, mode);
+          const client = new AtlsClientSession(c.client);
+          const server = new AtlsServerSession(c.server);
+          let roundTrips = 0;
+          // Round trip 1: ClientHello / ServerHello .. Finished.
+          const hello = await client.start();
+          const first = await server.receive(hello.flight);
+          roundTrips++;
+          const fin = await client.receive(first.flight);
+          assert.equal(client.state, 'confirming', 'the handshake ends on a client flight');
+          // Round trip 2: Finished + the request / tickets + the answer, in one body each way.
+          const request = enc.encode('GET /first');
+          const body =
+            mode === 'records'
+              ? Buffer.concat([fin.flight, await client.send(request)]) // records are records: just appended
+              : Buffer.concat([fin.flight, client.protect(request)]); // the flight length travels beside it
+          const flightLength = fin.flight.length;
+          const got = await server.receive(mode === 'records' ? body : body.subarray(0, flightLength));
+          roundTrips++;
+          assert.equal(server.state, 'established');
+          assert.ok(got.events.some((e) => e.type === 'handshake'));
+          const answer = enc.encode('200 first');
+          let reply: Uint8Array;
+          if (mode === 'records') {
+            assert.equal(
+              got.events.filter((e) => e.type === 'data').map((e) => dec.decode((e as { data: Uint8Array }).data)).join(''),
+              'GET /first',
+              'the request records are read after the Finished that came before them',
+            );
+            reply = Buffer.concat([got.flight, await server.send(answer)]);
+          } else {
+            assert.equal(dec.decode(server.unprotect(body.subarray(flightLength))), 'GET /first');
+            reply = Buffer.concat([got.flight, server.protect(answer)]);
+          }
+          const ticketsLength = got.flight.length;
+          const last = await client.receive(mode === 'records' ? reply : reply.subarray(0, ticketsLength));
+          assert.equal(client.state, 'established');
+          assert.equal(last.flight.length, 0, 'nothing more to send: no third round trip');
+          const text =
+            mode === 'records'
+              ? last.events.filter((e) => e.type === 'data').map((e) => dec.decode((e as { data: Uint8Array }).data)).join('')
+              : dec.decode(client.unprotect(reply.subarray(ticketsLength)));
+          assert.equal(text, '200 first');
+          assert.equal(roundTrips, 2);
+          client.destroy();
+          server.destroy();
+        });
+      }
+    }
+  });
+}
