@@ -9,7 +9,8 @@
  * Usage: `node --import tsx bench/handshake-cost.ts` (HS_COUNT handshakes per
  * layer, default 2000; best of HS_ROUNDS rounds, default 3). With `--cpu-prof`
  * the profile holds the client too: read the server's functions in it.
- * HS_ONLY=engine|Atls|endpoint runs one layer; HS_TICKETS=N sets the server's ticketCount.
+ * HS_ONLY=engine|Atls|endpoint runs one layer; HS_TICKETS=N sets the server's ticketCount;
+ * HS_NO_RIDE=1 sends the final flight without the first request; HS_KIND=full|resumed|mutual.
  * @module
  */
 import { opensslEngine, threadCpuNs } from '../src/engines/openssl.js';
@@ -18,6 +19,7 @@ import { createAtlsHandler, echoRawApp } from '../src/http/index.js';
 import { encodeRequest, decodeResponse } from '../src/bhttp/codec.js';
 import { concatBytes } from '../src/bytes.js';
 import { benchPki } from './lib/pki.js';
+import type { TlsClientConfig, TlsServerConfig } from '../src/engines/types.js';
 
 const COUNT = Number(process.env.HS_COUNT ?? 2000);
 const ROUNDS = Number(process.env.HS_ROUNDS ?? 3);
@@ -26,8 +28,20 @@ async function main(): Promise<void> {
   const pki = await benchPki();
   const engine = opensslEngine();
   const tickets = process.env.HS_TICKETS === undefined ? {} : { ticketCount: Number(process.env.HS_TICKETS) };
-  const server = { cert: pki.server.cert, key: pki.server.key, ...tickets };
-  const client = { ca: pki.ca.cert, serverName: 'localhost' };
+  // HS_KIND: full (default), resumed (the client offers a ticket from a first handshake), mutual (client certificate).
+  const kind = process.env.HS_KIND ?? 'full';
+  const mutual = kind === 'mutual';
+  const server: TlsServerConfig = {
+    cert: pki.server.cert,
+    key: pki.server.key,
+    ...tickets,
+    ...(mutual ? { ca: pki.ca.cert, requireClientCert: true } : {}),
+  };
+  const client: TlsClientConfig = {
+    ca: pki.ca.cert,
+    serverName: 'localhost',
+    ...(mutual ? { cert: pki.client.cert, key: pki.client.key } : {}),
+  };
   const body = new Uint8Array(100).fill(0x61);
   const inner = encodeRequest({ method: 'POST', scheme: 'https', authority: 'localhost', path: '/echo', headers: [], content: body });
   let spent = 0;
@@ -63,11 +77,23 @@ async function main(): Promise<void> {
     });
     const fin = await c.receive(s.step.flight);
     await timed(() => s.session.receive(fin.flight));
+    if ((kind === 'resumed') !== c.handshakeInfo?.resumed) throw new Error(`resumed: ${c.handshakeInfo?.resumed}`);
     c.destroy();
     s.session.destroy();
   };
 
   const handler = createAtlsHandler({ tls: server, engine, rawApp: echoRawApp });
+  if (kind === 'resumed') {
+    // One handshake with the same server configuration (so the same ticket keys) gives the ticket every later one offers.
+    const first = new AtlsClientSession({ engine, tls: client });
+    const s = new AtlsServerSession({ engine, tls: server });
+    let out = await first.start();
+    while (first.state !== 'established') out = await first.receive((await s.receive(out.flight)).flight);
+    if (!first.resumptionTicket) throw new Error('no ticket');
+    client.session = first.resumptionTicket;
+    first.destroy();
+    s.destroy();
+  }
   const request = (headers: Record<string, string>, bytes: Uint8Array) => ({
     method: 'POST',
     pathname: '/.well-known/atls',
@@ -90,6 +116,14 @@ async function main(): Promise<void> {
     if (r1.status !== 200) throw new Error(`POST 1: ${r1.status}`);
     const cookie = (r1.headers.find(([n]) => n === 'set-cookie')?.[1] ?? '').split(';')[0]!;
     const fin = await c.receive(bytes(r1.body));
+    if (process.env.HS_NO_RIDE === '1') {
+      // The handshake alone: the final flight without a request.
+      const r2 = await timed(() => handler.serve(request({ 'content-type': 'application/atls+octet-stream', cookie }, fin.flight)));
+      if (r2.status !== 200) throw new Error(`POST 2: ${r2.status}`);
+      await c.receive(bytes(r2.body));
+      c.destroy();
+      return;
+    }
     const sealed = c.protect(inner);
     const r2 = await timed(() =>
       handler.serve(
@@ -118,7 +152,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < COUNT; i++) await fn();
       best = Math.min(best, spent / COUNT / 1000);
     }
-    console.log(`${name.padEnd(55)} ${best.toFixed(1).padStart(7)} µs server CPU per handshake (${(1e6 / best).toFixed(0)}/s)`);
+    console.log(`${kind.padEnd(8)} ${name.padEnd(55)} ${best.toFixed(1).padStart(7)} µs server CPU per handshake (${(1e6 / best).toFixed(0)}/s)`);
   }
   await handler.close();
 }
