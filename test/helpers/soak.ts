@@ -2,7 +2,7 @@
  * Streaming soak material (test/soak/): `atls` as built processes (bin/atls.js
  * on dist/, as users run it), a sampler of their resident memory from
  * /proc/PID/status, and an upstream HTTP server that sends a download of any
- * size at full speed and swallows uploads, timestamping first and last bytes.
+ * size at full speed (after an optional slow start) and swallows uploads, timestamping first and last bytes.
  *
  * @example
  * ```ts
@@ -98,7 +98,7 @@ export interface TransferStats {
   sha256: string | undefined;
 }
 
-/** The upstream: GET /download?bytes=N sends N bytes; PUT or POST /upload counts and hashes what comes. */
+/** The upstream: GET /download?bytes=N[&pauseMs=T] sends N bytes (pausing T ms after the first 64 KiB); PUT or POST /upload counts and hashes what comes. */
 export interface Upstream {
   origin: string;
   /** The latest download's sending and the latest upload's receiving. */
@@ -146,6 +146,8 @@ export async function startUpstream(): Promise<Upstream> {
     const url = new URL(req.url ?? '/', 'http://upstream');
     if (req.method === 'GET' && url.pathname === '/download') {
       const total = Number(url.searchParams.get('bytes') ?? 0);
+      // `pauseMs`: a slow start, one piece and then a pause (a first byte that must not wait for the rest).
+      let pause = Number(url.searchParams.get('pauseMs') ?? 0);
       const stats = (up.download = fresh());
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
       const piece = 64 * 1024;
@@ -155,7 +157,13 @@ export async function startUpstream(): Promise<Upstream> {
           const n = Math.min(piece, total - stats.bytes, unit.length - at);
           stats.firstByteAt ??= performance.now();
           stats.bytes += n;
-          if (!res.write(unit.subarray(at, at + n))) return void res.once('drain', write);
+          const more = res.write(unit.subarray(at, at + n));
+          if (pause > 0) {
+            setTimeout(write, pause);
+            pause = 0;
+            return;
+          }
+          if (!more) return void res.once('drain', write);
         }
         stats.lastByteAt = performance.now();
         res.end();
