@@ -44,15 +44,15 @@ export type FieldNameKind = 'regular' | 'pseudo' | 'invalid';
  * RFC 9113 §8.2.1). Names starting with ":" are pseudo-fields (RFC 9113 §8.3);
  * the five that RFC 9292 carries in control data are invalid (RFC 9292 §3.6).
  */
-export function fieldNameKind(name: Uint8Array): FieldNameKind {
-  if (name.length === 0) return 'invalid'; // RFC 9292 §3.6: Name Length = 1..
-  const pseudo = name[0] === 0x3a;
-  for (let i = pseudo ? 1 : 0; i < name.length; i++) {
+export function fieldNameKind(name: Uint8Array, start = 0, end = name.length): FieldNameKind {
+  if (end <= start) return 'invalid'; // RFC 9292 §3.6: Name Length = 1..
+  const pseudo = name[start] === 0x3a;
+  for (let i = pseudo ? start + 1 : start; i < end; i++) {
     if (NAME_CHAR[name[i]!] !== 1) return 'invalid';
   }
   if (!pseudo) return 'regular';
-  if (name.length === 1) return 'invalid';
-  if (name.length <= 10 && RESERVED_PSEUDO.has(latin1String(name))) return 'invalid';
+  if (end - start === 1) return 'invalid';
+  if (end - start <= 10 && RESERVED_PSEUDO.has(latin1String(name, start, end))) return 'invalid';
   return 'pseudo';
 }
 
@@ -61,13 +61,12 @@ export function fieldNameKind(name: Uint8Array): FieldNameKind {
  * at either end (RFC 9113 §8.2.1, required by RFC 9292 §3.6). Other bytes,
  * including obs-text 0x80-0xff, are kept.
  */
-export function fieldValueValid(value: Uint8Array): boolean {
-  const n = value.length;
-  if (n === 0) return true;
-  const first = value[0]!;
-  const last = value[n - 1]!;
+export function fieldValueValid(value: Uint8Array, start = 0, end = value.length): boolean {
+  if (end <= start) return true;
+  const first = value[start]!;
+  const last = value[end - 1]!;
   if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
-  for (let i = 0; i < n; i++) {
+  for (let i = start; i < end; i++) {
     const b = value[i]!;
     if (b === 0x00 || b === 0x0a || b === 0x0d) return false;
   }
@@ -75,9 +74,9 @@ export function fieldValueValid(value: Uint8Array): boolean {
 }
 
 /** A method is a non-empty token, case-sensitive (RFC 9110 §9.1). */
-export function methodValid(method: Uint8Array): boolean {
-  if (method.length === 0) return false;
-  for (const b of method) if (TCHAR[b] !== 1) return false;
+export function methodValid(method: Uint8Array, start = 0, end = method.length): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) if (TCHAR[method[i]!] !== 1) return false;
   return true;
 }
 
@@ -85,17 +84,26 @@ export function methodValid(method: Uint8Array): boolean {
  * A scheme is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1).
  * Empty is accepted here; the caller decides when it is allowed.
  */
-export function schemeValid(scheme: Uint8Array): boolean {
-  if (scheme.length === 0) return true;
-  const f = scheme[0]!;
+export function schemeValid(scheme: Uint8Array, start = 0, end = scheme.length): boolean {
+  if (end <= start) return true;
+  const f = scheme[start]!;
   if (!((f >= 0x41 && f <= 0x5a) || (f >= 0x61 && f <= 0x7a))) return false;
-  for (const b of scheme) if (SCHEME_CHAR[b] !== 1) return false;
+  for (let i = start; i < end; i++) if (SCHEME_CHAR[scheme[i]!] !== 1) return false;
   return true;
 }
 
 /** An authority is host[:port] without userinfo (RFC 9113 §8.3.1); empty is allowed (RFC 9292 §3.4). */
-export function authorityValid(authority: Uint8Array): boolean {
-  for (const b of authority) if (AUTHORITY_CHAR[b] !== 1) return false;
+export function authorityValid(authority: Uint8Array, start = 0, end = authority.length): boolean {
+  for (let i = start; i < end; i++) if (AUTHORITY_CHAR[authority[i]!] !== 1) return false;
+  return true;
+}
+
+/** {@link authorityValid} for a string (a `host` field or an outer Host); false for a char above U+00FF. */
+export function authorityStringValid(authority: string): boolean {
+  for (let i = 0; i < authority.length; i++) {
+    const c = authority.charCodeAt(i);
+    if (c > 0xff || AUTHORITY_CHAR[c] !== 1) return false;
+  }
   return true;
 }
 
@@ -103,25 +111,40 @@ export function authorityValid(authority: Uint8Array): boolean {
  * A path (with query, without fragment) is visible ASCII other than "#"; it
  * must not be empty unless the caller allows it (RFC 9113 §8.3.1).
  */
-export function pathValid(path: Uint8Array): boolean {
-  for (const b of path) if (b <= 0x20 || b >= 0x7f || b === 0x23) return false;
+export function pathValid(path: Uint8Array, start = 0, end = path.length): boolean {
+  for (let i = start; i < end; i++) {
+    const b = path[i]!;
+    if (b <= 0x20 || b >= 0x7f || b === 0x23) return false;
+  }
   return true;
 }
 
-
-/** Bytes to a string, one char per byte (ISO-8859-1), as fetch's ByteString does. */
-export function latin1String(b: Uint8Array): string {
-  if (b.length < 32 || !NodeBuffer) {
+/** Bytes `start..end` of `b` to a string, one char per byte (ISO-8859-1), as fetch's ByteString does. */
+export function latin1String(b: Uint8Array, start = 0, end = b.length): string {
+  if (end - start < 32 || !NodeBuffer) {
     let s = '';
-    for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
+    for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
     return s;
   }
-  return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  return NodeBuffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
 }
 
 /** A string to bytes, one byte per char; undefined when a char is above U+00FF. */
 export function latin1Bytes(s: string): Uint8Array | undefined {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return undefined;
+  if (latin1Length(s) < 0) return undefined;
   if (NodeBuffer) return NodeBuffer.from(s, 'latin1');
   return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+/** The bytes `s` takes as a byte string (its length), or -1 when a char is above U+00FF. */
+export function latin1Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return -1;
+  return s.length;
+}
+
+/** Writes byte string `s` (every char <= U+00FF, see {@link latin1Length}) into `out` at `at`; returns the end. */
+export function writeLatin1(out: Uint8Array, at: number, s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) out[at + i] = s.charCodeAt(i);
+  return at + n;
 }

@@ -31,7 +31,7 @@ import {
   type FieldLine,
 } from './codec.js';
 import { decodeRequestStream, decodeResponseStream, encodeRequestStream, encodeResponseStream } from './stream.js';
-import { authorityValid, latin1Bytes } from './fields.js';
+import { authorityStringValid } from './fields.js';
 
 /** Options of the converters: decoding bounds plus encoding choices. */
 export interface BhttpWebOptions extends BhttpLimits, BhttpEncodeOptions {}
@@ -181,7 +181,7 @@ function requestTarget(m: { method: string; scheme: string; authority: string; p
     const host = hosts[0]?.[1];
     // The host field was only checked as a field value: hold it to the authority rules before it
     // becomes part of a URL, or "evil.example/x?" would rewrite the path.
-    if (host !== undefined && (host === '' || !authorityValid(latin1Bytes(host) ?? new Uint8Array([0])))) {
+    if (host !== undefined && (host === '' || !authorityStringValid(host))) {
       throw new AtlsError('MALFORMED_MESSAGE', `${REQUEST}: invalid host field`, { source: 'remote' });
     }
     authority = host ?? base?.authority ?? '';

@@ -122,6 +122,7 @@ export function limitConnections(
     }
   };
 
+  /** A peer's idle map lives while the peer has open connections (not rebuilt on every request). */
   const setIdle = (s: Tracked, yes: boolean): void => {
     const peer = s[PEER]!;
     idle.delete(s);
@@ -131,8 +132,6 @@ export function limitConnections(
       idle.set(s, true);
       if (mine) mine.set(s, true);
       else idleOf.set(peer, new Map([[s, true]]));
-    } else if (mine && mine.size === 0) {
-      idleOf.delete(peer);
     }
   };
 
@@ -176,20 +175,26 @@ export function limitConnections(
       setIdle(socket, false);
       open--;
       const n = (openOf.get(peer) ?? 1) - 1;
-      if (n === 0) openOf.delete(peer);
-      else openOf.set(peer, n);
+      if (n === 0) {
+        openOf.delete(peer);
+        idleOf.delete(peer);
+      } else openOf.set(peer, n);
     });
   });
+
+  /** One listener for every response (no closure per request): its request's socket is idle again when none is in progress. */
+  function onResponseClose(this: ServerResponse): void {
+    const s = this.req.socket as Tracked;
+    s[ACTIVE] = (s[ACTIVE] ?? 1) - 1;
+    if (s[ACTIVE] === 0 && !s.destroyed) setIdle(s, true); // idle again: the newest, last to go
+  }
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const s = req.socket as Tracked;
     if (s[PEER] === undefined) return;
     s[ACTIVE] = (s[ACTIVE] ?? 0) + 1;
     setIdle(s, false);
-    res.once('close', () => {
-      s[ACTIVE] = (s[ACTIVE] ?? 1) - 1;
-      if (s[ACTIVE] === 0 && !s.destroyed) setIdle(s, true); // idle again: the newest, last to go
-    });
+    res.once('close', onResponseClose);
   });
 
   // Node answers a malformed or timed-out request itself unless someone listens; the same answers here, and a timeout event.

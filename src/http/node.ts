@@ -149,6 +149,8 @@ export interface AtlsNodeListenerOptions extends NodeListenerOptions {
 
 /** State of one body being read; listeners are shared functions that find it on the request. */
 interface BodyRead {
+  /** Keeps the body for `context.outer`. */
+  owner: NodeRawRequest;
   max: number;
   chunks: Buffer[];
   total: number;
@@ -185,7 +187,10 @@ function onBodyData(this: ReadingRequest, chunk: Buffer): void {
 
 function onBodyEnd(this: ReadingRequest): void {
   const st = stopReading(this);
-  if (st) st.resolve(st.chunks.length === 1 ? st.chunks[0]! : Buffer.concat(st.chunks, st.total));
+  if (!st) return;
+  const body = st.chunks.length === 1 ? st.chunks[0]! : Buffer.concat(st.chunks, st.total);
+  st.owner.read = body;
+  st.resolve(body);
 }
 
 function onBodyError(this: ReadingRequest, e: unknown): void {
@@ -199,17 +204,17 @@ function onBodyClose(this: ReadingRequest): void {
 }
 
 /**
- * Reads a Node request body into one buffer, refusing more than `max` bytes
+ * Reads a Node request body into one buffer (kept in `owner.read`), refusing more than `max` bytes
  * (TOO_LARGE, remote) without buffering them; a declared Content-Length above
  * `max` is refused before reading.
  */
-function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+function readNodeBody(owner: NodeRawRequest, req: IncomingMessage, max: number): Promise<Uint8Array> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > max) {
     return Promise.reject(new AtlsError('TOO_LARGE', `body of ${declared} bytes exceeds ${max}`, { source: 'remote' }));
   }
   return new Promise((resolve, reject) => {
-    (req as ReadingRequest)[BODY] = { max, chunks: [], total: 0, resolve, reject };
+    (req as ReadingRequest)[BODY] = { owner, max, chunks: [], total: 0, resolve, reject };
     req.on('data', onBodyData);
     req.on('end', onBodyEnd);
     req.on('error', onBodyError);
@@ -241,8 +246,8 @@ class NodeRawRequest implements AtlsRawRequest {
     return Array.isArray(v) ? v.join(', ') : v;
   }
 
-  async body(max: number): Promise<Uint8Array> {
-    return (this.read = await readNodeBody(this.req, max));
+  body(max: number): Promise<Uint8Array> {
+    return readNodeBody(this, this.req, max); // sets `read` when the body is complete
   }
 
   stream(): ReadableStream<Uint8Array> {

@@ -20,7 +20,7 @@ import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
 import { decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
-import { authorityValid, latin1Bytes } from '../bhttp/fields.js';
+import { authorityStringValid } from '../bhttp/fields.js';
 import { concatBytes } from '../bytes.js';
 import { bhttpStreamToRequest, responseToBhttpStream } from '../bhttp/web.js';
 import { MAX_CHUNK_PLAINTEXT, protectBody, startsChunkStream } from '../protect/index.js';
@@ -48,7 +48,7 @@ import {
 } from './constants.js';
 import { readCookie, setCookie } from './cookie.js';
 import type { IdOwner, SessionStateStore } from '../store/index.js';
-import { EndpointCore, LiveSession, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
+import { EndpointCore, LiveSession, type AcceptedMessage, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
 import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
 import { TrustedProxies, peerGroup } from '../peers.js';
@@ -289,6 +289,23 @@ function contextOf(x: AtlsRawRequest): AtlsAppContext {
   return new LazyContext(x);
 }
 
+function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | null)?.then === 'function';
+}
+
+/** A sealed answer: one protected message, or a chunk stream. */
+type Answer = Uint8Array | ReadableStream<Uint8Array>;
+
+/** The field lines of every answer to a protected message: one array shared by all of them, never changed. */
+const PROTECTED_REPLY_HEADERS = Object.freeze([
+  Object.freeze(['cache-control', NO_STORE['cache-control']]),
+  Object.freeze(['content-type', MEDIA_TYPE_PROTECTED]),
+]) as unknown as Array<[string, string]>;
+
+function protectedReply(sealed: Answer): AtlsRawReply {
+  return { status: 200, headers: PROTECTED_REPLY_HEADERS, body: sealed };
+}
+
 /**
  * Decodes the inner request for a raw app, holding it to the rules the fetch
  * conversion (bhttpToRequest) enforces where they are about the message, not about fetch.
@@ -306,7 +323,7 @@ function rawInner(plaintext: Uint8Array, scheme: string, authority: string, limi
     }
     const a = host ?? authority;
     // The host field (or outer Host) was only checked as a field value: hold it to the authority rules.
-    if (a === '' || !authorityValid(latin1Bytes(a) ?? new Uint8Array([0]))) {
+    if (a === '' || !authorityStringValid(a)) {
       throw new AtlsError('MALFORMED_MESSAGE', `${what}: invalid or missing authority`, { source: 'remote' });
     }
     m.authority = a;
@@ -452,7 +469,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
 
   /** A whole inner request: the raw app's answer as bytes, the fetch app's as a stream. */
   async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, x.https ? 'https' : 'http');
+    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x);
     return answerOf(innerOf(plaintext, peer, x), peer, x);
   }
 
@@ -466,37 +483,52 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     peer: AtlsPeer,
     x: AtlsRawRequest,
   ): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-    if (rawApp) return dispatchRaw(rawApp, await readLimited(plaintext, maxWhole, 'remote'), peer, x, x.https ? 'https' : 'http');
+    if (rawApp) return dispatchRaw(rawApp, await readLimited(plaintext, maxWhole, 'remote'), peer, x);
     const inner = await bhttpStreamToRequest(plaintext, { scheme: x.https ? 'https' : 'http', authority: x.authority }, contentLimits);
     return answerOf(withoutReport(inner, peer), peer, x);
   }
 
-  /** The same for a raw application: no fetch objects on either side. */
-  async function dispatchRaw(
-    raw: AtlsRawApp,
-    plaintext: Uint8Array,
-    peer: AtlsPeer,
-    x: AtlsRawRequest,
-    scheme: string,
-  ): Promise<Uint8Array> {
-    const inner = rawInner(plaintext, scheme, x.authority, contentLimits);
+  /**
+   * The same for a raw application: no fetch objects on either side, and no
+   * promise when the app answers synchronously (as `echoRawApp` does).
+   */
+  function dispatchRaw(raw: AtlsRawApp, plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Uint8Array | Promise<Uint8Array> {
+    const inner = rawInner(plaintext, x.https ? 'https' : 'http', x.authority, contentLimits);
     if (inner.headers.some(([n]) => n === HEADER_TRANSPORT_CHAIN || n === HEADER_TRANSPORT_VERIFIED)) {
       takeReport((name) => inner.headers.find(([n]) => n === name)?.[1], peer);
       inner.headers = inner.headers.filter(([n]) => n !== HEADER_TRANSPORT_CHAIN && n !== HEADER_TRANSPORT_VERIFIED);
     }
-    let status: number;
+    let res: BhttpResponseInit | Promise<BhttpResponseInit>;
+    try {
+      res = raw(inner, peer, contextOf(x));
+    } catch (error) {
+      return rawFailed(peer, inner, error);
+    }
+    if (isThenable(res)) {
+      return Promise.resolve(res).then(
+        (r) => encodeRaw(peer, inner, r),
+        (error: unknown) => rawFailed(peer, inner, error),
+      );
+    }
+    return encodeRaw(peer, inner, res);
+  }
+
+  /** A raw app's answer as Binary HTTP; one it got wrong becomes the inner 500. */
+  function encodeRaw(peer: AtlsPeer, inner: BhttpRequest, res: BhttpResponseInit): Uint8Array {
     let encoded: Uint8Array;
     try {
-      const res = await raw(inner, peer, contextOf(x));
       encoded = encodeResponse(res); // RFC 9292 §3.5: a final status 200..599, valid fields
-      status = res.status;
     } catch (error) {
-      emit({ type: 'app-error', peer, error });
-      status = 500;
-      encoded = INTERNAL_ERROR_BHTTP;
+      return rawFailed(peer, inner, error);
     }
-    if (listening) emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status });
+    if (listening) emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status: res.status });
     return encoded;
+  }
+
+  function rawFailed(peer: AtlsPeer, inner: BhttpRequest, error: unknown): Uint8Array {
+    emit({ type: 'app-error', peer, error });
+    if (listening) emit({ type: 'request', peer, method: inner.method, url: `${inner.scheme}://${inner.authority}${inner.path}`, status: 500 });
+    return INTERNAL_ERROR_BHTTP;
   }
 
   /** A body of flight type: handshake flights, and in mode `records` also requests. */
@@ -567,15 +599,23 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
    * chunk stream held whole): its sealed answer, one message as bytes or a
    * chunk stream.
    */
-  async function answerProtected(s: EstablishedSession, body: Uint8Array, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+  function answerProtected(s: EstablishedSession, body: Uint8Array, x: AtlsRawRequest): Answer | Promise<Answer> {
     if (body.length > 0 && startsChunkStream(body[0]!)) return answerChunks(s, streamOfBytes(body), x);
+    // No promise on the way with an in-process store and a synchronous raw app.
     const accepted = core.accept(s, body);
-    const { plaintext, sendSeq } = accepted instanceof Promise ? await accepted : accepted;
-    const response = await dispatch(plaintext, s.peer, x);
-    if (response instanceof Uint8Array && response.length <= MAX_CHUNK_PLAINTEXT) {
-      const sealed = core.seal(s, sendSeq, response);
-      return sealed instanceof Promise ? await sealed : sealed;
-    }
+    if (accepted instanceof Promise) return accepted.then((a) => answerAccepted(s, a, x));
+    return answerAccepted(s, accepted, x);
+  }
+
+  function answerAccepted(s: EstablishedSession, a: AcceptedMessage, x: AtlsRawRequest): Answer | Promise<Answer> {
+    const response = rawApp ? dispatchRaw(rawApp, a.plaintext, s.peer, x) : dispatch(a.plaintext, s.peer, x);
+    if (response instanceof Promise) return response.then((r) => sealResponse(s, a.sendSeq, r));
+    return sealResponse(s, a.sendSeq, response);
+  }
+
+  /** One message when the answer is small and at hand, else a chunk stream. */
+  function sealResponse(s: EstablishedSession, sendSeq: number, response: Answer): Answer | Promise<Answer> {
+    if (response instanceof Uint8Array && response.length <= MAX_CHUNK_PLAINTEXT) return core.seal(s, sendSeq, response);
     return sealAnswer(s, sendSeq, response instanceof Uint8Array ? streamOfBytes(response) : response);
   }
 
@@ -625,15 +665,16 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   }
 
   /** A body of protected type. */
-  async function onProtected(found: FoundSession, body: Uint8Array, x: AtlsRawRequest): Promise<AtlsRawReply> {
+  function onProtected(found: FoundSession, body: Uint8Array, x: AtlsRawRequest): AtlsRawReply | Promise<AtlsRawReply> {
     if (found instanceof LiveSession) {
       if (found.session.mode !== 'exported') {
         throw new HttpRefusal(415, `this session runs mode "records": send ${MEDIA_TYPE_FLIGHT}`, [['accept-post', MEDIA_TYPE_FLIGHT]]);
       }
       throw new AtlsError('NOT_ESTABLISHED', 'the handshake of this session is not complete', { source: 'remote' });
     }
-    const sealed = await answerProtected(found, body, x);
-    return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
+    const sealed = answerProtected(found, body, x);
+    if (sealed instanceof Promise) return sealed.then(protectedReply);
+    return protectedReply(sealed);
   }
 
   /** A protected body read as it arrives: a chunk stream opened chunk by chunk; one message read whole (at most `maxWhole`). */
@@ -645,8 +686,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     if (first.done) return onProtected(found, new Uint8Array(0), x);
     const rest = prepend(first.value, reader);
     if (found instanceof LiveSession || !startsChunkStream(first.value[0]!)) return onProtected(found, await readBody(rest, maxWhole), x);
-    const sealed = await answerChunks(found, rest, x);
-    return { status: 200, headers: [['cache-control', NO_STORE['cache-control']], ['content-type', MEDIA_TYPE_PROTECTED]], body: sealed };
+    return protectedReply(await answerChunks(found, rest, x));
   }
 
   /**
@@ -774,7 +814,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       if (kind === 'protected') {
         if (!known) throw gone();
         if (streamed) return await onProtectedStream(known, x.stream!(), x);
-        return await onProtected(known, body, x);
+        const reply = onProtected(known, body, x);
+        return reply instanceof Promise ? await reply : reply;
       }
       if (streamed) {
         if (known instanceof LiveSession && known.handshake && mode === 'records') {

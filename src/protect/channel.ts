@@ -8,6 +8,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
+import { NodeBuffer } from '../bytes.js';
 import { IV_LENGTH, LIMIT_UNIT_BYTES, MAX_SEQUENCE } from './constants.js';
 import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
 import { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, readHeader, writeHeader, type ChunkHeaderFields, type HeaderFields } from './header.js';
@@ -453,13 +454,18 @@ export class ProtectedChannel {
     return { hi, lo };
   }
 
-  /** Encrypts under (hi, lo); the caller has made sure that number is this message's alone. */
-  private sealInto(hi: number, lo: number, plaintext: Uint8Array, aad: Uint8Array | undefined): Uint8Array {
+  /**
+   * Encrypts under (hi, lo); the caller has made sure that number is this
+   * message's alone. `pooled`: the message may be a view into a shared slab
+   * (every byte of the view is written here); otherwise it is a fresh,
+   * unpooled array, so callers may pass msg.buffer on without leaking other data.
+   */
+  private sealInto(hi: number, lo: number, plaintext: Uint8Array, aad: Uint8Array | undefined, pooled = false): Uint8Array {
     const len = plaintext.length;
     const tagLength = this.spec.tagLength;
     const n = seqByteLength(hi, lo);
-    // A fresh, unpooled array: callers may pass msg.buffer on without leaking other data.
-    const out = new Uint8Array(1 + n + len + tagLength);
+    const size = 1 + n + len + tagLength;
+    const out = pooled && NodeBuffer ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size);
     const headerLength = writeHeader(out, hi, lo);
     const header = out.subarray(0, headerLength);
     this.encryptInto(hi, lo, plaintext, aad && aad.length ? concatAad(header, aad) : header, out, headerLength);
@@ -651,7 +657,9 @@ export class ProtectedChannel {
    * `sequence`, a number the store reserved for this message alone (its
    * `commit` never hands one out twice per key). This channel's own send
    * counter is not used or moved, and the confidentiality limit is the
-   * store's to count (the units of this message: {@link unitsOf}).
+   * store's to count (the units of this message: {@link unitsOf}). The
+   * message may be a view into a shared slab (a server writes it to a socket
+   * at once): pass the view on, never its `.buffer`.
    */
   sealAt(sequence: number, plaintext: Uint8Array, aad?: Uint8Array): Uint8Array {
     if (this.sendError) throw this.sendError;
@@ -665,7 +673,7 @@ export class ProtectedChannel {
     const hi = Math.floor(sequence / TWO32);
     const lo = sequence - hi * TWO32;
     this.sent++;
-    return this.sealInto(hi, lo, plaintext, aad);
+    return this.sealInto(hi, lo, plaintext, aad, true);
   }
 
   /** Units (of 16 KiB, RFC 8446 §5.5) a message of `length` plaintext bytes counts against the AEAD limits. */
