@@ -653,10 +653,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     } catch (e) {
       throw failure ?? e;
     }
-    if (failure === undefined && sendSeq === undefined) {
-      // The app answered before reading the body: chunk 0 is judged before anything is sealed.
-      await new Response(plain).arrayBuffer().catch(() => undefined);
-    }
+    // The head came in chunk 0, so its commit ran before the app was called: sendSeq is set unless the body failed.
     if (failure !== undefined || sendSeq === undefined) {
       if (!(response instanceof Uint8Array)) await response.cancel().catch(() => undefined);
       throw failure ?? new AtlsError('MALFORMED_MESSAGE', 'protected stream without chunks', { source: 'remote' });
