@@ -86,6 +86,12 @@ export class Metrics {
   readonly limits = new Counter({ name: 'atls_limit_hits_total', help: 'Limits hit, by limit', labelNames: ['transport', 'limit'], registers: [this.registry] });
   readonly evictions = new Counter({ name: 'atls_evictions_total', help: 'State dropped to make room or on expiry', labelNames: ['transport', 'what', 'reason'], registers: [this.registry] });
   readonly timeouts = new Counter({ name: 'atls_timeouts_total', help: 'Clients that took too long', labelNames: ['transport', 'what'], registers: [this.registry] });
+  readonly addressChecks = new Counter({
+    name: 'atls_address_checks_total',
+    help: 'ClientHellos from unverified addresses answered 4.01 + Echo instead of the flight (RFC 9175 amplification limit)',
+    labelNames: ['transport'],
+    registers: [this.registry],
+  });
   /** draft §6.2: sessions whose client reported an intercepted transport, by the issuer it was shown (at most 100 issuers, then `(other)`). */
   readonly intercepted = new Counter({
     name: 'atls_intercepted_sessions_total',
@@ -277,6 +283,12 @@ export class Observer {
           const s = ev as Extract<AtlsCoapServerEvent, { type: 'closed' }>;
           if (s.reason === 'expired') this.metrics?.timeouts.inc({ transport, what: 'session' });
           this.log.log('info', 'session.ended', { transport, session: logId(s.sessionId), reason: s.reason });
+          return;
+        }
+        case 'address-check': {
+          const s = ev as Extract<AtlsCoapServerEvent, { type: 'address-check' }>;
+          this.metrics?.addressChecks.inc({ transport });
+          this.log.log('debug', 'address.check', { transport, peer: s.peer }, `address|${transport}|${s.peer}`);
           return;
         }
         case 'request': {

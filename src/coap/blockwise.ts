@@ -115,7 +115,15 @@ export interface BlockwiseServerOptions {
   maxCachedResponses?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /** Told when a cap is hit and what gave way or was refused (`peer`: the fairness group). Must not throw. */
+  onEvent?: (e: BlockwiseLimitEvent) => void;
 }
+
+/** A block-wise cap was hit, a peer's oldest entry gave way, or a transfer was refused. */
+export type BlockwiseLimitEvent =
+  | { type: 'limit'; limit: 'transfers' | 'transfers-per-endpoint' | 'cached-responses'; peer: string }
+  | { type: 'evicted'; what: 'transfer' | 'cached-response'; peer: string; reason: 'transfers' | 'cached-responses' }
+  | { type: 'refused'; what: 'transfer'; peer: string; reason: 'transfers-per-endpoint' };
 
 interface Transfer {
   peer: string;
@@ -141,7 +149,13 @@ export interface BlockwiseStats {
 }
 
 /** The application handler behind the block-wise layer: sees whole bodies only. */
-export type AssembledHandler = (req: CoapMessage, peer: Peer) => Promise<CoapResponse> | CoapResponse;
+export type AssembledHandler = (req: CoapMessage, peer: Peer, answer: AnswerShape) => Promise<CoapResponse> | CoapResponse;
+
+/** How the answer to an assembled request will go out: its first datagram carries at most one block. */
+export interface AnswerShape {
+  /** Largest payload of the answer's first datagram (the block size the client asked for, or the server's). */
+  firstBlockBytes: number;
+}
 
 function hex(b: Uint8Array | undefined): string {
   return b ? Buffer.from(b).toString('hex') : '';
@@ -170,6 +184,7 @@ export class BlockwiseServer {
   private readonly timeout: number;
   private readonly maxCached: number;
   private readonly now: () => number;
+  private readonly onEvent: BlockwiseServerOptions['onEvent'];
   private readonly transfers = new Map<string, Transfer>();
   private readonly responses = new Map<string, CachedResponse>();
   /**
@@ -189,6 +204,7 @@ export class BlockwiseServer {
     this.timeout = options.transferTimeoutMs ?? 60_000;
     this.maxCached = options.maxCachedResponses ?? 256;
     this.now = options.now ?? Date.now;
+    this.onEvent = options.onEvent;
     this.transferShares = new FairShareLedger<string>(this.maxTransfers, Number.MAX_SAFE_INTEGER);
     this.responseShares = new FairShareLedger<string>(this.maxCached, Number.MAX_SAFE_INTEGER);
   }
@@ -266,11 +282,19 @@ export class BlockwiseServer {
           if (msg.payload.length !== size) {
             return errorResponse(CoapCode.BadRequest, 'a non-final block must fill its block size'); // RFC 7959 §2.2
           }
+          const group = peerGroup(peer.address);
           if (this.countPeer(p) >= this.maxPerPeer) {
+            this.emit({ type: 'limit', limit: 'transfers-per-endpoint', peer: group });
+            this.emit({ type: 'refused', what: 'transfer', peer: group, reason: 'transfers-per-endpoint' });
             return errorResponse(CoapCode.ServiceUnavailable, 'too many concurrent block-wise transfers');
           }
           // At the global cap the busiest peer's oldest transfer gives way, never another peer's only one.
-          for (const d of this.transferShares.admit(key, key, peerGroup(peer.address))) this.transfers.delete(d.value);
+          const displaced = this.transferShares.admit(key, key, group);
+          if (displaced.length > 0) this.emit({ type: 'limit', limit: 'transfers', peer: group });
+          for (const d of displaced) {
+            this.transfers.delete(d.value);
+            this.emit({ type: 'evicted', what: 'transfer', peer: d.peer, reason: 'transfers' });
+          }
           this.transfers.set(key, { peer: p, chunks: [msg.payload], received: msg.payload.length, expires: this.now() + this.timeout });
           return this.continueResponse(block1);
         }
@@ -307,9 +331,12 @@ export class BlockwiseServer {
       options: withoutOptions(msg.options, OptionNumber.Block1, OptionNumber.Block2, OptionNumber.Size1, OptionNumber.Size2),
       payload: body,
     };
+    // Response blocks: the size the client asked for (Block2), else the size it sent in (Block1).
+    const szx = Math.min(block2?.szx ?? lastBlock1?.szx ?? this.maxSzx, this.maxSzx);
+    const size = blockSizeOf(szx);
     let res: CoapResponse;
     try {
-      res = await app(whole, peer);
+      res = await app(whole, peer, { firstBlockBytes: size });
     } catch (e) {
       res = errorResponse(
         e instanceof AtlsError ? codeFromHint(e.coapCode) : CoapCode.InternalServerError,
@@ -321,9 +348,6 @@ export class BlockwiseServer {
     if (lastBlock1) extra.push(blockOption(OptionNumber.Block1, { num: lastBlock1.num, more: false, szx: lastBlock1.szx }));
     const payload = res.payload ?? new Uint8Array(0);
     const options = withoutOptions(res.options ?? [], OptionNumber.Block1, OptionNumber.Block2, OptionNumber.Size2);
-    // Response blocks: the size the client asked for (Block2), else the size it sent in (Block1).
-    const szx = Math.min(block2?.szx ?? lastBlock1?.szx ?? this.maxSzx, this.maxSzx);
-    const size = blockSizeOf(szx);
     if (payload.length <= size) return { code: res.code, options: [...options, ...extra], payload };
     if (payload.length > this.maxBody) {
       return errorResponse(CoapCode.InternalServerError, 'response too large');
@@ -368,8 +392,22 @@ export class BlockwiseServer {
 
   private cacheResponse(key: string, peer: Peer, r: CachedResponse): void {
     this.dropResponse(key);
-    for (const d of this.responseShares.admit(key, key, peerGroup(peer.address))) this.responses.delete(d.value);
+    const group = peerGroup(peer.address);
+    const displaced = this.responseShares.admit(key, key, group);
+    if (displaced.length > 0) this.emit({ type: 'limit', limit: 'cached-responses', peer: group });
+    for (const d of displaced) {
+      this.responses.delete(d.value);
+      this.emit({ type: 'evicted', what: 'cached-response', peer: d.peer, reason: 'cached-responses' });
+    }
     this.responses.set(key, r);
+  }
+
+  private emit(e: BlockwiseLimitEvent): void {
+    try {
+      this.onEvent?.(e);
+    } catch {
+      // A logging hook must not break the protocol.
+    }
   }
 
   private countPeer(p: string): number {

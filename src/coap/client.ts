@@ -30,7 +30,7 @@ import type { ProtectedChannelOptions } from '../protect/index.js';
 import { bhttpToResponse, requestToBhttp } from '../bhttp/index.js';
 import { concatBytes } from '../bytes.js';
 import { CoapCode, DEFAULT_COAP_PORT, METHOD_CODES, OptionNumber, codeToString, type TransmissionParameters } from './constants.js';
-import { getLocationPath, getUintOption, pathOptions, queryOptions, stringOption, uintOption, type CoapOption } from './packet.js';
+import { getLocationPath, getOption, getUintOption, pathOptions, queryOptions, stringOption, uintOption, type CoapOption } from './packet.js';
 import { blockwiseRequest, type AssembledResponse, type OutgoingRequest, type Peer } from './blockwise.js';
 import { CoapEndpoint, type EndpointOptions } from './endpoint.js';
 import { decodeInner, encodeInner } from './inner.js';
@@ -138,6 +138,8 @@ export class AtlsCoapClient {
   private endpoint: CoapEndpoint | undefined;
   private session: AtlsClientSession | undefined;
   private sessionPath: string[] | undefined;
+  /** The server's last Echo value (RFC 9175): it proves our address, so new handshakes send it at once. */
+  private echo: Uint8Array | undefined;
   private connecting: Promise<HandshakeInfo> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -214,6 +216,7 @@ export class AtlsCoapClient {
       this.session = undefined;
       if (!this.options.endpoint) await this.endpoint?.close();
       this.endpoint = undefined;
+      this.connecting = undefined; // a later request handshakes again
     }
   }
 
@@ -399,17 +402,33 @@ export class AtlsCoapClient {
       ? // RFC 7252 §5.10.2: the absolute URI of the target in Proxy-Uri.
         [stringOption(OptionNumber.ProxyUri, `coap://${this.target.host}/${path.map(encodeURIComponent).join('/')}`)]
       : path.map((s) => stringOption(OptionNumber.UriPath, s));
-    const full: OutgoingRequest = { ...req, options: [...route, ...req.options] };
-    const res = await blockwiseRequest(
-      (r) =>
-        endpoint.request(peer, r, {
-          ...(this.options.nonConfirmable ? { nonConfirmable: true } : {}),
-          ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
-        }),
-      full,
-      { blockSize: this.options.blockSize ?? 1024, maxBodyBytes: this.options.maxBodyBytes ?? 64 * 1024 },
-    );
-    this.options.onExchange?.({ path: '/' + path.join('/'), request: full, response: res });
+    const withEcho = (echo: Uint8Array | undefined): OutgoingRequest => ({
+      ...req,
+      options: [...route, ...req.options, ...(echo ? [{ number: OptionNumber.Echo, value: echo }] : [])],
+    });
+    const exchange = async (full: OutgoingRequest): Promise<AssembledResponse> => {
+      const res = await blockwiseRequest(
+        (r) =>
+          endpoint.request(peer, r, {
+            ...(this.options.nonConfirmable ? { nonConfirmable: true } : {}),
+            ...(this.options.timeoutMs !== undefined ? { timeoutMs: this.options.timeoutMs } : {}),
+          }),
+        full,
+        { blockSize: this.options.blockSize ?? 1024, maxBodyBytes: this.options.maxBodyBytes ?? 64 * 1024 },
+      );
+      this.options.onExchange?.({ path: '/' + path.join('/'), request: full, response: res });
+      return res;
+    };
+    // A ClientHello carries the Echo value we hold, so a verified address skips the extra round trip.
+    let res = await exchange(withEcho(path[0] === '.well-known' ? this.echo : undefined));
+    // RFC 9175 §2.3: a 4.01 with Echo asks for the same request again with the value (twice at most:
+    // a value from one server of a group may not be good at the next).
+    for (let i = 0; i < 2 && res.code === CoapCode.Unauthorized; i++) {
+      const echo = getOption(res, OptionNumber.Echo)?.value;
+      if (!echo || echo.length === 0 || echo.length > 40) break;
+      this.echo = echo;
+      res = await exchange(withEcho(echo));
+    }
     return res;
   }
 }

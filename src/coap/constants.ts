@@ -123,6 +123,8 @@ export const OptionNumber = {
   ProxyUri: 35,
   ProxyScheme: 39,
   Size1: 60,
+  /** RFC 9175 §2.2.1: freshness and address verification. */
+  Echo: 252,
   NoResponse: 258,
   RequestTag: 292,
 } as const;

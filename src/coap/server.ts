@@ -37,8 +37,9 @@ import {
   WELL_KNOWN_PATH,
   type TransmissionParameters,
 } from './constants.js';
-import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
-import { BlockwiseServer, codeFromHint, peerKey, type CoapResponse, type Peer } from './blockwise.js';
+import { encodeMessage, getOption, getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
+import { EchoVerifier } from './echo.js';
+import { BlockwiseServer, codeFromHint, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
@@ -83,6 +84,8 @@ export type AtlsCoapServerEvent =
   | { type: 'limit'; limit: string; peer: string }
   | { type: 'evicted'; what: 'half-open' | 'session' | 'transfer' | 'cached-response'; peer: string; reason: string }
   | { type: 'refused'; what: 'session' | 'transfer'; peer: string; reason: string }
+  /** A ClientHello from an address not yet verified got 4.01 + Echo (RFC 9175 §2.4). `peer` is the address. */
+  | { type: 'address-check'; peer: string }
   | { type: 'closed'; sessionId: string; reason: 'deleted' | 'expired' | 'failed' | 'evicted' | 'peer' };
 
 /** Options of {@link AtlsCoapServer.listen} and {@link createAtlsCoapHandler}. */
@@ -104,6 +107,14 @@ export interface AtlsCoapServerOptions {
   maxBodyBytes?: number;
   /** Largest block the server sends (default 1024). */
   maxBlockSize?: number;
+  /**
+   * Verify a client's address with the Echo option (RFC 9175 §2.4) before
+   * answering a ClientHello whose answer could exceed 3 times its size
+   * (default true): a spoofed source then gets a 4.01 of a few bytes, not
+   * the certificate flight. Turn off only behind something that verifies
+   * addresses already.
+   */
+  addressCheck?: boolean;
   /** Sessions, half-open or established (default 100000). */
   maxSessions?: number;
   /** Half-open handshakes (default 1000). */
@@ -130,6 +141,8 @@ export interface AtlsCoapServerOptions {
 }
 
 const enc = new TextEncoder();
+/** Header, token and options around the first block of a new session's answer (Location-Path, Content-Format, Block2, Size2). */
+const FIRST_ANSWER_OVERHEAD = 64;
 
 function diag(code: number, text: string, options: CoapResponse['options'] = []): CoapResponse {
   return { code, options, payload: enc.encode(text) }; // diagnostic payload (RFC 7252 §5.5.2)
@@ -151,6 +164,10 @@ export class AtlsCoapHandler {
   private readonly hellos: ClientHelloRecord;
   private readonly opts: AtlsCoapServerOptions;
   private readonly maxBody: number;
+  /** Echo values for address verification (RFC 9175 §2.4); undefined when turned off. */
+  private readonly echo: EchoVerifier | undefined;
+  /** The largest block the server sends. */
+  private readonly maxBlockSize: number;
 
   constructor(options: AtlsCoapServerOptions) {
     this.opts = options;
@@ -173,6 +190,8 @@ export class AtlsCoapHandler {
       onLimit: (e) => this.opts.onEvent?.(e),
     });
     this.hellos = new ClientHelloRecord(options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
+    this.echo = options.addressCheck === false ? undefined : new EchoVerifier();
+    this.maxBlockSize = options.maxBlockSize ?? 1024;
   }
 
   /** Sessions held now (half-open and established). */
@@ -185,8 +204,12 @@ export class AtlsCoapHandler {
     void this.core.close();
   }
 
-  /** Handles one whole CoAP request. Never throws. */
-  async handle(msg: CoapMessage, peer: Peer): Promise<CoapResponse> {
+  /**
+   * Handles one whole CoAP request. Never throws. `answer` says how large
+   * the first datagram of the answer can be (default: one block of the
+   * largest size): the amplification check weighs it against the request.
+   */
+  async handle(msg: CoapMessage, peer: Peer, answer?: AnswerShape): Promise<CoapResponse> {
     let path: string[];
     let cf: number | undefined;
     try {
@@ -198,6 +221,8 @@ export class AtlsCoapHandler {
     if (samePath(path, WELL_KNOWN_PATH)) {
       if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights here');
       if (cf !== this.formats.records) return this.unsupported(cf);
+      const check = this.addressCheck(msg, peer, (answer?.firstBlockBytes ?? this.maxBlockSize) + FIRST_ANSWER_OVERHEAD);
+      if (check) return check;
       return this.newSession(msg.payload, peer);
     }
     if (path.length === 2 && path[0] === SESSION_PATH_PREFIX) {
@@ -244,6 +269,19 @@ export class AtlsCoapHandler {
       return this.errorResponse(e, found.id, peer);
     }
     return { code: CoapCode.Deleted };
+  }
+
+  /**
+   * RFC 9175 §2.4 item 3: a ClientHello whose answer (up to one block) could
+   * be more than 3 times its size is answered only at a verified address; an
+   * unverified one gets 4.01 with an Echo value to repeat (a response of a
+   * few bytes, piggybacked or NON, never retransmitted). Undefined: go on.
+   */
+  private addressCheck(msg: CoapMessage, peer: Peer, answerBound: number): CoapResponse | undefined {
+    if (!this.echo || !this.echo.needed(encodeMessage(msg).length, answerBound)) return undefined;
+    if (this.echo.verify(getOption(msg, OptionNumber.Echo)?.value, peer.address)) return undefined;
+    this.opts.onEvent?.({ type: 'address-check', peer: peer.address });
+    return { code: CoapCode.Unauthorized, options: [{ number: OptionNumber.Echo, value: this.echo.issue(peer.address) }], payload: new Uint8Array(0) };
   }
 
   private unsupported(cf: number | undefined): CoapResponse {
@@ -423,8 +461,9 @@ export class AtlsCoapServer {
       ...(options.maxBlockSize !== undefined ? { maxBlockSize: options.maxBlockSize } : {}),
       ...(options.maxTransfersPerPeer !== undefined ? { maxTransfersPerPeer: options.maxTransfersPerPeer } : {}),
       ...(options.maxTransfers !== undefined ? { maxTransfers: options.maxTransfers } : {}),
+      ...(options.onEvent ? { onEvent: options.onEvent } : {}),
     });
-    endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p) => handler.handle(m, p)));
+    endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p, answer) => handler.handle(m, p, answer)));
     return new AtlsCoapServer(endpoint, handler, blockwise);
   }
 

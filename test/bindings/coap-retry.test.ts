@@ -29,11 +29,14 @@ const tls = () => ({ ca: pki.ca.cert, serverName: 'localhost' });
 async function holdHalfOpen(server: AtlsCoapServer): Promise<{ end: () => Promise<void>; close: () => Promise<void> }> {
   const ep = await CoapEndpoint.bind();
   const hello = (await new AtlsClientSession({ tls: tls() }).start()).flight;
-  const res = await ep.request(server.endpoint.address, {
-    code: CoapCode.POST,
-    options: [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000)],
-    payload: hello,
-  });
+  const post = (extra: CoapOption[]) =>
+    ep.request(server.endpoint.address, {
+      code: CoapCode.POST,
+      options: [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000), ...extra],
+      payload: hello,
+    });
+  let res = await post([]);
+  if (res.code === CoapCode.Unauthorized) res = await post(res.options.filter((o) => o.number === OptionNumber.Echo)); // RFC 9175 address check
   assert.equal(res.code, CoapCode.Created);
   const location = res.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => stringOption(OptionNumber.UriPath, new TextDecoder().decode(o.value)));
   return {
