@@ -14,10 +14,8 @@ import { testPki, type TestPki } from '../helpers/pki.js';
 import { createAtlsServer } from '../../src/http/node.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { echoApp } from '../../src/http/apps.js';
-import { readCookie } from '../../src/http/cookie.js';
-import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
 import type { AtlsServerEvent } from '../../src/http/server.js';
-import { AtlsClientSession } from '../../src/session/session.js';
+import { socketHandshake } from '../helpers/http.js';
 import { AtlsCoapServer, echoCoapHandler, type AtlsCoapServerEvent } from '../../src/coap/server.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
@@ -32,39 +30,6 @@ const tls = () => ({ ca: pki.ca.cert, serverName: 'localhost' });
 before(async () => {
   pki = await testPki();
 });
-
-/** POSTs one flight from `agent`'s address; the answer's status, body and cookie. */
-function postFlight(port: number, agent: http.Agent, flight: Uint8Array, cookie?: string): Promise<{ status: number; body: Uint8Array; cookie: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { 'content-type': MEDIA_TYPE_FLIGHT };
-    if (cookie) headers.cookie = `atls-session=${cookie}`;
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/.well-known/atls', agent, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const set = res.headers['set-cookie']?.[0];
-        resolve({ status: res.statusCode ?? 0, body: new Uint8Array(Buffer.concat(chunks)), cookie: set ? readCookie(set.split(';')[0]!, 'atls-session') : cookie });
-      });
-    });
-    req.on('error', reject);
-    req.end(flight);
-  });
-}
-
-/** One complete exported-mode handshake over HTTP from `agent`'s address; the session is kept, never closed. */
-async function httpHandshake(port: number, agent: http.Agent): Promise<void> {
-  const session = new AtlsClientSession({ tls: tls() });
-  let out = await session.start();
-  let cookie: string | undefined;
-  for (let i = 0; i < 4 && session.state !== 'established'; i++) {
-    const res = await postFlight(port, agent, out.flight, cookie);
-    if (res.status !== 200) throw new Error(`handshake step answered ${res.status}`);
-    cookie = res.cookie;
-    out = await session.receive(res.body);
-  }
-  if (out.flight.length > 0) await postFlight(port, agent, out.flight, cookie);
-  assert.equal(session.state, 'established');
-}
 
 function limitEvents(events: Array<{ type: string }>): { limits: Set<string>; evictedPeers: Set<string> } {
   const limits = new Set<string>();
@@ -89,7 +54,7 @@ describe('fair share of established sessions', () => {
       if (e.type === 'handshake' && e.address === '127.0.0.1') handshakes++;
     };
     try {
-      for (let i = 0; i < HEAVY / 2; i++) await httpHandshake(port, heavy);
+      for (let i = 0; i < HEAVY / 2; i++) await socketHandshake(port, heavy, tls());
       assert.equal(server.atls.stats().sessions, CAP, 'the heavy client filled the cap');
       for (const [i, c] of honest.entries()) {
         const res = await c.fetch(`http://127.0.0.1:${port}/in`, { method: 'POST', body: `honest ${i}` });
@@ -98,7 +63,7 @@ describe('fair share of established sessions', () => {
       events.forEach(countHandshakes);
       assert.equal(handshakes, HONEST);
       // The heavy client goes on; the honest sessions stay (no new handshake needed).
-      for (let i = 0; i < HEAVY / 2; i++) await httpHandshake(port, heavy);
+      for (let i = 0; i < HEAVY / 2; i++) await socketHandshake(port, heavy, tls());
       handshakes = 0;
       const before = events.length;
       for (const [i, c] of honest.entries()) {

@@ -3,6 +3,7 @@
  * a handler + client pair joined without sockets, and raw POST helpers for
  * the bad-input tests.
  */
+import http from 'node:http';
 import type { TlsClientConfig, TlsServerConfig } from '../../src/engines/types.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import type { Mode } from '../../src/session/types.js';
@@ -11,6 +12,7 @@ import { MemoryStateStore, type CommitResult, type ReserveResult, type SessionSt
 import { createAtlsClient, type AtlsClient, type AtlsClientEvent, type AtlsClientOptions } from '../../src/http/client.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { requestToBhttp } from '../../src/bhttp/web.js';
+import { readCookie } from '../../src/http/cookie.js';
 import type { TestPki } from './pki.js';
 
 /**
@@ -192,3 +194,41 @@ export async function protectedRequest(session: AtlsClientSession, url = 'http:/
 }
 
 export { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED };
+
+/** POSTs one flight over a real socket of `agent` (its `localAddress`); the answer's status, body and cookie. */
+function postFlightOver(port: number, agent: http.Agent, flight: Uint8Array, cookie?: string): Promise<{ status: number; body: Uint8Array; cookie: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { 'content-type': MEDIA_TYPE_FLIGHT };
+    if (cookie) headers.cookie = `${COOKIE_NAME}=${cookie}`;
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/.well-known/atls', agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const set = res.headers['set-cookie']?.[0];
+        resolve({ status: res.statusCode ?? 0, body: new Uint8Array(Buffer.concat(chunks)), cookie: set ? readCookie(set.split(';')[0]!, COOKIE_NAME) : cookie });
+      });
+    });
+    req.on('error', reject);
+    req.end(flight);
+  });
+}
+
+/**
+ * One complete exported-mode handshake with a server on 127.0.0.1:`port`,
+ * from `agent`'s address; the session is only held (never closed). For
+ * tests of what many completed handshakes from one address do.
+ */
+export async function socketHandshake(port: number, agent: http.Agent, tls: TlsClientConfig): Promise<void> {
+  const session = new AtlsClientSession({ tls });
+  let out = await session.start();
+  let cookie: string | undefined;
+  for (let i = 0; i < 4 && session.state !== 'established'; i++) {
+    const res = await postFlightOver(port, agent, out.flight, cookie);
+    if (res.status !== 200) throw new Error(`handshake step answered ${res.status}`);
+    cookie = res.cookie;
+    out = await session.receive(res.body);
+  }
+  if (out.flight.length > 0) await postFlightOver(port, agent, out.flight, cookie);
+  if (session.state !== 'established') throw new Error(`handshake ended in state ${session.state}`);
+  session.destroy();
+}
