@@ -675,8 +675,9 @@ export class EndpointCore {
       stored ?? { id: live.id, handshake, suite: channel.spec.iana, role: 'server', secrets: new Uint8Array(0), windowSize: state.channel.window.size, establishedAt: state.establishedAt },
       channel,
     );
-    if (stored) this.byRecord.set(stored, view);
-    else this.remember(view);
+    // An in-process store keeps no view of a session that has not been asked for since its
+    // handshake (find() makes one): an idle session costs its stored record only.
+    if (!stored) this.remember(view);
     return view;
   }
 

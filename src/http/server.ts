@@ -551,8 +551,12 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     }
     const step = await core.flight(live, flight);
     let out = step.flight;
-    const peer = step.established?.peer ?? live.peer;
-    if (step.handshake && peer && listening) emit({ type: 'handshake', peer, address: clientAddress(x) });
+    if (step.handshake && listening) {
+      const p = step.established?.peer ?? live.peer;
+      if (p) emit({ type: 'handshake', peer: p, address: clientAddress(x) });
+    }
+    // Records mode: the live session's peer (an exported session's peer is built only when asked for).
+    const peer = live.peer;
     const requestType = mediaType(x.header('content-type'));
     const headers: Array<[string, string]> = [
       ['cache-control', NO_STORE['cache-control']],

@@ -40,8 +40,11 @@ export class ReplayWindow {
   /** Window size: how far below the highest accepted number a message may be. */
   readonly size: number;
   // A ring of bits indexed by seq mod capacity; capacity is a power of two
-  // >= size, so the numbers inside the window never share a bit.
-  private readonly bits: Uint32Array;
+  // >= size, so the numbers inside the window never share a bit. Words of 16
+  // bits in a plain array stay small integers: for the default 64 that is
+  // ~80 B per window against ~250 B for a typed array and its buffer (a
+  // server holds one window per established session).
+  private readonly bits: number[];
   private readonly mask: number;
   private hasTop = false;
   private topHi = 0;
@@ -54,7 +57,7 @@ export class ReplayWindow {
     this.size = size;
     let capacity = 32;
     while (capacity < size) capacity *= 2;
-    this.bits = new Uint32Array(capacity / 32);
+    this.bits = new Array<number>(capacity / 16).fill(0);
     this.mask = capacity - 1;
   }
 
@@ -70,7 +73,7 @@ export class ReplayWindow {
     if (behind < 0) return ReplayVerdict.Fresh;
     if (behind >= this.size) return ReplayVerdict.TooOld; // RFC 4303 §3.4.3: left of the window
     const i = lo & this.mask;
-    return (this.bits[i >>> 5]! >>> (i & 31)) & 1 ? ReplayVerdict.Replayed : ReplayVerdict.Fresh;
+    return (this.bits[i >>> 4]! >>> (i & 15)) & 1 ? ReplayVerdict.Replayed : ReplayVerdict.Fresh;
   }
 
   /** Fast path: records (hi, lo), which {@link test} must have found fresh. */
@@ -83,7 +86,7 @@ export class ReplayWindow {
         else {
           for (let k = 1; k <= ahead; k++) {
             const i = (this.topLo + k) & this.mask; // ToInt32 wraps mod 2^32, a multiple of capacity
-            this.bits[i >>> 5]! &= ~(1 << (i & 31));
+            this.bits[i >>> 4]! &= ~(1 << (i & 15));
           }
         }
         this.topHi = hi;
@@ -95,7 +98,7 @@ export class ReplayWindow {
       this.topLo = lo;
     }
     const i = lo & this.mask;
-    this.bits[i >>> 5]! |= 1 << (i & 31);
+    this.bits[i >>> 4]! |= 1 << (i & 15);
   }
 
   /**
@@ -127,7 +130,7 @@ export class ReplayWindow {
     for (let i = 0; i < this.size; i++) {
       if (seqDistance(this.topHi, this.topLo, 0, i) < 0) break; // nothing below sequence number 0
       const slot = (this.topLo - i) & this.mask;
-      if ((this.bits[slot >>> 5]! >>> (slot & 31)) & 1) bits[i >>> 3]! |= 1 << (i & 7);
+      if ((this.bits[slot >>> 4]! >>> (slot & 15)) & 1) bits[i >>> 3]! |= 1 << (i & 7);
     }
     return { size: this.size, top: fromSeqParts(this.topHi, this.topLo), bits };
   }
@@ -150,7 +153,7 @@ export class ReplayWindow {
       if (((state.bits[i >>> 3]! >>> (i & 7)) & 1) === 0) continue;
       if (seqDistance(hi, lo, 0, i) < 0) throw new AtlsError('INVALID_ARGUMENT', 'replay window bit below sequence number 0');
       const slot = (lo - i) & w.mask;
-      w.bits[slot >>> 5]! |= 1 << (slot & 31);
+      w.bits[slot >>> 4]! |= 1 << (slot & 15);
     }
     return w;
   }
