@@ -102,8 +102,8 @@ export class Child {
 /** A running server process. */
 export interface ServerHandle {
   port: number;
-  /** The server process's CPU time so far, µs. */
-  cpu(): Promise<{ cpuUs: number; rss: number }>;
+  /** The server process's CPU time so far, µs, and its main thread's alone. */
+  cpu(): Promise<{ cpuUs: number; mainUs: number; rss: number }>;
   stop(): Promise<void>;
 }
 
@@ -119,7 +119,7 @@ export async function startServer(spec: ServerSpec, pki: BenchPki): Promise<Serv
     cpu: async () => {
       const m = await child.ask({ type: 'cpu' });
       if (m.type !== 'cpu') throw new Error('unexpected answer');
-      return { cpuUs: m.cpuUs, rss: m.rss };
+      return { cpuUs: m.cpuUs, mainUs: m.mainUs, rss: m.rss };
     },
     stop: async () => {
       child.tell({ type: 'stop' });
@@ -143,6 +143,12 @@ export interface LoadSummary extends LoadResult {
   rate: number;
   /** Server CPU time per operation, µs. */
   serverUsPerOp: number;
+  /**
+   * The server's main thread alone per operation, µs: without V8's GC helper
+   * and compiler threads, whose work in a short window of a young process
+   * weighs on slow rows far more than in a long-running server.
+   */
+  serverMainUsPerOp: number;
   /** Server CPU busy share in the window (1 = one core fully used). */
   serverBusy: number;
   /** Load-generator CPU busy share (summed over processes). */
@@ -188,6 +194,7 @@ export async function runLoad(job: LoadJob, pki: BenchPki, server: ServerHandle,
       ...(results[0]?.resumed !== undefined ? { resumed: results.reduce((a, r) => a + (r.resumed ?? 0), 0) } : {}),
       rate: (ops * 1000) / elapsedMs,
       serverUsPerOp: serverCpu / ops,
+      serverMainUsPerOp: (c1.mainUs - c0.mainUs) / ops,
       serverBusy: serverCpu / (elapsedMs * 1000),
       loadBusy: loadCpu / (elapsedMs * 1000),
       capacity: (ops * 1e6) / serverCpu,
@@ -240,6 +247,7 @@ export async function runGoLoad(binary: string, args: string[], server: ServerHa
       p99Us: 0,
       rate: (r.ops * 1000) / r.elapsedMs,
       serverUsPerOp: serverCpu / r.ops,
+      serverMainUsPerOp: (c1.mainUs - c0.mainUs) / r.ops,
       serverBusy: serverCpu / (r.elapsedMs * 1000),
       loadBusy: r.cpuUs / (r.elapsedMs * 1000),
       capacity: (r.ops * 1e6) / serverCpu,

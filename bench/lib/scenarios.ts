@@ -79,7 +79,7 @@ export type ToChild =
 /** Messages from a child to the orchestrator. */
 export type FromChild =
   | { type: 'ready'; port?: number }
-  | { type: 'cpu'; cpuUs: number; rss: number }
+  | { type: 'cpu'; cpuUs: number; /** The main (JS) thread alone: no GC helper or compiler threads. */ mainUs: number; rss: number }
   | { type: 'result'; result: LoadResult }
   | { type: 'error'; message: string };
 

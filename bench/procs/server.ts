@@ -10,6 +10,7 @@ import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createAtlsServer, echoRawApp, toNodeListener } from '../../src/http/index.js';
+import { threadCpuNs } from '../../src/engines/openssl.js';
 import { getEngine } from '../../src/engines/index.js';
 import type { TlsServerConfig } from '../../src/engines/types.js';
 import { OhttpGateway, ohttpGatewayServer } from '../lib/ohttp.js';
@@ -71,7 +72,7 @@ if (isMain) process.on('message', (m: ToChild) => {
     );
   } else if (m.type === 'cpu') {
     const c = process.cpuUsage();
-    send({ type: 'cpu', cpuUs: c.user + c.system, rss: process.memoryUsage.rss() });
+    send({ type: 'cpu', cpuUs: c.user + c.system, mainUs: threadCpuNs() / 1000, rss: process.memoryUsage.rss() });
   } else if (m.type === 'stop') {
     server?.closeAllConnections();
     server?.close();

@@ -49,7 +49,7 @@ export async function independentSection(pki: BenchPki, t: LoadTiming): Promise<
       name,
       value: r.capacity,
       unit: 'ops/server-CPU-s',
-      note: `wall ${fmt(r.rate)}/s; server ${fmt(r.serverUsPerOp)} µs CPU/op, busy ${(r.serverBusy * 100).toFixed(0)}%; Go client busy ${(r.loadBusy * 100).toFixed(0)}%${r.errors ? `; ${r.errors} errors: ${r.firstError ?? ''}` : ''}`,
+      note: `wall ${fmt(r.rate)}/s; server ${fmt(r.serverUsPerOp)} µs CPU/op (main thread ${fmt(r.serverMainUsPerOp)}), busy ${(r.serverBusy * 100).toFixed(0)}%; Go client busy ${(r.loadBusy * 100).toFixed(0)}%${r.errors ? `; ${r.errors} errors: ${r.firstError ?? ''}` : ''}`,
       extra: { result: { ...r } },
     });
   }

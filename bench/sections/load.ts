@@ -30,7 +30,7 @@ async function measure(spec: ServerSpec, job: Omit<LoadJob, 'port'>, pki: BenchP
 
 function note(r: LoadSummary, extra = ''): string {
   const parts = [
-    `server ${fmt(r.serverUsPerOp)} µs CPU/op, busy ${(r.serverBusy * 100).toFixed(0)}%`,
+    `server ${fmt(r.serverUsPerOp)} µs CPU/op (main thread ${fmt(r.serverMainUsPerOp)}), busy ${(r.serverBusy * 100).toFixed(0)}%`,
     `load busy ${(r.loadBusy * 100).toFixed(0)}%`,
   ];
   if (r.errors) parts.push(`${r.errors} errors: ${r.firstError ?? ''}`);

@@ -48,7 +48,10 @@ function treeCpuUs(pid: number): number {
 function handleOf(serve: ServeProcess): ServerHandle {
   return {
     port: serve.port,
-    cpu: async () => ({ cpuUs: treeCpuUs(serve.child.pid!), rss: 0 }),
+    cpu: async () => {
+      const cpuUs = treeCpuUs(serve.child.pid!);
+      return { cpuUs, mainUs: cpuUs, rss: 0 }; // a process tree: no thread split
+    },
     stop: () => serve.stop(),
   };
 }
