@@ -62,6 +62,9 @@ async function demoPage(opts: Record<string, unknown>): Promise<(request: Reques
   return demoPageHandler(trust);
 }
 
+/** Accept queue of the HTTP listener (connections the kernel completed that the server has not taken yet). */
+const LISTEN_BACKLOG = 4096;
+
 /** The session limits named by the flags of `serve` (shared by HTTP and CoAP). */
 function sessionLimitsFrom(opts: Record<string, unknown>): { maxSessions?: number; maxHalfOpen?: number; handshakeTtlMs?: number; sessionTtlMs?: number } {
   const seconds = (v: unknown, flag: string): number | undefined => {
@@ -202,7 +205,9 @@ export async function startService(opts: Record<string, unknown>, extras: Servic
   observer.metrics?.watch(() => ({ transport: 'http', ...server.atls.stats() }));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    // A connection flood fills Node's default accept queue (511) within a quarter second; honest SYNs
+    // are then dropped and retried seconds later. The kernel caps this at net.core.somaxconn.
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const bound = server.address() as AddressInfo;
   const shownHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;

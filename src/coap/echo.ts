@@ -22,11 +22,16 @@
  * @module
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { CoapCode, OptionNumber } from './constants.js';
+import { encodeMessage, getOption, type CoapMessage } from './packet.js';
+import type { CoapResponse } from './blockwise.js';
 
 /** How long an Echo value proves an address. */
 export const ECHO_LIFETIME_MS = 5 * 60 * 1000;
 /** RFC 9000 §8.1 / RFC 9175 §2.4: at most 3 times the bytes received go to an unverified address. */
 export const AMPLIFICATION_LIMIT = 3;
+/** Header, token and options around the first block of a new session's answer (Location-Path, Content-Format, Block2, Size2). */
+export const FIRST_ANSWER_OVERHEAD = 64;
 const TIME_BYTES = 4;
 const MAC_BYTES = 12;
 
@@ -62,6 +67,19 @@ export class EchoVerifier {
     const age = this.now() / 1000 - time.readUInt32BE();
     if (age < -1 || age * 1000 > ECHO_LIFETIME_MS) return false;
     return timingSafeEqual(this.mac(time, address), value.subarray(TIME_BYTES));
+  }
+
+  /**
+   * The 4.01 + Echo answer for a request from `address` whose answer's
+   * first datagram carries up to `firstBlockBytes` of payload, when that
+   * could exceed the limit and the request carries no good Echo value;
+   * undefined when it may go on. The 4.01 is a few bytes, sent piggybacked
+   * or NON (never a separate, retransmitted response: RFC 9175 §2.4).
+   */
+  challenge(msg: CoapMessage, address: string, firstBlockBytes: number): CoapResponse | undefined {
+    if (!this.needed(encodeMessage(msg).length, firstBlockBytes + FIRST_ANSWER_OVERHEAD)) return undefined;
+    if (this.verify(getOption(msg, OptionNumber.Echo)?.value, address)) return undefined;
+    return { code: CoapCode.Unauthorized, options: [{ number: OptionNumber.Echo, value: this.issue(address) }], payload: new Uint8Array(0) };
   }
 
   private mac(time: Buffer, address: string): Buffer {

@@ -26,7 +26,8 @@ import { mediaType, readBody } from '../http/wire.js';
 import { parseSetCookie } from '../http/cookie.js';
 import { CoapCode, OptionNumber, SESSION_PATH_PREFIX, WELL_KNOWN_PATH, makeCode, type TransmissionParameters } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage, type CoapOption } from './packet.js';
-import { BlockwiseServer, type CoapResponse, type Peer } from './blockwise.js';
+import { BlockwiseServer, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
+import { EchoVerifier } from './echo.js';
 import { CoapEndpoint } from './endpoint.js';
 import { DEFAULT_ATLS_COAP_FORMATS, type AtlsCoapFormats } from './server.js';
 
@@ -65,6 +66,8 @@ export interface AtlsCoapGatewayOptions {
   /** HTTP request timeout (default 30 s). */
   timeoutMs?: number;
   transmission?: Partial<TransmissionParameters>;
+  /** Verify a device's address with Echo before forwarding a ClientHello whose answer could amplify (default true; see AtlsCoapServerOptions). */
+  addressCheck?: boolean;
   onEvent?: (e: GatewayEvent) => void;
 }
 
@@ -114,8 +117,11 @@ export class AtlsCoapGatewayHandler {
   private readonly ttlMs: number;
   private readonly maxBody: number;
   private readonly fetch: FetchLike;
+  /** Echo values for address verification (RFC 9175 §2.4); undefined when turned off. */
+  private readonly echo: EchoVerifier | undefined;
 
   constructor(private readonly opts: AtlsCoapGatewayOptions) {
+    this.echo = opts.addressCheck === false ? undefined : new EchoVerifier();
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...opts.contentFormats };
     const to = new URL(opts.to);
     if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new AtlsError('INVALID_ARGUMENT', `the service must be http(s): ${to.href}`);
@@ -137,7 +143,7 @@ export class AtlsCoapGatewayHandler {
   }
 
   /** Handles one whole CoAP request. Never throws. */
-  async handle(msg: CoapMessage, _peer: Peer): Promise<CoapResponse> {
+  async handle(msg: CoapMessage, peer: Peer, answer?: AnswerShape): Promise<CoapResponse> {
     let path: string[];
     let cf: number | undefined;
     try {
@@ -147,6 +153,9 @@ export class AtlsCoapGatewayHandler {
       return diag(CoapCode.BadOption, 'malformed Uri-Path or Content-Format');
     }
     const isNew = path.length === WELL_KNOWN_PATH.length && path.every((s, i) => s === WELL_KNOWN_PATH[i]);
+    // RFC 9175 §2.4: the service's certificate flight goes only to a verified address.
+    const challenge = isNew ? this.echo?.challenge(msg, peer.address, answer?.firstBlockBytes ?? 1024) : undefined;
+    if (challenge) return challenge;
     let id: string | undefined;
     let mapping: string | undefined;
     if (!isNew) {
@@ -231,7 +240,7 @@ export class AtlsCoapGateway {
       ...(options.transmission ? { transmission: options.transmission } : {}),
     });
     const blockwise = new BlockwiseServer({ maxBodyBytes: options.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes });
-    endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p) => handler.handle(m, p)));
+    endpoint.handle((msg, peer) => blockwise.handle(msg, peer, (m, p, answer) => handler.handle(m, p, answer)));
     return new AtlsCoapGateway(endpoint, handler);
   }
 

@@ -37,7 +37,7 @@ import {
   WELL_KNOWN_PATH,
   type TransmissionParameters,
 } from './constants.js';
-import { encodeMessage, getOption, getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
+import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
 import { EchoVerifier } from './echo.js';
 import { BlockwiseServer, codeFromHint, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
@@ -141,8 +141,6 @@ export interface AtlsCoapServerOptions {
 }
 
 const enc = new TextEncoder();
-/** Header, token and options around the first block of a new session's answer (Location-Path, Content-Format, Block2, Size2). */
-const FIRST_ANSWER_OVERHEAD = 64;
 
 function diag(code: number, text: string, options: CoapResponse['options'] = []): CoapResponse {
   return { code, options, payload: enc.encode(text) }; // diagnostic payload (RFC 7252 §5.5.2)
@@ -221,7 +219,7 @@ export class AtlsCoapHandler {
     if (samePath(path, WELL_KNOWN_PATH)) {
       if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights here');
       if (cf !== this.formats.records) return this.unsupported(cf);
-      const check = this.addressCheck(msg, peer, (answer?.firstBlockBytes ?? this.maxBlockSize) + FIRST_ANSWER_OVERHEAD);
+      const check = this.addressCheck(msg, peer, answer?.firstBlockBytes ?? this.maxBlockSize);
       if (check) return check;
       return this.newSession(msg.payload, peer);
     }
@@ -277,11 +275,10 @@ export class AtlsCoapHandler {
    * unverified one gets 4.01 with an Echo value to repeat (a response of a
    * few bytes, piggybacked or NON, never retransmitted). Undefined: go on.
    */
-  private addressCheck(msg: CoapMessage, peer: Peer, answerBound: number): CoapResponse | undefined {
-    if (!this.echo || !this.echo.needed(encodeMessage(msg).length, answerBound)) return undefined;
-    if (this.echo.verify(getOption(msg, OptionNumber.Echo)?.value, peer.address)) return undefined;
-    this.opts.onEvent?.({ type: 'address-check', peer: peer.address });
-    return { code: CoapCode.Unauthorized, options: [{ number: OptionNumber.Echo, value: this.echo.issue(peer.address) }], payload: new Uint8Array(0) };
+  private addressCheck(msg: CoapMessage, peer: Peer, firstBlockBytes: number): CoapResponse | undefined {
+    const challenge = this.echo?.challenge(msg, peer.address, firstBlockBytes);
+    if (challenge) this.opts.onEvent?.({ type: 'address-check', peer: peer.address });
+    return challenge;
   }
 
   private unsupported(cf: number | undefined): CoapResponse {

@@ -9,8 +9,8 @@
  *   keep-alive connections.
  * - `coap-hello`: the same ClientHello as NON POSTs from many UDP ports.
  * - `coap-block1`: first blocks of Block1 transfers that never finish.
- * - `idle`: TCP connections that send nothing, held open (reopened when the
- *   server closes them) up to `count`.
+ * - `idle`: `count` TCP connections that send nothing, held open as long as
+ *   the server keeps them.
  */
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import net from 'node:net';
@@ -166,7 +166,7 @@ async function floodIdle(plan: FloodPlan): Promise<FloodResult> {
   let opened = 0;
   let stopping = false;
   const sent = await paced(plan.rate, plan.durationMs, () => {
-    if (open.size >= plan.count!) return false;
+    if (opened >= plan.count!) return false; // each opened once: what the server closes stays closed
     const s = net.connect({ host: '127.0.0.1', port: plan.port, localAddress: plan.from[opened++ % plan.from.length] });
     open.add(s);
     let up = false;
