@@ -113,6 +113,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--proxy <url>', 'HTTP(S) proxy for the transport (default: HTTP_PROXY/HTTPS_PROXY)')
         .option('--insecure-transport', 'do not verify the transport TLS (ATLS still authenticates the service)')
         .option('--max-body <size>', 'largest body taken from a local client or from the service, e.g. 64M (413 above; default 1M)')
+        .option('--request-timeout <seconds>', 'time a local client has to send its whole request (default 30; raise it for long uploads)')
 
         .option('--transport-ca <file>', 'trust store for the transport TLS, which --policy auto verifies against (default: Node roots)')
         .addOption(policyOption())

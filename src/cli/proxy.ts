@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
-import { engineFrom, httpUrlFrom, modeFrom, parseHostPort, parseSize, untilSignal } from './options.js';
+import { engineFrom, httpUrlFrom, modeFrom, parseHostPort, parseSize, positiveFlag, untilSignal } from './options.js';
 import { observerFrom } from './observe.js';
 
 export async function runProxy(opts: Record<string, unknown>): Promise<void> {
@@ -32,7 +32,11 @@ export async function runProxy(opts: Record<string, unknown>): Promise<void> {
       observer.metrics?.latency.observe({ transport: 'proxy' }, (performance.now() - start) / 1000);
     }
   };
-  const server = createServer(httpServerTimeouts(), toNodeListener(timed));
+  const requestTimeout = positiveFlag(opts.requestTimeout, '--request-timeout');
+  const server = createServer(
+    httpServerTimeouts(requestTimeout === undefined ? {} : { requestTimeoutMs: Math.max(1, Math.round(requestTimeout * 1000)) }),
+    toNodeListener(timed),
+  );
   limitConnections(server, {}, (e) => observer.http('proxy')(e));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

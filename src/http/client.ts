@@ -20,7 +20,7 @@ import type { AtlsErrorCode } from '../errors.js';
 import type { HandshakeInfo, TlsClientConfig, TlsEngine } from '../engines/types.js';
 import { AtlsClientSession } from '../session/session.js';
 import type { FlightResult, Mode, SessionOptions, SessionState } from '../session/types.js';
-import { bhttpStreamToResponse, bhttpToResponse, requestToBhttp, requestToBhttpStream } from '../bhttp/web.js';
+import { bhttpStreamToResponse, requestToBhttp, requestToBhttpStream } from '../bhttp/web.js';
 import { INDETERMINATE_REQUEST } from '../bhttp/codec.js';
 import { protectBody, unprotectBody } from '../protect/stream.js';
 import { wholeRecordsLength } from '../records.js';
@@ -303,6 +303,71 @@ function limitedStream(body: ReadableStream<Uint8Array>, max: number): ReadableS
     },
     { highWaterMark: 0 },
   );
+}
+
+/**
+ * The start of an answer that is still arriving: its first bytes (the
+ * server's flight) taken off, the rest left to stream.
+ */
+class PrefixReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private held: Uint8Array = new Uint8Array(0);
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    this.reader = body.getReader();
+  }
+
+  /** Reads until at least `n` bytes are held (TRUNCATED_FLIGHT when the body ends first). */
+  private async fill(n: number): Promise<void> {
+    while (this.held.length < n) {
+      const r = await this.reader.read();
+      if (r.done) throw new AtlsError('TRUNCATED_FLIGHT', `the answer ended within its first ${n} bytes`, { source: 'remote' });
+      this.held = this.held.length === 0 ? r.value : concatBytes([this.held, r.value]);
+    }
+  }
+
+  /** The first `n` bytes. */
+  async take(n: number): Promise<Uint8Array> {
+    await this.fill(n);
+    const out = this.held.subarray(0, n);
+    this.held = this.held.subarray(n);
+    return out;
+  }
+
+  /** The whole TLS records at hand (at least one: the server's flight comes first). */
+  async takeRecords(): Promise<Uint8Array> {
+    await this.fill(1);
+    for (;;) {
+      const n = wholeRecordsLength(this.held);
+      if (n > 0) return this.take(n);
+      await this.fill(this.held.length + 1);
+    }
+  }
+
+  /** What is left of the body, the held bytes first. */
+  rest(): ReadableStream<Uint8Array> {
+    let first: Uint8Array | undefined = this.held.length > 0 ? this.held : undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          if (first) {
+            controller.enqueue(first);
+            first = undefined;
+            return;
+          }
+          const r = await this.reader.read();
+          if (r.done) controller.close();
+          else controller.enqueue(r.value);
+        },
+        cancel: (reason) => this.reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  cancel(): Promise<void> {
+    return this.reader.cancel().catch(() => undefined);
+  }
 }
 
 /** A stream of one piece. */
@@ -590,13 +655,13 @@ class OriginSession {
    * Runs the handshake. With `first`, the first inner request rides with the
    * client's final flight when there is one; resolves with its inner response.
    */
-  async handshake(first: Uint8Array | undefined, signal: AbortSignal | undefined, idempotent = false): Promise<Uint8Array | undefined> {
+  async handshake(first: Uint8Array | undefined, signal: AbortSignal | undefined, idempotent = false): Promise<ReadableStream<Uint8Array> | undefined> {
     const started = Date.now();
     let sent = 0;
     let received = 0;
     let out: FlightResult = await this.session.start();
     let piggyBacked = false;
-    let answer: Uint8Array | undefined;
+    let answer: ReadableStream<Uint8Array> | undefined;
     let reported = false;
     for (;;) {
       if (this.roundTrips >= MAX_HANDSHAKE_ROUND_TRIPS) {
@@ -616,10 +681,11 @@ class OriginSession {
       }
       piggyBacked ||= ride;
       sent += body.length;
-      const res = await this.post(body, kind, out.flight.length, signal, !ride || idempotent);
-      received += res.body.length;
-      if (res.status !== 200) throw await this.handshakeError(res);
+      // The answer to a request that rode along may stream: the flight is taken from its start.
+      const res = await this.postAnswer(body, kind, out.flight.length, signal, !ride || idempotent, !ride);
+      if (res.status !== 200) throw await this.handshakeError(wholeAnswer(res));
       if (bodyKind(res.headers.get('content-type')) !== 'flight') {
+        await res.stream?.cancel().catch(() => undefined);
         throw this.session.peerFailed(
           new Uint8Array(0),
           new AtlsError('MALFORMED_RECORD', `ATLS server answered a flight with ${res.headers.get('content-type') ?? 'no Content-Type'}`, {
@@ -627,17 +693,23 @@ class OriginSession {
           }),
         );
       }
-      let flight = res.body;
+      const whole = res.bytes ?? new Uint8Array(0);
+      const reader = res.stream ? new PrefixReader(res.stream) : undefined;
+      let flight = whole;
       let sealed: Uint8Array | undefined;
       if (ride && this.mode === 'exported') {
         const split = res.headers.get(HEADER_FLIGHT_LENGTH);
         if (split === null) {
+          await reader?.cancel();
           throw this.session.peerFailed(new Uint8Array(0), new AtlsError('MALFORMED_MESSAGE', 'the server did not answer the piggy-backed request', { source: 'remote' }));
         }
-        const n = parseFlightLength(split, res.body.length);
-        flight = res.body.subarray(0, n);
-        sealed = res.body.subarray(n);
+        const n = parseFlightLength(split, reader ? Number.MAX_SAFE_INTEGER : whole.length);
+        flight = reader ? await reader.take(n) : whole.subarray(0, n);
+        sealed = reader ? undefined : whole.subarray(n);
+      } else if (reader) {
+        flight = await reader.takeRecords();
       }
+      received += reader ? flight.length : whole.length;
       out = await this.session.receive(flight);
       const data = out.events.flatMap((e) => (e.type === 'data' ? [e.data] : []));
       const hs = out.events.find((e) => e.type === 'handshake');
@@ -658,11 +730,19 @@ class OriginSession {
         });
       }
       if (ride) {
-        // The answer to the request that rode with the final flight.
+        // The answer to the request that rode with the final flight, whole or still arriving.
         first = undefined;
-        if (sealed) answer = this.session.unprotect(sealed);
-        else if (data.length > 0) answer = concatBytes(data);
-        else throw new AtlsError('MALFORMED_RECORD', 'no response rode with the final flight', { source: 'remote' });
+        if (this.mode === 'exported') {
+          answer = unprotectBody(this.session.protectedChannel, reader ? reader.rest() : streamOfBytes(sealed!), this.client.maxResponse);
+        } else if (reader) {
+          const { plain, done } = this.recordsIn(reader.rest(), data);
+          this.queue = done;
+          answer = plain;
+        } else if (data.length > 0) {
+          answer = streamOfBytes(concatBytes(data));
+        } else {
+          throw new AtlsError('MALFORMED_RECORD', 'no response rode with the final flight', { source: 'remote' });
+        }
         this.requests++;
       }
       if (this.session.state === 'established' && out.flight.length === 0) {
@@ -707,8 +787,8 @@ class OriginSession {
           throw new AtlsError('MALFORMED_MESSAGE', 'ATLS server answered without a protected message', { source: 'remote' });
         }
         this.requests++;
-        if (res.bytes) return streamOfBytes(this.session.unprotect(res.bytes));
-        return unprotectBody(this.session.protectedChannel, res.stream, this.client.maxResponse);
+        // Either form, whole or arriving: one protected message, or a chunk stream (§4.1).
+        return unprotectBody(this.session.protectedChannel, res.bytes ? streamOfBytes(res.bytes) : res.stream, this.client.maxResponse);
       } finally {
         // The slot passes straight to the next waiter, so the count never overshoots.
         const next = this.waiting.shift();
@@ -769,18 +849,23 @@ class OriginSession {
    * request may then go), and the session is destroyed when it fails
    * half-way (the two ends' record numbers are apart).
    */
-  private recordsIn(body: ReadableStream<Uint8Array> | null): { plain: ReadableStream<Uint8Array>; done: Promise<void> } {
+  private recordsIn(body: ReadableStream<Uint8Array> | null, initial: Uint8Array[] = []): { plain: ReadableStream<Uint8Array>; done: Promise<void> } {
     const reader = body?.getReader();
     let pending: Uint8Array = new Uint8Array(0);
     let settle!: () => void;
     const done = new Promise<void>((resolve) => (settle = resolve));
-    const fail = (e: unknown): never => {
+    const fail = async (e: unknown): Promise<never> => {
       this.session.destroy();
       settle();
+      // Stop the transport too: an unread body would hold its connection.
+      await reader?.cancel(e).catch(() => undefined);
       throw e;
     };
     const plain = new ReadableStream<Uint8Array>(
       {
+        start: (controller) => {
+          for (const d of initial) controller.enqueue(d);
+        },
         pull: async (controller) => {
           try {
             for (;;) {
@@ -809,7 +894,7 @@ class OriginSession {
               if (data) return;
             }
           } catch (e) {
-            fail(e);
+            await fail(e);
           }
         },
         cancel: async (reason) => {
@@ -900,7 +985,7 @@ class ClientCore {
     first: Uint8Array | undefined,
     signal: AbortSignal | undefined,
     idempotent: boolean,
-  ): Promise<{ os: OriginSession; answer: Uint8Array | undefined }> {
+  ): Promise<{ os: OriginSession; answer: ReadableStream<Uint8Array> | undefined }> {
     const existing = this.sessions.get(origin);
     if (existing && existing.session.state !== 'closed' && existing.session.state !== 'failed') {
       await existing.ready;
@@ -1015,7 +1100,7 @@ class ClientCore {
       const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal, idempotent);
       if (answer) {
         os.reportDelivered = true;
-        return bhttpToResponse(answer, limits);
+        return bhttpStreamToResponse(answer, streamedLimits);
       }
       try {
         // The report rides on requests until the service has answered one of them.
@@ -1025,7 +1110,7 @@ class ClientCore {
         else inner = requestToBhttpStream(innerRequest(withReport ? reportHeaders! : hop.headers));
         const plain = await os.request(inner, signal, idempotent);
         if (withReport) os.reportDelivered = true;
-        return await bhttpStreamToResponse(plain, bhttp ? limits : streamedLimits);
+        return await bhttpStreamToResponse(plain, streamedLimits);
       } catch (e) {
         if (!(e instanceof SessionLost)) throw e;
         if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);

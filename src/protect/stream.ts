@@ -253,7 +253,14 @@ export function unprotectBody(
           else single = [];
         }
         if (opener) {
-          const plain = opener.push(r.value);
+          let plain: Uint8Array[];
+          try {
+            plain = opener.push(r.value);
+          } catch (e) {
+            // The stream is over: stop its transport too (an unread body would hold its connection).
+            await reader?.cancel(e).catch(() => undefined);
+            throw e;
+          }
           for (const p of plain) controller.enqueue(p);
           if (plain.length > 0) return;
           continue;
