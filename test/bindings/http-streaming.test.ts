@@ -201,6 +201,10 @@ describe('HTTP binding: streamed bodies (server side)', () => {
         assert.equal(res.headers.get('atls-error'), code, what);
         await res.arrayBuffer();
       }
+      // A chunk stream with a Content-Length under the whole-body cap is read whole, then opened the same way.
+      const whole = await client.send(await body());
+      assert.equal(whole.status, 200);
+      assert.match(await new Response(client.open(whole.body!)).text(), new RegExp(`${5 * MAX_CHUNK_PLAINTEXT} [0-9a-f]{64}`));
       // A whole stream replayed: chunk 0 meets the replay window.
       const good = await body();
       const ok = await client.send(asStream(good));
