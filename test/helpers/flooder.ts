@@ -15,7 +15,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { encodeMessage, pathOptions, uintOption } from '../../src/coap/packet.js';
+import { decodeMessage, encodeMessage, getOption, pathOptions, uintOption } from '../../src/coap/packet.js';
 import { CoapCode, MessageType, OptionNumber } from '../../src/coap/constants.js';
 import { blockOption } from '../../src/coap/blockwise.js';
 import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
@@ -132,12 +132,24 @@ async function floodHttpHello(plan: FloodPlan): Promise<FloodResult> {
   return { sent, answered, errors, rate: (sent * 1000) / elapsedMs, elapsedMs };
 }
 
+/** Sends `hello` once and takes the Echo value of the 4.01 answer, if any. */
+function echoFor(s: UdpSocket, port: number, hello: Uint8Array): Promise<Uint8Array | undefined> {
+  return new Promise((resolve) => {
+    s.once('message', (m: Buffer) => resolve(getOption(decodeMessage(new Uint8Array(m)), OptionNumber.Echo)?.value));
+    const options = [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000)];
+    s.send(encodeMessage({ type: MessageType.CON, code: CoapCode.POST, messageId: 1, token: new Uint8Array(randomBytes(4)), options, payload: hello }), port, '127.0.0.1');
+  });
+}
+
 async function floodCoap(plan: FloodPlan): Promise<FloodResult> {
   const block1 = plan.kind === 'coap-block1';
   const sockets = await udpSockets(plan.from, block1 ? 20 : 64);
   let answered = 0;
   for (const s of sockets) s.on('message', () => answered++);
   const hello = block1 ? new Uint8Array(16) : new Uint8Array(Buffer.from(plan.hello!, 'hex'));
+  // The flooder's own address is real: it fetches an Echo value once (RFC 9175), so that its replays
+  // pass the address check and reach the ClientHello record, as a determined attacker's would.
+  const echo = block1 ? undefined : await echoFor(sockets[0]!, plan.port, hello);
   let mid = 0;
   const sent = await paced(plan.rate, plan.durationMs, () => {
     const s = sockets[mid % sockets.length]!;
@@ -148,7 +160,7 @@ async function floodCoap(plan: FloodPlan): Promise<FloodResult> {
           uintOption(OptionNumber.ContentFormat, 65000),
           blockOption(OptionNumber.Block1, { num: 0, more: true, szx: 0 }),
         ]
-      : [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000)];
+      : [...pathOptions('/.well-known/atls'), uintOption(OptionNumber.ContentFormat, 65000), ...(echo ? [{ number: OptionNumber.Echo, value: echo }] : [])];
     s.send(encodeMessage({ type: MessageType.NON, code: CoapCode.POST, messageId: mid++ & 0xffff, token: new Uint8Array(randomBytes(4)), options, payload: hello }), plan.port, '127.0.0.1');
     return true;
   });
