@@ -19,6 +19,7 @@ import { AtlsClientSession } from '../../src/session/session.js';
 import type { Mode } from '../../src/session/types.js';
 import type { TlsClientConfig, TlsEngine } from '../../src/engines/types.js';
 import { concatBytes } from '../../src/bytes.js';
+import { StreamOpener, startsChunkStream } from '../../src/protect/stream.js';
 import {
   COOKIE_NAME,
   DEFAULT_ENDPOINT,
@@ -134,7 +135,12 @@ export class AtlsDriver {
   async request(inner: Uint8Array): Promise<Uint8Array> {
     if (this.mode === 'exported') {
       const res = await this.post(this.session.protect(inner), MEDIA_TYPE_PROTECTED);
-      return this.session.unprotect(res.body);
+      if (res.body.length === 0 || !startsChunkStream(res.body[0]!)) return this.session.unprotect(res.body);
+      // An answer above 16 KiB comes as a chunk stream (docs/protocol.md §4.1).
+      const opener = new StreamOpener(this.session.protectedChannel);
+      const plain = opener.push(res.body);
+      opener.end();
+      return concatBytes(plain);
     }
     const res = await this.post(await this.session.send(inner), MEDIA_TYPE_FLIGHT);
     const step = await this.session.receive(res.body);
