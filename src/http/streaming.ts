@@ -23,7 +23,7 @@
 import { AtlsError } from '../errors.js';
 import { concatBytes } from '../bytes.js';
 import { StreamOpener } from '../protect/index.js';
-import { wholeRecordsLength } from '../records.js';
+import { TLS_HEADER_LENGTH, wholeRecordsLength } from '../records.js';
 import type { EndpointCore, EstablishedSession, LiveSession } from '../endpoint/core.js';
 
 /** A stream of `first` and then the rest of `reader`. */
@@ -260,16 +260,45 @@ export class RecordsIn {
       if (this.pending.length > 0) throw new AtlsError('TRUNCATED_FLIGHT', `body ends inside a record (${this.pending.length} bytes left)`, { source: 'remote' });
       return undefined;
     }
-    const buf = this.pending.length === 0 ? r.value : concatBytes([this.pending, r.value]);
+    let piece = r.value;
+    const data: Uint8Array[] = [];
+    if (this.pending.length > 0) {
+      // Complete the record left over from the last piece with as few bytes as it needs (no copy of the whole piece).
+      const need = this.pending.length < TLS_HEADER_LENGTH ? TLS_HEADER_LENGTH - this.pending.length : recordEnd(this.pending) - this.pending.length;
+      const joined = concatBytes([this.pending, piece.subarray(0, need)]);
+      piece = piece.subarray(Math.min(need, piece.length));
+      if (joined.length < TLS_HEADER_LENGTH || joined.length < recordEnd(joined)) {
+        this.pending = joined;
+        if (piece.length === 0) return [];
+        return this.stepWith(data, concatBytes([joined, piece]));
+      }
+      this.pending = new Uint8Array(0);
+      data.push(...(await this.feed(joined)));
+      if (this.ended) return data;
+    }
+    return this.stepWith(data, piece);
+  }
+
+  /** Feeds the whole records at the start of `buf`, keeps (a copy of) the incomplete one after them. */
+  private async stepWith(data: Uint8Array[], buf: Uint8Array): Promise<Uint8Array[]> {
     const whole = wholeRecordsLength(buf);
     // Copied: the front may reuse its buffer; at most one record is kept.
     this.pending = buf.subarray(whole).slice();
-    if (whole === 0) return [];
-    const step = await this.engine.run(() => this.core.flight(this.live, buf.subarray(0, whole)));
+    if (whole > 0) data.push(...(await this.feed(buf.subarray(0, whole))));
+    return data;
+  }
+
+  private async feed(records: Uint8Array): Promise<Uint8Array[]> {
+    const step = await this.engine.run(() => this.core.flight(this.live, records));
     if (step.flight.length > 0) this.onFlight(step.flight);
     if (step.closed) this.ended = true;
     return step.data;
   }
+}
+
+/** Where the record starting at `b[0]` ends (header + its length field); `b` holds at least the header. */
+function recordEnd(b: Uint8Array): number {
+  return TLS_HEADER_LENGTH + ((b[3]! << 8) | b[4]!);
 }
 
 /** One read of a stream reader. */
