@@ -20,6 +20,7 @@ import {
   annotateCoap,
   capture,
   captureCoap,
+  helloExchange,
   keyBlockFromKeyLog,
   openAll,
   workedExample,
@@ -45,14 +46,16 @@ function shape(m: ExampleMessage): unknown {
   };
 }
 
-/** The same for a CoAP message: code, option names (values but the session id's), records, protected. */
+/** The same for a CoAP message: code, option names and values (but the session id's and Echo's, new each run), records, protected. */
 function coapShape(m: ExampleCoapMessage): unknown {
   const body = Buffer.from(m.body, 'base64');
   const flight = body.subarray(0, m.flightBytes);
   const summary = flight.length > 0 ? inspectFlight(flight, { dtls: false }) : undefined;
   return {
     code: m.code,
-    options: m.options.map((o, i) => (i > 0 && /Path$/.test(o.name) && m.options[i - 1]!.value === 'atls' ? `${o.name}: <session id>` : `${o.name}: ${o.value}`)),
+    options: m.options.map((o, i) =>
+      (i > 0 && /Path$/.test(o.name) && m.options[i - 1]!.value === 'atls') || o.name === 'Echo' ? `${o.name}: <new each run>` : `${o.name}: ${o.value}`,
+    ),
     contentFormat: m.contentFormat,
     records: summary?.records.map((r) => `${r.contentTypeName}${r.encrypted ? ' (encrypted)' : ''} ${(r.handshake ?? []).join('+')}`) ?? [],
     protected: m.flightBytes < body.length,
@@ -61,7 +64,7 @@ function coapShape(m: ExampleCoapMessage): unknown {
 
 /** The key block (hex) from a key log and the hellos of the file's first exchange. */
 function keyBlockOf(keyLog: string, file: ExampleFile | ExampleCoapFile): string {
-  const first = file.exchanges[0]!;
+  const first = helloExchange<{ request: { body: string }; response: { body: string; flightBytes: number } }>(file.exchanges);
   const hello = (m: { body: string }): Buffer => Buffer.from(m.body, 'base64');
   return Buffer.from(keyBlockFromKeyLog(keyLog.trim().split('\n'), file.cipherSuite, file.version, hello(first.request), hello(first.response))).toString('hex');
 }

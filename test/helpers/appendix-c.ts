@@ -156,6 +156,13 @@ function messageOf(headers: Headers, body: Uint8Array): ExampleMessage {
   return { headers: list, body: b64(body), flightBytes: protectedOnly ? 0 : split !== null ? Number(split) : body.length };
 }
 
+/** The first exchange whose answer carries records: the ClientHello and the ServerHello (over CoAP the address check's 4.01 + Echo may come first). */
+export function helloExchange<X extends { response: { flightBytes: number } }>(exchanges: X[]): X {
+  const x = exchanges.find((e) => e.response.flightBytes > 0);
+  if (!x) throw new Error('no exchange answered with a flight');
+  return x;
+}
+
 /** The key block both ends derived, recomputed from the client's key log and the hello randoms. */
 export function keyBlockFromKeyLog(keyLog: string[], cipherSuite: string, version: string, clientHello: Uint8Array, serverHello: Uint8Array): Uint8Array {
   const spec = aeadForSuite(cipherSuite);
@@ -320,7 +327,7 @@ export async function captureCoap(example: Example, pki: TestPki): Promise<{ jso
     await client.close();
     await server.close();
   }
-  const first = exchanges[0]!;
+  const first = helloExchange(exchanges);
   const keyBlock = keyBlockFromKeyLog(keyLog, info.cipherSuite, info.version, Buffer.from(first.request.body, 'base64'), Buffer.from(first.response.body, 'base64'));
   const base = {
     description: `A real ATLS exchange over CoAP (docs/protocol.md §5.13, §6). Payloads in base64 after block-wise reassembly (none was needed); Content-Format 65000 = TLS records (flightBytes = all of it), 65001 = one protected message (§4) whose plaintext is an inner CoAP message (§6.6). Message type, id and token are the transport's and not recorded. ${KEY_BLOCK_NOTE}`,
