@@ -177,9 +177,16 @@ export class EstablishedSession {
 
   /** The peer as applications see it (the certificate's subject parsed on first read). */
   get peer(): AtlsPeer {
-    return (this.peerRecord ??= peerFromHandshake(this.stored.id, 'exported', this.stored.handshake));
+    if (!this.peerRecord) {
+      this.peerRecord = peerFromHandshake(this.stored.id, 'exported', this.stored.handshake);
+      viewOfPeer.set(this.peerRecord, this);
+    }
+    return this.peerRecord;
   }
 }
+
+/** The view whose peer record this is: {@link EndpointCore.keepPeer} keeps the view that holds what was added to it. */
+const viewOfPeer = new WeakMap<AtlsPeer, EstablishedSession>();
 
 /** What a session id names. */
 export type FoundSession = LiveSession | EstablishedSession;
@@ -597,6 +604,18 @@ export class EndpointCore {
   isGone(s: FoundSession): boolean {
     if (s instanceof LiveSession) return this.local.getSync(s.id) !== s;
     return s.gone;
+  }
+
+  /**
+   * Keeps the view of an established session whose peer record gained what
+   * the store does not hold (the transport report, which is per process), so
+   * that later requests of the session see the same peer.
+   */
+  keepPeer(peer: AtlsPeer): void {
+    const view = viewOfPeer.get(peer);
+    if (!view) return;
+    if (this.syncStore) this.byRecord.set(view.stored, view);
+    else this.remember(view);
   }
 
   /** Drops every live session and the cached keys; closes the store when the core made it. */

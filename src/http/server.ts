@@ -418,6 +418,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const report = parseTransportReport(get(HEADER_TRANSPORT_CHAIN), get(HEADER_TRANSPORT_VERIFIED), ownTransport);
     if (!report || peer.transport) return;
     peer.transport = report;
+    core.keepPeer(peer); // the report lives with this process's view of the session, not in the store
     if (report.intercepted) {
       const issuer = report.issuer ?? '(no certificate)';
       // Bounded: a new issuer beyond 1000 counts under one bucket.
