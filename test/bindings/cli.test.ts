@@ -8,12 +8,11 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync, statSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
-import { atls, startDaemon, stop } from '../helpers/cli.js';
+import { atls, startDaemon, stop , startJsonUpstream } from '../helpers/cli.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
 
@@ -36,16 +35,7 @@ describe('atls command', () => {
     }));
 
   before(async () => {
-    upstream = createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ upstream: true, method: req.method, path: req.url, body }));
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    ({ server: upstream, url: upstreamUrl } = await startJsonUpstream());
   });
 
   after(async () => {

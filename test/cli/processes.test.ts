@@ -9,13 +9,12 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireLibcoap } from '../helpers/libcoap.js';
 import { ToolProcess, freePort } from '../helpers/tools.js';
-import { atls, atlsAsync, startDaemon, stop } from '../helpers/cli.js';
+import { atls, atlsAsync, startDaemon, stop , startJsonUpstream } from '../helpers/cli.js';
 
 describe('atls command, several processes', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-cli-'));
@@ -26,16 +25,7 @@ describe('atls command, several processes', () => {
 
   before(async () => {
     assert.equal(atls(['certs', '--out', certs]).status, 0);
-    upstream = createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ upstream: true, method: req.method, path: req.url, body }));
-      });
-    });
-    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-    upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    ({ server: upstream, url: upstreamUrl } = await startJsonUpstream());
   });
 
   after(async () => {

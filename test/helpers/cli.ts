@@ -6,6 +6,8 @@
  * compiles dist/ when src/ is newer; a file run on its own refuses a stale one.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { distStaleness } from '../../scripts/dist-fresh.mjs';
 
@@ -93,4 +95,18 @@ export function urlIn(line: string, scheme: 'http' | 'coap' = 'http'): string {
   const m = new RegExp(`(${scheme}://\\S+)`).exec(line);
   if (!m) throw new Error(`no ${scheme} URL in ${JSON.stringify(line)}`);
   return m[1]!;
+}
+
+/** A plain HTTP service that answers every request with JSON naming what it received. */
+export async function startJsonUpstream(): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ upstream: true, method: req.method, path: req.url, body }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }

@@ -14,7 +14,7 @@
 import { describe, it, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
@@ -23,6 +23,7 @@ import type { FloodPlan, FloodResult } from '../helpers/flooder.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { AtlsClientSession } from '../../src/session/session.js';
+import { rssOf as rssOrGone } from '../helpers/soak.js';
 
 const FLOODER = join(import.meta.dirname, '..', 'helpers', 'flooder.ts');
 const FLOOD_MS = 20_000;
@@ -32,10 +33,8 @@ const HONEST_LOOPS = 4;
 const MIN_TRIES = 40;
 const MIB = 2 ** 20;
 
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
+/** RSS in bytes; 0 once the process is gone. */
+const rssOf = (pid: number): number => rssOrGone(pid) ?? 0;
 
 /** Starts a flooder process; `ready` resolves when it floods, `done` with its result; `stop()` ends it early. */
 function startFlooder(plan: FloodPlan): { ready: Promise<void>; done: Promise<FloodResult>; stop: () => void; child: ChildProcess } {

@@ -10,7 +10,7 @@ import { describe, it, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
@@ -19,6 +19,7 @@ import { socketHandshake } from '../helpers/http.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { rssOf as rssOrGone } from '../helpers/soak.js';
 
 const CAP = 10_000;
 const HEAVY = 10_000;
@@ -26,10 +27,8 @@ const HONEST = 50;
 const PARALLEL = 8;
 const MIB = 2 ** 20;
 
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : 0;
-}
+/** RSS in bytes; 0 once the process is gone. */
+const rssOf = (pid: number): number => rssOrGone(pid) ?? 0;
 
 /** Runs `one` `n` times, `PARALLEL` at a time; returns the handshakes per second. */
 async function repeat(n: number, one: () => Promise<void>): Promise<number> {
