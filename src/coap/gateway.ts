@@ -26,7 +26,8 @@ import { mediaType, readBody } from '../http/wire.js';
 import { parseSetCookie } from '../http/cookie.js';
 import { CoapCode, OptionNumber, SESSION_PATH_PREFIX, WELL_KNOWN_PATH, makeCode, type TransmissionParameters } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage, type CoapOption } from './packet.js';
-import { BlockwiseServer, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
+import { BlockwiseServer, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
+import { deleteRefusal } from './delete.js';
 import { EchoVerifier } from './echo.js';
 import { CoapEndpoint } from './endpoint.js';
 import { DEFAULT_ATLS_COAP_FORMATS, type AtlsCoapFormats } from './server.js';
@@ -73,6 +74,16 @@ export interface AtlsCoapGatewayOptions {
 
 const enc = new TextEncoder();
 
+/** One device session as the gateway knows it. */
+interface GatewayMapping {
+  /** The service's session cookie. */
+  cookie: string;
+  /** The device endpoint (`peerKey`) that started the handshake. */
+  origin: string;
+  /** A protected message passed both ways: the session is established in mode exported. */
+  exported: boolean;
+}
+
 /** HTTP status -> CoAP response code (RFC 8075 §7, closest codes). */
 export function coapCodeForStatus(status: number): number {
   const table: Record<number, number> = {
@@ -112,8 +123,8 @@ function diag(code: number, text: string): CoapResponse {
 export class AtlsCoapGatewayHandler {
   readonly formats: AtlsCoapFormats;
   private readonly endpointUrl: URL;
-  /** Gateway session id -> the service's session cookie; TTL refreshed on use (the registry's TTL map). */
-  private readonly sessions: MemoryStore<string>;
+  /** Gateway session id -> the service's session; TTL refreshed on use (the registry's TTL map). */
+  private readonly sessions: MemoryStore<GatewayMapping>;
   private readonly ttlMs: number;
   private readonly maxBody: number;
   private readonly fetch: FetchLike;
@@ -129,7 +140,7 @@ export class AtlsCoapGatewayHandler {
     this.fetch = opts.fetch ?? ((input, init) => fetch(input, init));
     this.ttlMs = opts.sessionTtlMs ?? ENDPOINT_DEFAULTS.sessionTtlMs;
     this.maxBody = opts.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes;
-    this.sessions = new MemoryStore<string>({ maxEntries: opts.maxSessions ?? ENDPOINT_DEFAULTS.gatewayMaxSessions });
+    this.sessions = new MemoryStore<GatewayMapping>({ maxEntries: opts.maxSessions ?? ENDPOINT_DEFAULTS.gatewayMaxSessions });
   }
 
   /** The HTTP URL flights are POSTed to. */
@@ -157,16 +168,13 @@ export class AtlsCoapGatewayHandler {
     const challenge = isNew ? this.echo?.challenge(msg, peer.address, answer?.firstBlockBytes ?? 1024) : undefined;
     if (challenge) return challenge;
     let id: string | undefined;
-    let mapping: string | undefined;
+    let mapping: GatewayMapping | undefined;
     if (!isNew) {
       if (path.length !== 2 || path[0] !== SESSION_PATH_PREFIX) return diag(CoapCode.NotFound, 'not an ATLS resource');
       id = path[1]!;
       mapping = parseSessionId(id) ? this.sessions.getSync(id) : undefined;
       if (mapping === undefined) return diag(CoapCode.NotFound, 'no such ATLS session');
-      if (msg.code === CoapCode.DELETE) {
-        this.sessions.deleteSync(id);
-        return { code: CoapCode.Deleted };
-      }
+      if (msg.code === CoapCode.DELETE) return this.onDelete(id, mapping, cf, msg.payload, peer);
     }
     if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages');
     let type: string;
@@ -179,7 +187,7 @@ export class AtlsCoapGatewayHandler {
 
     this.opts.onEvent?.({ direction: 'to-service', sessionId: id, contentFormat: cf, mediaType: type, bytes: msg.payload.length, body: msg.payload });
     const headers: Record<string, string> = { 'content-type': type, accept: `${MEDIA_TYPE_FLIGHT}, ${MEDIA_TYPE_PROTECTED}` };
-    if (mapping !== undefined) headers.cookie = `${COOKIE_NAME}=${mapping}`;
+    if (mapping !== undefined) headers.cookie = `${COOKIE_NAME}=${mapping.cookie}`;
     let res: Response;
     let body: Uint8Array;
     try {
@@ -204,18 +212,63 @@ export class AtlsCoapGatewayHandler {
     if (res.ok && isNew) {
       if (!cookie) return diag(CoapCode.BadGateway, 'the service set no session cookie');
       id = newSessionId();
-      this.sessions.setSync(id, cookie, this.ttlMs);
+      this.sessions.setSync(id, { cookie, origin: peerKey(peer), exported: false }, this.ttlMs);
       code = CoapCode.Created;
       options.push(stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX), stringOption(OptionNumber.LocationPath, id));
     } else if (id !== undefined) {
       if (cookie === '' || res.status === 410 || (!res.ok && res.status !== 400 && res.status !== 413 && res.status !== 415)) {
         this.sessions.deleteSync(id); // the service dropped the session
       } else {
-        this.sessions.setSync(id, cookie || mapping!, this.ttlMs);
+        const exported = mapping!.exported || (res.ok && type === MEDIA_TYPE_PROTECTED && rtype === MEDIA_TYPE_PROTECTED);
+        this.sessions.setSync(id, { ...mapping!, cookie: cookie || mapping!.cookie, exported }, this.ttlMs);
       }
     }
     this.opts.onEvent?.({ direction: 'to-device', sessionId: id, contentFormat: rcf, mediaType: rtype, status: res.status, coapCode: `${code >> 5}.${String(code & 31).padStart(2, '0')}`, bytes: body.length, body });
     return { code, options, payload: body };
+  }
+
+  /**
+   * A DELETE forgets the mapping only when it proves the session, by the
+   * server's rule (src/coap/delete.ts): its protected message goes to the
+   * service as an HTTP DELETE, which checks it and ends the session there
+   * (204); without one, an exported session stays, and any other only takes
+   * it from the device endpoint that started the handshake. The gateway holds
+   * no keys, so the service is the judge of a proof.
+   */
+  private async onDelete(id: string, mapping: GatewayMapping, cf: number | undefined, payload: Uint8Array, peer: Peer): Promise<CoapResponse> {
+    let failed: CoapResponse | undefined;
+    const prove = async (proof: Uint8Array): Promise<boolean> => {
+      let res: Response;
+      try {
+        res = await this.fetch(this.endpointUrl, {
+          method: 'DELETE',
+          headers: { 'content-type': MEDIA_TYPE_PROTECTED, cookie: `${COOKIE_NAME}=${mapping.cookie}` },
+          body: proof,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? ENDPOINT_DEFAULTS.gatewayTimeoutMs),
+        });
+        await res.body?.cancel();
+      } catch {
+        failed = diag(CoapCode.GatewayTimeout, 'service unreachable');
+        return false;
+      }
+      if (res.status === 403 || res.status === 400) return false;
+      if (!res.ok) {
+        if (res.status === 410 || res.status === 404) this.sessions.deleteSync(id); // the service no longer has it
+        failed = diag(coapCodeForStatus(res.status), `service answered ${res.status}`);
+        return false;
+      }
+      return true;
+    };
+    const refusal = await deleteRefusal(
+      { proofRequired: mapping.exported, origin: mapping.origin, prove },
+      { contentFormat: cf, payload, peer },
+      [this.formats.protected, this.formats.protectedHttp],
+    );
+    if (failed) return failed;
+    if (refusal) return diag(CoapCode.Forbidden, refusal);
+    this.sessions.deleteSync(id);
+    return { code: CoapCode.Deleted };
   }
 
   /** Forgets every mapping and stops the expiry timer. */

@@ -39,6 +39,7 @@ import {
 } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
 import { EchoVerifier } from './echo.js';
+import { deleteRefusal, type DeleteTarget } from './delete.js';
 import { BlockwiseServer, codeFromHint, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
 import { CoapEndpoint } from './endpoint.js';
@@ -240,29 +241,22 @@ export class AtlsCoapHandler {
     return diag(CoapCode.NotFound, 'not an ATLS resource');
   }
 
-  /**
-   * DELETE ends a session only when it proves the session: in mode exported
-   * a protected message of the session (an empty one) rides in it; a
-   * records-mode or half-open session takes it only from the endpoint that
-   * started the handshake. Anyone else who learnt the id gets 4.03.
-   */
+  /** DELETE ends a session only when it proves the session (src/coap/delete.ts); anyone else who learnt the id gets 4.03. */
   private async onDelete(found: FoundSession, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
     try {
-      if (found instanceof LiveSession) {
-        if (found.origin !== peerKey(peer)) return diag(CoapCode.Forbidden, "DELETE from another endpoint than the session's");
-      } else {
-        if (cf !== this.formats.protected) return diag(CoapCode.Forbidden, 'DELETE carries a protected message of this session');
-        try {
-          const accepted = this.core.accept(found, body);
-          if (accepted instanceof Promise) await accepted;
-        } catch (e) {
-          const err = e instanceof AtlsError && e.code !== 'KEY_LIMIT_REACHED' && e.code !== 'STORE_UNAVAILABLE' && e.code !== 'CLOSED'
-            ? new AtlsError('DECRYPT_FAILED', 'DELETE did not prove the session', { source: 'remote' })
-            : e;
-          return this.errorResponse(err, found.id, peer);
-        }
+      const target: DeleteTarget = found instanceof LiveSession
+        ? { proofRequired: false, origin: found.origin } // half-open or records: no message can prove it yet
+        : { proofRequired: true, prove: (m) => this.core.endIfProven(found, m) };
+      const refusal = await deleteRefusal(
+        target,
+        { contentFormat: cf, payload: body, peer },
+        [this.formats.protected, this.formats.protectedHttp],
+      );
+      if (refusal) {
+        this.opts.onEvent?.({ type: 'error', sessionId: found.id, error: new AtlsError('INVALID_STATE', refusal, { source: 'remote' }), code: '4.03', peer });
+        return diag(CoapCode.Forbidden, refusal);
       }
-      await this.core.end(found, 'deleted');
+      if (found instanceof LiveSession) await this.core.end(found, 'deleted');
     } catch (e) {
       return this.errorResponse(e, found.id, peer);
     }

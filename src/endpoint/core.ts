@@ -600,6 +600,24 @@ export class EndpointCore {
     if (removed) this.ended(s.id, reason);
   }
 
+  /**
+   * Ends `s` when `proof` is a protected message of it (an explicit DELETE's:
+   * only a holder of the session's keys can make one) and says so; false,
+   * and the session goes on, when it is not (forged, replayed, malformed).
+   * A store failure or a key limit is thrown as it is.
+   */
+  async endIfProven(s: EstablishedSession, proof: Uint8Array): Promise<boolean> {
+    try {
+      const accepted = this.accept(s, proof);
+      if (accepted instanceof Promise) await accepted;
+    } catch (e) {
+      if (e instanceof AtlsError && (e.code === 'KEY_LIMIT_REACHED' || e.code === 'STORE_UNAVAILABLE' || e.code === 'CLOSED')) throw e;
+      return false;
+    }
+    await this.end(s, 'deleted');
+    return true;
+  }
+
   /** True when `s` is no longer in the registry (its id should be forgotten by the client). */
   isGone(s: FoundSession): boolean {
     if (s instanceof LiveSession) return this.local.getSync(s.id) !== s;

@@ -801,8 +801,22 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     let created: LiveSession | undefined;
     let known: FoundSession | undefined;
     try {
+      if (x.method === 'DELETE') {
+        // The explicit end of an architecture-(b) session: its body is a protected
+        // message of the session (src/coap/delete.ts rule 1); the cookie alone proves nothing.
+        if (bodyKind(x.header('content-type')) !== 'protected') {
+          throw new HttpRefusal(415, `a DELETE carries ${MEDIA_TYPE_PROTECTED}`, [['accept', MEDIA_TYPE_PROTECTED]]);
+        }
+        const proof = streams(x) ? await readBody(x.stream!(), maxWhole) : await x.body(maxWhole);
+        id = readCookie(x.header('cookie'), COOKIE_NAME);
+        const got = id === undefined ? undefined : core.find(id);
+        known = got instanceof Promise ? await got : got;
+        if (!known) throw gone();
+        if (known instanceof LiveSession || !(await core.endIfProven(known, proof))) throw new HttpRefusal(403, 'DELETE did not prove the session');
+        return { status: 204, headers: [['cache-control', 'no-store'], ['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]], body: EMPTY };
+      }
       if (x.method !== 'POST') {
-        throw new HttpRefusal(405, 'ATLS endpoints accept POST only', [['allow', 'POST']]);
+        throw new HttpRefusal(405, 'ATLS endpoints accept POST (and DELETE with a protected message)', [['allow', 'POST, DELETE']]);
       }
       const kind = bodyKind(x.header('content-type'));
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);

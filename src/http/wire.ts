@@ -103,12 +103,13 @@ export function errorCodeFromHeader(value: string | null): AtlsErrorCode | undef
 
 /**
  * A refusal that has no AtlsError code because it is about HTTP itself, not
- * ATLS: 404 (not an endpoint), 405 (method), 415 (media type). Internal: it
+ * ATLS: 403 (a DELETE that proves nothing), 404 (not an endpoint), 405
+ * (method), 415 (media type). Internal: it
  * never escapes the handler.
  */
 export class HttpRefusal extends Error {
   constructor(
-    readonly status: 404 | 405 | 415,
+    readonly status: 403 | 404 | 405 | 415,
     message: string,
     readonly headers: Array<[string, string]> = [],
   ) {
@@ -138,7 +139,8 @@ const encoder = new TextEncoder();
 export function replyToResponse(reply: HttpReply): Response {
   const headers = new Headers();
   for (const [k, v] of reply.headers) headers.append(k, v);
-  return new Response(reply.body, { status: reply.status, headers });
+  // A 204 has no body (RFC 9110 §15.3.5); fetch refuses to make one with any.
+  return new Response(reply.status === 204 ? null : reply.body, { status: reply.status, headers });
 }
 
 /**
@@ -147,7 +149,7 @@ export function replyToResponse(reply: HttpReply): Response {
  * (src/errors.ts holds the table); the body is the alert records when the
  * TLS stack produced some (401/403/400 after a failed handshake), otherwise
  * a one-line text. `ATLS-Error` names the code. {@link HttpRefusal}s give
- * 404/405/415. Anything that is not an
+ * 403/404/405/415. Anything that is not an
  * AtlsError is our own bug: 500, with no detail leaked.
  */
 export function errorReply(e: unknown, extraHeaders: Array<[string, string]> = []): HttpReply {

@@ -10,7 +10,12 @@ import { AtlsError } from '../../src/errors.js';
 import { createAtlsServer, type AtlsNodeServer } from '../../src/http/index.js';
 import { AtlsCoapGateway, coapCodeForStatus, type GatewayEvent } from '../../src/coap/gateway.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
-import { CoapCode } from '../../src/coap/constants.js';
+import { CoapCode, OptionNumber, WELL_KNOWN_PATH } from '../../src/coap/constants.js';
+import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { getOption, stringOption, uintOption, type CoapOption } from '../../src/coap/packet.js';
+import { AtlsClientSession } from '../../src/session/session.js';
+
+const wellKnown = WELL_KNOWN_PATH.map((seg) => stringOption(OptionNumber.UriPath, seg));
 import { testPki, type TestPki } from '../helpers/pki.js';
 
 const SECRET = 'SECRET-READING-42';
@@ -82,6 +87,54 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
     const client = device();
     await assert.rejects(client.request({ method: 'GET', pathname: '/x' }), (e: unknown) => e instanceof AtlsError && /4\.15/.test(e.message));
     await client.close();
+  });
+
+  void it('a DELETE of a mapping needs the proof the server asks for; anyone else gets 4.03 and the session goes on', async () => {
+    const client = device();
+    const other = await CoapEndpoint.bind();
+    try {
+      await client.connect();
+      const path = client.resource!.split('/').slice(1).map((seg) => stringOption(OptionNumber.UriPath, seg));
+      const del = (options: CoapOption[] = [], payload = new Uint8Array(0)) =>
+        other.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: [...path, ...options], payload });
+      // Handshake done, no protected message yet: only the device's own endpoint may DELETE without a proof.
+      assert.equal((await del()).code, CoapCode.Forbidden, 'another endpoint, no proof');
+      assert.equal((await client.fetch(new Request('https://service.example/a'))).status, 200);
+      assert.equal((await del()).code, CoapCode.Forbidden, 'an exported session: no proof');
+      const forged = await del([uintOption(OptionNumber.ContentFormat, 65001)], new Uint8Array(40));
+      assert.equal(forged.code, CoapCode.Forbidden, 'the service refused the forged proof');
+      assert.equal(await (await client.fetch(new Request('https://service.example/b', { method: 'POST', body: 'on' }))).text(), 'service got POST /b: on');
+      const mapped = gateway.handler.sessionCount;
+      await client.close(); // its DELETE carries a protected message: the service checks it and ends the session
+      assert.equal(gateway.handler.sessionCount, mapped - 1);
+    } finally {
+      await other.close();
+      await client.close();
+    }
+  });
+
+  void it('a half-open mapping takes a DELETE from the endpoint that started the handshake only', async () => {
+    const own = await CoapEndpoint.bind();
+    const other = await CoapEndpoint.bind();
+    try {
+      const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+      // A lone ClientHello amplifies: repeat it with the Echo value the gateway hands out (RFC 9175 §2.4).
+      const post = (options: CoapOption[]) =>
+        own.request(gateway.endpoint.address, { code: CoapCode.POST, options: [...wellKnown, uintOption(OptionNumber.ContentFormat, 65000), ...options], payload: hello });
+      let created = await post([]);
+      const echo = getOption(created, OptionNumber.Echo);
+      if (echo) created = await post([echo]);
+      assert.equal(created.code, CoapCode.Created);
+      const path = created.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => ({ ...o, number: OptionNumber.UriPath }));
+      const mapped = gateway.handler.sessionCount;
+      assert.equal((await other.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) })).code, CoapCode.Forbidden);
+      assert.equal(gateway.handler.sessionCount, mapped);
+      assert.equal((await own.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) })).code, CoapCode.Deleted);
+      assert.equal(gateway.handler.sessionCount, mapped - 1);
+    } finally {
+      await own.close();
+      await other.close();
+    }
   });
 
   void it('maps HTTP statuses to CoAP codes', () => {
