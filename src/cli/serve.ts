@@ -81,7 +81,7 @@ function sessionLimitsFrom(opts: Record<string, unknown>): { maxSessions?: numbe
 }
 
 /** The HTTP connection limits named by the flags of `serve`. */
-function connectionLimitsFrom(opts: Record<string, unknown>): ConnectionLimits {
+export function connectionLimitsFrom(opts: Record<string, unknown>): ConnectionLimits {
   const ms = (v: unknown, flag: string): number | undefined => {
     const s = positiveFlag(v, flag);
     return s === undefined ? undefined : Math.max(1, Math.round(s * 1000));

@@ -8,7 +8,8 @@
  * - A handshake in progress, and a records-mode session, lives in the TLS
  *   engine of the worker that minted its id (the id's first random character
  *   names it, src/store/ids.ts). A worker that receives such a flight relays
- *   it through the primary to its owner (src/http/relay.ts).
+ *   it to its owner over the owner's Unix socket, in a directory the primary
+ *   makes for them (src/http/relay.ts): bodies stream both ways.
  * - TLS ticket keys are shared: the `--ticket-keys` file, or 48 random bytes
  *   the primary hands to every worker.
  * - A worker that dies is started again under the same index; the sessions
@@ -19,16 +20,18 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AtlsError } from '../errors.js';
-import { relayingHandler, serveRelayed, type RelayedRequest } from '../http/relay.js';
-import type { AtlsRawReply } from '../http/server.js';
+import { listenForRelays, relayingHandler } from '../http/relay.js';
 import { IpcStateStore, stateStoreHandlers } from '../store/cluster.js';
 import { IpcPeer, type IpcHandler } from '../store/ipc.js';
 import { MemoryStateStore } from '../store/memory-state.js';
 import { serveWorkersMetrics } from './observe.js';
 import { parseSize, untilSignal } from './options.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../http/constants.js';
-import { serverTlsFrom, startService, storeChoiceFrom, type Service } from './serve.js';
+import { connectionLimitsFrom, serverTlsFrom, startService, storeChoiceFrom } from './serve.js';
 
 /** Environment variable that tells a worker its index. */
 const WORKER_INDEX = 'ATLS_WORKER_INDEX';
@@ -43,12 +46,19 @@ function gone(index: number): AtlsError {
   return new AtlsError('CLOSED', `worker ${index}, which held this handshake, is gone: handshake again`, { source: 'remote' });
 }
 
+/** The Unix socket on which worker `index` takes the flights its siblings relay. */
+function relaySocket(dir: string, index: number): string {
+  return join(dir, `${index}.sock`);
+}
+
 async function runPrimary(opts: Record<string, unknown>, count: number): Promise<void> {
   // Refuse bad flags here, once, before any worker starts.
   serverTlsFrom(opts);
   const choice = storeChoiceFrom(opts);
   const shared = choice.kind === 'memory' ? new MemoryStateStore() : undefined;
   const ticketKeys = opts.ticketKeys === undefined ? new Uint8Array(randomBytes(48)) : undefined;
+  // mkdtemp makes it 0700: only this user can connect to the workers' relay sockets.
+  const relayDir = mkdtempSync(join(tmpdir(), 'atls-workers-'));
   cluster.setupPrimary({ serialization: 'advanced' });
   const workers = new Map<number, { worker: Worker; peer: IpcPeer }>();
   let stopping = false;
@@ -57,17 +67,11 @@ async function runPrimary(opts: Record<string, unknown>, count: number): Promise
   let allReady: () => void = () => undefined;
   const handlers: Record<string, IpcHandler> = {
     ...(shared ? stateStoreHandlers(shared) : {}),
-    'cluster.config': () => ({ ticketKeys }),
+    'cluster.config': () => ({ ticketKeys, relayDir }),
     'cluster.listening': (p) => {
       line ??= String((p as { line: string }).line);
       if (++ready === count) allReady();
       return true;
-    },
-    relay: (p) => {
-      const { to, request } = p as { to: number; request: RelayedRequest };
-      const target = workers.get(to);
-      if (!target) throw gone(to);
-      return target.peer.call('flight', request);
     },
   };
   const start = (index: number): void => {
@@ -95,6 +99,7 @@ async function runPrimary(opts: Record<string, unknown>, count: number): Promise
   } catch (e) {
     stopping = true;
     for (const { worker } of workers.values()) worker.kill('SIGTERM');
+    rmSync(relayDir, { recursive: true, force: true });
     throw e;
   }
   const metrics = typeof opts.metrics === 'string' ? await serveWorkersMetrics(opts.metrics) : undefined;
@@ -112,20 +117,15 @@ async function runPrimary(opts: Record<string, unknown>, count: number): Promise
     ),
   );
   await shared?.close();
+  rmSync(relayDir, { recursive: true, force: true });
 }
 
 async function runWorker(opts: Record<string, unknown>, count: number): Promise<void> {
   const index = Number(process.env[WORKER_INDEX]);
-  // Set once this worker listens; a flight relayed before then finds no session here.
-  const local: { service?: Service } = {};
-  const primary = new IpcPeer((m) => process.send!(m), {
-    flight: (request) => {
-      if (!local.service) throw gone(index);
-      return serveRelayed(local.service.handler, request as RelayedRequest);
-    },
-  });
+  const primary = new IpcPeer((m) => process.send!(m), {});
   process.on('message', (m) => primary.deliver(m));
-  const { ticketKeys } = (await primary.call('cluster.config', null)) as { ticketKeys: Uint8Array | undefined };
+  const { ticketKeys, relayDir } = (await primary.call('cluster.config', null)) as { ticketKeys: Uint8Array | undefined; relayDir: string };
+  const connections = connectionLimitsFrom(opts);
   const choice = storeChoiceFrom(opts);
   const service = await startService(opts, {
     ...(choice.kind === 'memory' ? { store: new IpcStateStore(primary) } : {}),
@@ -135,16 +135,19 @@ async function runWorker(opts: Record<string, unknown>, count: number): Promise<
         self: index,
         count,
         maxBodyBytes: typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : DEFAULT_MAX_BODY_BYTES,
-        relay: (to, request) => primary.call('relay', { to, request }) as Promise<AtlsRawReply>,
+        socketOf: (to) => relaySocket(relayDir, to),
       }),
     // CoAP is served by worker 0 alone (datagrams carry no cookie to relay by).
     coap: index === 0,
     ...(ticketKeys ? { ticketKeys } : {}),
     metricsByPrimary: true,
   });
-  local.service = service;
+  // Until this listens, a relayed flight finds no owner (CLOSED): the client handshakes again.
+  const relays = await listenForRelays(service.handler, relaySocket(relayDir, index), connections);
   await primary.call('cluster.listening', { line: service.line });
   await untilSignal();
+  relays.closeAllConnections();
+  relays.close();
   await service.close();
   process.exit(0);
 }

@@ -273,11 +273,13 @@ class NodeRawRequest implements AtlsRawRequest {
 const EMPTY = new Uint8Array(0);
 
 /**
- * The body of a Node request as a byte stream that reads only as fast as
- * its consumer (the socket is paused in between). A connection that closes
- * before the body ended errors the stream (TRUNCATED_FLIGHT, remote).
+ * The body of a Node request (or client response) as a byte stream that
+ * reads only as fast as its consumer (the socket is paused in between). A
+ * connection that closes before the body ended errors the stream
+ * (TRUNCATED_FLIGHT, remote). Cancelling it reads and drops the rest
+ * (`discard`: the connection stays usable) or closes the connection (`destroy`).
  */
-function nodeBodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
+export function nodeBodyStream(req: IncomingMessage, onCancel: 'discard' | 'destroy' = 'discard'): ReadableStream<Uint8Array> {
   let failed: AtlsError | undefined;
   let wake: (() => void) | undefined;
   const queue: Buffer[] = [];
@@ -326,10 +328,10 @@ function nodeBodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
         }
       },
       cancel() {
-        // Discard the rest (keeps the connection usable for the answer).
         discarding = true;
         queue.length = 0;
-        req.resume();
+        if (onCancel === 'destroy') req.destroy();
+        else req.resume(); // keeps the connection usable for the answer
       },
     },
     { highWaterMark: 0 },

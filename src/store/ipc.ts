@@ -1,9 +1,8 @@
 /**
  * Calls between the processes of one `atls serve --workers N` over Node's IPC
  * channel (node:cluster): the primary answers the shared session store's
- * operations and relays handshake flights to the worker that holds the
- * session's TLS engine. A call is one message out and one reply back, matched
- * by a number; both ends can call and answer.
+ * operations and hands out the workers' configuration. A call is one message
+ * out and one reply back, matched by a number; both ends can call and answer.
  *
  * The channel must use `serialization: 'advanced'` (structured clone), so
  * that Uint8Array and bigint cross as they are.
@@ -11,7 +10,7 @@
  * @example
  * ```ts
  * // worker
- * const primary = new IpcPeer((m) => process.send!(m), { flight: (req) => serveLocally(req) });
+ * const primary = new IpcPeer((m) => process.send!(m), {});
  * process.on('message', (m) => primary.deliver(m));
  * const reply = await primary.call('store.get', { id });
  * ```
@@ -22,7 +21,7 @@ import { AtlsError, type AtlsErrorCode } from '../errors.js';
 /** What answers a call of one type; a thrown AtlsError reaches the caller with its code. */
 export type IpcHandler = (payload: unknown) => unknown;
 
-/** Default time a call may take before it fails (a relayed handshake flight is the slowest). */
+/** Default time a call may take before it fails. */
 export const IPC_CALL_TIMEOUT_MS = 10_000;
 
 /** Tag of our messages on a channel that may carry others. */
