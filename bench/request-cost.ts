@@ -1,0 +1,142 @@
+/**
+ * Where a protected request's server CPU goes, measured two ways:
+ *
+ * - `core`: the endpoint's byte-level core alone (`handler.serve`, one
+ *   protected echo request of an established architecture-(b) session, the
+ *   answer read to its end), in one process without sockets, timed by the
+ *   thread's CPU clock so the client's work does not count;
+ * - `sockets`: figure 2's servers (plain HTTP, HTTPS, arch (b), arch (a)),
+ *   each in its own pinned process under the benchmark's load generator,
+ *   reported as the server's main-thread CPU per request (what the process
+ *   spends outside V8's helper threads) and its whole CPU per request.
+ *
+ * Usage: `node --import tsx bench/request-cost.ts` (both), `RC_ONLY=core|sockets`,
+ * `RC_SIZES=100,65536`, `RC_COUNT` requests per core round (default 5000), `RC_ROUNDS`
+ * core rounds (best and median reported, default 7), `RC_ROWS=b,https` socket rows by key
+ * (http, https, b, a), `RC_MS` measured window per socket row (default 3000).
+ * @module
+ */
+import { opensslEngine, threadCpuNs } from '../src/engines/openssl.js';
+import { AtlsClientSession } from '../src/session/session.js';
+import { createAtlsHandler, echoRawApp } from '../src/http/index.js';
+import { encodeRequest, decodeResponse } from '../src/bhttp/codec.js';
+import { concatBytes } from '../src/bytes.js';
+import { StreamOpener, startsChunkStream } from '../src/protect/stream.js';
+import { benchPki } from './lib/pki.js';
+import { runLoad, startServer } from './lib/procs.js';
+import type { LoadJob, ServerSpec } from './lib/scenarios.js';
+import type { TlsServerConfig } from '../src/engines/types.js';
+
+const SIZES = (process.env.RC_SIZES ?? '100,65536').split(',').map(Number);
+const COUNT = Number(process.env.RC_COUNT ?? 5000);
+const ROUNDS = Number(process.env.RC_ROUNDS ?? 7);
+const only = process.env.RC_ONLY;
+
+const FLIGHT = 'application/atls+octet-stream';
+const PROTECTED = 'application/atls-protected';
+
+/** The answer's pieces as a socket would take them (no copy: joining them is the client's work). */
+async function pieces(body: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array[]> {
+  if (body instanceof Uint8Array) return [body];
+  const parts: Uint8Array[] = [];
+  const reader = body.getReader();
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) return parts;
+    parts.push(r.value);
+  }
+}
+
+async function readAll(body: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return concatBytes(await pieces(body));
+}
+
+async function core(): Promise<void> {
+  const pki = await benchPki();
+  const engine = opensslEngine();
+  const tls: TlsServerConfig = { cert: pki.server.cert, key: pki.server.key, minVersion: 'TLSv1.3' };
+  const handler = createAtlsHandler({ tls, engine, rawApp: echoRawApp });
+  const request = (headers: Record<string, string>, bytes: Uint8Array) => ({
+    method: 'POST',
+    pathname: '/.well-known/atls',
+    header: (name: string) => headers[name],
+    body: () => Promise.resolve(bytes),
+    https: false,
+    authority: 'localhost',
+    outer: () => {
+      throw new Error('no outer request');
+    },
+  });
+  // One established session, as the load generator has.
+  const c = new AtlsClientSession({ engine, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+  const hello = await c.start();
+  const r1 = await handler.serve(request({ 'content-type': FLIGHT }, hello.flight));
+  const cookie = (r1.headers.find(([n]) => n === 'set-cookie')?.[1] ?? '').split(';')[0]!;
+  const fin = await c.receive(await readAll(r1.body));
+  const r2 = await handler.serve(request({ 'content-type': FLIGHT, cookie }, fin.flight));
+  await c.receive(await readAll(r2.body));
+  if (c.state !== 'established') throw new Error(`client state ${c.state}`);
+
+  for (const size of SIZES) {
+    const content = new Uint8Array(size).fill(0x61);
+    const inner = encodeRequest({ method: 'POST', scheme: 'http', authority: 'localhost', path: '/echo', headers: [['content-type', 'application/octet-stream']], content });
+    const headers = { 'content-type': PROTECTED, cookie };
+    let spent = 0;
+    const one = async (): Promise<void> => {
+      const sealed = c.protect(inner);
+      const t = threadCpuNs();
+      const reply = await handler.serve(request(headers, sealed));
+      const parts = await pieces(reply.body);
+      spent += threadCpuNs() - t;
+      const body = concatBytes(parts);
+      if (reply.status !== 200) throw new Error(`status ${reply.status}: ${new TextDecoder().decode(body)}`);
+      let plain: Uint8Array;
+      if (startsChunkStream(body[0]!)) {
+        const opener = new StreamOpener(c.protectedChannel);
+        plain = concatBytes(opener.push(body));
+        opener.end();
+      } else plain = c.unprotect(body);
+      if (decodeResponse(plain).content?.length !== size) throw new Error('echo mismatch');
+    };
+    const per: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < Math.min(1000, COUNT); i++) await one(); // warm-up
+      spent = 0;
+      for (let i = 0; i < COUNT; i++) await one();
+      per.push(spent / COUNT / 1000);
+    }
+    per.sort((x, y) => x - y);
+    const form = size > 16384 ? ` (answer: ${startsChunkStream((await readAll((await handler.serve(request(headers, c.protect(inner)))).body))[0]!) ? 'chunk stream' : 'one message'})` : '';
+    console.log(`core  arch (b) handler.serve, ${String(size).padStart(6)} B${form}: best ${per[0]!.toFixed(2)} µs, median ${per[per.length >> 1]!.toFixed(2)} µs thread CPU per request (${ROUNDS} x ${COUNT})`);
+  }
+  c.destroy();
+  await handler.close();
+}
+
+async function sockets(): Promise<void> {
+  const pki = await benchPki();
+  const rows: Array<[string, string, ServerSpec, Omit<LoadJob, 'port' | 'size'>]> = [
+    ['http', 'plain HTTP keep-alive', { kind: 'http' }, { concurrency: 16, kind: 'req-http' }],
+    ['https', 'HTTPS keep-alive', { kind: 'https' }, { concurrency: 16, kind: 'req-https' }],
+    ['b', 'ATLS arch (b)', { kind: 'atls', mode: 'exported' }, { concurrency: 16, kind: 'req-atls', mode: 'exported' }],
+    ['a', 'ATLS arch (a)', { kind: 'atls', mode: 'records' }, { concurrency: 16, kind: 'req-atls', mode: 'records' }],
+  ];
+  const pick = process.env.RC_ROWS?.split(',');
+  for (const size of SIZES) {
+    for (const [key, name, spec, job] of rows) {
+      if (pick && !pick.includes(key)) continue;
+      const server = await startServer(spec, pki);
+      try {
+        const r = await runLoad({ ...job, size, port: server.port }, pki, server, { warmupMs: 1000, durationMs: Number(process.env.RC_MS ?? 3000) });
+        console.log(
+          `sockets ${name.padEnd(22)} ${String(size).padStart(6)} B: main thread ${r.serverMainUsPerOp.toFixed(1)} µs, process ${r.serverUsPerOp.toFixed(1)} µs CPU per request (${r.ops} requests${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''})`,
+        );
+      } finally {
+        await server.stop();
+      }
+    }
+  }
+}
+
+if (only !== 'sockets') await core();
+if (only !== 'core') await sockets();
