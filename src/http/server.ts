@@ -368,6 +368,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     'limits.maxWholeBodyBytes',
   );
   const contentLimits = { maxContent: maxBody };
+  /** Largest answer at hand sent as one protected message: what this end reads whole itself, at most 16 MiB. */
+  const maxSingle = Math.min(maxWhole, MAX_WHOLE_BODY_BYTES);
   /** The body is read as it arrives: the front can, and it is not declared small enough to read whole. */
   const streams = (x: AtlsRawRequest): boolean => {
     if (x.stream === undefined) return false;
@@ -618,9 +620,18 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     return sealResponse(s, a.sendSeq, response);
   }
 
-  /** One message when the answer is small and at hand, else a chunk stream. */
+  /**
+   * An answer at hand goes out as one protected message up to the whole-body
+   * cap (decisions.md, "One message or a chunk stream"): it is already held
+   * whole, and one seal costs far less than a chunk stream.
+   */
+  function oneMessage(s: EstablishedSession, response: Answer): response is Uint8Array {
+    return response instanceof Uint8Array && (response.length <= MAX_CHUNK_PLAINTEXT || (response.length <= maxSingle && response.length <= s.channel.maxPlaintextLength));
+  }
+
+  /** One message when the answer is at hand (up to the cap), else a chunk stream. */
   function sealResponse(s: EstablishedSession, sendSeq: number, response: Answer): Answer | Promise<Answer> {
-    if (response instanceof Uint8Array && response.length <= MAX_CHUNK_PLAINTEXT) return core.seal(s, sendSeq, response);
+    if (oneMessage(s, response)) return core.seal(s, sendSeq, response);
     return sealAnswer(s, sendSeq, response instanceof Uint8Array ? streamOfBytes(response) : response);
   }
 
@@ -663,6 +674,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       if (!(response instanceof Uint8Array)) await response.cancel().catch(() => undefined);
       throw failure ?? new AtlsError('MALFORMED_MESSAGE', 'protected stream without chunks', { source: 'remote' });
     }
+    if (oneMessage(s, response)) return core.seal(s, sendSeq, response);
     return sealAnswer(s, sendSeq, response instanceof Uint8Array ? streamOfBytes(response) : response, () => failure);
   }
 

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { testPki, type TestPki } from '../helpers/pki.js';
 import { ForgetfulStore, tlsPair } from '../helpers/http.js';
 import { StreamingTestClient, handlerPoster, fetchPoster } from '../helpers/stream-client.js';
-import { createAtlsHandler, type AtlsApp, type AtlsHandlerOptions } from '../../src/http/server.js';
+import { createAtlsHandler, type AtlsApp, type AtlsHandlerOptions, type AtlsRawApp } from '../../src/http/server.js';
 import { createAtlsServer } from '../../src/http/node.js';
 import { MAX_CHUNK_PLAINTEXT, readChunkHeader } from '../../src/protect/header.js';
 import { prng } from '../helpers/prng.js';
@@ -151,6 +151,28 @@ describe('HTTP binding: streamed bodies (server side)', () => {
       assert.equal(inner.framing, 'known-length');
       assert.equal(new TextDecoder().decode(await readAll(inner.content)), 'small answer');
     });
+
+    if (mode === 'exported') {
+      it('exported: a raw app\'s answer at hand is one message up to the whole-body cap, a chunk stream above it', async () => {
+        const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+        const big = prng(7).bytes(100 * 1024);
+        const rawApp: AtlsRawApp = () => ({ status: 200, headers: [], content: big });
+        for (const [cap, chunked] of [
+          [undefined, false],
+          [64 * 1024, true],
+        ] as const) {
+          const handler = createAtlsHandler({ tls: tls.server, mode, rawApp, ...(cap ? { limits: { maxWholeBodyBytes: cap } } : {}) });
+          const client = await StreamingTestClient.connect(handlerPoster(handler), tls.client, mode);
+          const res = await client.send(client.wire(new Request('http://localhost/big')));
+          const bytes = await readAll(res.body!);
+          assert.equal(bytes[0]! & 0x10, chunked ? 0x10 : 0, chunked ? 'a chunk stream (§4.1) above the cap' : 'one protected message (§4) under the cap');
+          if (chunked) assert.ok(chunksOf(bytes).length > 1);
+          const inner = await decodeResponseStream(client.open(new ReadableStream({ start: (c) => (c.enqueue(bytes), c.close()) })));
+          assert.equal(sha(Buffer.from(await readAll(inner.content))), sha(big));
+          await handler.close();
+        }
+      });
+    }
 
     it(`${mode}: over --max-body a streamed request is a 413`, async () => {
       const tls = tlsPair(pki, 'TLSv1.3', 'cert');
