@@ -198,7 +198,7 @@ export interface AtlsHandlerOptions {
   tls: TlsServerConfig;
   /** The inner application (fetch-style). Required unless `rawApp` is given. */
   app?: AtlsApp;
-  /** A raw inner application; when given it is used instead of `app` (see {@link AtlsRawApp}). */
+  /** A raw inner application; when given it is used instead of `app` (see {@link AtlsRawApp}). It takes each request whole, at most `limits.maxWholeBodyBytes` (413 above). */
   rawApp?: AtlsRawApp;
   /** `exported` (architecture b, default) or `records` (architecture a). */
   mode?: Mode;
@@ -478,17 +478,27 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
 
   /**
    * A streamed inner request (its plaintext arriving as a stream): a raw
-   * app gets it whole (at most the whole-body cap), a fetch app as a
-   * `Request` whose body streams.
+   * app gets it whole (at most the whole-body cap: docs/decisions.md "Raw
+   * apps take requests whole"), a fetch app as a `Request` whose body streams.
    */
   async function dispatchStreamed(
     plaintext: ReadableStream<Uint8Array>,
     peer: AtlsPeer,
     x: AtlsRawRequest,
   ): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-    if (rawApp) return dispatchRaw(rawApp, await readLimited(plaintext, maxWhole, 'remote'), peer, x);
+    if (rawApp) return dispatchRaw(rawApp, await wholeForRaw(plaintext), peer, x);
     const inner = await bhttpStreamToRequest(plaintext, { scheme: x.https ? 'https' : 'http', authority: x.authority }, contentLimits);
     return answerOf(withoutReport(inner, peer), peer, x);
+  }
+
+  /** A streamed inner request read whole for a raw app; over the whole-body cap a 413 that names it. */
+  async function wholeForRaw(plaintext: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+    try {
+      return await readLimited(plaintext, maxWhole, 'remote');
+    } catch (e) {
+      if (!(e instanceof AtlsError && e.code === 'TOO_LARGE')) throw e;
+      throw new AtlsError('TOO_LARGE', `request over ${maxWhole} bytes: this server's raw app takes requests whole (limits.maxWholeBodyBytes)`, { source: 'remote' });
+    }
   }
 
   /**

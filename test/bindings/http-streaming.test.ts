@@ -183,6 +183,28 @@ describe('HTTP binding: streamed bodies (server side)', () => {
       assert.equal(res.status, 413);
       assert.equal(res.headers.get('atls-error'), 'TOO_LARGE');
     });
+
+    it(`${mode}: a raw app takes a streamed request whole, up to the whole-body cap; above it a 413 that says so, and the session goes on`, async () => {
+      const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+      const seen: number[] = [];
+      const rawApp: AtlsRawApp = (req) => {
+        seen.push(req.content.length);
+        return { status: 200, headers: [], content: new TextEncoder().encode(`${req.content.length} ${sha(req.content)}`) };
+      };
+      const handler = createAtlsHandler({ tls: tls.server, mode, rawApp, limits: { maxWholeBodyBytes: 256 * 1024 } });
+      const client = await StreamingTestClient.connect(handlerPoster(handler), tls.client, mode);
+      const post = (size: number) => client.wire(new Request('http://localhost/raw', { method: 'POST', body: uploadBody(size).body, duplex: 'half' } as RequestInit));
+      const over = await client.send(post(1 * MiB));
+      assert.equal(over.status, 413);
+      assert.equal(over.headers.get('atls-error'), 'TOO_LARGE');
+      assert.match(await over.text(), /over 262144 bytes: this server's raw app takes requests whole/);
+      assert.deepEqual(seen, [], 'the raw app never saw the refused request');
+      // Under the cap, streamed all the same (no Content-Length): the raw app gets it whole.
+      const under = uploadBody(200 * 1024);
+      const { inner } = await client.fetch(new Request('http://localhost/raw', { method: 'POST', body: under.body, duplex: 'half' } as RequestInit));
+      assert.equal(new TextDecoder().decode(await readAll(inner.content)), under.expected);
+      assert.deepEqual(seen, [200 * 1024]);
+    });
   }
 
   /** The chunks of an exported wire body. */
