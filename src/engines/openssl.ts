@@ -107,6 +107,23 @@ interface NativeAddon {
   opensslVersion(): { text: string; number: number; headers: string };
   liveObjects(): { contexts: number; connections: number; aeads?: number };
   threadCpuNs(): number;
+  /** Absent in addons built before these were added, and empty where the C library is not glibc. */
+  mallocInfo?(): Partial<NativeMallocInfo>;
+  mallocTrim?(): boolean;
+}
+
+/** glibc's malloc figures for the whole process (`mallinfo2`), in bytes. */
+export interface NativeMallocInfo {
+  /** Bytes the arenas took from the system. */
+  arena: number;
+  /** Bytes of large chunks mapped on their own. */
+  mmapped: number;
+  /** Bytes allocated. */
+  inUse: number;
+  /** Bytes freed but kept by the arenas (resident until trimmed or reused). */
+  free: number;
+  /** Free bytes at the top of the main heap (what an automatic trim would give back). */
+  releasable: number;
 }
 
 let loaded: { addon: NativeAddon; version: string } | { addon: undefined; reason: string } | undefined;
@@ -175,6 +192,25 @@ export function nativeLiveObjects(): { contexts: number; connections: number; ae
   if (!l.addon) return { contexts: 0, connections: 0, aeads: 0 };
   const o = l.addon.liveObjects();
   return { contexts: o.contexts, connections: o.connections, aeads: o.aeads ?? 0 };
+}
+
+/**
+ * The process's malloc figures (glibc `mallinfo2`), for memory measurements:
+ * native memory (OpenSSL objects, buffers) is invisible to V8's heap figures.
+ * `undefined` without the addon or on another C library.
+ */
+export function nativeMallocInfo(): NativeMallocInfo | undefined {
+  const m = loadAddon().addon?.mallocInfo?.();
+  if (m?.inUse === undefined) return undefined;
+  return { arena: m.arena ?? 0, mmapped: m.mmapped ?? 0, inUse: m.inUse, free: m.free ?? 0, releasable: m.releasable ?? 0 };
+}
+
+/**
+ * glibc `malloc_trim(0)`: gives freed-but-kept malloc pages back to the system.
+ * False without the addon, on another C library, or when nothing was released.
+ */
+export function nativeMallocTrim(): boolean {
+  return loadAddon().addon?.mallocTrim?.() ?? false;
 }
 
 /**
