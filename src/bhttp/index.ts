@@ -44,6 +44,7 @@ export {
   decodeRequestStream,
   decodeResponseStream,
   encodeContentChunks,
+  encodeContentPiece,
   encodeEnd,
   encodeRequestHead,
   encodeRequestStream,

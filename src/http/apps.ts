@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { request as undiciRequest, type Dispatcher } from 'undici';
 import { DEFAULT_ENDPOINTS, DEFAULT_MAX_BODY_BYTES } from './constants.js';
-import type { ConnectionInfo } from './node.js';
+import { nodeBodyStream, type ConnectionInfo } from './node.js';
 
 /**
  * Fields that belong to one hop only (RFC 9110 §7.6.1), and the proxy's own
@@ -205,7 +205,7 @@ export function upstreamApp(upstream: string | URL, options: UpstreamOptions = {
       }
       const empty = NO_CONTENT.has(res.statusCode) || request.method === 'HEAD';
       if (empty) res.body.resume();
-      const body = empty ? null : (Readable.toWeb(res.body) as ReadableStream<Uint8Array>);
+      const body = empty ? null : nodeBodyStream(res.body, 'destroy');
       return new Response(body, { status: res.statusCode, headers: forwardableFields(headers) });
     } catch (e) {
       return badGateway(`upstream ${base.origin} unreachable`, e);

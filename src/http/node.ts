@@ -273,13 +273,16 @@ class NodeRawRequest implements AtlsRawRequest {
 const EMPTY = new Uint8Array(0);
 
 /**
- * The body of a Node request (or client response) as a byte stream that
- * reads only as fast as its consumer (the socket is paused in between). A
- * connection that closes before the body ended errors the stream
- * (TRUNCATED_FLIGHT, remote). Cancelling it reads and drops the rest
- * (`discard`: the connection stays usable) or closes the connection (`destroy`).
+ * The body of a Node request (or client response, or any byte Readable) as
+ * a byte stream that reads only as fast as its consumer (the source is
+ * paused in between), passing the source's chunks on as they are
+ * (`Readable.toWeb` of Node 20 copies every chunk). A source that closes
+ * before the body ended errors the stream (TRUNCATED_FLIGHT, remote).
+ * Cancelling it reads and drops the rest (`discard`: the connection stays
+ * usable) or closes the source (`destroy`).
  */
-export function nodeBodyStream(req: IncomingMessage, onCancel: 'discard' | 'destroy' = 'discard'): ReadableStream<Uint8Array> {
+export function nodeBodyStream(req: IncomingMessage | Readable, onCancel: 'discard' | 'destroy' = 'discard'): ReadableStream<Uint8Array> {
+  const complete = (): boolean => ('complete' in req ? req.complete : req.readableEnded);
   let failed: AtlsError | undefined;
   let wake: (() => void) | undefined;
   const queue: Buffer[] = [];
@@ -306,7 +309,7 @@ export function nodeBodyStream(req: IncomingMessage, onCancel: 'discard' | 'dest
   };
   req.on('error', broken);
   req.on('close', () => {
-    if (!req.complete) broken(new Error('connection closed before the body ended'));
+    if (!complete()) broken(new Error('connection closed before the body ended'));
   });
   return new ReadableStream<Uint8Array>(
     {

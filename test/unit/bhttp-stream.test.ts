@@ -14,6 +14,7 @@ import {
   decodeResponse,
   decodeResponseStream,
   encodeContentChunks,
+  encodeContentPiece,
   encodeEnd,
   encodeRequest,
   encodeRequestStream,
@@ -97,6 +98,11 @@ describe('stream encoder: RFC 9292 §5 examples', () => {
     const big = new Uint8Array(MAX_CHUNK_CONTENT * 2 + 5).fill(7);
     const chunks = encodeContentChunks(big);
     assert.deepEqual(chunks.map((c) => c.length), [16384, 16384, 6]);
+    // One buffer for a streamed piece: the same chunks, byte for byte.
+    for (const n of [0, 1, MAX_CHUNK_CONTENT, MAX_CHUNK_CONTENT + 1, 65536]) {
+      const content = big.length >= n ? big.subarray(0, n) : new Uint8Array(n).fill(3);
+      assert.deepEqual(encodeContentPiece(content), concatBytes(encodeContentChunks(content)), `${n} bytes`);
+    }
     assert.equal(toHex(encodeEnd([['t', 'v']])), '000174017600');
     const wire = await collect(encodeRequestStream({ method: 'PUT', scheme: 'https', authority: 'a.example', path: '/x' }, streamOf(big), { trailers: () => [['t', 'v']] }));
     const back = decodeRequest(wire);
