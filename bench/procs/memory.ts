@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { defaultEngine } from '../../src/engines/index.js';
+import { nativeMallocInfo, nativeMallocTrim } from '../../src/engines/openssl.js';
 import type { TlsClientConfig, TlsServerConfig } from '../../src/engines/types.js';
 import { createAtlsHandler, type AtlsHandler } from '../../src/http/index.js';
 import { COOKIE_NAME, DEFAULT_MAX_HALF_OPEN, MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
@@ -32,18 +33,34 @@ export interface MemoryPoint {
   sessions: number;
   heapBytesPerSession: number;
   rssBytesPerSession: number;
+  /** Native memory (malloc'd, glibc only) per session: OpenSSL objects and buffers the heap figure cannot see. */
+  mallocBytesPerSession?: number;
+  /** RSS per session after `malloc_trim(0)` (glibc only; last checkpoint): what is left once freed malloc pages go back. */
+  rssTrimmedBytesPerSession?: number;
   seconds: number;
 }
 
-/** Heap (JS heap + external + array buffers) and RSS after two full GCs. */
-function usage(): { heap: number; rss: number } {
+/**
+ * Heap (JS heap + external), RSS and malloc'd bytes after full GCs with event-loop
+ * turns between them: Node runs the finalizers of collected native objects (the
+ * engine's dropped connection wrappers) from the loop, never between microtasks.
+ */
+async function usage(): Promise<{ heap: number; rss: number; malloc: number }> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) throw new Error('run with --expose-gc');
-  gc();
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await loopTurn();
+  }
   gc();
   const m = process.memoryUsage();
-  return { heap: m.heapUsed + m.external, rss: m.rss };
+  return { heap: m.heapUsed + m.external, rss: m.rss, malloc: nativeMallocInfo()?.inUse ?? NaN };
 }
+
+const loopTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** Sessions built between event-loop turns (a server turns its loop for every request it reads). */
+const SESSIONS_PER_TURN = 100;
 
 const URL_EP = 'http://localhost/.well-known/atls';
 
@@ -78,7 +95,7 @@ export async function runMemory(job: MemoryJob): Promise<MemoryPoint[]> {
   const w1 = await post(handler, (await warm.start()).flight);
   await post(handler, (await warm.receive(w1.body)).flight, w1.cookie);
   warm.destroy();
-  const base = usage();
+  const base = await usage();
   const t0 = performance.now();
   let made = 0;
   for (const target of job.checkpoints) {
@@ -91,8 +108,9 @@ export async function runMemory(job: MemoryJob): Promise<MemoryPoint[]> {
       if (c.state !== 'established' || r2.status !== 200) throw new Error(`session ${made} not established (${r2.status})`);
       c.destroy();
       made++;
+      if (made % SESSIONS_PER_TURN === 0) await loopTurn();
     }
-    const u = usage();
+    const u = await usage();
     const held = (handler.stats().sessions ?? made + 1) - 1; // minus the warm-up session
     points.push({
       what: 'established',
@@ -100,8 +118,14 @@ export async function runMemory(job: MemoryJob): Promise<MemoryPoint[]> {
       sessions: held,
       heapBytesPerSession: (u.heap - base.heap) / held,
       rssBytesPerSession: (u.rss - base.rss) / held,
+      ...(Number.isNaN(u.malloc) ? {} : { mallocBytesPerSession: (u.malloc - base.malloc) / held }),
       seconds: (performance.now() - t0) / 1000,
     });
+  }
+  const final = points[points.length - 1];
+  if (final && nativeMallocInfo()) {
+    nativeMallocTrim();
+    final.rssTrimmedBytesPerSession = ((await usage()).rss - base.rss) / final.sessions;
   }
   await handler.close();
 
@@ -111,7 +135,7 @@ export async function runMemory(job: MemoryJob): Promise<MemoryPoint[]> {
     const h = createAtlsHandler({ tls: serverTls, app: () => new Response('ok'), engine, limits: { handshakeTtlMs: 3_600_000 } });
     const hello = (await new AtlsClientSession({ engine, tls: clientTls }).start()).flight;
     await post(h, hello);
-    const b0 = usage();
+    const b0 = await usage();
     const t1 = performance.now();
     // The cap evicts the oldest handshake instead of refusing a new one: fill it exactly.
     while (h.stats().halfOpen < DEFAULT_MAX_HALF_OPEN) {
@@ -119,15 +143,17 @@ export async function runMemory(job: MemoryJob): Promise<MemoryPoint[]> {
       const r = await post(h, (await c.start()).flight);
       c.destroy();
       if (r.status !== 200) throw new Error(`ClientHello answered ${r.status}`);
+      if (h.stats().halfOpen % SESSIONS_PER_TURN === 0) await loopTurn();
     }
     const n = h.stats().halfOpen - 1; // minus the one before the baseline
-    const u = usage();
+    const u = await usage();
     points.push({
       what: 'half-open',
       mode,
       sessions: n,
       heapBytesPerSession: (u.heap - b0.heap) / n,
       rssBytesPerSession: (u.rss - b0.rss) / n,
+      ...(Number.isNaN(u.malloc) ? {} : { mallocBytesPerSession: (u.malloc - b0.malloc) / n }),
       seconds: (performance.now() - t1) / 1000,
     });
     await h.close();

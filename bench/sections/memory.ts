@@ -42,7 +42,11 @@ export async function memorySection(pki: BenchPki, ecdsaCounts: number[], pskCou
         name: p.what === 'established' ? `established ${p.mode === 'records' ? 'arch (a) records-mode' : 'arch (b)'} session, ${fmt(p.sessions)} sessions, ${cred}` : `half-open handshake, ${fmt(p.sessions)} (the cap), ${cred}`,
         value: p.heapBytesPerSession,
         unit: 'B/session heap',
-        note: `RSS ${fmt(p.rssBytesPerSession)} B/session${p.what === 'established' && p.mode === 'exported' ? ' (target <= 2048 B of RSS at 100,000)' : ''}; built in ${fmt(p.seconds)} s`,
+        note:
+          `RSS ${fmt(p.rssBytesPerSession)} B/session${p.what === 'established' && p.mode === 'exported' ? ' (target <= 2048 B of RSS at 100,000)' : ''}` +
+          (p.mallocBytesPerSession !== undefined ? `; malloc ${fmt(p.mallocBytesPerSession)} B/session` : '') +
+          (p.rssTrimmedBytesPerSession !== undefined ? `; RSS after malloc_trim ${fmt(p.rssTrimmedBytesPerSession)} B/session` : '') +
+          `; built in ${fmt(p.seconds)} s`,
         extra: { ...p, credential: cred },
       });
     }
