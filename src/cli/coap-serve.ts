@@ -21,6 +21,10 @@ export interface CoapServiceOptions {
   engine?: TlsEngine;
   limits?: { maxSessions?: number; maxHalfOpen?: number; handshakeTtlMs?: number; sessionTtlMs?: number };
   onEvent?: (e: AtlsCoapServerEvent) => void;
+  /** `--address-check`: verify addresses with Echo before an amplifying answer (default true). */
+  addressCheck?: boolean;
+  /** Key of the Echo values; every process given the same key verifies the others' values. */
+  echoKey?: Uint8Array;
   /** Where established sessions live (`--store`; default: in this process's memory). */
   store?: SessionStateStore;
 }
@@ -45,6 +49,8 @@ export async function startCoapService(
     ...opts.limits,
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     ...(opts.store ? { store: opts.store } : {}),
+    ...(opts.addressCheck !== undefined ? { addressCheck: opts.addressCheck } : {}),
+    ...(opts.echoKey ? { echoKey: opts.echoKey } : {}),
   });
   return { url: server.url, close: () => server.close(), sessions: () => server.handler.sessionCount };
 }

@@ -27,6 +27,10 @@ const policyOption = (): Option =>
   new Option('--policy <policy>', 'always: ATLS; auto: plain HTTPS when the transport verifies end to end, else ATLS; never: plain')
     .choices(['always', 'auto', 'never'])
     .default('always');
+const addressCheckOption = (): Option =>
+  new Option('--address-check <on|off>', 'CoAP: answer a ClientHello with more than 3x its size only at an address that repeated an Echo value (RFC 9175 §2.4); off only behind something that verifies addresses')
+    .choices(['on', 'off'])
+    .default('on');
 const versionOption = (): Option =>
   new Option('--tls-version <version>', 'only this TLS version (default: 1.2 or 1.3)').choices(['1.2', '1.3']);
 
@@ -85,6 +89,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('--psk-identity <id>', 'accept a TLS external PSK with this identity')
         .option('--psk <hex>', 'the PSK, hex')
         .option('--coap <host:port>', 'also serve ATLS over CoAP/UDP here')
+        .addOption(addressCheckOption())
         .option('--routing-tag <tag>', 'prefix session cookies with this tag, for load balancers')
         .option('--max-body <size>', 'largest inner request content, streamed or not, e.g. 64M, 1G (413 above; default 1G); bodies read whole: at most min(this, 16M), 1M by default')
         .option('--demo-page', 'also serve a web page at / that sends requests through ATLS from the browser')
@@ -221,6 +226,7 @@ export const commandSpecs: CommandSpec[] = [
         .requiredOption('--to <url>', 'the HTTP(S) ATLS service')
         .option('--insecure-transport', 'do not verify the transport TLS towards the service')
         .option('--transport-ca <file>', 'CA certificates for the outer HTTPS towards the service (PEM)')
+        .addOption(addressCheckOption())
         )
         .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts)),
   },

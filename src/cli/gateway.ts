@@ -28,6 +28,7 @@ export async function runGateway(opts: Record<string, unknown>): Promise<void> {
     host,
     port,
     ...(fetchLike ? { fetch: fetchLike } : {}),
+    addressCheck: opts.addressCheck !== 'off',
     onEvent: observer.gateway(),
   });
   const metricsNote = observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : '';

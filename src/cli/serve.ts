@@ -223,6 +223,7 @@ export async function startService(opts: Record<string, unknown>, extras: Servic
   let coapLine = '';
   if (typeof opts.coap === 'string' && extras.coap !== false) {
     const { startCoapService } = await import('./coap-serve.js');
+    const { echoKeyFrom } = await import('../coap/echo.js');
     const coap = await startCoapService({
       listen: opts.coap,
       tls,
@@ -233,6 +234,10 @@ export async function startService(opts: Record<string, unknown>, extras: Servic
       limits: sessionLimits,
       onEvent: observer.coap(),
       ...(store ? { store } : {}),
+      addressCheck: opts.addressCheck !== 'off',
+      // Derived from the ticket keys (the --ticket-keys file, or the ones the primary hands every
+      // worker): a process that takes over verifies the Echo values its predecessor issued.
+      ...(tls.ticketKeys ? { echoKey: echoKeyFrom(tls.ticketKeys) } : {}),
     });
     observer.metrics?.watch(() => ({ transport: 'coap', sessions: coap.sessions() }));
     closers.splice(2, 0, coap.close);

@@ -11,7 +11,10 @@
  *   it to its owner over the owner's Unix socket, in a directory the primary
  *   makes for them (src/http/relay.ts): bodies stream both ways.
  * - TLS ticket keys are shared: the `--ticket-keys` file, or 48 random bytes
- *   the primary hands to every worker.
+ *   the primary hands to every worker. The CoAP Echo key is derived from them,
+ *   so the worker that takes over CoAP verifies the Echo values issued before.
+ * - CoAP is served by worker 0 alone (a datagram carries no cookie to relay
+ *   a handshake by); a new worker 0 binds the same port.
  * - A worker that dies is started again under the same index; the sessions
  *   only its engine held (handshakes, records mode) are gone, and their
  *   clients handshake again.
@@ -69,7 +72,8 @@ async function runPrimary(opts: Record<string, unknown>, count: number): Promise
     ...(shared ? stateStoreHandlers(shared) : {}),
     'cluster.config': () => ({ ticketKeys, relayDir }),
     'cluster.listening': (p) => {
-      line ??= String((p as { line: string }).line);
+      const { line: said, index } = p as { line: string; index: number };
+      if (index === 0 || line === undefined) line = said; // worker 0's names the CoAP endpoint too
       if (++ready === count) allReady();
       return true;
     },
@@ -144,7 +148,7 @@ async function runWorker(opts: Record<string, unknown>, count: number): Promise<
   });
   // Until this listens, a relayed flight finds no owner (CLOSED): the client handshakes again.
   const relays = await listenForRelays(service.handler, relaySocket(relayDir, index), connections);
-  await primary.call('cluster.listening', { line: service.line });
+  await primary.call('cluster.listening', { line: service.line, index });
   await untilSignal();
   relays.closeAllConnections();
   relays.close();

@@ -21,7 +21,7 @@
  * ```
  * @module
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { CoapCode, OptionNumber } from './constants.js';
 import { encodeMessage, getOption, type CoapMessage } from './packet.js';
 import type { CoapResponse } from './blockwise.js';
@@ -34,6 +34,16 @@ export const AMPLIFICATION_LIMIT = 3;
 export const FIRST_ANSWER_OVERHEAD = 64;
 const TIME_BYTES = 4;
 const MAC_BYTES = 12;
+
+/**
+ * An Echo key derived from another secret every process of one service
+ * holds (the TLS ticket keys: RFC 5869 HKDF-SHA256 with its own label, so
+ * the ticket keys cannot be learnt from it): such processes verify each
+ * other's Echo values.
+ */
+export function echoKeyFrom(secret: Uint8Array): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', secret, new Uint8Array(0), 'atls coap echo key', 32));
+}
 
 export class EchoVerifier {
   private readonly key: Buffer;

@@ -116,6 +116,12 @@ export interface AtlsCoapServerOptions {
    * addresses already.
    */
   addressCheck?: boolean;
+  /**
+   * Key of the Echo values (32 bytes; default random per server). Servers
+   * given the same key verify each other's values (workers, a restarted
+   * process); see {@link echoKeyFrom}.
+   */
+  echoKey?: Uint8Array;
   /** Sessions, half-open or established (default 100000). */
   maxSessions?: number;
   /** Half-open handshakes (default 1000). */
@@ -189,7 +195,7 @@ export class AtlsCoapHandler {
       onLimit: (e) => this.opts.onEvent?.(e),
     });
     this.hellos = new ClientHelloRecord(options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
-    this.echo = options.addressCheck === false ? undefined : new EchoVerifier();
+    this.echo = options.addressCheck === false ? undefined : new EchoVerifier(options.echoKey);
     this.maxBlockSize = options.maxBlockSize ?? 1024;
   }
 

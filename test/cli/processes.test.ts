@@ -15,6 +15,9 @@ import { join } from 'node:path';
 import { requireLibcoap } from '../helpers/libcoap.js';
 import { ToolProcess, freePort } from '../helpers/tools.js';
 import { atls, atlsAsync, startDaemon, stop , startJsonUpstream } from '../helpers/cli.js';
+import { postClientHello } from '../helpers/coap-hello.js';
+import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { CoapCode } from '../../src/coap/constants.js';
 
 describe('atls command, several processes', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-cli-'));
@@ -167,6 +170,18 @@ describe('atls command, several processes', () => {
     assert.match(log, /gateway\.to-service .*format=application\/atls\+octet-stream/);
     assert.match(log, /gateway\.to-service .*format=application\/atls-protected/);
     assert.doesNotMatch(log, /secret 4711/);
+
+    // --address-check (default on): a lone ClientHello gets 4.01 + Echo (RFC 9175 §2.4); off, it is forwarded.
+    const open = await startDaemon(['gateway', '--listen', '127.0.0.1:0', '--to', new URL(http).origin, '--address-check', 'off']);
+    daemons.push(open.child);
+    const ep = await CoapEndpoint.bind();
+    try {
+      const at = (line: string) => ({ address: '127.0.0.1', port: Number(/coap:\/\/127\.0\.0\.1:(\d+)/.exec(line)![1]) });
+      assert.equal((await postClientHello(ep, at(gw.line))).code, CoapCode.Unauthorized);
+      assert.equal((await postClientHello(ep, at(open.line))).code, CoapCode.Created);
+    } finally {
+      await ep.close();
+    }
   });
 
 });

@@ -3,7 +3,9 @@
  * requests, every POST on a fresh TCP connection (so node:cluster hands them
  * to either worker), zero failures; both workers did work. Then a worker is
  * killed: the primary starts it again and clients carry on (re-handshaking
- * where the dead worker held their handshake). Records mode too.
+ * where the dead worker held their handshake). Records mode too. With
+ * `--coap`, the Echo key survives the CoAP worker: its successor verifies the
+ * values it issued.
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,11 @@ import { Agent, buildConnector } from 'undici';
 import { createAtlsClient } from '../../src/http/index.js';
 import { testPki } from '../helpers/pki.js';
 import { startServe, type ServeProcess } from '../helpers/serve.js';
+import { createSocket } from 'node:dgram';
+import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
+import { getOption, type CoapMessage } from '../../src/coap/packet.js';
+import { postClientHello } from '../helpers/coap-hello.js';
 
 const started: ServeProcess[] = [];
 after(async () => {
@@ -148,6 +155,61 @@ describe('atls serve --workers 2, no --store', () => {
       const text: string = await (await fetch(url)).text();
       const handshakes: string | undefined = /^atls_handshakes_total\{transport="http"\} (\d+)$/m.exec(text)?.[1];
       assert.equal(handshakes, '40', `scrape ${i}: ${text.split('\n').filter((l) => l.startsWith('atls_')).join('\n')}`);
+    }
+  });
+});
+
+/** A UDP port free at the time of asking (a restarted worker must bind the same one). */
+async function freeUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const { port } = s.address();
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** The pid of the worker with ATLS_WORKER_INDEX=`index`. */
+function workerPid(primary: number, index: number): number | undefined {
+  return [...workerCpu(primary).keys()].find((pid) => readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`ATLS_WORKER_INDEX=${index}`));
+}
+
+describe('atls serve --workers 2 --coap: the Echo key (RFC 9175) is shared', () => {
+  it('an Echo value issued by the CoAP worker verifies in the worker that replaces it', async () => {
+    const port = await freeUdpPort();
+    const serve = await startServe(['--echo', '--workers', '2', '--coap', `127.0.0.1:${port}`]);
+    started.push(serve);
+    assert.match(serve.line, new RegExp(`coap://127\\.0\\.0\\.1:${port}`), 'the start-up line names the CoAP endpoint');
+    const ep = await CoapEndpoint.bind();
+    try {
+      const first = await postClientHello(ep, { address: '127.0.0.1', port });
+      assert.equal(first.code, CoapCode.Unauthorized, 'an unverified address gets 4.01 + Echo');
+      const echo = getOption(first, OptionNumber.Echo);
+      assert.ok(echo);
+      const old = workerPid(serve.child.pid!, 0)!;
+      process.kill(old, 'SIGKILL');
+      let created: CoapMessage | undefined;
+      for (let i = 0; i < 150 && created?.code !== CoapCode.Created; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        const pid = workerPid(serve.child.pid!, 0);
+        if (pid === undefined || pid === old) continue;
+        created = await postClientHello(ep, { address: '127.0.0.1', port }, [echo], 5000).catch(() => undefined);
+        if (created?.code === CoapCode.Unauthorized) break; // the new worker does not know the old key
+      }
+      assert.equal(created?.code, CoapCode.Created, 'the new worker 0 took the Echo value the old one issued');
+    } finally {
+      await ep.close();
+    }
+  });
+
+  it('--address-check off: a ClientHello is answered at once', async () => {
+    const port = await freeUdpPort();
+    const serve = await startServe(['--echo', '--coap', `127.0.0.1:${port}`, '--address-check', 'off']);
+    started.push(serve);
+    const ep = await CoapEndpoint.bind();
+    try {
+      assert.equal((await postClientHello(ep, { address: '127.0.0.1', port })).code, CoapCode.Created);
+    } finally {
+      await ep.close();
     }
   });
 });
