@@ -141,7 +141,11 @@ export class HttpTransport {
     signal?: AbortSignal,
   ): Promise<StreamedTransportResponse> {
     const allHeaders = { ...this.options.headers, ...headers };
-    const init = { method: 'POST', headers: allHeaders, body, duplex: 'half' as const, ...(signal ? { signal } : {}) };
+    // Fetch (HTTP-network-or-cache fetch, step 1) clones a request, teeing its body, unless its redirect
+    // mode is "error": the branch never read would hold every byte of a streamed upload. A stream cannot
+    // follow a redirect anyway (its bytes are gone), so it gets "error"; whole bodies keep "follow".
+    const redirect = body instanceof Uint8Array ? {} : { redirect: 'error' as const };
+    const init = { method: 'POST', headers: allHeaders, body, duplex: 'half' as const, ...redirect, ...(signal ? { signal } : {}) };
     let res: Response;
     try {
       if (this.options.fetch) {
