@@ -80,6 +80,19 @@ export class ByteReader {
   }
 
   /** `n` bytes, as a view into the input (no copy). */
+  /** The buffer read from (for checks in place with {@link skip}'s offsets). */
+  get source(): Uint8Array {
+    return this.buf;
+  }
+
+  /** Passes over `n` bytes; returns the offset where they start in {@link source}. */
+  skip(n: number, field = 'bytes'): number {
+    this.need(n, field);
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
   bytes(n: number, field = 'bytes'): Uint8Array {
     this.need(n, field);
     const v = this.buf.subarray(this.pos, this.pos + n);
@@ -211,6 +224,15 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 
 /** Node's Buffer when there is one (faster for long inputs); absent in browsers. */
 export const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+
+/**
+ * `size` bytes from Node's buffer pool (uninitialised: the caller writes every
+ * byte), or a new array elsewhere. For short-lived internal buffers only: the
+ * view's `.buffer` is a shared slab, so never hand one to an application.
+ */
+export function pooledBytes(size: number): Uint8Array {
+  return NodeBuffer ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size);
+}
 
 /** Lower-case hex of a byte array. */
 export function toHex(b: Uint8Array): string {

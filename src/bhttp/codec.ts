@@ -26,10 +26,12 @@ import {
   fieldNameKind,
   fieldValueValid,
   latin1Bytes,
+  latin1Length,
   latin1String,
   methodValid,
   pathValid,
   schemeValid,
+  writeLatin1,
 } from './fields.js';
 
 /** One field line: lower-case name and value, both byte strings. */
@@ -131,38 +133,72 @@ export const INDETERMINATE_RESPONSE = 3;
 
 const EMPTY = new Uint8Array(0);
 
+const zeroed = (size: number): Uint8Array => new Uint8Array(size);
+
 /** Which field section a line belongs to. */
 export type SectionKind = 'header' | 'trailer';
 
 // ---------------------------------------------------------------------------
 // Shared rules
 
-/** RFC 9292 §3.4 via RFC 9113 §8.3.1: the rules of :method, :scheme, :authority and :path. */
-export function controlDataProblem(method: Uint8Array, scheme: Uint8Array, authority: Uint8Array, path: Uint8Array): string | undefined {
-  if (!methodValid(method)) return 'method is not a token'; // RFC 9110 §9.1
-  if (!schemeValid(scheme)) return 'invalid scheme'; // RFC 3986 §3.1
-  if (!authorityValid(authority)) return 'invalid authority'; // RFC 9113 §8.3.1 (no userinfo)
-  if (!pathValid(path)) return 'invalid path';
-  const isConnect = method.length === 7 && latin1String(method) === 'CONNECT';
+/**
+ * RFC 9292 §3.4 via RFC 9113 §8.3.1: the rules of :method, :scheme,
+ * :authority and :path, judged where the values lie in `b` (each value `i`
+ * at `at[2i]..at[2i+1]`).
+ */
+export function controlDataProblem(b: Uint8Array, at: ArrayLike<number>): string | undefined {
+  if (!methodValid(b, at[0], at[1])) return 'method is not a token'; // RFC 9110 §9.1
+  if (!schemeValid(b, at[2], at[3])) return 'invalid scheme'; // RFC 3986 §3.1
+  if (!authorityValid(b, at[4], at[5])) return 'invalid authority'; // RFC 9113 §8.3.1 (no userinfo)
+  const [p, pEnd] = [at[6]!, at[7]!];
+  if (!pathValid(b, p, pEnd)) return 'invalid path';
+  const isConnect = at[1]! - at[0]! === 7 && latin1String(b, at[0], at[1]) === 'CONNECT';
   if (isConnect) {
-    if (authority.length === 0) return 'CONNECT without authority'; // RFC 9113 §8.5
+    if (at[5] === at[4]) return 'CONNECT without authority'; // RFC 9113 §8.5
   } else {
     // RFC 9113 §8.3.1: :path is not empty; origin-form or "*" (RFC 9112 §3.2).
-    if (path.length === 0) return 'empty path';
-    if (path[0] !== 0x2f && !(path.length === 1 && path[0] === 0x2a)) return 'path is neither "/..." nor "*"';
+    if (pEnd === p) return 'empty path';
+    if (b[p] !== 0x2f && !(pEnd - p === 1 && b[p] === 0x2a)) return 'path is neither "/..." nor "*"';
   }
   return undefined;
 }
 
-/** Checks one field line against RFC 9292 §3.6; returns a problem or undefined. */
-export function fieldProblem(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean): string | undefined {
-  const k = fieldNameKind(name);
+/** {@link controlDataProblem} for four values held apart (our own encoder's input, a streamed head). */
+export function controlValuesProblem(method: Uint8Array, scheme: Uint8Array, authority: Uint8Array, path: Uint8Array): string | undefined {
+  const b = new Uint8Array(method.length + scheme.length + authority.length + path.length);
+  const at = [0, 0, 0, 0, 0, 0, 0, 0];
+  let pos = 0;
+  [method, scheme, authority, path].forEach((v, i) => {
+    b.set(v, pos);
+    at[2 * i] = pos;
+    pos += v.length;
+    at[2 * i + 1] = pos;
+  });
+  return controlDataProblem(b, at);
+}
+
+/**
+ * Checks one field line against RFC 9292 §3.6 where it lies: the name at
+ * `name[nameAt..nameEnd)`, the value at `value[valueAt..valueEnd)` (often one
+ * buffer). Returns a problem or undefined.
+ */
+export function fieldProblem(
+  name: Uint8Array,
+  nameAt: number,
+  nameEnd: number,
+  value: Uint8Array,
+  valueAt: number,
+  valueEnd: number,
+  kind: SectionKind,
+  sawRegular: boolean,
+): string | undefined {
+  const k = fieldNameKind(name, nameAt, nameEnd);
   if (k === 'invalid') return 'invalid field name'; // RFC 9292 §3.6, RFC 9110 §5.1
   if (k === 'pseudo') {
     if (kind === 'trailer') return 'pseudo-field in trailers'; // RFC 9292 §3.6, RFC 9113 §8.1
     if (sawRegular) return 'pseudo-field after a regular field'; // RFC 9292 §3.6
   }
-  if (!fieldValueValid(value)) return 'invalid field value'; // RFC 9113 §8.2.1
+  if (!fieldValueValid(value, valueAt, valueEnd)) return 'invalid field value'; // RFC 9113 §8.2.1
   return undefined;
 }
 
@@ -181,9 +217,15 @@ export function tooLarge(what: string, message: string): AtlsError {
 // ---------------------------------------------------------------------------
 // Encoding
 
-/** A field section checked and converted to bytes, ready to write. */
+/**
+ * A field section sized and ready to write: names lower-cased, every char
+ * checked to be a byte. The lines are judged (RFC 9292 §3.6) as they are
+ * written, on the bytes in place: no buffer per string.
+ */
 export interface PreparedSection {
-  lines: Array<{ name: Uint8Array; value: Uint8Array }>;
+  kind: SectionKind;
+  /** Names and values, alternating, as byte strings. */
+  lines: string[];
   /** Bytes of the field lines, without the section's length prefix. */
   size: number;
 }
@@ -195,30 +237,39 @@ export function stringBytes(s: unknown, what: string): Uint8Array {
   return b;
 }
 
-export function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): PreparedSection {
-  const lines: PreparedSection['lines'] = [];
-  let size = 0;
-  let sawRegular = false;
-  for (const line of fields ?? []) {
-    const [rawName, rawValue] = line;
-    // RFC 9113 §8.2: field names are converted to lower case when constructing a message.
-    const name = stringBytes(typeof rawName === 'string' ? rawName.toLowerCase() : rawName, 'field name');
-    const value = stringBytes(rawValue, 'field value');
-    const problem = fieldProblem(name, value, kind, sawRegular);
-    if (problem) throw localError(`${kind} field "${String(rawName)}": ${problem}`);
-    if (name[0] !== 0x3a) sawRegular = true;
-    lines.push({ name, value });
-    size += varintLength(name.length) + name.length + varintLength(value.length) + value.length;
-  }
-  return { lines, size };
+/** The bytes a byte string takes (its length); a non-string or a char above U+00FF is a local error. */
+function byteLength(s: unknown, what: string): number {
+  if (typeof s !== 'string') throw localError(`${what} is not a string`);
+  const n = latin1Length(s);
+  if (n < 0) throw localError(`${what} has a character above U+00FF`);
+  return n;
 }
 
-/** Writes into a buffer of exactly the computed size. */
+export function prepareSection(fields: FieldLinesInit | undefined, kind: SectionKind): PreparedSection {
+  const lines: string[] = [];
+  let size = 0;
+  if (fields === undefined) return { kind, lines, size };
+  for (const line of fields) {
+    const rawName: unknown = line[0];
+    const value: unknown = line[1];
+    // RFC 9113 §8.2: field names are converted to lower case when constructing a message.
+    const name = typeof rawName === 'string' ? rawName.toLowerCase() : rawName;
+    const n = byteLength(name, 'field name');
+    const v = byteLength(value, 'field value');
+    lines.push(name as string, value as string);
+    size += varintLength(n) + n + varintLength(v) + v;
+  }
+  return { kind, lines, size };
+}
+
+/** Writes into a buffer of exactly the computed size (from `pos`). */
 export class Out {
   readonly buf: Uint8Array;
-  pos = 0;
-  constructor(size: number) {
-    this.buf = new Uint8Array(size);
+  pos: number;
+  /** A new zeroed buffer of `size` bytes, or `buf` itself written from `at`. */
+  constructor(size: number, buf?: Uint8Array, at = 0) {
+    this.buf = buf ?? new Uint8Array(size);
+    this.pos = at;
   }
   varint(v: number): void {
     this.pos = writeVarint(this.buf, this.pos, v);
@@ -231,11 +282,28 @@ export class Out {
     this.varint(b.length);
     this.bytes(b);
   }
+  /** A length-prefixed byte string; returns where its bytes start. */
+  string(s: string): number {
+    this.varint(s.length);
+    const at = this.pos;
+    this.pos = writeLatin1(this.buf, at, s);
+    return at;
+  }
+  /** A known-length section (RFC 9292 §3.1): its length, then its lines. */
   section(s: PreparedSection): void {
     this.varint(s.size);
-    for (const l of s.lines) {
-      this.lengthPrefixed(l.name);
-      this.lengthPrefixed(l.value);
+    this.fieldLines(s);
+  }
+  /** The field lines of a section, each judged where it lies (RFC 9292 §3.6): INVALID_ARGUMENT (local) for a bad one. */
+  fieldLines(s: PreparedSection): void {
+    let sawRegular = false;
+    for (let i = 0; i < s.lines.length; i += 2) {
+      const name = s.lines[i]!;
+      const nameAt = this.string(name);
+      const valueAt = this.string(s.lines[i + 1]!);
+      const problem = fieldProblem(this.buf, nameAt, nameAt + name.length, this.buf, valueAt, this.pos, s.kind, sawRegular);
+      if (problem) throw localError(`${s.kind} field "${s.lines[i]!}": ${problem}`);
+      if (this.buf[nameAt] !== 0x3a) sawRegular = true;
     }
   }
 }
@@ -309,7 +377,7 @@ export function requestControlData(req: Pick<BhttpRequestInit, 'method' | 'schem
   const scheme = stringBytes(req.scheme, 'scheme');
   const authority = stringBytes(req.authority ?? '', 'authority');
   const path = stringBytes(req.path, 'path');
-  const problem = controlDataProblem(method, scheme, authority, path);
+  const problem = controlValuesProblem(method, scheme, authority, path);
   if (problem) throw localError(problem);
   return [method, scheme, authority, path];
 }
@@ -323,7 +391,9 @@ export function checkStatus(status: unknown, min: number, max: number, what: str
 
 /**
  * Encodes a response in the known-length form (framing indicator 1, RFC 9292 §3.1),
- * informational responses first (RFC 9292 §3.5.1).
+ * informational responses first (RFC 9292 §3.5.1). `allocate` gives the
+ * output of exactly `size` bytes (default a new zeroed array; the server
+ * passes pooled memory for an answer it seals at once).
  *
  * @example
  * ```ts
@@ -331,7 +401,7 @@ export function checkStatus(status: unknown, min: number, max: number, what: str
  *                  content: new TextEncoder().encode('ok') });
  * ```
  */
-export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptions = {}): Uint8Array {
+export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptions = {}, allocate: (size: number) => Uint8Array = zeroed): Uint8Array {
   const status = checkStatus(res.status, 200, 599, 'final status'); // RFC 9292 §3.5
   const infos = (res.informational ?? []).map((i) => ({
     status: checkStatus(i.status, 100, 199, 'informational status'), // RFC 9292 §3.5.1
@@ -341,7 +411,7 @@ export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptio
   const padding = checkPadding(options.padding);
   let size = varintLength(KNOWN_RESPONSE) + varintLength(status) + t.size + padding;
   for (const i of infos) size += varintLength(i.status) + varintLength(i.headers.size) + i.headers.size;
-  const o = new Out(size);
+  const o = new Out(size, allocate(size));
   o.varint(KNOWN_RESPONSE);
   for (const i of infos) {
     o.varint(i.status);
@@ -349,6 +419,7 @@ export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptio
   }
   o.varint(status);
   t.write(o);
+  o.buf.fill(0, o.pos); // RFC 9292 §3.8: padding is zeros (an allocated buffer may hold old bytes)
   return o.buf;
 }
 
@@ -389,34 +460,52 @@ export class FieldBudget {
     this.bytes += len;
   }
 
-  /** Checks a field line (RFC 9292 §3.6) and appends it; returns whether a regular field has now been seen. */
-  line(name: Uint8Array, value: Uint8Array, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
-    const problem = fieldProblem(name, value, kind, sawRegular);
+  /**
+   * Checks a field line (RFC 9292 §3.6) where it lies and appends it as
+   * strings; returns whether a regular field has now been seen.
+   */
+  line(
+    name: Uint8Array,
+    nameAt: number,
+    nameEnd: number,
+    value: Uint8Array,
+    valueAt: number,
+    valueEnd: number,
+    kind: SectionKind,
+    sawRegular: boolean,
+    out: FieldLine[],
+  ): boolean {
+    const problem = fieldProblem(name, nameAt, nameEnd, value, valueAt, valueEnd, kind, sawRegular);
     if (problem) throw malformed(this.what, `${kind} section: ${problem}`);
-    out.push([latin1String(name), latin1String(value)]);
-    return sawRegular || name[0] !== 0x3a;
+    out.push([latin1String(name, nameAt, nameEnd), latin1String(value, valueAt, valueEnd)]);
+    return sawRegular || name[nameAt] !== 0x3a;
   }
 
-  /** The field lines of a known-length section's bytes (RFC 9292 §3.1), the length prefix already read. */
-  knownSection(sub: ByteReader, kind: SectionKind): FieldLine[] {
+  /**
+   * The field lines of a known-length section (RFC 9292 §3.1) read in place
+   * from `r` up to offset `end`, the length prefix already read.
+   */
+  knownSection(r: ByteReader, end: number, kind: SectionKind): FieldLine[] {
     const out: FieldLine[] = [];
     let sawRegular = false;
-    while (sub.remaining > 0) {
-      const nameLen = readVarint(sub, 'name length');
+    while (r.offset < end) {
+      const nameLen = readVarint(r, 'name length');
       if (nameLen === 0) throw malformed(this.what, 'empty field name'); // RFC 9292 §3.6: Name Length = 1..
-      sawRegular = this.fieldLine(sub, nameLen, kind, sawRegular, out);
+      sawRegular = this.fieldLine(r, nameLen, kind, sawRegular, out);
+      if (r.offset > end) throw malformed(this.what, `a ${kind} field line overruns its section`);
     }
     return out;
   }
 
-  /** One field line from `r` whose name length was read. */
+  /** One field line from `r` whose name length was read, judged in place. */
   fieldLine(r: ByteReader, nameLen: number, kind: SectionKind, sawRegular: boolean, out: FieldLine[]): boolean {
     this.name(nameLen);
-    const name = r.bytes(nameLen, 'field name');
+    const nameAt = r.skip(nameLen, 'field name');
     const valueLen = readVarint(r, 'value length');
     this.value(valueLen);
-    const value = r.bytes(valueLen, 'field value');
-    return this.line(name, value, kind, sawRegular, out);
+    const valueAt = r.skip(valueLen, 'field value');
+    const b = r.source;
+    return this.line(b, nameAt, nameAt + nameLen, b, valueAt, valueAt + valueLen, kind, sawRegular, out);
   }
 }
 
@@ -438,7 +527,7 @@ class Decoder {
     if (this.known) {
       const len = readVarint(this.r, `${kind} section length`);
       if (len > this.r.remaining) throw malformed(this.what, `${kind} section of ${len} bytes overruns the message`);
-      return this.budget.knownSection(new ByteReader(this.r.bytes(len), 'MALFORMED_MESSAGE', `${this.what} ${kind} section`), kind);
+      return this.budget.knownSection(this.r, this.r.offset + len, kind);
     }
     const out: FieldLine[] = [];
     let sawRegular = false;
@@ -484,6 +573,7 @@ class Decoder {
 
   /** Everything after the trailer section must be zero (RFC 9292 §3.8; we choose to validate). */
   padding(): void {
+    if (this.r.remaining === 0) return;
     const rest = this.r.rest();
     for (let i = 0; i < rest.length; i++) {
       if (rest[i] !== 0) throw malformed(this.what, `non-zero padding byte at offset ${this.r.offset - rest.length + i}`);
@@ -518,22 +608,30 @@ function start(bytes: Uint8Array, what: string): { r: ByteReader; framing: numbe
 function decodeRequestAfterFraming(r: ByteReader, framing: number, limits: BhttpLimits): BhttpRequest {
   const what = 'binary HTTP request';
   const d = new Decoder(r, what, framing === KNOWN_REQUEST, limitsOf(limits));
-  // RFC 9292 §3.4: four length-prefixed values; they cannot be truncated.
-  const method = r.bytes(readVarint(r, 'method length'), 'method');
-  const scheme = r.bytes(readVarint(r, 'scheme length'), 'scheme');
-  const authority = r.bytes(readVarint(r, 'authority length'), 'authority');
-  const path = r.bytes(readVarint(r, 'path length'), 'path');
-  const problem = controlDataProblem(method, scheme, authority, path);
+  // RFC 9292 §3.4: four length-prefixed values; they cannot be truncated. Judged in place, strings built after.
+  const at = [0, 0, 0, 0, 0, 0, 0, 0];
+  for (let i = 0; i < 8; i += 2) {
+    const field = CONTROL_NAMES[i >> 1]!;
+    const len = readVarint(r, `${field} length`);
+    at[i] = r.skip(len, field);
+    at[i + 1] = at[i]! + len;
+  }
+  const b = r.source;
+  const problem = controlDataProblem(b, at);
   if (problem) throw malformed(what, problem);
   const t = d.tail();
   return {
-    method: latin1String(method),
-    scheme: latin1String(scheme),
-    authority: latin1String(authority),
-    path: latin1String(path),
-    ...t,
+    method: latin1String(b, at[0], at[1]),
+    scheme: latin1String(b, at[2], at[3]),
+    authority: latin1String(b, at[4], at[5]),
+    path: latin1String(b, at[6], at[7]),
+    headers: t.headers,
+    content: t.content,
+    trailers: t.trailers,
   };
 }
+
+const CONTROL_NAMES = ['method', 'scheme', 'authority', 'path'] as const;
 
 function decodeResponseAfterFraming(r: ByteReader, framing: number, limits: BhttpLimits): BhttpResponse {
   const what = 'binary HTTP response';

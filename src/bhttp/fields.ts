@@ -121,7 +121,8 @@ export function pathValid(path: Uint8Array, start = 0, end = path.length): boole
 
 /** Bytes `start..end` of `b` to a string, one char per byte (ISO-8859-1), as fetch's ByteString does. */
 export function latin1String(b: Uint8Array, start = 0, end = b.length): string {
-  if (end - start < 32 || !NodeBuffer) {
+  // Short strings char by char; from 13 chars on V8 would build a rope (a cons string), slow for every later use.
+  if (end - start <= 12 || !NodeBuffer) {
     let s = '';
     for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
     return s;

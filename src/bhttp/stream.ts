@@ -24,7 +24,7 @@ import { ByteReader, concatBytes } from '../bytes.js';
 import { varintLength } from './varint.js';
 import {
   checkStatus,
-  controlDataProblem,
+  controlValuesProblem,
   FieldBudget,
   INDETERMINATE_REQUEST,
   INDETERMINATE_RESPONSE,
@@ -72,10 +72,7 @@ function indeterminateSectionSize(s: PreparedSection): number {
 }
 
 function writeIndeterminateSection(o: Out, s: PreparedSection): void {
-  for (const l of s.lines) {
-    o.lengthPrefixed(l.name);
-    o.lengthPrefixed(l.value);
-  }
+  o.fieldLines(s);
   o.varint(0);
 }
 
@@ -413,7 +410,7 @@ class StreamDecoder {
       const bound = this.limits.maxFieldBytes + 16 * this.limits.maxFields;
       if (len > bound) throw tooLarge(this.what, `${kind} section of ${len} bytes exceeds ${bound}`);
       const bytes = await this.src.bytes(len, `${kind} section`);
-      return this.budget.knownSection(new ByteReader(bytes, 'MALFORMED_MESSAGE', `${this.what} ${kind} section`), kind);
+      return this.budget.knownSection(new ByteReader(bytes, 'MALFORMED_MESSAGE', `${this.what} ${kind} section`), bytes.length, kind);
     }
     const out: FieldLine[] = [];
     let sawRegular = false;
@@ -425,7 +422,7 @@ class StreamDecoder {
       const valueLen = await this.src.varint('value length');
       this.budget.value(valueLen);
       const value = await this.src.bytes(valueLen, 'field value');
-      sawRegular = this.budget.line(name, value, kind, sawRegular, out);
+      sawRegular = this.budget.line(name, 0, name.length, value, 0, value.length, kind, sawRegular, out);
     }
   }
 
@@ -549,7 +546,7 @@ export function decodeRequestStream(body: ReadableStream<Uint8Array>, limits: Bh
     const scheme = await d.controlValue('scheme');
     const authority = await d.controlValue('authority');
     const path = await d.controlValue('path');
-    const problem = controlDataProblem(method, scheme, authority, path);
+    const problem = controlValuesProblem(method, scheme, authority, path);
     if (problem) throw malformed(what, problem);
     const headers = (await src.atEnd()) ? [] : await d.section('header');
     const trailers: FieldLine[] = [];

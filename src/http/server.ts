@@ -21,7 +21,7 @@ import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
 import { decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityStringValid } from '../bhttp/fields.js';
-import { concatBytes } from '../bytes.js';
+import { concatBytes, pooledBytes } from '../bytes.js';
 import { bhttpStreamToRequest, responseToBhttpStream } from '../bhttp/web.js';
 import { MAX_CHUNK_PLAINTEXT, protectBody, startsChunkStream } from '../protect/index.js';
 import { readLimited } from '../streams.js';
@@ -530,7 +530,8 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   function encodeRaw(peer: AtlsPeer, inner: BhttpRequest, res: BhttpResponseInit): Uint8Array {
     let encoded: Uint8Array;
     try {
-      encoded = encodeResponse(res); // RFC 9292 §3.5: a final status 200..599, valid fields
+      // RFC 9292 §3.5: a final status 200..599, valid fields. Pooled: sealed or encrypted and dropped before the app sees it again.
+      encoded = encodeResponse(res, undefined, pooledBytes);
     } catch (error) {
       return rawFailed(peer, inner, error);
     }
