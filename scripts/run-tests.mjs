@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs *.test.ts files with Node's own test runner and tsx (Node 20's runner
-// does not discover .ts files by itself), with the summary reporter.
+// Runs *.test.ts files with Node's own test runner (Node 20's runner does not
+// discover .ts files by itself) and the project's TypeScript loader
+// (scripts/ts-loader.mjs, whose cache is warmed first), with the summary reporter.
 //
 // Usage: node scripts/run-tests.mjs [--static] [FOLDER|FILE ...] [NODE-TEST-FLAGS ...]
 //   no FOLDER     the fast tier (scripts/test-tiers.mjs): what `npm test` runs
@@ -13,13 +14,14 @@
 // Environment: ATLS_TEST_CONCURRENCY (files at once, default: cores + 1: a CLI
 // test waits on its processes), ATLS_TEST_REPORTER (a node:test reporter name or
 // file instead of the summary).
-import { readdirSync, statSync } from 'node:fs';
-import { join, dirname, resolve } from 'node:path';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, dirname, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { FAST_TIER } from './test-tiers.mjs';
 import { distStaleness } from './dist-fresh.mjs';
+import { ROOT as TS_ROOT, TRANSFORM_OPTIONS, cachePath, stamp, writeCache } from './ts-hooks.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = join(root, 'scripts', 'test-reporter.mjs');
@@ -80,6 +82,42 @@ if (stale) {
   if (!build.ok) process.exit(1);
 }
 
+/** Transpiles every .ts file whose cached JavaScript is missing or stale, in one esbuild service, so that no test process has to. */
+async function warmTypeScript() {
+  const sources = ['src', 'test', 'bench'].flatMap((d) => typeScriptIn(join(TS_ROOT, d), []));
+  const stale = [];
+  for (const source of sources) {
+    const line = stamp(source);
+    let cached = '';
+    try {
+      cached = readFileSync(cachePath(source), 'utf8').slice(0, line.length);
+    } catch {
+      // not cached yet
+    }
+    if (cached !== line) stale.push([source, line]);
+  }
+  if (stale.length === 0) return;
+  const { transform } = await import('esbuild');
+  await Promise.all(
+    stale.map(async ([source, line]) => {
+      const { code } = await transform(readFileSync(source, 'utf8'), { ...TRANSFORM_OPTIONS, sourcefile: basename(source) });
+      writeCache(source, line, code);
+    }),
+  );
+}
+
+function typeScriptIn(dir, out) {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules' && entry.name !== 'out') typeScriptIn(path, out);
+    } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) out.push(path);
+  }
+  return out;
+}
+
+await warmTypeScript();
+
 const files = (roots.length ? roots.map((r) => resolve(r)) : FAST_TIER.map((r) => join(root, r))).flatMap((r) => collect(r, []));
 if (files.length === 0) {
   console.error('run-tests: no test files found');
@@ -94,7 +132,7 @@ const reporterFlags = passThrough.some((a) => a.startsWith('--test-reporter'))
 const started = Date.now();
 const r = await run(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...reporterFlags, ...passThrough, ...files],
+  ['--import', join(root, 'scripts', 'ts-loader.mjs'), '--test', `--test-concurrency=${concurrency}`, ...reporterFlags, ...passThrough, ...files],
   false,
 );
 process.stdout.write(`(${((Date.now() - started) / 1000).toFixed(1)} s)\n`);

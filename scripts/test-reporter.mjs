@@ -96,7 +96,7 @@ export default async function* summaryReporter(source) {
   let out = dotsOnLine > 0 ? '\n' : '';
   for (const [i, f] of failures.entries()) {
     const { data } = f;
-    // The file only: under tsx the runner's line numbers are those of the compiled code; the stack has the real ones.
+    // The file only: under a TypeScript loader the runner's line numbers are those of the compiled code; the stack has the real ones.
     out += `\n${'='.repeat(78)}\nFAIL ${i + 1}: ${f.path}\n  in ${rel(data.file)}\n\n`;
     const error = data.details.error;
     const shown = error?.code === 'ERR_TEST_FAILURE' && error.cause !== undefined ? error.cause : error;
