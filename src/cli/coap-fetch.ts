@@ -4,6 +4,7 @@ import { AtlsError } from '../errors.js';
 import type { TlsClientConfig, TlsEngine } from '../engines/types.js';
 import type { Mode } from '../session/types.js';
 import { AtlsCoapClient, type AtlsCoapClientOptions } from '../coap/client.js';
+import type { CliIo } from './io.js';
 
 export interface CoapFetchArgs {
   tls: TlsClientConfig;
@@ -16,6 +17,8 @@ export interface CoapFetchArgs {
   connectTimeoutMs: number;
   /** The whole exchange, handshake included. */
   maxTimeMs?: number;
+  /** Where `-v` writes. */
+  stderr: CliIo['stderr'];
 }
 
 /** The inner response as `atls fetch` prints it. */
@@ -53,7 +56,7 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<CoapFetc
     onExchange: (e) => {
       answered = true;
       if (verbose) {
-        process.stderr.write(
+        a.stderr.write(
           `* CoAP POST ${e.path}: sent ${e.request.payload.length} B, received ${codeText(e.response.code)} ${e.response.payload.length} B\n`,
         );
       }
@@ -61,14 +64,14 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<CoapFetc
     ...(verbose
       ? {
           onRetransmit: (e) =>
-            process.stderr.write(
+            a.stderr.write(
               `* CoAP retransmission ${e.attempt} of message ${e.peer.address}:${e.peer.port} #${e.messageId}, next wait ${(e.nextWaitMs / 1000).toFixed(1)} s\n`,
             ),
         }
       : {}),
   };
   const client = new AtlsCoapClient(options);
-  if (verbose) process.stderr.write(`* CoAP to ${target.host}${options.proxy ? ` via ${String(options.proxy)}` : ''}, mode ${a.mode}\n`);
+  if (verbose) a.stderr.write(`* CoAP to ${target.host}${options.proxy ? ` via ${String(options.proxy)}` : ''}, mode ${a.mode}\n`);
   let timer: NodeJS.Timeout | undefined;
   const deadline = (ms: number, why: string): Promise<never> =>
     new Promise((_, reject) => {
@@ -80,7 +83,7 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<CoapFetc
       // CoAP-to-HTTP gateway understands (docs/protocol.md §6.8).
       const inner = new URL(`${target.pathname}${target.search}`, `http://${target.host}`);
       const res = await client.fetch(new Request(inner, { method: a.method, ...(a.body !== undefined ? { body: a.body } : {}) }));
-      if (verbose) process.stderr.write(`* inner response: ${res.status}\n`);
+      if (verbose) a.stderr.write(`* inner response: ${res.status}\n`);
       let head = `HTTP/1.1 ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}\r\n`;
       res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
       return { failed: res.status >= 400, codeText: String(res.status), head: head + '\r\n', payload: new Uint8Array(await res.arrayBuffer()) };
@@ -91,7 +94,7 @@ export async function fetchCoap(target: URL, a: CoapFetchArgs): Promise<CoapFetc
       query: target.search.slice(1),
       ...(a.body !== undefined ? { payload: a.body } : {}),
     });
-    if (verbose) process.stderr.write(`* inner response: ${res.codeText}\n`);
+    if (verbose) a.stderr.write(`* inner response: ${res.codeText}\n`);
     const format = res.contentFormat !== undefined ? `Content-Format: ${res.contentFormat}\n` : '';
     return { failed: res.code >= 0x80, codeText: res.codeText, head: `CoAP ${res.codeText}\n${format}\n`, payload: res.payload };
   };

@@ -4,11 +4,12 @@
  * @module
  */
 import { Option, type Command } from 'commander';
+import type { CliIo } from './io.js';
 
 /** One subcommand: how to register it on the program. */
 export interface CommandSpec {
   name: string;
-  register(program: Command): void;
+  register(program: Command, io: CliIo): void;
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -60,13 +61,13 @@ function withLimits(c: Command): Command {
 export const commandSpecs: CommandSpec[] = [
   {
     name: 'certs',
-    register: (p) =>
+    register: (p, io) =>
       p
         .command('certs')
         .description('write a development PKI (ECDSA P-256): ca.pem, server.pem/key, client.pem/key')
         .requiredOption('--out <dir>', 'output folder (created if missing)')
         .option('--force', 'replace an existing PKI in the folder (whatever trusts its CA stops working)')
-        .action(async (opts: { out: string; force?: boolean }) => (await import('./certs.js')).runCerts(opts)),
+        .action(async (opts: { out: string; force?: boolean }) => (await import('./certs.js')).runCerts(opts, io)),
   },
   {
     name: 'serve',
@@ -132,7 +133,7 @@ export const commandSpecs: CommandSpec[] = [
   },
   {
     name: 'fetch',
-    register: (p) =>
+    register: (p, io) =>
       p
         .command('fetch')
         .description('send one request through ATLS (http(s):// or coap://) and print the inner response body')
@@ -179,11 +180,11 @@ export const commandSpecs: CommandSpec[] = [
             '-o, 26 cannot read a -d @FILE, 28 timeout, 35 TLS handshake failed (outer HTTPS or ATLS), 47 too many\n' +
             'redirects, 56 connection broke, 60 certificate not trusted (outer HTTPS or ATLS), 63 body too large.',
         )
-        .action(async (url: string, opts: Record<string, unknown>) => (await import('./fetch.js')).runFetch(url, opts)),
+        .action(async (url: string, opts: Record<string, unknown>) => (await import('./fetch.js')).runFetch(url, opts, io)),
   },
   {
     name: 'inspect',
-    register: (p) =>
+    register: (p, io) =>
       p
         .command('inspect')
         .description('decode an ATLS body without keys (what a middlebox can see): flights, protected messages, saved HTTP messages')
@@ -195,17 +196,17 @@ export const commandSpecs: CommandSpec[] = [
         .option('--dtls', 'the body holds DTLS records')
         .option('--hex', 'the input is hex text rather than raw bytes')
         .action(async (file: string | undefined, opts: Record<string, unknown>) =>
-          (await import('./inspect.js')).runInspectCommand(file, opts),
+          (await import('./inspect.js')).runInspectCommand(file, opts, io),
         ),
   },
   {
     name: 'doctor',
-    register: (p) =>
+    register: (p, io) =>
       p
         .command('doctor')
         .description('report which TLS engines are available (and why not) and which is the default')
         .option('--json', 'print JSON')
-        .action(async (opts: { json?: boolean }) => (await import('./doctor.js')).runDoctor(opts)),
+        .action(async (opts: { json?: boolean }) => (await import('./doctor.js')).runDoctor(opts, io)),
   },
   {
     name: 'demo',

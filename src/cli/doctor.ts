@@ -1,7 +1,8 @@
 /** `atls doctor`: which TLS engines are available here, why not, and the default. */
 import { defaultEngine, engineNames, engineUnavailableReason, getEngine } from '../engines/index.js';
+import type { CliIo } from './io.js';
 
-export async function runDoctor(opts: { json?: boolean }): Promise<void> {
+export async function runDoctor(opts: { json?: boolean }, io: CliIo): Promise<void> {
   const engines = engineNames().map((name) => {
     const reason = engineUnavailableReason(name);
     return reason === undefined
@@ -15,20 +16,20 @@ export async function runDoctor(opts: { json?: boolean }): Promise<void> {
     engines,
   };
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`node ${report.node}, OpenSSL ${report.openssl}\n`);
+  io.stdout.write(`node ${report.node}, OpenSSL ${report.openssl}\n`);
   for (const e of engines) {
     if (e.available) {
       const caps = Object.entries(e.capabilities ?? {})
         .filter(([, on]) => on === true)
         .map(([k]) => k);
       const versions = e.capabilities?.tlsVersions.join('/') ?? '';
-      process.stdout.write(`engine ${e.name}: available (${versions}; ${caps.join(', ') || 'basic'})\n`);
+      io.stdout.write(`engine ${e.name}: available (${versions}; ${caps.join(', ') || 'basic'})\n`);
     } else {
-      process.stdout.write(`engine ${e.name}: unavailable: ${e.reason}\n`);
+      io.stdout.write(`engine ${e.name}: unavailable: ${e.reason}\n`);
     }
   }
-  process.stdout.write(`default engine: ${report.defaultEngine}\n`);
+  io.stdout.write(`default engine: ${report.defaultEngine}\n`);
 }

@@ -17,18 +17,19 @@ import { createAtlsClient, type AtlsClientEvent } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
 import { engineFrom, modeFrom } from './options.js';
 import { CliExit, EXIT } from './failures.js';
+import { readAll, type CliIo } from './io.js';
 
 /** Default waits (curl has none for the response; every wait here has one). */
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
 
 /** Reads `@FILE` or `@-` (standard input) as curl does; `strip` drops CR and LF like curl's `-d @FILE`. */
-function readData(value: string, flagName: string, strip: boolean): Uint8Array {
+async function readData(value: string, flagName: string, strip: boolean, stdin: CliIo['stdin']): Promise<Uint8Array> {
   if (!value.startsWith('@')) return new TextEncoder().encode(value);
   const name = value.slice(1);
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
-    bytes = readFileSync(name === '-' ? 0 : name);
+    bytes = name === '-' ? await readAll(stdin) : readFileSync(name);
   } catch (e) {
     throw new CliExit(EXIT.read, `${flagName} ${value}: cannot read ${name === '-' ? 'standard input' : name} (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the file name`);
   }
@@ -36,10 +37,10 @@ function readData(value: string, flagName: string, strip: boolean): Uint8Array {
 }
 
 /** The request body from `-d`/`--data` and `--data-binary` (several are joined with `&`, as curl does). */
-export function bodyFrom(opts: Record<string, unknown>): Uint8Array | undefined {
+export async function bodyFrom(opts: Record<string, unknown>, stdin: CliIo['stdin']): Promise<Uint8Array | undefined> {
   const parts: Uint8Array[] = [];
-  for (const d of asList(opts.data)) parts.push(readData(d, '-d', true));
-  for (const d of asList(opts.dataBinary)) parts.push(readData(d, '--data-binary', false));
+  for (const d of asList(opts.data)) parts.push(await readData(d, '-d', true, stdin));
+  for (const d of asList(opts.dataBinary)) parts.push(await readData(d, '--data-binary', false, stdin));
   if (parts.length === 0) return undefined;
   const joined: number[] = [];
   parts.forEach((p, i) => {
@@ -111,9 +112,8 @@ function outerHttpLines(e: Extract<AtlsClientEvent, { type: 'flight' }>): string
   return lines.map((l) => `${arrow} ${l}\n`).join('') + `${arrow}\n`;
 }
 
-function verboseLogger(): (e: AtlsClientEvent) => void {
+function verboseLogger(err: CliIo['stderr']): (e: AtlsClientEvent) => void {
   return (e) => {
-    const err = process.stderr;
     if (e.type === 'flight') {
       const arrow = e.direction === 'sent' ? '>' : '<';
       err.write(outerHttpLines(e));
@@ -138,8 +138,8 @@ function verboseLogger(): (e: AtlsClientEvent) => void {
 }
 
 /** Writes the inner response: `-i` head first, then the body to stdout or `-o FILE`. */
-function output(opts: Record<string, unknown>, head: string, body: Uint8Array): void {
-  if (opts.include === true) process.stdout.write(head);
+function output(opts: Record<string, unknown>, head: string, body: Uint8Array, stdout: CliIo['stdout']): void {
+  if (opts.include === true) stdout.write(head);
   if (typeof opts.output === 'string') {
     try {
       writeFileSync(opts.output, body);
@@ -147,13 +147,13 @@ function output(opts: Record<string, unknown>, head: string, body: Uint8Array): 
       throw new CliExit(EXIT.write, `-o ${opts.output}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the folder exists and is writable`);
     }
   } else {
-    process.stdout.write(body);
+    stdout.write(body);
   }
 }
 
-export async function runFetch(url: string, opts: Record<string, unknown>): Promise<void> {
+export async function runFetch(url: string, opts: Record<string, unknown>, io: CliIo): Promise<void> {
   const target = targetUrl(url);
-  const body = bodyFrom(opts);
+  const body = await bodyFrom(opts, io.stdin);
   // curl: a body without -X means POST.
   const method = typeof opts.request === 'string' ? opts.request.toUpperCase() : body !== undefined ? 'POST' : 'GET';
   const headers = headersFrom(opts.header);
@@ -174,9 +174,10 @@ export async function runFetch(url: string, opts: Record<string, unknown>): Prom
       connectTimeoutMs: connectTimeout * 1000,
       ...(maxTime !== undefined ? { maxTimeMs: maxTime * 1000 } : {}),
       ...engineFrom(opts),
+      stderr: io.stderr,
     });
     if (failOnError && res.failed) throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
-    output(opts, res.head, res.payload);
+    output(opts, res.head, res.payload, io.stdout);
     return;
   }
   if (target.protocol !== 'http:' && target.protocol !== 'https:') {
@@ -191,7 +192,7 @@ export async function runFetch(url: string, opts: Record<string, unknown>): Prom
       connectTimeoutMs: connectTimeout * 1000,
       responseTimeoutMs: Math.min(DEFAULT_RESPONSE_TIMEOUT_S, maxTime ?? Infinity) * 1000,
     }),
-    ...(opts.verbose ? { onEvent: verboseLogger() } : {}),
+    ...(opts.verbose ? { onEvent: verboseLogger(io.stderr) } : {}),
   });
   try {
     const res = await client.fetch(target, {
@@ -201,14 +202,14 @@ export async function runFetch(url: string, opts: Record<string, unknown>): Prom
       ...(body !== undefined ? { body } : {}),
       ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
     });
-    if (opts.verbose) process.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
+    if (opts.verbose) io.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
     if (failOnError && res.status >= 400) {
       await res.body?.cancel();
       throw new CliExit(EXIT.httpError, `the inner response is ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')} (--fail)`.trimEnd());
     }
     let head = `HTTP/1.1 ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}\r\n`;
     res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
-    output(opts, head + '\r\n', new Uint8Array(await res.arrayBuffer()));
+    output(opts, head + '\r\n', new Uint8Array(await res.arrayBuffer()), io.stdout);
   } catch (e) {
     if (e instanceof Error && e.name === 'TimeoutError' && maxTime !== undefined) {
       throw new AtlsError('TIMEOUT', `no complete answer within --max-time ${maxTime} s`, { source: 'remote', cause: e });

@@ -20,6 +20,7 @@ import { formatInspection } from '../inspect.js';
 import { parseHeader } from '../protect/header.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_FLIGHT_LATER, MEDIA_TYPE_PROTECTED, HEADER_FLIGHT_LENGTH } from '../http/constants.js';
 import { DEFAULT_ATLS_COAP_FORMATS } from '../coap/server.js';
+import { readAll, type CliIo } from './io.js';
 
 /** Largest input read (a flight is far smaller; this bounds memory). */
 export const MAX_INSPECT_INPUT = 64 * 1024 * 1024;
@@ -65,22 +66,7 @@ export interface BodySummary {
 }
 
 /** Where {@link runInspect} reads and writes. */
-export interface InspectIo {
-  stdin: AsyncIterable<Uint8Array | string>;
-  stdout: { write(s: string): unknown };
-}
-
-async function readAll(src: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of src) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
-    n += b.length;
-    if (n > MAX_INSPECT_INPUT) throw new AtlsError('TOO_LARGE', `input exceeds ${MAX_INSPECT_INPUT} bytes`, { source: 'local' });
-    parts.push(b);
-  }
-  return new Uint8Array(Buffer.concat(parts));
-}
+export type InspectIo = Pick<CliIo, 'stdin' | 'stdout'>;
 
 function isHexText(b: Uint8Array): boolean {
   let digits = 0;
@@ -190,13 +176,13 @@ export function formatBody(b: BodySummary): string {
  *
  * @example
  * ```ts
- * await runInspect({ file: 'flight.bin', json: true }, { stdin: process.stdin, stdout: process.stdout });
+ * await runInspect({ file: 'flight.bin', json: true }, processIo);
  * ```
  */
 export async function runInspect(args: InspectArgs, io: InspectIo): Promise<void> {
   let raw: Uint8Array;
   if (args.file === undefined || args.file === '-') {
-    raw = await readAll(io.stdin);
+    raw = await readAll(io.stdin, MAX_INSPECT_INPUT);
   } else {
     try {
       raw = new Uint8Array(await readFile(args.file));
@@ -259,7 +245,7 @@ function recordsPrefixLength(body: Uint8Array, dtls: boolean | undefined): numbe
 }
 
 /** The commander action for `atls inspect` (see src/cli/commands.ts). */
-export async function runInspectCommand(file: string | undefined, opts: Record<string, unknown>): Promise<void> {
+export async function runInspectCommand(file: string | undefined, opts: Record<string, unknown>, io: CliIo): Promise<void> {
   await runInspect(
     {
       ...(file !== undefined ? { file } : {}),
@@ -270,7 +256,7 @@ export async function runInspectCommand(file: string | undefined, opts: Record<s
       ...(typeof opts['contentType'] === 'string' ? { contentType: opts['contentType'] } : {}),
       ...(opts['contentFormat'] !== undefined ? { contentFormat: intFlag(opts['contentFormat'], '--content-format', 0, 65535) } : {}),
     },
-    { stdin: process.stdin, stdout: process.stdout },
+    io,
   );
 }
 

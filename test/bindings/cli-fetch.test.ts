@@ -1,8 +1,10 @@
 /**
  * `atls fetch` behaves like curl where curl has an answer: flags, exit codes by
  * class of failure, `-v` with the outer HTTP exchange, timeouts; and every
- * failure is one line with the typed code and the likely fix. Real processes,
- * real sockets.
+ * failure is one line with the typed code and the likely fix. Real sockets;
+ * the services are processes, and so is `atls` where the process itself is
+ * tested (the engine fallback notice, -s, exit statuses); elsewhere `atls
+ * fetch` runs in the test's process (helpers/cli.ts, atlsInProcess).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDevPki, type DevPkiFiles } from '../../src/pki.js';
 import { atlsNodeListener, createAtlsHandler, echoApp } from '../../src/http/index.js';
-import { atlsAsync, startDaemon, stop, urlIn, type CliResult } from '../helpers/cli.js';
+import { atlsAsync, atlsInProcess, startDaemon, stop, urlIn, type CliResult } from '../helpers/cli.js';
 import { freePort } from '../helpers/tools.js';
 
 const portOf = (s: Server | TcpServer): number => (s.address() as AddressInfo).port;
@@ -66,15 +68,14 @@ describe('atls fetch, as curl users expect it', () => {
   });
 
   it('-V / --version print the version', async () => {
-    for (const flag of ['-V', '--version']) {
-      const r = await atlsAsync([flag]);
+    for (const r of [await atlsAsync(['-V']), await atlsInProcess(['--version'])]) {
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /^atls \d+\.\d+\.\d+ \(node v\d+/);
     }
   });
 
   it('a URL without a scheme is http://; -d implies POST; -i prints the inner head', async () => {
-    const r = await atlsAsync(['fetch', echo.replace('http://', '') + '/x', '-d', 'a=1', '-d', 'b=2', '-i', '--ca', pki.ca]);
+    const r = await atlsInProcess(['fetch', echo.replace('http://', '') + '/x', '-d', 'a=1', '-d', 'b=2', '-i', '--ca', pki.ca]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(r.stdout, /content-type: application\/x-www-form-urlencoded\r\n/);
@@ -82,43 +83,43 @@ describe('atls fetch, as curl users expect it', () => {
   });
 
   it('-d @- reads stdin, -d @FILE drops newlines, --data-binary @FILE keeps them, -o writes a file', async () => {
-    const stdin = await atlsAsync(['fetch', `${echo}/in`, '-d', '@-', '--ca', pki.ca], 'from stdin\n');
+    const stdin = await atlsInProcess(['fetch', `${echo}/in`, '-d', '@-', '--ca', pki.ca], 'from stdin\n');
     assert.equal(stdin.status, 0, stdin.stderr);
     assert.equal(stdin.stdout, 'from stdin');
     const file = join(dir, 'body.txt');
     writeFileSync(file, 'line 1\r\nline 2\n');
-    const stripped = await atlsAsync(['fetch', `${echo}/f`, '-d', `@${file}`, '--ca', pki.ca]);
+    const stripped = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${file}`, '--ca', pki.ca]);
     assert.equal(stripped.stdout, 'line 1line 2');
     const out = join(dir, 'out.bin');
-    const binary = await atlsAsync(['fetch', `${echo}/f`, '--data-binary', `@${file}`, '-o', out, '--ca', pki.ca]);
+    const binary = await atlsInProcess(['fetch', `${echo}/f`, '--data-binary', `@${file}`, '-o', out, '--ca', pki.ca]);
     assert.equal(binary.status, 0, binary.stderr);
     assert.equal(binary.stdout, '');
     assert.equal(readFileSync(out, 'utf8'), 'line 1\r\nline 2\n');
-    const missing = await atlsAsync(['fetch', `${echo}/f`, '-d', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
+    const missing = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
     assert.equal(missing.status, 26);
     assertOneLine(missing, /cannot read/, /check the file name/);
   });
 
   it('-f exits 22 on an inner 4xx without printing the body; -L follows inner redirects; -s is silent', async () => {
-    const plain = await atlsAsync(['fetch', `${sidecar}/missing`, '--ca', pki.ca]);
+    const plain = await atlsInProcess(['fetch', `${sidecar}/missing`, '--ca', pki.ca]);
     assert.equal(plain.status, 0, plain.stderr);
     assert.equal(plain.stdout, 'no such thing');
-    const failed = await atlsAsync(['fetch', `${sidecar}/missing`, '-f', '--ca', pki.ca]);
+    const failed = await atlsInProcess(['fetch', `${sidecar}/missing`, '-f', '--ca', pki.ca]);
     assert.equal(failed.status, 22);
     assert.equal(failed.stdout, '');
     assertOneLine(failed, /404/, /--fail/);
-    const silent = await atlsAsync(['fetch', `${sidecar}/missing`, '-f', '-s', '--ca', pki.ca]);
+    const silent = await atlsInProcess(['fetch', `${sidecar}/missing`, '-f', '-s', '--ca', pki.ca]);
     assert.equal(silent.status, 22);
     assert.equal(silent.stderr, '');
 
-    const moved = await atlsAsync(['fetch', `${sidecar}/moved`, '-i', '--ca', pki.ca]);
+    const moved = await atlsInProcess(['fetch', `${sidecar}/moved`, '-i', '--ca', pki.ca]);
     assert.equal(moved.status, 0, moved.stderr);
     assert.match(moved.stdout, /^HTTP\/1\.1 302 /);
     assert.match(moved.stdout, /location: \/final/i);
-    const followed = await atlsAsync(['fetch', `${sidecar}/moved`, '-L', '--ca', pki.ca]);
+    const followed = await atlsInProcess(['fetch', `${sidecar}/moved`, '-L', '--ca', pki.ca]);
     assert.equal(followed.status, 0, followed.stderr);
     assert.equal(followed.stdout, 'at /final');
-    const loop = await atlsAsync(['fetch', `${sidecar}/loop`, '-L', '--ca', pki.ca]);
+    const loop = await atlsInProcess(['fetch', `${sidecar}/loop`, '-L', '--ca', pki.ca]);
     assert.equal(loop.status, 47, loop.stderr);
     assertOneLine(loop, /redirect/, /drop -L/);
   });
@@ -141,7 +142,7 @@ describe('atls fetch, as curl users expect it', () => {
   });
 
   it('-v shows the outer HTTP requests (>) and responses (<) next to the flights', async () => {
-    const r = await atlsAsync(['fetch', `${echo}/v`, '-d', 'x', '-v', '--ca', pki.ca]);
+    const r = await atlsInProcess(['fetch', `${echo}/v`, '-d', 'x', '-v', '--ca', pki.ca]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^> POST \/\.well-known\/atls HTTP\/1\.1$/m);
     assert.match(r.stderr, /^> Host: localhost:\d+$/m);
@@ -156,22 +157,22 @@ describe('atls fetch, as curl users expect it', () => {
   });
 
   it('exit codes say the class of failure, each with one line naming the fix', async () => {
-    const noCa = await atlsAsync(['fetch', `${echo}/x`]);
+    const noCa = await atlsInProcess(['fetch', `${echo}/x`]);
     assert.equal(noCa.status, 60);
     assertOneLine(noCa, /\[CERTIFICATE_UNTRUSTED/, /--ca FILE/);
-    const resolve = await atlsAsync(['fetch', 'http://no-such-host.invalid/x']);
+    const resolve = await atlsInProcess(['fetch', 'http://no-such-host.invalid/x']);
     assert.equal(resolve.status, 6, resolve.stderr);
     assertOneLine(resolve, /ENOTFOUND|EAI_AGAIN/, /host name/);
-    const closed = await atlsAsync(['fetch', `http://127.0.0.1:${await freePort()}/x`]);
+    const closed = await atlsInProcess(['fetch', `http://127.0.0.1:${await freePort()}/x`]);
     assert.equal(closed.status, 7, closed.stderr);
     assertOneLine(closed, /ECONNREFUSED.*\[CLOSED\]/, /start the service/);
-    const https = await atlsAsync(['fetch', `${echo.replace('http:', 'https:')}/x`, '--ca', pki.ca]);
+    const https = await atlsInProcess(['fetch', `${echo.replace('http:', 'https:')}/x`, '--ca', pki.ca]);
     assert.equal(https.status, 35, https.stderr);
     assertOneLine(https, /does not speak TLS/, /use http:\/\//);
     const web = createServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<html><body>Not Found</body></html>'));
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
     servers.push(web);
-    const notAtls = await atlsAsync(['fetch', `http://127.0.0.1:${portOf(web)}/x`, '--ca', pki.ca]);
+    const notAtls = await atlsInProcess(['fetch', `http://127.0.0.1:${portOf(web)}/x`, '--ca', pki.ca]);
     assert.equal(notAtls.status, 8, notAtls.stderr);
     assertOneLine(notAtls, /404 text\/html.*\[NOT_ATLS\]/, /atls serve/);
     assert.doesNotMatch(notAtls.stderr, /<html/);
@@ -181,18 +182,18 @@ describe('atls fetch, as curl users expect it', () => {
     const silent = createTcpServer((s) => sockets.push(s));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     servers.push(silent);
-    const r = await atlsAsync(['fetch', `http://127.0.0.1:${portOf(silent)}/x`, '--max-time', '1', '-v']);
+    const r = await atlsInProcess(['fetch', `http://127.0.0.1:${portOf(silent)}/x`, '--max-time', '1', '-v']);
     assert.equal(r.status, 28, r.stderr);
     assert.match(r.stderr, /^> POST \/\.well-known\/atls/m, 'the request went out before the wait');
     assert.match(r.stderr.trim().split('\n').pop()!, /^atls: .*\[TIMEOUT\].*--max-time/);
-    const bad = await atlsAsync(['fetch', `${echo}/x`, '--max-time', 'soon']);
+    const bad = await atlsInProcess(['fetch', `${echo}/x`, '--max-time', 'soon']);
     assert.equal(bad.status, 1);
     assertOneLine(bad, /--max-time wants a number of seconds/, /INVALID_ARGUMENT/);
   });
 
   it('coap:// with nothing listening: retransmissions under -v as they happen, then exit 28', async () => {
     const port = await freePort();
-    const r = await atlsAsync(['fetch', `coap://127.0.0.1:${port}/t`, '--connect-timeout', '5', '-v', '--psk-identity', 'a', '--psk', '00112233445566778899aabbccddeeff']);
+    const r = await atlsInProcess(['fetch', `coap://127.0.0.1:${port}/t`, '--connect-timeout', '5', '-v', '--psk-identity', 'a', '--psk', '00112233445566778899aabbccddeeff']);
     assert.equal(r.status, 28, r.stderr);
     assert.match(r.stderr, /^\* CoAP retransmission 1 of message 127\.0\.0\.1:\d+ #\d+/m);
     assert.match(r.stderr.trim().split('\n').pop()!, /^atls: .*--connect-timeout 5 s.*\[TIMEOUT\]/);
@@ -204,10 +205,10 @@ describe('atls fetch, as curl users expect it', () => {
     await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
     servers.push(tlsServer);
     const url = `https://localhost:${portOf(tlsServer)}/t`;
-    const refused = await atlsAsync(['fetch', url, '-d', 'x', '--ca', pki.ca]);
+    const refused = await atlsInProcess(['fetch', url, '-d', 'x', '--ca', pki.ca]);
     assert.equal(refused.status, 60, refused.stderr);
     assertOneLine(refused, /outer HTTPS certificate is not trusted/, /--transport-ca FILE/);
-    const ok = await atlsAsync(['fetch', url, '-d', 'over https', '--ca', pki.ca, '--transport-ca', pki.ca]);
+    const ok = await atlsInProcess(['fetch', url, '-d', 'over https', '--ca', pki.ca, '--transport-ca', pki.ca]);
     assert.equal(ok.status, 0, ok.stderr);
     assert.equal(ok.stdout, 'over https');
   });

@@ -1,6 +1,8 @@
 /**
  * The `atls` command contract, run as a user would: real processes, real
- * sockets, files on disk. Each subcommand of the fixed contract is exercised;
+ * sockets, files on disk (one-shot commands whose process is not what is
+ * checked run in the test's process: helpers/cli.ts, atlsInProcess). Each
+ * subcommand of the fixed contract is exercised;
  * the scenarios of several daemons each (cipher choices, body limits through
  * the proxy, the gateway, libcoap's proxy) are in test/cli/ (`npm run test:cli`).
  */
@@ -12,7 +14,7 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
-import { atls, startDaemon, stop , startJsonUpstream } from '../helpers/cli.js';
+import { atls, atlsInProcess, startDaemon, stop, startJsonUpstream } from '../helpers/cli.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
 
@@ -44,8 +46,8 @@ describe('atls command', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('certs --out DIR writes the development PKI', () => {
-    const r = atls(['certs', '--out', certs]);
+  it('certs --out DIR writes the development PKI', async () => {
+    const r = await atlsInProcess(['certs', '--out', certs]);
     assert.equal(r.status, 0, r.stderr);
     for (const f of ['ca.pem', 'server.pem', 'server.key', 'client.pem', 'client.key']) {
       assert.ok(existsSync(join(certs, f)), f);
@@ -55,7 +57,7 @@ describe('atls command', () => {
 
   it('serve --echo answers fetch, with -v describing the handshake', async () => {
     const origin = await echoOrigin();
-    const r = atls(['fetch', `${origin}/hello`, '-X', 'POST', '-H', 'Content-Type: text/plain', '-d', 'hi there', '--ca', join(certs, 'ca.pem'), '-v']);
+    const r = await atlsInProcess(['fetch', `${origin}/hello`, '-X', 'POST', '-H', 'Content-Type: text/plain', '-d', 'hi there', '--ca', join(certs, 'ca.pem'), '-v']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'hi there');
     assert.match(r.stderr, /handshake: TLSv1\.3 TLS_[A-Z0-9_]+, \d round trips/);
@@ -70,7 +72,7 @@ describe('atls command', () => {
     const recOrigin = new URL(/(http:\/\/[^\s]+)/.exec(rec.line)![1]!).origin.replace('127.0.0.1', 'localhost');
     const data = join(dir, 'body.bin');
     writeFileSync(data, 'from a file');
-    const r2 = atls(['fetch', `${recOrigin}/x`, '-X', 'PUT', '-d', `@${data}`, '--ca', join(certs, 'ca.pem'), '--mode', 'records', '-v']);
+    const r2 = await atlsInProcess(['fetch', `${recOrigin}/x`, '-X', 'PUT', '-d', `@${data}`, '--ca', join(certs, 'ca.pem'), '--mode', 'records', '-v']);
     assert.equal(r2.status, 0, r2.stderr);
     assert.equal(r2.stdout, 'from a file');
     assert.match(r2.stderr, /TLSv1\.2/);
@@ -78,14 +80,14 @@ describe('atls command', () => {
 
   it('fetch fails with a one-line reason when the service is not trusted or not there', async () => {
     const others = join(dir, 'other');
-    assert.equal(atls(['certs', '--out', others]).status, 0);
+    assert.equal((await atlsInProcess(['certs', '--out', others])).status, 0);
     const origin = await echoOrigin();
-    const r = atls(['fetch', `${origin}/x`, '--ca', join(others, 'ca.pem')]);
+    const r = await atlsInProcess(['fetch', `${origin}/x`, '--ca', join(others, 'ca.pem')]);
     assert.equal(r.status, 60, 'curl: certificate not trusted');
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^atls: .*CERTIFICATE_UNTRUSTED/);
-    const gone = atls(['fetch', 'http://localhost:9/none', '--ca', join(others, 'ca.pem')]);
+    const gone = await atlsInProcess(['fetch', 'http://localhost:9/none', '--ca', join(others, 'ca.pem')]);
     assert.notEqual(gone.status, 0);
     assert.equal(gone.stderr.trim().split('\n').length, 1, gone.stderr);
   });
@@ -117,12 +119,12 @@ describe('atls command', () => {
 
   it('fetch and proxy take --policy: auto over http: uses ATLS and says so; never sends plain HTTP', async () => {
     const origin = await echoOrigin();
-    const auto = atls(['fetch', `${origin}/p`, '-X', 'POST', '-d', 'auto', '--ca', join(certs, 'ca.pem'), '--policy', 'auto', '-v']);
+    const auto = await atlsInProcess(['fetch', `${origin}/p`, '-X', 'POST', '-d', 'auto', '--ca', join(certs, 'ca.pem'), '--policy', 'auto', '-v']);
     assert.equal(auto.status, 0, auto.stderr);
     assert.equal(auto.stdout, 'auto');
     assert.match(auto.stderr, /\* policy auto: ATLS \(transport none: http\)/);
     // never: a plain request, which this ATLS-only endpoint does not serve (404 from the handler).
-    const never = atls(['fetch', `${origin}/p`, '--policy', 'never', '-v']);
+    const never = await atlsInProcess(['fetch', `${origin}/p`, '--policy', 'never', '-v']);
     assert.equal(never.status, 0, never.stderr);
     assert.match(never.stderr, /\* policy never: plain HTTP\(S\), no ATLS/);
     assert.doesNotMatch(never.stderr, /round trip/);
@@ -131,7 +133,7 @@ describe('atls command', () => {
     daemons.push(proxy.child);
     const res = await fetch(new URL('/q', /(http:\/\/[^\s]+)/.exec(proxy.line)![1]!), { method: 'POST', body: 'via auto proxy' });
     assert.equal(await res.text(), 'via auto proxy');
-    assert.notEqual(atls(['fetch', `${origin}/p`, '--policy', 'sometimes']).status, 0);
+    assert.notEqual((await atlsInProcess(['fetch', `${origin}/p`, '--policy', 'sometimes'])).status, 0);
   });
 
   it('serve --coap with a PSK answers fetch coap://, block-wise included', async () => {
@@ -143,18 +145,18 @@ describe('atls command', () => {
     daemons.push(child);
     const coap = /(coap:\/\/[^\s]+)/.exec(line)?.[1];
     assert.ok(coap, `ready line names the CoAP endpoint: ${line}`);
-    const r = atls(['fetch', `${coap}/temperature`, '-X', 'POST', '-d', '21.5 C', ...psk]);
+    const r = await atlsInProcess(['fetch', `${coap}/temperature`, '-X', 'POST', '-d', '21.5 C', ...psk]);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, '21.5 C');
     // Certificates: the flights need block-wise transfer at 64-byte blocks.
     const big = 'x'.repeat(300);
-    const r2 = atls(['fetch', `${coap.replace('127.0.0.1', 'localhost')}/echo`, '-X', 'PUT', '-d', big, '--ca', join(certs, 'ca.pem'), '--block-size', '64']);
+    const r2 = await atlsInProcess(['fetch', `${coap.replace('127.0.0.1', 'localhost')}/echo`, '-X', 'PUT', '-d', big, '--ca', join(certs, 'ca.pem'), '--block-size', '64']);
     assert.equal(r2.status, 0, r2.stderr);
     assert.equal(r2.stdout, big);
-    const wrong = atls(['fetch', `${coap}/t`, '--psk-identity', 'sensor-1', '--psk', 'ffffffffffffffffffffffffffffffff']);
+    const wrong = await atlsInProcess(['fetch', `${coap}/t`, '--psk-identity', 'sensor-1', '--psk', 'ffffffffffffffffffffffffffffffff']);
     assert.notEqual(wrong.status, 0);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
-    assert.equal(atls(['fetch', `${coap}/t`, '--block-size', '100', ...psk]).status, 1);
+    assert.equal((await atlsInProcess(['fetch', `${coap}/t`, '--block-size', '100', ...psk])).status, 1);
   });
 
   it('inspect decodes a flight without keys, as text and JSON', async () => {
@@ -162,27 +164,27 @@ describe('atls command', () => {
     const hello = capture.flights[0]!.bytes;
     const file = join(dir, 'hello.bin');
     writeFileSync(file, hello);
-    const text = atls(['inspect', file]);
+    const text = await atlsInProcess(['inspect', file]);
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, /client_hello/);
     assert.match(text.stdout, /inspect\.example/);
-    const json = atls(['inspect', '--json', '-'], hello);
+    const json = await atlsInProcess(['inspect', '--json', '-'], hello);
     assert.equal(json.status, 0, json.stderr);
     const parsed = JSON.parse(json.stdout) as { clientHello: { serverName: string; alpn: string[] } };
     assert.equal(parsed.clientHello.serverName, 'inspect.example');
     assert.deepEqual(parsed.clientHello.alpn, ['h2']);
-    const bad = atls(['inspect', '-'], Uint8Array.from([22, 3, 3, 0, 9, 1]));
+    const bad = await atlsInProcess(['inspect', '-'], Uint8Array.from([22, 3, 3, 0, 9, 1]));
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /TRUNCATED_FLIGHT/);
   });
 
-  it('doctor reports the engines and the default', () => {
-    const r = atls(['doctor', '--json']);
+  it('doctor reports the engines and the default', async () => {
+    const r = await atlsInProcess(['doctor', '--json']);
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { defaultEngine: string; engines: { name: string; available: boolean }[] };
     assert.ok(report.engines.some((e) => e.name === 'node' && e.available));
     assert.ok(['node', 'openssl'].includes(report.defaultEngine));
-    const text = atls(['doctor']);
+    const text = await atlsInProcess(['doctor']);
     assert.match(text.stdout, /default engine: /);
   });
 

@@ -4,12 +4,17 @@
  * hundreds of processes the CLI tests start). One-shot, in the background, and
  * as a daemon whose first stdout line says where it listens. `npm test`
  * compiles dist/ when src/ is newer; a file run on its own refuses a stale one.
+ * A one-shot command whose process is not what a test checks (its flags, its
+ * output, its exit code) runs inside the test's process instead
+ * ({@link atlsInProcess}: the same code without half a second of start-up).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { distStaleness } from '../../scripts/dist-fresh.mjs';
+import { runAtls } from '../../src/cli/run.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
 
@@ -51,6 +56,22 @@ export function atlsAsync(args: string[], input?: string, env?: NodeJS.ProcessEn
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+}
+
+/**
+ * Runs a one-shot `atls ARGS` (fetch, certs, inspect, doctor, or a usage or
+ * validation error of any subcommand) in this process, on buffers instead of
+ * the standard streams: the exit code is what the process would exit with.
+ */
+export async function atlsInProcess(args: string[], input?: string | Uint8Array): Promise<CliResult> {
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  const status = await runAtls(args, {
+    stdin: Readable.from(input === undefined ? [] : [Buffer.from(input)]),
+    stdout: { write: (chunk: string | Uint8Array) => stdout.push(Buffer.from(chunk)) },
+    stderr: { write: (chunk: string | Uint8Array) => stderr.push(Buffer.from(chunk)) },
+  });
+  return { status, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() };
 }
 
 /** A running subcommand: its first stdout line, and every line so far (the first included, kept growing). */
