@@ -572,7 +572,7 @@ export class EndpointCore {
     };
     return {
       seal: (plaintext) => this.seal(s, sendSeq, plaintext),
-      sealChunk: (plaintext, final, start, index) => s.channel.sealChunkAt(take(), plaintext, final, start, index),
+      sealChunk: (plaintext, final, start, index, into) => s.channel.sealChunkAt(take(), plaintext, final, start, index, into),
       ready: (chunks) => {
         const short = chunks - available();
         if (short <= 0) return;

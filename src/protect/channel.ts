@@ -382,12 +382,14 @@ export class ProtectedChannel {
    * the last chunk), the sequence number, a 2-byte length, then the AEAD
    * output; the AAD also binds the stream's first sequence number and the
    * chunk's index. `start` is undefined for chunk 0, whose own number
-   * starts the stream. Returns the chunk and its sequence number.
+   * starts the stream. Returns the chunk and its sequence number. `into`:
+   * room for the chunk (it is written at its start and returned as a view
+   * of it), so that several chunks share one buffer.
    */
-  sealChunk(plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
+  sealChunk(plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint, into?: Uint8Array): { chunk: Uint8Array; seq: bigint } {
     checkChunk(plaintext, start, index);
     const { hi, lo } = this.spend(plaintext);
-    return this.sealChunkUnder(hi, lo, plaintext, final, start, index);
+    return this.sealChunkUnder(hi, lo, plaintext, final, start, index, into);
   }
 
   /**
@@ -395,21 +397,31 @@ export class ProtectedChannel {
    * seals under `sequence`, a number the store reserved for this chunk alone
    * (`reserve`, or the request's `commit`), as {@link sealAt} does for a message.
    */
-  sealChunkAt(sequence: number, plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
+  sealChunkAt(sequence: number, plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint, into?: Uint8Array): { chunk: Uint8Array; seq: bigint } {
     if (this.sendError) throw this.sendError;
     if (!Number.isSafeInteger(sequence) || sequence < 0) {
       throw new AtlsError('INVALID_ARGUMENT', `sequence number ${sequence} is not a non-negative safe integer`);
     }
     checkChunk(plaintext, start, index);
     const hi = Math.floor(sequence / TWO32);
-    return this.sealChunkUnder(hi, sequence - hi * TWO32, plaintext, final, start, index);
+    return this.sealChunkUnder(hi, sequence - hi * TWO32, plaintext, final, start, index, into);
   }
 
-  private sealChunkUnder(hi: number, lo: number, plaintext: Uint8Array, final: boolean, start: bigint | undefined, index: bigint): { chunk: Uint8Array; seq: bigint } {
+  private sealChunkUnder(
+    hi: number,
+    lo: number,
+    plaintext: Uint8Array,
+    final: boolean,
+    start: bigint | undefined,
+    index: bigint,
+    into: Uint8Array | undefined,
+  ): { chunk: Uint8Array; seq: bigint } {
     const seq = fromSeqParts(hi, lo);
     const n = seqByteLength(hi, lo);
     const sealed = plaintext.length + this.spec.tagLength;
-    const out = new Uint8Array(1 + n + 2 + sealed);
+    const size = 1 + n + 2 + sealed;
+    if (into && into.length < size) throw new AtlsError('INTERNAL', `no room for a chunk of ${size} bytes`);
+    const out = into ? into.subarray(0, size) : new Uint8Array(size);
     writeHeader(out, hi, lo);
     out[0] = out[0]! | CHUNK_FLAG | (final ? FINAL_FLAG : 0);
     out[1 + n] = sealed >>> 8;

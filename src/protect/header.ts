@@ -87,6 +87,9 @@ export const FINAL_FLAG = 0x08;
 /** Largest plaintext of one chunk: a full-size TLS record (RFC 8446 §5.1), one unit of the usage limits. */
 export const MAX_CHUNK_PLAINTEXT = 16384;
 
+/** Largest chunk header: flags, a sequence number of at most 8 bytes, the 2-byte length. */
+export const MAX_CHUNK_HEADER_LENGTH = 1 + 8 + 2;
+
 /** A parsed chunk header. */
 export interface ChunkHeaderFields extends HeaderFields {
   /** flags || seq || length: the bytes before the ciphertext. */

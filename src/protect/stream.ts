@@ -18,7 +18,10 @@
 import { AtlsError } from '../errors.js';
 import { concatBytes } from '../bytes.js';
 import type { ProtectedChannel } from './channel.js';
-import { CHUNK_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, type ChunkHeaderFields } from './header.js';
+import { CHUNK_FLAG, MAX_CHUNK_HEADER_LENGTH, MAX_CHUNK_PLAINTEXT, readChunkHeader, type ChunkHeaderFields } from './header.js';
+
+/** Largest AEAD tag of the cipher suites (16 bytes; CCM_8 has 8). */
+const MAX_TAG_LENGTH = 16;
 
 /**
  * What seals a body: a {@link ProtectedChannel} (its own send counter), or a
@@ -63,6 +66,23 @@ export class StreamSealer {
     return out;
   }
 
+  /**
+   * The chunks of `data` as {@link write} makes them, sealed into one
+   * buffer (empty for empty data): one allocation, and one piece for the
+   * stream's consumer, per piece of plaintext instead of one per chunk.
+   */
+  writeJoined(data: Uint8Array): Uint8Array {
+    const room = new Uint8Array(data.length + chunksFor(data.length) * (MAX_CHUNK_HEADER_LENGTH + MAX_TAG_LENGTH));
+    let at = 0;
+    for (let from = 0; from < data.length; from += MAX_CHUNK_PLAINTEXT) {
+      const chunk = this.seal(data.subarray(from, from + MAX_CHUNK_PLAINTEXT), false, room.subarray(at));
+      // A sealer may ignore the room it was offered (`into` is optional): then the chunk is copied in.
+      if (chunk.buffer !== room.buffer || chunk.byteOffset !== room.byteOffset + at) room.set(chunk, at);
+      at += chunk.length;
+    }
+    return room.subarray(0, at);
+  }
+
   /** The final chunk (with `last`, possibly empty, as its plaintext) after any chunks `last` needs first. */
   end(last: Uint8Array = new Uint8Array(0)): Uint8Array[] {
     const full = Math.max(0, Math.ceil(last.length / MAX_CHUNK_PLAINTEXT) - 1) * MAX_CHUNK_PLAINTEXT;
@@ -71,9 +91,9 @@ export class StreamSealer {
     return out;
   }
 
-  private seal(plaintext: Uint8Array, final: boolean): Uint8Array {
+  private seal(plaintext: Uint8Array, final: boolean, into?: Uint8Array): Uint8Array {
     if (this.ended) throw new AtlsError('INVALID_STATE', 'the protected stream has ended');
-    const { chunk, seq } = this.channel.sealChunk(plaintext, final, this.start, this.index);
+    const { chunk, seq } = this.channel.sealChunk(plaintext, final, this.start, this.index, into);
     this.start ??= seq;
     this.index++;
     this.ended = final;
@@ -190,11 +210,10 @@ export function protectBody(
           return;
         }
         if (sealer) {
+          if (r.value.length === 0) continue;
           await channel.ready?.(chunksFor(r.value.length));
-          const chunks = sealer.write(r.value);
-          for (const c of chunks) controller.enqueue(c);
-          if (chunks.length > 0) return;
-          continue;
+          controller.enqueue(sealer.writeJoined(r.value));
+          return;
         }
         held.push(r.value);
         heldBytes += r.value.length;
@@ -203,9 +222,9 @@ export function protectBody(
         if (heldBytes > MAX_CHUNK_PLAINTEXT || now) {
           sealer = new StreamSealer(channel);
           await channel.ready?.(chunksFor(heldBytes));
-          const chunks = sealer.write(concatAll(held));
+          const chunks = sealer.writeJoined(concatAll(held));
           held = [];
-          for (const c of chunks) controller.enqueue(c);
+          if (chunks.length > 0) controller.enqueue(chunks);
           return;
         }
       }
