@@ -486,13 +486,16 @@ export class FieldBudget {
    * from `r` up to offset `end`, the length prefix already read.
    */
   knownSection(r: ByteReader, end: number, kind: SectionKind): FieldLine[] {
+    // A reader that ends with the section (offsets stay those of r's buffer): a line cannot reach past it.
+    const sub = new ByteReader(r.source.subarray(0, end), 'MALFORMED_MESSAGE', `${this.what} ${kind} section`);
+    sub.skip(r.offset);
+    r.skip(end - r.offset);
     const out: FieldLine[] = [];
     let sawRegular = false;
-    while (r.offset < end) {
-      const nameLen = readVarint(r, 'name length');
+    while (sub.remaining > 0) {
+      const nameLen = readVarint(sub, 'name length');
       if (nameLen === 0) throw malformed(this.what, 'empty field name'); // RFC 9292 §3.6: Name Length = 1..
-      sawRegular = this.fieldLine(r, nameLen, kind, sawRegular, out);
-      if (r.offset > end) throw malformed(this.what, `a ${kind} field line overruns its section`);
+      sawRegular = this.fieldLine(sub, nameLen, kind, sawRegular, out);
     }
     return out;
   }
