@@ -844,10 +844,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
         if (r == 1) {
           handshake_done_ = true;
           events_.push_back(PendingEvent{PendingEvent::kHandshake, {}});
-          if (!ctx_->server && !early_data_.empty() && !early_sent_accepted()) {
-            // Early data not sent or rejected: send it now as ordinary data (RFC 8446 §4.2.10).
-            if (!WriteAll(early_data_.data(), early_data_.size())) fatal = true;
-          }
+          // Early data not sent or rejected is not sent again here: RFC 8446 §4.2.10, a TLS
+          // implementation SHOULD NOT resend it; the caller sees earlyData != "accepted" and decides.
         } else {
           ssl_err = SSL_get_error(ssl_, r);
           if (ssl_err != SSL_ERROR_WANT_READ) fatal = true;
@@ -880,10 +878,6 @@ class Connection : public Napi::ObjectWrap<Connection> {
     }
     Drain(&out);
     return Result(env, out, fatal, ssl_err);
-  }
-
-  bool early_sent_accepted() const {
-    return early_attempted_ && SSL_get_early_data_status(ssl_) == SSL_EARLY_DATA_ACCEPTED;
   }
 
   bool WriteAll(const uint8_t* p, size_t n) {

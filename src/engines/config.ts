@@ -201,7 +201,9 @@ export function checkServerConfig(config: TlsServerConfig, engine: EngineTraits)
 }
 
 function checkClient(cfg: TlsClientConfig, engine: EngineTraits): CheckedClient {
-  if (cfg.earlyData !== undefined && !engine.capabilities.earlyData) throw unsupported(engine, 'no API for TLS 1.3 early data');
+  // `earlyData` is sent as 0-RTT when the ticket allows and never otherwise (RFC 8446 §4.2.10: no
+  // automatic resend); an engine without 0-RTT simply never can: earlyData 'none', the caller decides.
+  if (cfg.earlyData !== undefined && !(cfg.earlyData instanceof Uint8Array)) throw invalid('earlyData must be bytes');
   if (cfg.serverName !== undefined && (typeof cfg.serverName !== 'string' || !/^[^\0]{1,255}$/.test(cfg.serverName))) {
     throw invalid('serverName must be 1..255 characters'); // RFC 6066 §3
   }

@@ -80,7 +80,11 @@ export interface TlsClientConfig extends TlsCommonConfig {
   psk?: PskCredential;
   /** Resumption state from an earlier session's `ticket` event. */
   session?: Uint8Array;
-  /** Early data to send on resumption (engines with `capabilities.earlyData`); only replay-safe data. */
+  /**
+   * Early data to send as 0-RTT on resumption (engines with `capabilities.earlyData`, a ticket that
+   * allows it); only replay-safe data. Never sent otherwise: when `HandshakeInfo.earlyData` is not
+   * `accepted`, the caller decides whether to send it after the handshake (RFC 8446 §4.2.10).
+   */
   earlyData?: Uint8Array;
 }
 
