@@ -373,6 +373,9 @@ abstract class AtlsSession {
       switch (ev.type) {
         case 'handshake':
           this._info = ev.info;
+          // The kept ServerHello flights serve only the TLS 1.2 EMS check: a records-mode
+          // session never exports, so without this it would hold its first flight for life.
+          if (ev.info.version === 'TLSv1.3') this.serverFlights = [];
           // Client: complete locally; established only once the server has
           // answered a final flight of ours (the flight returned now).
           this._state = this.role === 'client' && step.flight.length > 0 ? 'confirming' : 'established';
