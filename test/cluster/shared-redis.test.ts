@@ -22,6 +22,7 @@ import { testPki, type TestPki } from '../helpers/pki.js';
 import { manualHandshake } from '../helpers/http.js';
 import { clientCommandsDuring, redisIfInstalled, type RedisServer } from '../helpers/redis.js';
 import { pkiFiles, startServe, type ServeProcess } from '../helpers/serve.js';
+import type { AtlsHandler } from '../../src/http/server.js';
 
 let redis: RedisServer | undefined;
 let pki: TestPki;
@@ -158,5 +159,36 @@ describe('three processes, one Redis', () => {
     assert.ok(other);
     const { session: full } = await manualHandshake(d!.asHandler(), { ...trust, session: other });
     assert.equal(full.handshakeInfo?.resumed, false);
+  });
+
+  it('fair shares of established sessions are per process: a flood from one peer at two processes stays within 2 x --max-sessions and locks nobody out', async (t) => {
+    if (!redis) return t.skip('redis-server not installed');
+    await redis.command('FLUSHALL');
+    const cap = 20;
+    const [a, b] = await Promise.all([serve(['--max-sessions', String(cap), '--trusted-proxy', '127.0.0.1']), serve(['--max-sessions', String(cap), '--trusted-proxy', '127.0.0.1'])]);
+    const trust = { ca: pki.ca.cert, serverName: 'localhost' };
+    /** `s` as seen from client address `address` (through a trusted proxy's X-Forwarded-For). */
+    const from = (s: ServeProcess, address: string): AtlsHandler =>
+      (async (req: Request) => {
+        const headers = new Headers(req.headers);
+        headers.set('x-forwarded-for', address);
+        return fetch(s.endpoint, { method: req.method, headers, body: new Uint8Array(await req.arrayBuffer()) });
+      }) as unknown as AtlsHandler;
+    const honest = await manualHandshake(from(a!, '10.0.0.1'), trust);
+    // 3 x the cap of completed handshakes from one peer, spread over both processes.
+    for (let i = 0; i < 3 * cap; i++) await manualHandshake(from(i % 2 ? b! : a!, '10.0.0.66'), trust);
+    const client = new Redis(redis.url);
+    const stored = (await client.keys('atls:s:*')).length;
+    await client.quit();
+    assert.ok(stored <= 2 * cap, `Redis holds ${stored} sessions: each process keeps its own share (<= ${2 * cap} in all)`);
+    assert.ok(stored >= cap, `and the flood did fill both processes' shares (${stored})`);
+    // The honest session survives (the flooder's own sessions gave way) and is answered at either process.
+    for (const s of [b!, a!]) {
+      const r = await send(s, honest.cookie, await protect(honest.session, 'still here'));
+      assert.equal(r.status, 200, `honest session at ${s.port}: ${r.error}`);
+      assert.equal(text(honest.session, r.body), 'still here');
+    }
+    // New honest peers get in at both processes.
+    for (const s of [a!, b!]) await manualHandshake(from(s, '10.0.0.2'), trust);
   });
 });
