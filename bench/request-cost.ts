@@ -11,7 +11,7 @@
  *   spends outside V8's helper threads) and its whole CPU per request.
  *
  * Usage: `node --import tsx bench/request-cost.ts` (both), `RC_ONLY=core|sockets`,
- * `RC_SIZES=100,65536`, `RC_COUNT` requests per core round (default 5000), `RC_ROUNDS`
+ * `RC_SIZES=100,65536`, `RC_WHOLE=16384` (answers above it as chunk streams), `RC_COUNT` requests per core round (default 5000), `RC_ROUNDS`
  * core rounds (best and median reported, default 7), `RC_ROWS=b,https` socket rows by key
  * (http, https, b, a), `RC_MS` measured window per socket row (default 3000).
  * @module
@@ -55,7 +55,9 @@ async function core(): Promise<void> {
   const pki = await benchPki();
   const engine = opensslEngine();
   const tls: TlsServerConfig = { cert: pki.server.cert, key: pki.server.key, minVersion: 'TLSv1.3' };
-  const handler = createAtlsHandler({ tls, engine, rawApp: echoRawApp });
+  // RC_WHOLE=16384: a whole-body cap that sends answers above it as chunk streams (the front here reads any body).
+  const whole = process.env.RC_WHOLE ? { limits: { maxWholeBodyBytes: Number(process.env.RC_WHOLE) } } : {};
+  const handler = createAtlsHandler({ tls, engine, rawApp: echoRawApp, ...whole });
   const request = (headers: Record<string, string>, bytes: Uint8Array) => ({
     method: 'POST',
     pathname: '/.well-known/atls',

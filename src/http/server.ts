@@ -807,8 +807,9 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
 
   /** The byte-level core: every front (Web, node:http) ends here. Never throws. */
-  const serve = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
-    if (!listening) return serveOnce(x);
+  const serve = (x: AtlsRawRequest): Promise<AtlsRawReply> => (listening ? timedServe(x) : serveOnce(x)); // no promise around a promise
+
+  const timedServe = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
     const start = performance.now();
     const reply = await serveOnce(x);
     emit({ type: 'reply', status: reply.status, ms: performance.now() - start });
