@@ -142,23 +142,44 @@ export class StreamOpener {
 
   private take(bytes: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
-    let buf = this.pending.length === 0 ? bytes : concat(this.pending, bytes);
-    const tag = this.channel.spec.tagLength;
-    while (buf.length > 0) {
-      if (this.finished) throw new AtlsError('MALFORMED_MESSAGE', 'bytes after the final chunk of a protected stream', { source: 'remote' });
-      if (!readChunkHeader(buf, tag, this.header)) break;
-      const size = this.header.headerLength + this.header.sealedLength;
-      if (buf.length < size) break;
-      const opened = this.channel.openChunk(buf.subarray(0, size), this.start, this.index);
-      this.start ??= opened.seq;
-      this.index++;
-      this.finished = opened.final;
-      if (opened.plaintext.length > 0) out.push(opened.plaintext);
+    let buf = bytes;
+    if (this.pending.length > 0) {
+      // Complete the chunk left over from the last piece with the bytes it needs (no copy of the whole piece).
+      const size = this.sizeOf(concat(this.pending, bytes.subarray(0, MAX_CHUNK_HEADER_LENGTH)));
+      if (size === undefined || this.pending.length + bytes.length < size) {
+        this.pending = concat(this.pending, bytes); // still at most one chunk
+        return out;
+      }
+      const need = size - this.pending.length;
+      this.open(concat(this.pending, bytes.subarray(0, need)), out);
+      this.pending = new Uint8Array(0);
+      buf = bytes.subarray(need);
+    }
+    for (;;) {
+      const size = buf.length === 0 ? undefined : this.sizeOf(buf);
+      if (size === undefined || buf.length < size) break;
+      this.open(buf.subarray(0, size), out);
       buf = buf.subarray(size);
     }
     // Copied: the caller's buffer may be reused; at most one chunk is kept.
     this.pending = buf.length === 0 ? new Uint8Array(0) : buf.slice();
     return out;
+  }
+
+  /** The size of the chunk `buf` starts with, once its header is complete. */
+  private sizeOf(buf: Uint8Array): number | undefined {
+    if (this.finished) throw new AtlsError('MALFORMED_MESSAGE', 'bytes after the final chunk of a protected stream', { source: 'remote' });
+    if (!readChunkHeader(buf, this.channel.spec.tagLength, this.header)) return undefined;
+    return this.header.headerLength + this.header.sealedLength;
+  }
+
+  /** Opens one whole chunk; its plaintext goes to `out`. */
+  private open(chunk: Uint8Array, out: Uint8Array[]): void {
+    const opened = this.channel.openChunk(chunk, this.start, this.index);
+    this.start ??= opened.seq;
+    this.index++;
+    this.finished = opened.final;
+    if (opened.plaintext.length > 0) out.push(opened.plaintext);
   }
 }
 
