@@ -10,7 +10,7 @@
  * layer, default 2000; best of HS_ROUNDS rounds, default 3). With `--cpu-prof`
  * the profile holds the client too: read the server's functions in it.
  * HS_ONLY=engine|Atls|endpoint runs one layer; HS_TICKETS=N sets the server's ticketCount;
- * HS_NO_RIDE=1 sends the final flight without the first request; HS_KIND=full|resumed|mutual.
+ * HS_NO_RIDE=1 sends the final flight without the first request; HS_KIND=full|resumed|mutual|mutual-resumed.
  * @module
  */
 import { opensslEngine, threadCpuNs } from '../src/engines/openssl.js';
@@ -28,9 +28,11 @@ async function main(): Promise<void> {
   const pki = await benchPki();
   const engine = opensslEngine();
   const tickets = process.env.HS_TICKETS === undefined ? {} : { ticketCount: Number(process.env.HS_TICKETS) };
-  // HS_KIND: full (default), resumed (the client offers a ticket from a first handshake), mutual (client certificate).
+  // HS_KIND: full (default), resumed (the client offers a ticket from a first handshake), mutual (client
+  // certificate), mutual-resumed (both).
   const kind = process.env.HS_KIND ?? 'full';
-  const mutual = kind === 'mutual';
+  const mutual = kind.startsWith('mutual');
+  const resumed = kind.endsWith('resumed');
   const server: TlsServerConfig = {
     cert: pki.server.cert,
     key: pki.server.key,
@@ -77,13 +79,13 @@ async function main(): Promise<void> {
     });
     const fin = await c.receive(s.step.flight);
     await timed(() => s.session.receive(fin.flight));
-    if ((kind === 'resumed') !== c.handshakeInfo?.resumed) throw new Error(`resumed: ${c.handshakeInfo?.resumed}`);
+    if (resumed !== c.handshakeInfo?.resumed) throw new Error(`resumed: ${c.handshakeInfo?.resumed}`);
     c.destroy();
     s.session.destroy();
   };
 
   const handler = createAtlsHandler({ tls: server, engine, rawApp: echoRawApp });
-  if (kind === 'resumed') {
+  if (resumed) {
     // One handshake with the same server configuration (so the same ticket keys) gives the ticket every later one offers.
     const first = new AtlsClientSession({ engine, tls: client });
     const s = new AtlsServerSession({ engine, tls: server });

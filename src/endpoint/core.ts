@@ -40,6 +40,7 @@
 import { AtlsError } from '../errors.js';
 import type { HandshakeInfo, TlsEngine, TlsServerConfig } from '../engines/types.js';
 import { checkServerCredentials } from '../engines/credentials.js';
+import { defaultEngine } from '../engines/index.js';
 import { AtlsServerSession } from '../session/session.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { ProtectedChannel, type BodySealer, type ProtectedChannelOptions } from '../protect/index.js';
@@ -225,6 +226,16 @@ function isHelloRetryRequest(flight: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * The endpoint's TLS configuration with {@link ENDPOINT_DEFAULTS.ticketCount} tickets unless the
+ * caller chose a count or the engine cannot (node:tls always issues two). One object per endpoint,
+ * so the engines' per-configuration memo still hits.
+ */
+function withTicketCount(tls: TlsServerConfig, engine: TlsEngine): TlsServerConfig {
+  if (tls.ticketCount !== undefined || !engine.capabilities.ticketCount) return tls;
+  return { ...tls, ticketCount: ENDPOINT_DEFAULTS.ticketCount };
+}
+
 function positive(v: number | undefined, fallback: number, name: string): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
@@ -291,7 +302,7 @@ export class EndpointCore {
       ...options.session,
       mode: this.mode,
       ...(options.engine ? { engine: options.engine } : {}),
-      tls: options.tls,
+      tls: withTicketCount(options.tls, options.engine ?? defaultEngine()),
     };
     const { replayWindow: _w, initialSequence: _i, ...protection } = options.session?.protection ?? {};
     this.protection = protection;

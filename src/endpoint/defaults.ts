@@ -27,6 +27,12 @@ export const ENDPOINT_DEFAULTS = Object.freeze({
   gatewayMaxSessions: 10_000,
   /** The gateway's HTTP request timeout: 30 s. */
   gatewayTimeoutMs: 30 * 1000,
+  /**
+   * TLS 1.3 tickets a server issues per handshake when its `tls.ticketCount` is not set and
+   * the engine can choose (OpenSSL's default is two): a client keeps only the newest, and each
+   * ticket costs the server one session encoding (RFC 8446 §4.6.1).
+   */
+  ticketCount: 1,
   /** Established sessions whose keys a process keeps ready when the state store is shared (Redis). */
   keyCacheEntries: 10_000,
 });
