@@ -2,7 +2,8 @@
  * What the operator of `atls serve` sees: one JSON log line per event
  * (sessions created, established, failed with their code and peer address;
  * limits hit; evictions) and a Prometheus endpoint, never a session id in
- * full or any plaintext; `--log-format text` and `--log-level`.
+ * full or any plaintext; `--log-format text` and `--log-level`. The same
+ * for `atls proxy` and `atls gateway`.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { startDaemon, stop } from '../helpers/cli.js';
+import { AtlsCoapClient } from '../../src/coap/client.js';
 
 function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
   return new Promise((resolve, reject) => {
@@ -86,6 +88,33 @@ describe('atls serve: logs and metrics', () => {
     assert.match(metrics, /atls_sessions\{transport="http",state="half_open"\} 4/);
     assert.match(metrics, /atls_request_duration_seconds_count\{transport="http"\} \d+/);
     assert.match(metrics, /process_resident_memory_bytes \d+/);
+  });
+
+  it('atls proxy and atls gateway: the same JSON lines and metrics, never the data', async () => {
+    const svc = await startDaemon(['serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key]);
+    daemons.push(svc.child);
+    const origin = new URL(/(http:\/\/\S+)/.exec(svc.line)![1]!).origin;
+    const proxy = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin, '--ca', files.ca.cert, '--server-name', 'localhost', '--log-format', 'json', '--metrics', '127.0.0.1:0']);
+    daemons.push(proxy.child);
+    const gw = await startDaemon(['gateway', '--listen', '127.0.0.1:0', '--to', origin, '--log-format', 'json', '--metrics', '127.0.0.1:0']);
+    daemons.push(gw.child);
+    const secret = 'proxied-plaintext-not-for-logs';
+    const proxyUrl = /(http:\/\/127\.0\.0\.1:\d+)/.exec(proxy.line)![1]!;
+    const res = await fetch(`${proxyUrl}/x`, { method: 'POST', body: secret });
+    assert.equal(await res.text(), secret);
+    const device = new AtlsCoapClient({ url: /(coap:\/\/\S+)/.exec(gw.line)![1]!, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const viaGateway = await device.fetch(new Request('https://service.example/y', { method: 'POST', body: secret }));
+    assert.equal(await viaGateway.text(), secret);
+    await device.close();
+    await new Promise((r) => setTimeout(r, 200));
+    for (const [d, transport, event] of [[proxy, 'proxy', 'session.established'], [gw, 'gateway', 'gateway.to-service']] as const) {
+      const metrics = await (await fetch(/metrics at (http:\S+)/.exec(d.line)![1]!)).text();
+      const events = d.lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.ok(events.some((e) => e.event === event), `${transport}: ${event}\n${d.lines.join('\n')}`);
+      assert.ok(!d.lines.join('\n').includes(secret), `${transport}: no plaintext in the log`);
+      assert.match(metrics, /process_resident_memory_bytes \d+/, transport);
+      if (transport === 'proxy') assert.match(metrics, /atls_handshakes_total\{transport="proxy"\} 1/);
+    }
   });
 
   it('text lines, and --log-level warn keeps session lines out', async () => {
