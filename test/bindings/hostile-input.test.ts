@@ -17,7 +17,8 @@ import { createAtlsHandler } from '../../src/http/server.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { echoApp } from '../../src/http/apps.js';
 import { readCookie } from '../../src/http/cookie.js';
-import { AtlsCoapServer } from '../../src/coap/server.js';
+import { AtlsCoapServer, type AtlsCoapServerEvent } from '../../src/coap/server.js';
+import { postClientHello } from '../helpers/coap-hello.js';
 import { AtlsError } from '../../src/errors.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
@@ -29,7 +30,7 @@ import { atls } from '../helpers/cli.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { echoCoapHandler } from '../../src/coap/server.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
-import { stringOption, uintOption } from '../../src/coap/packet.js';
+import { getOption, stringOption, uintOption } from '../../src/coap/packet.js';
 import { MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 
 function listen(server: http.Server): Promise<number> {
@@ -203,6 +204,42 @@ describe('hostile input', () => {
       agent.destroy();
       await client.close();
       await close(server);
+    }
+  });
+
+  it('CoAP: a flood of ClientHellos from another address does not lock honest handshakes out; replays are refused at once', async () => {
+    const events: AtlsCoapServerEvent[] = [];
+    const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, maxHalfOpen: 8, onEvent: (e) => events.push(e) });
+    const flooder = await CoapEndpoint.bind({ host: '127.0.0.2' });
+    const client = new AtlsCoapClient({ url: server.url, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const to = server.endpoint.address;
+    try {
+      const echo = getOption(await postClientHello(flooder, to), OptionNumber.Echo)!; // RFC 9175: prove the address once
+      const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+      const replay = () =>
+        flooder.request(to, {
+          code: CoapCode.POST,
+          options: [stringOption(OptionNumber.UriPath, '.well-known'), stringOption(OptionNumber.UriPath, 'atls'), uintOption(OptionNumber.ContentFormat, 65000), echo],
+          payload: hello,
+        });
+      assert.equal((await replay()).code, CoapCode.Created, 'the first copy starts a handshake');
+      assert.equal((await replay()).code, CoapCode.BadRequest, 'a replayed ClientHello is refused for the price of a lookup (RFC 8446 §8.2)');
+      // Distinct ClientHellos from one address fill the half-open table; its own oldest give way.
+      for (let i = 0; i < 24; i++) assert.equal((await postClientHello(flooder, to, [echo])).code, CoapCode.Created);
+      for (let i = 0; i < 3; i++) {
+        const flood = Promise.all(Array.from({ length: 8 }, () => postClientHello(flooder, to, [echo])));
+        const res = await client.request({ method: 'POST', pathname: '/x', payload: `honest ${i}` });
+        assert.equal(new TextDecoder().decode(res.payload), `honest ${i}`);
+        await client.close();
+        await flood;
+      }
+      assert.ok(events.some((e) => e.type === 'limit' && e.limit === 'half-open' && e.peer === '127.0.0.2'));
+      assert.ok(events.some((e) => e.type === 'evicted' && e.what === 'half-open' && e.peer === '127.0.0.2'));
+      assert.ok(!events.some((e) => e.type === 'evicted' && e.peer === '127.0.0.1'), 'no honest handshake gave way');
+    } finally {
+      await client.close();
+      await flooder.close();
+      await server.close();
     }
   });
 
