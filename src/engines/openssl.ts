@@ -448,6 +448,31 @@ function translateError(e: NativeError, flight: Uint8Array, role: 'client' | 'se
 // ------------------------------------------------------------ connection
 
 
+/** Canonical copies of the short strings every handshake repeats (at most {@link MAX_INTERNED}). */
+const interned = new Map<string, string>();
+const MAX_INTERNED = 256;
+
+function intern<T extends string | undefined>(s: T): T {
+  if (s === undefined) return s;
+  const known = interned.get(s);
+  if (known !== undefined) return known as T;
+  if (interned.size < MAX_INTERNED) interned.set(s, s);
+  return s;
+}
+
+/**
+ * The addon makes new strings for every handshake; an established session keeps
+ * its handshake info for life, so repeated names (version, suite, early-data
+ * status, a shared PSK identity) would cost ~80 B per session. Share them instead.
+ */
+function internInfo(info: HandshakeInfo): void {
+  info.version = intern(info.version);
+  info.cipherSuite = intern(info.cipherSuite);
+  info.earlyData = intern(info.earlyData);
+  info.alpn = intern(info.alpn);
+  info.pskIdentity = intern(info.pskIdentity);
+}
+
 /** One native connection behind the shared wrapper (connection.ts). */
 class OpensslConnection extends WrappedConnection {
   /** Server: a pskLookup answered "unknown" and none was found (RFC 8446 §6.2: unknown_psk_identity). */
@@ -475,8 +500,10 @@ class OpensslConnection extends WrappedConnection {
     for (const ev of r.events) {
       if (ev.type === 'alert') events.push({ ...ev, name: alertName(ev.description) });
       else {
-        if (ev.type === 'handshake') this.established = true;
-        else if (ev.type === 'closed') this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
+        if (ev.type === 'handshake') {
+          this.established = true;
+          internInfo(ev.info);
+        } else if (ev.type === 'closed') this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
         events.push(ev);
       }
     }
