@@ -138,7 +138,8 @@ function atlsFix(e: AtlsError, flags: Flags): string {
   const ca = flag(flags, 'ca');
   const mode = flag(flags, 'mode') ?? 'exported';
   const otherMode = mode === 'records' ? 'exported' : 'records';
-  if (/\bmode\b/.test(e.message) && /answered 4\d\d/.test(e.message)) {
+  // HTTP 400 or CoAP 4.xx naming the mode the service runs.
+  if (/\bmode\b/.test(e.message) && /answered 4(\d\d|\.\d\d)/.test(e.message)) {
     return `the service runs the other mode: try --mode ${otherMode}`;
   }
   switch (e.code) {
@@ -185,6 +186,10 @@ function atlsFix(e: AtlsError, flags: Flags): string {
 export function explainFailure(e: unknown, flags: Flags): Explained {
   if (e instanceof CliExit) return { exitCode: e.exitCode, line: e.message };
   const code = systemCode(e);
+  if (chain(e).some((c) => reasonOf(c) === 'bad port')) {
+    // Fetch's port blocklist (https://fetch.spec.whatwg.org/#port-blocking), which undici applies.
+    return { exitCode: EXIT.connect, line: `${reasonOf(e)}${e instanceof AtlsError ? ` [${e.code}]` : ''}; the port is one the Fetch standard blocks (e.g. 9, 25, 6000): serve on another port` };
+  }
   const transport = transportFailure(e, code);
   if (transport) return transport;
   if (!(e instanceof AtlsError)) {

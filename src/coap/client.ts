@@ -384,7 +384,7 @@ export class AtlsCoapClient {
       const text = getUintOption(res, OptionNumber.ContentFormat) === undefined ? new TextDecoder().decode(res.payload.subarray(0, 200)) : '';
       if (path[0] !== '.well-known') {
         const code = res.code === CoapCode.NotFound ? 'CLOSED' : res.code === CoapCode.RequestEntityTooLarge ? 'TOO_LARGE' : 'MALFORMED_MESSAGE';
-        const err = new AtlsError(code, `server answered ${responseCode(res.code)} ${text}`.trim(), { source: 'remote', ...maxAgeOf(res) });
+        const err = new AtlsError(code, `server answered ${responseCode(res.code)}${text ? `: ${text}` : ''}`, { source: 'remote', ...maxAgeOf(res) });
         if (getUintOption(res, OptionNumber.ContentFormat) === this.formats.records && this.session) throw this.session.peerFailed(res.payload, err);
         throw err;
       }

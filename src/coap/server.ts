@@ -340,8 +340,11 @@ export class AtlsCoapHandler {
     if (cf === this.formats.records) {
       if (!(found instanceof LiveSession)) {
         // An established exported session takes no flights. Refusing it leaves
-        // the session alone: a stray or replayed flight cannot end it.
-        return this.errorResponse(new AtlsError('INVALID_STATE', 'session established: send protected messages', { source: 'remote' }), found.id);
+        // the session alone: a stray or replayed flight cannot end it. The
+        // diagnostic names the mode, for a client of the other mode.
+        const err = new AtlsError('INVALID_STATE', 'this session runs mode "exported": send protected messages', { source: 'remote' });
+        this.opts.onEvent?.({ type: 'error', sessionId: found.id, error: err, code: err.coapCode, peer });
+        return diag(codeFromHint(err.coapCode), `${err.code}: ${err.message}`);
       }
       const live = found;
       try {

@@ -82,19 +82,22 @@ describe('atls fetch, as curl users expect it', () => {
     assert.ok(r.stdout.endsWith('\r\n\r\na=1&b=2'), r.stdout); // the echo: POSTed, joined with & as curl does
   });
 
-  it('-d @- reads stdin, -d @FILE drops newlines, --data-binary @FILE keeps them, -o writes a file', async () => {
+  it('-d @- reads stdin, --data @FILE drops newlines, --data-binary @FILE keeps them, -o writes a file (exit 23 when it cannot)', async () => {
     const stdin = await atlsInProcess(['fetch', `${echo}/in`, '-d', '@-', '--ca', pki.ca], 'from stdin\n');
     assert.equal(stdin.status, 0, stdin.stderr);
     assert.equal(stdin.stdout, 'from stdin');
     const file = join(dir, 'body.txt');
     writeFileSync(file, 'line 1\r\nline 2\n');
-    const stripped = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${file}`, '--ca', pki.ca]);
+    const stripped = await atlsInProcess(['fetch', `${echo}/f`, '--data', `@${file}`, '--ca', pki.ca]);
     assert.equal(stripped.stdout, 'line 1line 2');
     const out = join(dir, 'out.bin');
     const binary = await atlsInProcess(['fetch', `${echo}/f`, '--data-binary', `@${file}`, '-o', out, '--ca', pki.ca]);
     assert.equal(binary.status, 0, binary.stderr);
     assert.equal(binary.stdout, '');
     assert.equal(readFileSync(out, 'utf8'), 'line 1\r\nline 2\n');
+    const unwritable = await atlsInProcess(['fetch', `${echo}/f`, '-d', 'x', '-o', join(dir, 'no-such-folder', 'out'), '--ca', pki.ca]);
+    assert.equal(unwritable.status, 23);
+    assertOneLine(unwritable, /cannot write \(ENOENT\)/, /check the folder exists/);
     const missing = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
     assert.equal(missing.status, 26);
     assertOneLine(missing, /cannot read/, /check the file name/);

@@ -76,6 +76,10 @@ describe('atls command', () => {
     assert.equal(r2.status, 0, r2.stderr);
     assert.equal(r2.stdout, 'from a file');
     assert.match(r2.stderr, /TLSv1\.2/);
+    // The other mode against it: one line naming --mode.
+    const mismatch = await atlsInProcess(['fetch', `${recOrigin}/x`, '-d', 'm', '--ca', join(certs, 'ca.pem')]);
+    assert.equal(mismatch.status, 1, mismatch.stderr);
+    assert.match(mismatch.stderr, /^atls: .*mode "records".*\[[A-Z_]+\]; the service runs the other mode: try --mode records\n$/);
   });
 
   it('fetch fails with a one-line reason when the service is not trusted or not there', async () => {
@@ -87,9 +91,10 @@ describe('atls command', () => {
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^atls: .*CERTIFICATE_UNTRUSTED/);
+    // Port 9 is on the Fetch standard's blocklist, which undici applies: said so, not only "bad port".
     const gone = await atlsInProcess(['fetch', 'http://localhost:9/none', '--ca', join(others, 'ca.pem')]);
-    assert.notEqual(gone.status, 0);
-    assert.equal(gone.stderr.trim().split('\n').length, 1, gone.stderr);
+    assert.equal(gone.status, 7, gone.stderr);
+    assert.match(gone.stderr, /^atls: .*bad port \[CLOSED\]; the port is one the Fetch standard blocks .*: serve on another port\n$/);
   });
 
   it('serve --upstream is a reverse sidecar and proxy a forward sidecar for plain HTTP clients', async () => {
@@ -156,6 +161,14 @@ describe('atls command', () => {
     const wrong = await atlsInProcess(['fetch', `${coap}/t`, '--psk-identity', 'sensor-1', '--psk', 'ffffffffffffffffffffffffffffffff']);
     assert.notEqual(wrong.status, 0);
     assert.equal(wrong.stderr.trim().split('\n').length, 1, wrong.stderr);
+    // An identity the service does not know: it answers with its certificate, and the line names the PSK flags.
+    const unknown = await atlsInProcess(['fetch', `${coap}/t`, '--psk-identity', 'sensor-9', '--psk', '00112233445566778899aabbccddeeff']);
+    assert.equal(unknown.status, 60, unknown.stderr);
+    assert.match(unknown.stderr, /^atls: .*; the service did not accept PSK identity "sensor-9" .*check --psk-identity and --psk\n$/);
+    // The other mode over CoAP: the 4.xx names the mode, and so does the fix.
+    const mismatch = await atlsInProcess(['fetch', `${coap}/t`, '-d', 'm', '--mode', 'records', ...psk]);
+    assert.equal(mismatch.status, 1, mismatch.stderr);
+    assert.match(mismatch.stderr, /^atls: server answered 4\.00: INVALID_STATE: this session runs mode "exported".*; the service runs the other mode: try --mode exported\n$/);
     assert.equal((await atlsInProcess(['fetch', `${coap}/t`, '--block-size', '100', ...psk])).status, 1);
   });
 

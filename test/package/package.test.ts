@@ -149,6 +149,8 @@ describe('the packed package, installed into an empty project', () => {
     const warning = doctor.stderr.trim().split('\n');
     assert.equal(warning.length, 1, doctor.stderr);
     assert.match(warning[0]!, /native OpenSSL engine unavailable .*build-native\.mjs.*; using the node engine/);
+    const named = /node (\S+build-native\.mjs)/.exec(warning[0]!)?.[1];
+    assert.ok(named !== undefined && existsSync(named), `the file the line names is in the package: ${warning[0]}`);
     if (!existsSync(join(project, 'pki'))) assert.equal(sh(project, 'npx atls certs --out pki').status, 0);
 
     const { child, line } = await background(project, 'npx atls serve --listen 127.0.0.1:0 --cert pki/server.pem --key pki/server.key --echo');
