@@ -25,7 +25,6 @@ import { INDETERMINATE_REQUEST } from '../bhttp/codec.js';
 import { protectBody, unprotectBody } from '../protect/stream.js';
 import { wholeRecordsLength } from '../records.js';
 import { concatBytes } from '../bytes.js';
-import { BHTTP_DEFAULT_LIMITS } from '../bhttp/codec.js';
 import { readLimited } from '../streams.js';
 import { MAX_REDIRECTS, followRedirect, isRedirectStatus, locationOf, networkError, withFinalUrl, type Hop } from './redirect.js';
 import {
@@ -161,14 +160,16 @@ export interface AtlsClientOptions {
    * turns it off.
    */
   unavailableRetry?: UnavailableRetryOptions;
-  /** Largest outer response body read (default 32 MiB, and at least `maxBodyBytes` plus framing). */
+  /**
+   * Largest outer answer held whole: one with a Content-Length of at most
+   * 1 MiB, an error answer, a protected message that is not a chunk stream
+   * (default 32 MiB, and at least `maxBodyBytes` plus framing). TOO_LARGE above.
+   */
   maxResponseBytes?: number;
   /**
-   * Largest inner request or response content. Default: 16 MiB for what is
-   * held whole (a request body given as bytes, a small inner response), no
-   * bound for what streams (a body given as a ReadableStream, a streamed
-   * response). A larger request body is TOO_LARGE (local); a larger response
-   * TOO_LARGE (remote), in its body stream when it streams.
+   * Largest inner request or response content, whether given as bytes or
+   * streamed (default: no bound, as fetch). A larger request body is
+   * TOO_LARGE (local); a larger response TOO_LARGE (remote), in its body stream.
    */
   maxBodyBytes?: number;
   /**
@@ -941,10 +942,8 @@ class ClientCore {
   readonly transport: HttpTransport;
   readonly maxResponse: number;
   readonly unavailableRetry: Required<UnavailableRetryOptions>;
-  /** Largest inner content held whole: a request body given as bytes, an inner response read whole. */
+  /** Largest inner content, request or response, given as bytes or streamed (`maxBodyBytes`; unbounded by default). */
   readonly maxContent: number;
-  /** Largest inner content that streams: a request body given as a stream, a streamed inner response. */
-  readonly maxStreamContent: number;
   readonly sessions = new Map<string, OriginSession>();
   /** Latest ticket per origin; undefined with `resumption: false`. */
   readonly tickets: TicketCache | undefined;
@@ -960,12 +959,11 @@ class ClientCore {
       ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
       ...(options.env ? { env: options.env } : {}),
     });
-    this.maxContent = options.maxBodyBytes ?? BHTTP_DEFAULT_LIMITS.maxContent;
-    // Streamed content is not held, so by default it is not bounded (as fetch does not bound it).
-    this.maxStreamContent = options.maxBodyBytes ?? Number.MAX_SAFE_INTEGER;
+    // As fetch: no bound on bodies unless one is set (what streams is not held; bytes given are the caller's own).
+    this.maxContent = options.maxBodyBytes ?? Number.MAX_SAFE_INTEGER;
     this.unavailableRetry = resolveUnavailableRetry(options.unavailableRetry);
     // Room for the inner response's head and the protection around it.
-    this.maxResponse = options.maxResponseBytes ?? Math.max(DEFAULT_MAX_RESPONSE, this.maxContent + 64 * 1024);
+    this.maxResponse = options.maxResponseBytes ?? Math.max(DEFAULT_MAX_RESPONSE, (options.maxBodyBytes ?? 0) + 64 * 1024);
     const ep = options.endpoint ?? DEFAULT_ENDPOINT;
     if (!ep.startsWith('/')) throw new AtlsError('INVALID_ARGUMENT', 'endpoint must be a path starting with "/"');
   }
@@ -1026,7 +1024,7 @@ class ClientCore {
       url: new URL(request.url),
       method: request.method,
       headers: request.headers,
-      body: !request.body ? null : resendable ? await readLimited(request.body, this.maxContent, 'local') : limitedStream(request.body, this.maxStreamContent),
+      body: !request.body ? null : resendable ? await readLimited(request.body, this.maxContent, 'local') : limitedStream(request.body, this.maxContent),
     };
     const urls = [hop.url];
     for (;;) {
@@ -1078,7 +1076,6 @@ class ClientCore {
       return this.transport.plain(request, policy === 'auto', signal);
     }
     const limits = { maxContent: this.maxContent };
-    const streamedLimits = { maxContent: this.maxStreamContent };
     // A body given as a stream goes as a Binary HTTP stream, sent as it is produced, once the session is up.
     const streamed = hop.body instanceof ReadableStream;
     const innerRequest = (headers: Headers): Request =>
@@ -1100,17 +1097,22 @@ class ClientCore {
       const { os, answer } = await this.acquire(url.origin, piggyback ? (reported ?? bhttp) : undefined, signal, idempotent);
       if (answer) {
         os.reportDelivered = true;
-        return bhttpStreamToResponse(answer, streamedLimits);
+        return bhttpStreamToResponse(answer, limits);
       }
       try {
         // The report rides on requests until the service has answered one of them.
         const withReport = reportHeaders !== undefined && !os.reportDelivered;
         let inner: Uint8Array | ReadableStream<Uint8Array>;
-        if (bhttp) inner = withReport ? reported! : bhttp;
+        if (bhttp) {
+          const whole = withReport ? reported! : bhttp;
+          // Bytes too large to ride with a flight go as a stream, as a streamed body does: a server takes
+          // a large body only as it arrives (one protected message, or a flight, it holds whole).
+          inner = whole.length <= MAX_PIGGYBACK_BYTES ? whole : streamOfBytes(whole);
+        }
         else inner = requestToBhttpStream(innerRequest(withReport ? reportHeaders! : hop.headers));
         const plain = await os.request(inner, signal, idempotent);
         if (withReport) os.reportDelivered = true;
-        return await bhttpStreamToResponse(plain, streamedLimits);
+        return await bhttpStreamToResponse(plain, limits);
       } catch (e) {
         if (!(e instanceof SessionLost)) throw e;
         if (this.sessions.get(url.origin) === os) this.sessions.delete(url.origin);

@@ -243,9 +243,12 @@ export class HttpTransport {
   }
 }
 
-/** A failure of the transport as an AtlsError: TIMEOUT for an expired wait, CLOSED otherwise; an abort stays the abort. */
+/** A failure of the transport as an AtlsError: TIMEOUT for an expired wait, CLOSED otherwise; an abort stays the abort, and an AtlsError of our own body stays itself. */
 function transportError(e: unknown, url: URL, signal: AbortSignal | undefined): unknown {
   if (e instanceof AtlsError) return e;
+  // Our own request body failed (e.g. TOO_LARGE past maxBodyBytes): that error, not the transport's.
+  const cause = innermost(e);
+  if (cause instanceof AtlsError) return cause;
   if (signal?.aborted) return signal.reason ?? e;
   if (TIMEOUT_CODES.has(innermostCode(e) ?? '')) {
     return new AtlsError('TIMEOUT', `transport to ${url.origin} timed out: ${innermostMessage(e)}`, { source: 'remote', cause: e });
