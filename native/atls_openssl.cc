@@ -271,6 +271,16 @@ int TicketKeyCb(SSL* s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_
   return 1;
 }
 
+// RFC 8446 §4.2.9: a ClientHello without psk_key_exchange_modes can resume with no ticket, and servers
+// SHOULD NOT send tickets incompatible with the advertised modes. OpenSSL 3.0 sends them anyway, and
+// each costs a session encoding (Go's crypto/tls without a session cache is such a client).
+int ClientHelloCb(SSL* s, int* /*alert*/, void* /*arg*/) {
+  const unsigned char* ext = nullptr;
+  size_t len = 0;
+  if (SSL_client_hello_get0_ext(s, TLSEXT_TYPE_psk_kex_modes, &ext, &len) == 0) SSL_set_num_tickets(s, 0);
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 int AlpnSelectCb(SSL* s, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                  unsigned int inlen, void* /*arg*/) {
   CtxState* st = CtxOf(s);
@@ -431,6 +441,7 @@ class Context : public Napi::ObjectWrap<Context> {
         st->has_ticket_keys = true;
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, TicketKeyCb);
       }
+      if (!st->dtls) SSL_CTX_set_client_hello_cb(ctx, ClientHelloCb, nullptr);
       int64_t tickets = GetInt(o, "ticketCount", -1);
       if (tickets >= 0) {
         SSL_CTX_set_num_tickets(ctx, static_cast<size_t>(std::min<int64_t>(tickets, 16)));
