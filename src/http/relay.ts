@@ -23,7 +23,7 @@
  * ```
  * @module
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { rmSync } from 'node:fs';
 import { AtlsError } from '../errors.js';
 import { parseSessionId, sessionOwner } from '../store/index.js';
@@ -52,6 +52,16 @@ const RELAYED_FIELDS = ['content-type', 'content-length', 'cookie', 'host', 'for
 /** What the relaying worker knew of the outer request and the owner cannot see on its own socket. */
 const RELAY_HTTPS = 'atls-relay-https';
 const RELAY_ADDRESS = 'atls-relay-address';
+
+/**
+ * Connections to the siblings, kept open between relays. Not one per
+ * request: with `Connection: close` the owner closes as soon as its answer
+ * is sent, which can cut a request body still being written (EPIPE). An
+ * idle connection is dropped after 10 s, before the owner's keep-alive
+ * timeout (60 s) could close it under a new request.
+ */
+const RELAY_AGENT = new Agent({ keepAlive: true, timeout: 10_000 });
+const RELAY_KEEP_ALIVE_MS = 60_000;
 
 /** Fields of the owner's answer that belong to its hop only (RFC 9110 §7.6.1), not to the client's. */
 const HOP_FIELDS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date']);
@@ -99,8 +109,7 @@ async function relayTo(socketPath: string, x: AtlsRawRequest, maxBodyBytes: numb
   }
   if (x.remoteAddress !== undefined) headers[RELAY_ADDRESS] = x.remoteAddress;
   const body = x.stream ? x.stream() : await x.body(maxBodyBytes);
-  // A connection per request (agent: false): nothing to go stale between two relays; a local connect is cheap.
-  const req = httpRequest({ socketPath, method: 'POST', path: x.pathname, headers, agent: false });
+  const req = httpRequest({ socketPath, method: 'POST', path: x.pathname, headers, agent: RELAY_AGENT });
   const answered = new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', resolve);
     req.on('error', (e) => reject(new AtlsError('CLOSED', `the worker holding this session cannot be reached (${String(e)}): handshake again`, { source: 'remote', cause: e })));
@@ -156,7 +165,7 @@ export async function listenForRelays(handler: AtlsHandler, path: string, connec
   const asRelayed: AtlsHandler = Object.assign((request: Request) => handler(request), handler, {
     serve: (x: AtlsRawRequest) => handler.serve(relayedView(x)),
   });
-  const server = createServer(httpServerTimeouts(connections), atlsNodeListener(asRelayed));
+  const server = createServer({ ...httpServerTimeouts(connections), keepAliveTimeout: RELAY_KEEP_ALIVE_MS }, atlsNodeListener(asRelayed));
   rmSync(path, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
