@@ -128,7 +128,9 @@ export interface UpstreamOptions {
   peerHeaders?: (peer: Parameters<AtlsApp>[1]) => Record<string, string>;
   /**
    * Reach the upstream with this fetch instead of undici's `request` (note:
-   * a fetch adds fields of its own, such as `sec-fetch-mode` and `accept-encoding`).
+   * a fetch adds fields of its own, such as `sec-fetch-mode` and `accept-encoding`;
+   * and a Fetch-standard fetch clones a request whose redirect mode is not
+   * `error`, teeing its body, so a streamed upload is held whole while it is sent).
    */
   fetch?: (request: Request) => Promise<Response>;
   /** The undici dispatcher for the upstream (default: undici's global one). */
