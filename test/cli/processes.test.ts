@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireLibcoap } from '../helpers/libcoap.js';
@@ -184,4 +185,25 @@ describe('atls command, several processes', () => {
     }
   });
 
+  it('the default waits end a fetch that gets no answer: coap:// after --connect-timeout 10 s, a silent HTTP server after 60 s; exit 28', async () => {
+    const sockets: Socket[] = [];
+    const silent = createTcpServer((c) => sockets.push(c)); // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const started = Date.now();
+      const [coap, http] = await Promise.all([
+        atlsAsync(['fetch', `coap://127.0.0.1:${await freePort()}/t`, '--psk-identity', 'a', '--psk', '00112233445566778899aabbccddeeff']),
+        atlsAsync(['fetch', `http://127.0.0.1:${(silent.address() as AddressInfo).port}/x`]),
+      ]);
+      assert.equal(coap.status, 28, coap.stderr);
+      assert.match(coap.stderr, /^atls: no CoAP answer .* within --connect-timeout 10 s \[TIMEOUT\]/);
+      assert.equal(http.status, 28, http.stderr);
+      assert.match(http.stderr, /^atls: .*raise --max-time/);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 59_000 && waited < 200_000, `the HTTP wait is the 60 s default, not undici's 300 s: ${waited} ms`);
+    } finally {
+      for (const c of sockets) c.destroy();
+      silent.close();
+    }
+  });
 });
