@@ -1,0 +1,3 @@
+module atls/test/go-tickets
+
+go 1.19
