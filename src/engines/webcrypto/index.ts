@@ -98,7 +98,7 @@ function createClient(c: TlsClientConfig): EngineConnection {
   if (min === 'TLSv1.3' && max === 'TLSv1.2') throw invalid('minVersion is above maxVersion');
   if (max !== 'TLSv1.3') throw unsupported('TLS 1.3 only');
   if (c.dtls) throw unsupported('no DTLS');
-  if (c.earlyData !== undefined) throw unsupported('no early data');
+  // No 0-RTT: early data asked for is never sent and the handshake reports 'none' (decisions.md O5), as on the node engine.
   if ((c.cert === undefined) !== (c.key === undefined)) throw invalid('cert and key must be given together');
   let certificate: ClientSettings['certificate'];
   if (c.cert !== undefined && c.key !== undefined) {
