@@ -21,7 +21,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { FAST_TIER } from './test-tiers.mjs';
 import { distStaleness } from './dist-fresh.mjs';
-import { ROOT as TS_ROOT, TRANSFORM_OPTIONS, cachePath, stamp, writeCache } from './ts-hooks.mjs';
+import { ROOT as TS_ROOT, TRANSFORM_OPTIONS, readCache, stamp, writeCache } from './ts-hooks.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = join(root, 'scripts', 'test-reporter.mjs');
@@ -88,13 +88,7 @@ async function warmTypeScript() {
   const stale = [];
   for (const source of sources) {
     const line = stamp(source);
-    let cached = '';
-    try {
-      cached = readFileSync(cachePath(source), 'utf8').slice(0, line.length);
-    } catch {
-      // not cached yet
-    }
-    if (cached !== line) stale.push([source, line]);
+    if (readCache(source, line) === undefined) stale.push([source, line]);
   }
   if (stale.length === 0) return;
   const { transform } = await import('esbuild');

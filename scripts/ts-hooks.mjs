@@ -38,6 +38,16 @@ export function writeCache(source, stampLine, code) {
   renameSync(tmp, target);
 }
 
+/** The cached JavaScript of `source` if it was made from the version `stampLine` names, else undefined. */
+export function readCache(source, stampLine) {
+  try {
+    const cached = readFileSync(cachePath(source), 'utf8');
+    return cached.startsWith(stampLine) ? cached.slice(stampLine.length) : undefined;
+  } catch {
+    return undefined; // not cached yet
+  }
+}
+
 let esbuild;
 /** Transpiles one file now (a file the runner did not warm: a new one, or a run without the runner). */
 function transpile(source, stampLine) {
@@ -66,12 +76,5 @@ export async function load(url, context, next) {
   if (!isOurTs(url)) return next(url, context);
   const source = fileURLToPath(url);
   const stampLine = stamp(source);
-  let code;
-  try {
-    const cached = readFileSync(cachePath(source), 'utf8');
-    if (cached.startsWith(stampLine)) code = cached.slice(stampLine.length);
-  } catch {
-    // not cached yet
-  }
-  return { format: 'module', source: code ?? transpile(source, stampLine), shortCircuit: true };
+  return { format: 'module', source: readCache(source, stampLine) ?? transpile(source, stampLine), shortCircuit: true };
 }

@@ -79,7 +79,6 @@ export class ByteReader {
     return v;
   }
 
-  /** `n` bytes, as a view into the input (no copy). */
   /** The buffer read from (for checks in place with {@link skip}'s offsets). */
   get source(): Uint8Array {
     return this.buf;
@@ -93,6 +92,7 @@ export class ByteReader {
     return at;
   }
 
+  /** `n` bytes, as a view into the input (no copy). */
   bytes(n: number, field = 'bytes'): Uint8Array {
     this.need(n, field);
     const v = this.buf.subarray(this.pos, this.pos + n);

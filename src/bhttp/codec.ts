@@ -150,7 +150,8 @@ export function controlDataProblem(b: Uint8Array, at: ArrayLike<number>): string
   if (!methodValid(b, at[0], at[1])) return 'method is not a token'; // RFC 9110 §9.1
   if (!schemeValid(b, at[2], at[3])) return 'invalid scheme'; // RFC 3986 §3.1
   if (!authorityValid(b, at[4], at[5])) return 'invalid authority'; // RFC 9113 §8.3.1 (no userinfo)
-  const [p, pEnd] = [at[6]!, at[7]!];
+  const p = at[6]!;
+  const pEnd = at[7]!;
   if (!pathValid(b, p, pEnd)) return 'invalid path';
   const isConnect = at[1]! - at[0]! === 7 && latin1String(b, at[0], at[1]) === 'CONNECT';
   if (isConnect) {

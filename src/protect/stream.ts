@@ -243,9 +243,9 @@ export function protectBody(
         if (heldBytes > MAX_CHUNK_PLAINTEXT || now) {
           sealer = new StreamSealer(channel);
           await channel.ready?.(chunksFor(heldBytes));
-          const chunks = sealer.writeJoined(concatAll(held));
+          const sealed = sealer.writeJoined(concatAll(held));
           held = [];
-          if (chunks.length > 0) controller.enqueue(chunks);
+          if (sealed.length > 0) controller.enqueue(sealed);
           return;
         }
       }
