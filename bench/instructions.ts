@@ -5,15 +5,18 @@
  * machine; instruction counts do not, so ratios between rows are steady.
  * Each server runs under callgrind with instrumentation off; the Go client warms
  * it up, then instrumentation is switched on for exactly `count` operations.
- * Needs `valgrind` and `go`. BENCH_QUICK=1 for smaller counts;
+ * Threads are counted apart and the ratios use the main thread's count: V8's
+ * background compiler threads were still compiling after 10,000 warm-up
+ * requests and made up half of all threads' instructions, moving the rows by
+ * 5-10 % between runs. Needs `valgrind` and `go`. BENCH_QUICK=1 for smaller counts;
  * BENCH_CG_ROWS=arch picks rows whose name contains a word; BENCH_CG_DIR=dir
- * keeps the callgrind dumps there (`callgrind_annotate dir/cg-*.out.1`).
+ * keeps the callgrind dumps there (`callgrind_annotate dir/cg-*.out.1-01`, the main thread).
  * @module
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Child, goClient } from './lib/procs.js';
 import { benchPki } from './lib/pki.js';
@@ -48,25 +51,42 @@ const VARIANTS: Variant[] = [
   { name: 'ATLS (a) fresh session + 1 request', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'records'], count: HS },
 ];
 
-/** Total instructions of the newest callgrind dump `<out>.N` (its `totals:` line), waiting until it is written. */
-async function dumpedInstructions(out: string, part: number): Promise<number> {
-  for (let i = 0; i < 600; i++) {
+/** Instructions of one callgrind dump part, per thread (`--separate-threads=yes`: `<out>.<part>-<thread>`, thread 01 the main one). */
+interface Dumped {
+  main: number;
+  all: number;
+}
+
+/** Reads dump `part` of every thread, waiting until the main thread's is written. */
+async function dumpedInstructions(out: string, part: number): Promise<Dumped> {
+  const totalOf = (file: string): number | undefined => {
     try {
-      const m = /^totals: (\d+)/m.exec(readFileSync(`${out}.${part}`, 'utf8'));
-      if (m) return Number(m[1]);
+      const m = /^totals: (\d+)/m.exec(readFileSync(file, 'utf8'));
+      return m ? Number(m[1]) : undefined;
     } catch {
-      // not written yet
+      return undefined; // not written yet
+    }
+  };
+  const dir = dirname(out);
+  const prefix = `${basename(out)}.${part}-`;
+  for (let i = 0; i < 600; i++) {
+    const main = totalOf(`${out}.${part}-01`);
+    if (main !== undefined) {
+      await new Promise((r) => setTimeout(r, 500)); // the other threads' files follow the first
+      let all = 0;
+      for (const f of readdirSync(dir)) if (f.startsWith(prefix)) all += totalOf(join(dir, f)) ?? 0;
+      return { main, all };
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`no callgrind dump ${out}.${part}`);
+  throw new Error(`no callgrind dump ${out}.${part}-01`);
 }
 
-async function measure(go: string, caFile: string, dir: string, v: Variant): Promise<number> {
+async function measure(go: string, caFile: string, dir: string, v: Variant): Promise<Dumped> {
   const out = join(dir, `cg-${v.name.replace(/\W+/g, '-')}.out`);
   const child = Child.fork('../procs/server.ts', undefined, [], {
     execPath: 'valgrind',
-    prefix: ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath],
+    prefix: ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${out}`, process.execPath],
   });
   try {
     const ready = await child.ask({ type: 'start-server', spec: v.spec, pki: await benchPki() });
@@ -82,7 +102,8 @@ async function measure(go: string, caFile: string, dir: string, v: Variant): Pro
     drive(v.count);
     execFileSync('callgrind_control', ['--instr=off', pid], { stdio: 'ignore' });
     execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
-    return (await dumpedInstructions(out, 1)) / v.count;
+    const d = await dumpedInstructions(out, 1);
+    return { main: d.main / v.count, all: d.all / v.count };
   } finally {
     child.tell({ type: 'stop' });
     await Promise.race([child.exited, new Promise((r) => setTimeout(r, 10_000))]);
@@ -100,15 +121,16 @@ async function main(): Promise<void> {
     const caFile = join(dir, 'ca.pem');
     writeFileSync(caFile, (await benchPki()).ca.cert);
     const got = new Map<string, number>();
+    console.log(`${''.padEnd(40)} ${'main thread'.padStart(12)} ${'all threads'.padStart(12)}   (k instructions per operation)`);
     for (const v of VARIANTS.filter((x) => !pick || x.name.includes(pick))) {
       const t = performance.now();
       const per = await measure(go, caFile, dir, v);
-      got.set(v.name, per);
-      console.log(`${v.name.padEnd(40)} ${fmt(per / 1000).padStart(10)} k instructions/op  (${v.count} ops, ${((performance.now() - t) / 1000).toFixed(0)} s)`);
+      got.set(v.name, per.main);
+      console.log(`${v.name.padEnd(40)} ${fmt(per.main / 1000).padStart(12)} ${fmt(per.all / 1000).padStart(12)}   (${v.count} ops, ${((performance.now() - t) / 1000).toFixed(0)} s)`);
     }
     if (pick) return;
     const r = (a: string, b: string): string => (got.get(b)! / got.get(a)!).toFixed(3);
-    console.log(`\nratios (operations per server instruction, higher is better for the first):`);
+    console.log(`\nratios of main-thread instructions (V8's compiler and GC helper threads left out; higher is better for the first):`);
     console.log(`arch (b) / HTTPS keep-alive        ${r('ATLS arch (b), 100 B', 'HTTPS keep-alive, 100 B')}`);
     console.log(`arch (b) / plain HTTP keep-alive   ${r('ATLS arch (b), 100 B', 'plain HTTP keep-alive, 100 B')}`);
     console.log(`arch (b) / arch (a)                ${r('ATLS arch (b), 100 B', 'ATLS arch (a), 100 B')}`);
