@@ -6,9 +6,12 @@
  * 1. A DELETE that carries a protected message (Content-Format `protected`
  *    or `protectedHttp`) ends the session when the message proves it: only a
  *    holder of the session's keys can make one.
- * 2. An established architecture-(b) session takes nothing less.
- * 3. A session that has no such proof yet (half-open; mode `records`) takes
- *    a DELETE only from the endpoint that started its handshake.
+ * 2. An established architecture-(b) session takes nothing less; nor does
+ *    a session whose state the judge cannot see (the gateway's mappings: it
+ *    holds no TLS state, so it cannot tell a handshake from a session).
+ * 3. A session that no message can prove (half-open; mode `records`) at the
+ *    server that holds it takes a DELETE only from the endpoint that started
+ *    its handshake.
  *
  * Anyone else gets 4.03 and the session goes on.
  *
@@ -27,7 +30,7 @@ import { peerKey, type Peer } from './blockwise.js';
 
 /** What is known of the session a DELETE names. */
 export interface DeleteTarget {
-  /** True when the session is established in mode `exported`: only a protected message proves a DELETE. */
+  /** True when only a protected message proves a DELETE: an exported session, or one whose state is not known. */
   proofRequired: boolean;
   /** The endpoint (`peerKey`) that started the handshake, when known. */
   origin?: string | undefined;

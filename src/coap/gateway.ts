@@ -26,7 +26,7 @@ import { mediaType, readBody } from '../http/wire.js';
 import { parseSetCookie } from '../http/cookie.js';
 import { CoapCode, OptionNumber, SESSION_PATH_PREFIX, WELL_KNOWN_PATH, makeCode, type TransmissionParameters } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage, type CoapOption } from './packet.js';
-import { BlockwiseServer, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
+import { BlockwiseServer, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { deleteRefusal } from './delete.js';
 import { EchoVerifier } from './echo.js';
 import { CoapEndpoint } from './endpoint.js';
@@ -78,10 +78,6 @@ const enc = new TextEncoder();
 interface GatewayMapping {
   /** The service's session cookie. */
   cookie: string;
-  /** The device endpoint (`peerKey`) that started the handshake. */
-  origin: string;
-  /** A protected message passed both ways: the session is established in mode exported. */
-  exported: boolean;
 }
 
 /** HTTP status -> CoAP response code (RFC 8075 §7, closest codes). */
@@ -212,15 +208,14 @@ export class AtlsCoapGatewayHandler {
     if (res.ok && isNew) {
       if (!cookie) return diag(CoapCode.BadGateway, 'the service set no session cookie');
       id = newSessionId();
-      this.sessions.setSync(id, { cookie, origin: peerKey(peer), exported: false }, this.ttlMs);
+      this.sessions.setSync(id, { cookie }, this.ttlMs);
       code = CoapCode.Created;
       options.push(stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX), stringOption(OptionNumber.LocationPath, id));
     } else if (id !== undefined) {
       if (cookie === '' || res.status === 410 || (!res.ok && res.status !== 400 && res.status !== 413 && res.status !== 415)) {
         this.sessions.deleteSync(id); // the service dropped the session
       } else {
-        const exported = mapping!.exported || (res.ok && type === MEDIA_TYPE_PROTECTED && rtype === MEDIA_TYPE_PROTECTED);
-        this.sessions.setSync(id, { ...mapping!, cookie: cookie || mapping!.cookie, exported }, this.ttlMs);
+        this.sessions.setSync(id, { cookie: cookie || mapping!.cookie }, this.ttlMs);
       }
     }
     this.opts.onEvent?.({ direction: 'to-device', sessionId: id, contentFormat: rcf, mediaType: rtype, status: res.status, coapCode: `${code >> 5}.${String(code & 31).padStart(2, '0')}`, bytes: body.length, body });
@@ -228,12 +223,14 @@ export class AtlsCoapGatewayHandler {
   }
 
   /**
-   * A DELETE forgets the mapping only when it proves the session, by the
-   * server's rule (src/coap/delete.ts): its protected message goes to the
-   * service as an HTTP DELETE, which checks it and ends the session there
-   * (204); without one, an exported session stays, and any other only takes
-   * it from the device endpoint that started the handshake. The gateway holds
-   * no keys, so the service is the judge of a proof.
+   * A DELETE forgets the mapping only when it proves the session
+   * (src/coap/delete.ts): its protected message goes to the service as an
+   * HTTP DELETE, which checks it and ends the session there (204). The
+   * gateway holds no keys and no TLS state, so the service judges the proof
+   * and no DELETE without one is taken, whatever its source address (a UDP
+   * source proves nothing): a half-open or records-mode mapping, which no
+   * message can prove, stays until it idles out, as its session does at the
+   * service.
    */
   private async onDelete(id: string, mapping: GatewayMapping, cf: number | undefined, payload: Uint8Array, peer: Peer): Promise<CoapResponse> {
     let failed: CoapResponse | undefined;
@@ -261,7 +258,7 @@ export class AtlsCoapGatewayHandler {
       return true;
     };
     const refusal = await deleteRefusal(
-      { proofRequired: mapping.exported, origin: mapping.origin, prove },
+      { proofRequired: true, prove },
       { contentFormat: cf, payload, peer },
       [this.formats.protected, this.formats.protectedHttp],
     );

@@ -89,31 +89,48 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
     await client.close();
   });
 
-  void it('a DELETE of a mapping needs the proof the server asks for; anyone else gets 4.03 and the session goes on', async () => {
-    const client = device();
+  void it('a DELETE of a mapping needs the proof the service checks, from any endpoint, before and after the first protected message', async () => {
+    // The device's own socket: a DELETE from it is what a spoofer of its UDP source sends.
+    const own = await CoapEndpoint.bind();
+    const client = new AtlsCoapClient({ url: gateway.url, endpoint: own, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
     const other = await CoapEndpoint.bind();
     try {
       await client.connect();
       const path = client.resource!.split('/').slice(1).map((seg) => stringOption(OptionNumber.UriPath, seg));
-      const del = (options: CoapOption[] = [], payload = new Uint8Array(0)) =>
-        other.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: [...path, ...options], payload });
-      // Handshake done, no protected message yet: only the device's own endpoint may DELETE without a proof.
-      assert.equal((await del()).code, CoapCode.Forbidden, 'another endpoint, no proof');
+      const del = (from: CoapEndpoint, options: CoapOption[] = [], payload = new Uint8Array(0)) =>
+        from.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: [...path, ...options], payload });
+      const mapped = gateway.handler.sessionCount;
+      // Handshake done, no protected message yet: the gateway cannot tell the session's mode, so no source suffices.
+      assert.equal((await del(other)).code, CoapCode.Forbidden, 'another endpoint, no proof');
+      assert.equal((await del(own)).code, CoapCode.Forbidden, "the device's own endpoint, no proof");
+      assert.equal(gateway.handler.sessionCount, mapped);
       assert.equal((await client.fetch(new Request('https://service.example/a'))).status, 200);
-      assert.equal((await del()).code, CoapCode.Forbidden, 'an exported session: no proof');
-      const forged = await del([uintOption(OptionNumber.ContentFormat, 65001)], new Uint8Array(40));
+      assert.equal((await del(own)).code, CoapCode.Forbidden, 'an exported session: no proof');
+      const forged = await del(other, [uintOption(OptionNumber.ContentFormat, 65001)], new Uint8Array(40));
       assert.equal(forged.code, CoapCode.Forbidden, 'the service refused the forged proof');
       assert.equal(await (await client.fetch(new Request('https://service.example/b', { method: 'POST', body: 'on' }))).text(), 'service got POST /b: on');
-      const mapped = gateway.handler.sessionCount;
       await client.close(); // its DELETE carries a protected message: the service checks it and ends the session
       assert.equal(gateway.handler.sessionCount, mapped - 1);
     } finally {
       await other.close();
       await client.close();
+      await own.close();
     }
   });
 
-  void it('a half-open mapping takes a DELETE from the endpoint that started the handshake only', async () => {
+  void it('an exported session proves its DELETE before its first protected request', async () => {
+    const client = device();
+    try {
+      await client.connect();
+      const mapped = gateway.handler.sessionCount;
+      await client.close(); // an empty protected message proves the DELETE
+      assert.equal(gateway.handler.sessionCount, mapped - 1);
+    } finally {
+      await client.close();
+    }
+  });
+
+  void it('a half-open mapping, which no message can prove, takes no DELETE, not even from the endpoint that started it', async () => {
     const own = await CoapEndpoint.bind();
     const other = await CoapEndpoint.bind();
     try {
@@ -127,10 +144,12 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
       assert.equal(created.code, CoapCode.Created);
       const path = created.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => ({ ...o, number: OptionNumber.UriPath }));
       const mapped = gateway.handler.sessionCount;
-      assert.equal((await other.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) })).code, CoapCode.Forbidden);
-      assert.equal(gateway.handler.sessionCount, mapped);
-      assert.equal((await own.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) })).code, CoapCode.Deleted);
-      assert.equal(gateway.handler.sessionCount, mapped - 1);
+      for (const from of [other, own]) {
+        const res = await from.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) });
+        assert.equal(res.code, CoapCode.Forbidden);
+        assert.equal(new TextDecoder().decode(res.payload), 'DELETE carries a protected message of this session');
+      }
+      assert.equal(gateway.handler.sessionCount, mapped, 'the mapping stays until it idles out');
     } finally {
       await own.close();
       await other.close();
