@@ -12,7 +12,7 @@
  *
  * Usage: `node --import tsx bench/request-cost.ts` (both), `RC_ONLY=core|sockets`,
  * `RC_SIZES=100,65536`, `RC_WHOLE=16384` (answers above it as chunk streams), `RC_COUNT` requests per core round (default 5000), `RC_ROUNDS`
- * core rounds (best and median reported, default 7), `RC_ROWS=b,https` socket rows by key
+ * core rounds (best and median reported, default 7), `RC_ROWS=b,https` socket rows by key (`b-node`: arch (b) with the front off)
  * (http, https, b, a), `RC_MS` measured window per socket row (default 3000).
  * @module
  */
@@ -121,6 +121,7 @@ async function sockets(): Promise<void> {
     ['http', 'plain HTTP keep-alive', { kind: 'http' }, { concurrency: 16, kind: 'req-http' }],
     ['https', 'HTTPS keep-alive', { kind: 'https' }, { concurrency: 16, kind: 'req-https' }],
     ['b', 'ATLS arch (b)', { kind: 'atls', mode: 'exported' }, { concurrency: 16, kind: 'req-atls', mode: 'exported' }],
+    ['b-node', 'arch (b) over node:http', { kind: 'atls', mode: 'exported', front: false }, { concurrency: 16, kind: 'req-atls', mode: 'exported' }],
     ['a', 'ATLS arch (a)', { kind: 'atls', mode: 'records' }, { concurrency: 16, kind: 'req-atls', mode: 'records' }],
   ];
   const pick = process.env.RC_ROWS?.split(',');

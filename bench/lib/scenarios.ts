@@ -32,7 +32,8 @@ export interface BenchPki {
 /** A server to start in the server process. */
 export type ServerSpec =
   /** `app`: the inner echo as a raw app (`echoRawApp`, what `atls serve --echo` runs; default) or the Web echo. */
-  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web' }
+  /** `front: false`: every request through `node:http` (createAtlsServer's `front` option), for comparison with the lean front. */
+  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web'; front?: false }
   | { kind: 'https'; mutual?: boolean }
   | { kind: 'http' }
   /** An Oblivious HTTP gateway (RFC 9458, `bench/lib/ohttp.ts`) on `node:http` serving the raw echo app. */

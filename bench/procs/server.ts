@@ -39,6 +39,7 @@ export async function buildServer(spec: ServerSpec, pki: BenchPki): Promise<Serv
         mode: spec.mode,
         ...(spec.engine ? { engine: getEngine(spec.engine) } : {}),
         limits: { maxSessions: 1_000_000, maxHalfOpen: 10_000 },
+        ...(spec.front === false ? { front: false } : {}),
       });
     }
     case 'https':

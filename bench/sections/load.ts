@@ -92,6 +92,7 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
       ['plain HTTP keep-alive (node:http)', { kind: 'http' }, { ...base, kind: 'req-http' }],
       ['HTTPS keep-alive (node:https)', { kind: 'https' }, { ...base, kind: 'req-https' }],
       ['ATLS arch (b), exported keys', { kind: 'atls', mode: 'exported' }, { ...base, kind: 'req-atls', mode: 'exported' }],
+      ['ATLS arch (b) over node:http (front off)', { kind: 'atls', mode: 'exported', front: false }, { ...base, kind: 'req-atls', mode: 'exported' }],
       ['ATLS arch (a), TLS records', { kind: 'atls', mode: 'records' }, { ...base, kind: 'req-atls', mode: 'records' }],
       ['same application: node:http + toNodeListener + Web echo', { kind: 'http-web' }, { ...base, kind: 'req-http' }],
       ['ATLS arch (b), Web echo app', { kind: 'atls', mode: 'exported', app: 'web' }, { ...base, kind: 'req-atls', mode: 'exported' }],
@@ -110,7 +111,7 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
         extra: { result: summary(r), size },
       });
     }
-    const [plain, https, b, a, sameApp, bWeb, ohttp] = got;
+    const [plain, https, b, bNode, a, sameApp, bWeb, ohttp] = got;
     const aeadUs = crypto.aead[size];
     rows.push({
       section: S,
@@ -127,6 +128,13 @@ export async function requestSection(pki: BenchPki, o: LoadOptions, crypto: Cryp
       value: b!.capacity / https!.capacity,
       unit: 'x',
       note: `per server CPU-second (target >= 1.0); wall ${ratio(b!.rate, https!.rate)}; arch (b) / arch (a) ${ratio(b!.capacity, a!.capacity)} (target >= 1.0)`,
+    });
+    rows.push({
+      section: S,
+      name: `ratio arch (b) front / over node:http, ${label(size)}`,
+      value: b!.capacity / bNode!.capacity,
+      unit: 'x',
+      note: `per server CPU-second: the lean HTTP/1.1 front against node:http reading every request (${fmt(b!.serverUsPerOp)} against ${fmt(bNode!.serverUsPerOp)} µs per request); over node:http / HTTPS ${ratio(bNode!.capacity, https!.capacity)}`,
     });
     rows.push({
       section: S,

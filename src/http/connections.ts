@@ -85,6 +85,20 @@ function positiveInt(v: number | undefined, fallback: number, name: string): num
   return v;
 }
 
+/** How a front that reads its sockets itself (src/http/front.ts) tells the connection table that a request started or ended. */
+export interface ConnectionActivity {
+  busy(socket: Socket): void;
+  idle(socket: Socket): void;
+}
+
+const ACTIVITY = Symbol('atls connection activity');
+type ActivityServer = Server & { [ACTIVITY]?: ConnectionActivity };
+
+/** The connection table {@link limitConnections} keeps for `server`, if any. */
+export function connectionActivity(server: Server): ConnectionActivity | undefined {
+  return (server as ActivityServer)[ACTIVITY];
+}
+
 const PEER = Symbol('atls connection peer');
 const ACTIVE = Symbol('atls requests in progress');
 type Tracked = Socket & { [PEER]?: string; [ACTIVE]?: number };
@@ -182,18 +196,28 @@ export function limitConnections(
     });
   });
 
+  const activity: ConnectionActivity = {
+    busy(s: Tracked): void {
+      if (s[PEER] === undefined) return;
+      s[ACTIVE] = (s[ACTIVE] ?? 0) + 1;
+      setIdle(s, false);
+    },
+    idle(s: Tracked): void {
+      if (s[PEER] === undefined) return;
+      s[ACTIVE] = (s[ACTIVE] ?? 1) - 1;
+      if (s[ACTIVE] === 0 && !s.destroyed) setIdle(s, true); // idle again: the newest, last to go
+    },
+  };
+  (server as ActivityServer)[ACTIVITY] = activity;
+
   /** One listener for every response (no closure per request): its request's socket is idle again when none is in progress. */
   function onResponseClose(this: ServerResponse): void {
-    const s = this.req.socket as Tracked;
-    s[ACTIVE] = (s[ACTIVE] ?? 1) - 1;
-    if (s[ACTIVE] === 0 && !s.destroyed) setIdle(s, true); // idle again: the newest, last to go
+    activity.idle(this.req.socket as Tracked);
   }
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const s = req.socket as Tracked;
-    if (s[PEER] === undefined) return;
-    s[ACTIVE] = (s[ACTIVE] ?? 0) + 1;
-    setIdle(s, false);
+    if ((req.socket as Tracked)[PEER] === undefined) return;
+    activity.busy(req.socket as Tracked);
     res.once('close', onResponseClose);
   });
 

@@ -14,7 +14,8 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { AtlsError } from '../errors.js';
-import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions, type AtlsRawRequest } from './server.js';
+import { attachFront } from './front.js';
+import { createAtlsHandler, wholeBodyCap, type AtlsHandler, type AtlsHandlerOptions, type AtlsRawRequest } from './server.js';
 import { errorReply, errorResponse, type HttpReply } from './wire.js';
 import { httpServerTimeouts, limitConnections, type ConnectionLimits, type ConnectionStats } from './connections.js';
 import { TrustedProxies } from '../peers.js';
@@ -470,6 +471,11 @@ export interface AtlsServerOptions extends AtlsHandlerOptions {
   connections?: ConnectionLimits;
   /** Wraps the handler the server runs, e.g. `atls serve --workers` relaying flights to the worker that holds them (`atls` stays the handler itself). */
   wrapHandler?: (handler: AtlsHandler) => AtlsHandler;
+  /**
+   * Serve the endpoints' common requests with the lean HTTP/1.1 front (src/http/front.ts), handing
+   * anything else to `node:http`; false: `node:http` reads every request. Default false.
+   */
+  front?: boolean;
 }
 
 /** A `node:http` server answering the ATLS endpoints; `handler` is exposed for stats. */
@@ -486,14 +492,21 @@ export interface AtlsNodeServer extends Server {
  */
 export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
   const handler = createAtlsHandler(options);
+  const serving = options.wrapHandler ? options.wrapHandler(handler) : handler;
   const server = createHttpServer(
     httpServerTimeouts(options.connections),
-    atlsNodeListener(options.wrapHandler ? options.wrapHandler(handler) : handler, {
+    atlsNodeListener(serving, {
       ...(options.fallback ? { fallback: options.fallback } : {}),
       ...(options.https === undefined ? {} : { https: options.https }),
     }),
   );
   const connectionStats = limitConnections(server, options.connections, options.onEvent, new TrustedProxies(options.trustedProxies));
+  if (options.front === true) {
+    attachFront(server, serving, {
+      maxBodyBytes: wholeBodyCap(options.limits),
+      ...(options.https === undefined ? {} : { https: options.https }),
+    });
+  }
   server.on('close', () => void handler.close());
   return Object.assign(server, { atls: handler, connectionStats });
 }

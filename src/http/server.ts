@@ -344,6 +344,19 @@ function positive(v: number | undefined, fallback: number, name: string): number
 }
 
 /**
+ * The largest body a handler with these limits reads whole (a flight, one protected message, a small
+ * request: held in memory, so its own, smaller cap); a longer declared body streams when the front can.
+ */
+export function wholeBodyCap(limits: AtlsHandlerLimits = {}): number {
+  const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_STREAMED_BODY_BYTES, 'limits.maxBodyBytes');
+  return positive(
+    limits.maxWholeBodyBytes,
+    limits.maxBodyBytes === undefined ? DEFAULT_MAX_BODY_BYTES : Math.min(maxBody, MAX_WHOLE_BODY_BYTES),
+    'limits.maxWholeBodyBytes',
+  );
+}
+
+/**
  * Creates the ATLS endpoint handler. Requests to other paths get a plain 404
  * (mount it where only the endpoints reach it, or use the Hono middleware).
  * Every failure caused by a peer becomes a 4xx (503 for limits), never a 500.
@@ -361,12 +374,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const limits = options.limits ?? {};
   // Inner content, streamed or not (decisions.md: bodies that stream keep memory bounded, so the default is large).
   const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_STREAMED_BODY_BYTES, 'limits.maxBodyBytes');
-  // A body read whole (a flight, one protected message, a small request) is held in memory: its own, smaller cap.
-  const maxWhole = positive(
-    limits.maxWholeBodyBytes,
-    limits.maxBodyBytes === undefined ? DEFAULT_MAX_BODY_BYTES : Math.min(maxBody, MAX_WHOLE_BODY_BYTES),
-    'limits.maxWholeBodyBytes',
-  );
+  const maxWhole = wholeBodyCap(limits);
   const contentLimits = { maxContent: maxBody };
   /** Largest answer at hand sent as one protected message: what this end reads whole itself, at most 16 MiB. */
   const maxSingle = Math.min(maxWhole, MAX_WHOLE_BODY_BYTES);

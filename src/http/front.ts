@@ -1,0 +1,643 @@
+/**
+ * A lean HTTP/1.1 front for the ATLS endpoints on a `node:http` server. It
+ * reads each connection itself and serves the strict common subset of
+ * HTTP/1.1 that the ATLS clients send (a POST or DELETE to an endpoint, a
+ * body by Content-Length, unambiguous field lines) straight into the
+ * handler's byte-level core, writing the reply's bytes itself: no parser
+ * object, `IncomingMessage`, `ServerResponse` or stream per request. Anything
+ * else (another path, a chunked body, HTTP/1.0, Expect, Upgrade, a duplicated
+ * field, anything odd or malformed) is handed to `node:http` at a request
+ * boundary: the unread bytes are put back on the socket and the connection
+ * belongs to `node:http`'s own connection listener for the rest of its life,
+ * so its rules and answers (400s, fallback app, streamed bodies) apply
+ * unchanged. Security rests on the subset being one that `node:http` (llhttp)
+ * cannot read differently (docs/decisions.md, "A lean HTTP/1.1 front").
+ *
+ * @example
+ * ```ts
+ * const server = http.createServer(atlsNodeListener(handler));
+ * attachFront(server, handler, { maxBodyBytes: wholeBodyCap() });
+ * ```
+ * @module
+ */
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import { AtlsError } from '../errors.js';
+import type { AtlsHandler, AtlsRawRequest } from './server.js';
+import { errorReply, type HttpReply } from './wire.js';
+import { connectionActivity, type ConnectionActivity } from './connections.js';
+
+/** Options of {@link attachFront}. */
+export interface FrontOptions {
+  /** Requests count as https (behind a TLS terminator). Default false: the server's sockets are plain. */
+  https?: boolean;
+  /** Longest body read whole (the handler's whole-body cap); a longer declared body goes to `node:http`, which streams it. */
+  maxBodyBytes: number;
+  /** Called when the handler itself fails (a bug); the client gets a 500. */
+  onError?: (error: unknown) => void;
+}
+
+/** Longest request head the front reads; a longer one goes to `node:http`, whose own limit (16 KiB by default) answers it. */
+export const FRONT_MAX_HEAD_BYTES = 8192;
+/** Bytes of later (pipelined) requests held while one is answered; beyond them reading stops until the answer is out. */
+const MAX_AHEAD_BYTES = 65536;
+/** Bodies up to this size go out in one buffer with their head (one write, no writev). */
+const COPY_BODY_BYTES = 16384;
+
+// Where a connection is: reading a head, reading a body, answering, waiting for the socket to drain, gone.
+const HEAD = 0;
+const BODY = 1;
+const BUSY = 2;
+const DRAINING = 3;
+const CLOSED = 4;
+
+// What the current deadline is for: nothing, an idle kept-alive connection, a request still arriving.
+const WAIT_NONE = 0;
+const WAIT_IDLE = 1;
+const WAIT_REQUEST = 2;
+
+/** parseHead: the head has not ended yet; the request is not the front's (hand it to node:http). */
+const INCOMPLETE = -1;
+const HAND_OFF = -2;
+
+/** tchar (RFC 9110 §5.6.2): the bytes of a field name. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
+const POST = Buffer.from('POST ', 'latin1');
+const DELETE = Buffer.from('DELETE ', 'latin1');
+/** Content-Length as llhttp and the core read it alike: no sign, no leading zero, at most 15 digits. */
+const CONTENT_LENGTH = /^(?:0|[1-9][0-9]{0,14})$/;
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+function startsWith(buf: Buffer, at: number, prefix: Buffer): boolean {
+  if (buf.length - at < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (buf[at + i] !== prefix[i]) return false;
+  return true;
+}
+
+let cachedDate: string | undefined;
+/** The Date field, built at most once a second (as `node:http` does). */
+function utcDate(): string {
+  if (cachedDate === undefined) {
+    const d = new Date();
+    cachedDate = d.toUTCString();
+    setTimeout(() => (cachedDate = undefined), 1000 - d.getMilliseconds()).unref();
+  }
+  return cachedDate;
+}
+
+/** One request the front serves, as the handler's core sees it. */
+class FrontRequest implements AtlsRawRequest {
+  read: Uint8Array | undefined = undefined;
+  content: Uint8Array = EMPTY;
+
+  constructor(
+    private readonly conn: FrontConnection,
+    readonly method: string,
+    readonly pathname: string,
+    readonly https: boolean,
+    readonly authority: string,
+    /** Field values by lower-case name (the front hands off a request that repeats a name). */
+    private readonly fields: Map<string, string>,
+    readonly length: number,
+    /** The client asked to close the connection after the answer. */
+    readonly close: boolean,
+  ) {}
+
+  get remoteAddress(): string | undefined {
+    return this.conn.remoteAddress;
+  }
+
+  header(name: string): string | undefined {
+    return this.fields.get(name);
+  }
+
+  body(max: number): Promise<Uint8Array> {
+    // The body arrived whole before the core ran (at most the whole-body cap).
+    if (this.content.length > max) {
+      return Promise.reject(new AtlsError('TOO_LARGE', `body of ${this.content.length} bytes exceeds ${max}`, { source: 'remote' }));
+    }
+    this.read = this.content;
+    return Promise.resolve(this.content);
+  }
+
+  outer(): Request {
+    const url = new URL(this.pathname, `${this.https ? 'https' : 'http'}://${this.authority}`);
+    const headers = new Headers();
+    for (const [name, value] of this.fields) headers.append(name, value);
+    const hasBody = this.method !== 'GET' && this.method !== 'HEAD';
+    return new Request(url, { method: this.method, headers, ...(hasBody ? { body: this.content } : {}) });
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Parses one request head at the start of `buf` (strictly: RFC 9112 §2-§6 without any of the leniencies
+ * llhttp or other parsers allow). Returns the request, INCOMPLETE, or HAND_OFF for anything outside the subset.
+ */
+function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: number): FrontRequest | number {
+  const at = buf.indexOf(CRLFCRLF, scanFrom);
+  if (at < 0) return buf.length > FRONT_MAX_HEAD_BYTES ? HAND_OFF : INCOMPLETE;
+  if (at + 4 > FRONT_MAX_HEAD_BYTES) return HAND_OFF;
+  let method: string;
+  let i: number;
+  if (startsWith(buf, 0, POST)) {
+    method = 'POST';
+    i = 5;
+  } else if (startsWith(buf, 0, DELETE)) {
+    method = 'DELETE';
+    i = 7;
+  } else return HAND_OFF;
+  // origin-form target (RFC 9112 §3.2.1): visible ASCII, and exactly an endpoint path (no query).
+  const targetAt = i;
+  while (i < at && buf[i] !== 0x20) {
+    const c = buf[i]!;
+    if (c < 0x21 || c > 0x7e) return HAND_OFF;
+    i++;
+  }
+  if (i === targetAt || buf[targetAt] !== 0x2f) return HAND_OFF;
+  const target = buf.toString('latin1', targetAt, i);
+  if (!front.handler.matches(target)) return HAND_OFF;
+  if (!startsWith(buf, i, VERSION)) return HAND_OFF; // HTTP/1.1 only, one SP, CRLF
+  i += VERSION.length;
+  const fields = new Map<string, string>();
+  const end = at + 2; // the last field line's CRLF
+  while (i < end) {
+    // field-name ":" OWS field-value OWS CRLF (RFC 9112 §5): no space before the colon, no obs-fold.
+    const nameAt = i;
+    while (TCHAR[buf[i]!] === 1) i++;
+    if (i === nameAt || buf[i] !== 0x3a) return HAND_OFF;
+    const name = buf.toString('latin1', nameAt, i).toLowerCase();
+    i++;
+    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
+    const valueAt = i;
+    let valueEnd = i;
+    for (;;) {
+      const c = buf[i]!;
+      if (c === 0x0d) break;
+      // VCHAR, SP, HTAB only: no CTL, no NUL, no bare LF, no obs-text.
+      if (c > 0x7e || (c < 0x20 && c !== 0x09)) return HAND_OFF;
+      i++;
+      if (c !== 0x20 && c !== 0x09) valueEnd = i;
+    }
+    if (buf[i + 1] !== 0x0a) return HAND_OFF; // a bare CR
+    i += 2;
+    if (fields.has(name)) return HAND_OFF; // repeated fields are joined (or dropped) by rules of node:http's own
+    fields.set(name, buf.toString('latin1', valueAt, valueEnd));
+  }
+  // Framing and connection management the subset leaves to node:http (RFC 9112 §6.1, §9.3; RFC 9110 §10.1.1, §7.8).
+  if (fields.has('transfer-encoding') || fields.has('expect') || fields.has('upgrade')) return HAND_OFF;
+  const host = fields.get('host');
+  if (host === undefined) return HAND_OFF; // RFC 9112 §3.2: node:http answers 400
+  let close = false;
+  const connection = fields.get('connection');
+  if (connection !== undefined) {
+    const c = connection.toLowerCase();
+    if (c === 'close') close = true;
+    else if (c !== 'keep-alive') return HAND_OFF;
+  }
+  let length = 0;
+  const declared = fields.get('content-length');
+  if (declared !== undefined) {
+    if (!CONTENT_LENGTH.test(declared)) return HAND_OFF;
+    length = Number(declared);
+    if (length > front.maxBodyBytes) return HAND_OFF; // node:http streams it (or answers 413)
+  }
+  conn.headBytes = at + 4;
+  return new FrontRequest(conn, method, target, front.https, host, fields, length, close);
+}
+
+/** The status line and field lines of a reply, in the order and spelling `node:http` writes them. */
+function replyHead(front: Front, reply: HttpReply, keepAlive: boolean, length: number): string {
+  let head = `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'unknown'}\r\n`;
+  for (const [name, value] of reply.headers) {
+    // As node:http refuses them (ERR_INVALID_HTTP_TOKEN, ERR_INVALID_CHAR): a field line must not be split.
+    if (!FIELD_NAME.test(name) || BAD_VALUE.test(value)) throw new AtlsError('INTERNAL', `invalid reply field ${JSON.stringify(name)}`);
+    head += `${name}: ${value}\r\n`;
+  }
+  if (length >= 0) head += `content-length: ${length}\r\n`;
+  head += `Date: ${utcDate()}\r\n`;
+  if (keepAlive) {
+    head += 'Connection: keep-alive\r\n';
+    const timeout = front.server.keepAliveTimeout;
+    if (timeout) head += `Keep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n`;
+  } else head += 'Connection: close\r\n';
+  if (length < 0) head += 'Transfer-Encoding: chunked\r\n';
+  return `${head}\r\n`;
+}
+
+/** One connection while the front holds it. */
+class FrontConnection {
+  state = HEAD;
+  /** Bytes received and not yet parsed (a head in progress, later pipelined requests). */
+  buf: Buffer | undefined = undefined;
+  /** How much of `buf` was searched for the head's end already. */
+  scanned = 0;
+  /** Length of the head just parsed. */
+  headBytes = 0;
+  /** The request being read or answered. */
+  request: FrontRequest | undefined = undefined;
+  /** Body pieces of the request being read, and their total. */
+  parts: Buffer[] = [];
+  have = 0;
+  waiting = WAIT_REQUEST;
+  /** Date.now() at which the current wait ends. */
+  deadline: number;
+  /** Date.now() at which the request in progress must have arrived whole. */
+  requestDeadline: number;
+  /** Close once the answer in progress is out (the client asked, ended its side, or the server closes). */
+  closeAfter = false;
+  paused = false;
+  readonly remoteAddress: string | undefined;
+  readonly onData = (chunk: Buffer): void => this.data(chunk);
+  readonly onEnd = (): void => this.ended();
+  readonly onClose = (): void => this.closed();
+  readonly onDrain = (): void => this.drained();
+  readonly onReply = (reply: HttpReply): void => this.answer(reply);
+  readonly onServeError = (e: unknown): void => {
+    this.front.options.onError?.(e); // serve() never rejects: a bug of ours
+    this.answer(errorReply(e));
+  };
+
+  constructor(
+    readonly front: Front,
+    readonly socket: Socket,
+  ) {
+    this.remoteAddress = socket.remoteAddress;
+    // As node:http: the first request's head is due headersTimeout after connecting.
+    const now = Date.now();
+    this.deadline = after(now, front.server.headersTimeout);
+    this.requestDeadline = after(now, front.server.requestTimeout);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', noop); // 'close' follows
+    socket.on('close', this.onClose);
+  }
+
+  private data(chunk: Buffer): void {
+    switch (this.state) {
+      case HEAD:
+        if (this.buf === undefined) {
+          this.buf = chunk;
+          if (this.waiting === WAIT_IDLE) {
+            // The first byte of a request: its head and the whole of it are due from now.
+            const now = Date.now();
+            this.deadline = after(now, this.front.server.headersTimeout);
+            this.requestDeadline = after(now, this.front.server.requestTimeout);
+            this.waiting = WAIT_REQUEST;
+          }
+        } else this.buf = Buffer.concat([this.buf, chunk]);
+        this.parse();
+        return;
+      case BODY:
+        this.parts.push(chunk);
+        this.have += chunk.length;
+        if (this.have >= this.request!.length) this.bodyComplete();
+        return;
+      case BUSY:
+      case DRAINING:
+        // Pipelined requests wait for the answer in progress; a client that sends too far ahead is not read from.
+        this.buf = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
+        if (this.buf.length > MAX_AHEAD_BYTES && !this.paused) {
+          this.paused = true;
+          this.socket.pause();
+        }
+        return;
+      default:
+        return; // closing: the rest is not read
+    }
+  }
+
+  /** Reads requests out of `buf` while the connection is free to answer one. */
+  private parse(): void {
+    const buf = this.buf!;
+    const got = parseHead(this.front, this, buf, this.scanned > 3 ? this.scanned - 3 : 0);
+    if (got === INCOMPLETE) {
+      this.scanned = buf.length;
+      return;
+    }
+    this.scanned = 0;
+    if (got === HAND_OFF) {
+      this.handOff();
+      return;
+    }
+    const request = got as FrontRequest;
+    this.request = request;
+    this.front.activity?.busy(this.socket);
+    const bodyAt = this.headBytes;
+    const rest = buf.length - bodyAt;
+    if (rest >= request.length) {
+      request.content = buf.subarray(bodyAt, bodyAt + request.length);
+      this.buf = rest === request.length ? undefined : buf.subarray(bodyAt + request.length);
+      this.serve();
+      return;
+    }
+    this.state = BODY;
+    this.deadline = this.requestDeadline;
+    this.parts = rest > 0 ? [buf.subarray(bodyAt)] : [];
+    this.have = rest;
+    this.buf = undefined;
+  }
+
+  private bodyComplete(): void {
+    const request = this.request!;
+    const whole = Buffer.concat(this.parts, this.have);
+    this.parts = [];
+    request.content = whole.subarray(0, request.length);
+    this.buf = whole.length === request.length ? undefined : whole.subarray(request.length);
+    this.serve();
+  }
+
+  private serve(): void {
+    this.state = BUSY;
+    this.waiting = WAIT_NONE;
+    if (this.request!.close) this.closeAfter = true;
+    this.front.handler.serve(this.request!).then(this.onReply, this.onServeError);
+  }
+
+  private answer(reply: HttpReply): void {
+    const socket = this.socket;
+    this.request = undefined;
+    if (this.state === CLOSED || socket.destroyed) return;
+    // A closing server answers what it has with Connection: close, as node:http does.
+    if (!this.front.server.listening) this.closeAfter = true;
+    const keepAlive = !this.closeAfter;
+    const body = reply.body;
+    try {
+      if (body instanceof Uint8Array) {
+        const head = replyHead(this.front, reply, keepAlive, body.length);
+        if (body.length <= COPY_BODY_BYTES) {
+          const out = Buffer.allocUnsafe(head.length + body.length);
+          out.write(head, 0, 'latin1');
+          out.set(body, head.length);
+          socket.write(out);
+        } else {
+          socket.cork();
+          socket.write(head, 'latin1');
+          socket.write(body);
+          socket.uncork();
+        }
+      } else {
+        socket.write(replyHead(this.front, reply, keepAlive, -1), 'latin1');
+        void this.writeChunks(body);
+        return;
+      }
+    } catch (e) {
+      this.front.options.onError?.(e);
+      socket.destroy();
+      return;
+    }
+    this.answered();
+  }
+
+  /** A streamed body, chunked (RFC 9112 §7.1), read only as fast as the client takes it; one that fails is cut off. */
+  private async writeChunks(body: ReadableStream<Uint8Array>): Promise<void> {
+    const socket = this.socket;
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (socket.destroyed) throw new Error('client went away');
+        if (value.length === 0) continue;
+        socket.cork();
+        socket.write(`${value.length.toString(16)}\r\n`, 'latin1');
+        socket.write(value);
+        const more = socket.write('\r\n', 'latin1');
+        socket.uncork();
+        if (!more) await drainedOrClosed(socket);
+      }
+      if (socket.destroyed) throw new Error('client went away');
+      socket.write('0\r\n\r\n', 'latin1');
+    } catch {
+      // A body that fails half-way must not look complete: the connection is cut before the last chunk.
+      socket.destroy();
+      await reader.cancel().catch(() => undefined);
+      return;
+    }
+    this.answered();
+  }
+
+  /** The answer is written: the next request may be read once the socket has taken it. */
+  private answered(): void {
+    this.front.activity?.idle(this.socket);
+    if (this.closeAfter) {
+      this.finish();
+      return;
+    }
+    if (this.socket.writableNeedDrain) {
+      this.state = DRAINING;
+      this.socket.once('drain', this.onDrain);
+      return;
+    }
+    this.drained();
+  }
+
+  /** Ends the connection once what is written has gone out. */
+  private finish(): void {
+    this.state = CLOSED;
+    this.front.conns.delete(this);
+    this.socket.destroySoon();
+  }
+
+  private drained(): void {
+    if (this.state === CLOSED) return;
+    if (this.closeAfter) {
+      this.finish();
+      return;
+    }
+    this.state = HEAD;
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    const now = Date.now();
+    if (this.buf === undefined) {
+      this.waiting = WAIT_IDLE;
+      this.deadline = after(now, this.front.server.keepAliveTimeout);
+      return;
+    }
+    this.waiting = WAIT_REQUEST;
+    this.deadline = after(now, this.front.server.headersTimeout);
+    this.requestDeadline = after(now, this.front.server.requestTimeout);
+    this.parse();
+  }
+
+  /** Gives the connection to node:http from the request that starts `buf` on. */
+  handOff(): void {
+    const socket = this.socket;
+    this.state = CLOSED;
+    this.front.conns.delete(this);
+    socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
+    socket.off('error', noop);
+    socket.off('close', this.onClose);
+    // Paused with no 'data' listener, so that the bytes put back wait for node:http's parser.
+    socket.pause();
+    if (this.buf !== undefined) socket.unshift(this.buf);
+    this.buf = undefined;
+    // node:http reads the socket through its 'data' events, where the put-back bytes are, not straight from the handle.
+    const handle = (socket as Socket & { _handle?: { _consumed?: boolean } | null })._handle;
+    if (handle) handle._consumed = true;
+    this.front.nodeListener.call(this.front.server, socket);
+    socket.resume();
+  }
+
+  /** The client ended its side: an answer in progress still goes out, then the connection closes. */
+  private ended(): void {
+    if (this.state === BUSY || this.state === DRAINING) {
+      this.closeAfter = true;
+      if (this.state === DRAINING) this.finish();
+      return;
+    }
+    // Between requests, or mid-request (a request cut short: nothing to answer).
+    this.state = CLOSED;
+    this.front.conns.delete(this);
+    if (this.buf === undefined && this.request === undefined) this.socket.end();
+    else this.socket.destroy();
+  }
+
+  private closed(): void {
+    this.state = CLOSED;
+    this.front.conns.delete(this);
+    if (this.request !== undefined) {
+      this.request = undefined;
+      this.front.activity?.idle(this.socket);
+    }
+  }
+
+  /** A request not all there by its deadline (408 as node:http sends it), or a kept-alive connection idle too long. */
+  expire(): void {
+    this.state = CLOSED;
+    this.front.conns.delete(this);
+    if (this.waiting === WAIT_IDLE) {
+      this.socket.destroy();
+      return;
+    }
+    const err = Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+    if (this.front.server.listenerCount('clientError') > 0) this.front.server.emit('clientError', err, this.socket);
+    else {
+      this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      this.socket.destroySoon();
+    }
+  }
+
+  /** Between requests, nothing received of the next. */
+  get idle(): boolean {
+    return this.state === HEAD && this.buf === undefined;
+  }
+}
+
+function noop(): void {}
+
+/** A deadline `ms` from `now`; 0 means none (as node:http reads its timeouts). */
+function after(now: number, ms: number): number {
+  return ms > 0 ? now + ms : Infinity;
+}
+
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+/** The front of one server. */
+class Front {
+  readonly conns = new Set<FrontConnection>();
+  readonly https: boolean;
+  readonly maxBodyBytes: number;
+  activity: ConnectionActivity | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly server: Server,
+    readonly handler: AtlsHandler,
+    readonly nodeListener: (socket: Socket) => void,
+    readonly options: FrontOptions,
+  ) {
+    this.https = options.https ?? false;
+    this.maxBodyBytes = options.maxBodyBytes;
+  }
+
+  readonly onConnection = (socket: Socket): void => {
+    if (socket.destroyed) return; // refused by the connection limits
+    this.activity ??= connectionActivity(this.server);
+    this.conns.add(new FrontConnection(this, socket));
+  };
+
+  /** Deadlines are checked every quarter of the shortest timeout, at most every second (as node:http's connectionsCheckingInterval). */
+  start(): void {
+    if (this.sweeper) return;
+    const shortest = Math.min(this.server.headersTimeout, this.server.keepAliveTimeout || Infinity, this.server.requestTimeout || Infinity);
+    const every = Math.min(1000, Math.max(50, Math.floor(shortest / 4)));
+    this.sweeper = setInterval(() => this.sweep(), every).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const conn of this.conns) {
+      if (conn.waiting !== WAIT_NONE && now > conn.deadline) conn.expire();
+    }
+  }
+
+  closeIdle(): void {
+    for (const conn of this.conns) {
+      if (conn.idle) {
+        this.conns.delete(conn);
+        conn.state = CLOSED;
+        conn.socket.destroy();
+      }
+    }
+  }
+
+  closeAll(): void {
+    for (const conn of this.conns) {
+      conn.state = CLOSED;
+      conn.socket.destroy();
+    }
+    this.conns.clear();
+  }
+}
+
+/**
+ * Puts the front before `server`'s own `node:http` connection handling: every new connection is read by
+ * the front until a request falls outside its subset. Call it on a fresh `http.Server` (before `listen`),
+ * after {@link limitConnections} if that guards the server. `closeIdleConnections`, `closeAllConnections`
+ * and `close` cover the front's connections too.
+ */
+export function attachFront(server: Server, handler: AtlsHandler, options: FrontOptions): void {
+  const own = server.listeners('connection');
+  const nodeListener = own.find((l) => l.name === 'connectionListener') as ((socket: Socket) => void) | undefined;
+  if (!nodeListener) throw new AtlsError('INVALID_STATE', 'not a fresh node:http server');
+  server.off('connection', nodeListener);
+  const front = new Front(server, handler, nodeListener, options);
+  server.on('connection', front.onConnection);
+  server.on('listening', () => front.start());
+  server.on('close', () => front.stop());
+  const closeIdle = server.closeIdleConnections.bind(server);
+  const closeAll = server.closeAllConnections.bind(server);
+  server.closeIdleConnections = (): void => {
+    front.closeIdle();
+    closeIdle();
+  };
+  server.closeAllConnections = (): void => {
+    front.closeAll();
+    closeAll();
+  };
+}
