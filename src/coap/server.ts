@@ -178,6 +178,10 @@ export class AtlsCoapHandler {
     this.opts = options;
     this.formats = { ...DEFAULT_ATLS_COAP_FORMATS, ...options.contentFormats };
     this.maxBody = options.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes;
+    if ((options.tls.maxEarlyData ?? 0) > 0) {
+      // CoAP has no way to mark a replayable request for the handler (RFC 8470 is HTTP's); DTLS 1.2 has no 0-RTT.
+      throw new AtlsError('INVALID_ARGUMENT', 'maxEarlyData: the CoAP binding takes no TLS early data');
+    }
     this.core = new EndpointCore({
       tls: options.tls,
       mode: options.mode ?? 'exported',

@@ -38,6 +38,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
+import { concatBytes } from '../bytes.js';
 import type { HandshakeInfo, TlsEngine, TlsServerConfig } from '../engines/types.js';
 import { checkServerCredentials } from '../engines/credentials.js';
 import { defaultEngine } from '../engines/index.js';
@@ -139,6 +140,8 @@ export class LiveSession {
   origin: string | undefined;
   /** The fairness group that started it (`peerGroup`): its established session counts against that group's share. */
   group = '';
+  /** TLS 1.3 early data taken with the ClientHello (mode `records`), held until the handshake completes. */
+  early: Uint8Array[] | undefined;
   private peerRecord: AtlsPeer | undefined;
 
   constructor(
@@ -198,6 +201,14 @@ export interface FlightStep {
   flight: Uint8Array;
   /** Application data records (mode `records`): one inner request. */
   data: Uint8Array[];
+  /**
+   * Mode `records`: the inner request that came as accepted TLS 1.3 early
+   * data, handed over by the flight that completed the handshake (RFC 8470
+   * §3: processed only once the handshake completes; a replay whose
+   * handshake never completes is never served). Replayable on another
+   * connection: mark it for the application (`Early-Data: 1`).
+   */
+  early: Uint8Array | undefined;
   /** The session ended cleanly (close_notify); it is gone from the registry. */
   closed: boolean;
   /** Set when this flight completed the handshake. */
@@ -282,6 +293,10 @@ export class EndpointCore {
     checkServerCredentials(options.tls); // a key that does not match would fail every handshake, silently
     this.mode = options.mode ?? 'exported';
     if (this.mode !== 'exported' && this.mode !== 'records') throw new AtlsError('INVALID_ARGUMENT', 'mode must be "exported" or "records"');
+    if (this.mode === 'exported' && (options.tls.maxEarlyData ?? 0) > 0) {
+      // Architecture (b) carries requests as protected messages, never as TLS application data (decisions.md O5).
+      throw new AtlsError('INVALID_ARGUMENT', 'maxEarlyData needs mode "records": in mode "exported" requests are protected messages, never TLS early data');
+    }
     if (options.routingTag !== undefined && !isValidRoutingTag(options.routingTag)) {
       throw new AtlsError('INVALID_ARGUMENT', 'routingTag must be 1..32 characters of [A-Za-z0-9_-]');
     }
@@ -445,8 +460,13 @@ export class EndpointCore {
     let handshake: HandshakeInfo | undefined;
     for (const ev of step.events) {
       if (ev.type === 'handshake') handshake = ev.info;
-      else if (ev.type === 'data') data.push(ev.data);
+      else if (ev.type === 'data') (ev.early ? (live.early ??= []) : data).push(ev.data);
       else if (ev.type === 'closed') closed = true;
+    }
+    let early: Uint8Array | undefined;
+    if (handshake && live.early) {
+      early = concatBytes(live.early);
+      live.early = undefined;
     }
     let established: EstablishedSession | undefined;
     if (closed || live.session.state === 'closed') {
@@ -463,7 +483,7 @@ export class EndpointCore {
       this.local.setSync(live.id, live, live.handshake ? this.sessionTtlMs : this.handshakeTtlMs);
     }
     if (!live.handshake && !established) live.awaitingHello = isHelloRetryRequest(step.flight);
-    return { flight: step.flight, data, closed, handshake, established };
+    return { flight: step.flight, data, early, closed, handshake, established };
   }
 
   /**

@@ -21,7 +21,7 @@ import type { HandshakeInfo, TlsClientConfig, TlsEngine } from '../engines/types
 import { AtlsClientSession } from '../session/session.js';
 import type { FlightResult, Mode, SessionOptions, SessionState } from '../session/types.js';
 import { bhttpStreamToResponse, requestToBhttp, requestToBhttpStream } from '../bhttp/web.js';
-import { INDETERMINATE_REQUEST } from '../bhttp/codec.js';
+import { INDETERMINATE_REQUEST, decodeResponse } from '../bhttp/codec.js';
 import { protectBody, unprotectBody } from '../protect/stream.js';
 import { wholeRecordsLength } from '../records.js';
 import { concatBytes } from '../bytes.js';
@@ -110,6 +110,19 @@ export type AtlsClientEvent =
       piggyBacked: boolean;
     }
   | { type: 'session-lost'; origin: string; status: number; resend: boolean }
+  | {
+      /**
+       * Mode `records`: the answer to the request the server accepted as TLS 1.3
+       * early data (`tls.earlyData`), as Binary HTTP. A 425 (Too Early) is sent
+       * again once, after the handshake, not as early data (RFC 8470 §5.2): its
+       * answer comes as a second event with `retried`.
+       */
+      type: 'early-data';
+      origin: string;
+      status: number;
+      response: Uint8Array;
+      retried: boolean;
+    }
   | {
       /** Which way a request went under the policy (draft §6.2). */
       type: 'policy';
@@ -663,6 +676,7 @@ class OriginSession {
     let out: FlightResult = await this.session.start();
     let piggyBacked = false;
     let answer: ReadableStream<Uint8Array> | undefined;
+    let earlyAnswer: Uint8Array | undefined;
     let reported = false;
     for (;;) {
       if (this.roundTrips >= MAX_HANDSHAKE_ROUND_TRIPS) {
@@ -670,7 +684,9 @@ class OriginSession {
           source: 'remote',
         });
       }
-      const rider = this.session.state === 'confirming' ? first : undefined;
+      // Records of accepted early data: the answer to the final flight is the early request's (server §5.7).
+      const earlyAccepted = this.mode === 'records' && this.session.handshakeInfo?.earlyData === 'accepted';
+      const rider = this.session.state === 'confirming' && !earlyAccepted ? first : undefined;
       const ride = rider !== undefined;
       let body = out.flight;
       let kind: AtlsFlightEvent['kind'] = 'flight';
@@ -746,14 +762,31 @@ class OriginSession {
         }
         this.requests++;
       }
+      if (!ride && earlyAccepted && data.length > 0) earlyAnswer = concatBytes(data);
       if (this.session.state === 'established' && out.flight.length === 0) {
         this.keepTicket(); // TLS 1.3 tickets come after the client's Finished
+        if (earlyAnswer) await this.earlyAnswered(earlyAnswer, signal);
         return answer;
       }
       if (this.session.state !== 'handshaking' && this.session.state !== 'confirming' && this.session.state !== 'established') {
         throw this.session.error ?? new AtlsError('CLOSED', 'the server closed the ATLS session during the handshake', { source: 'remote' });
       }
     }
+  }
+
+  /**
+   * The answer to the request that came as accepted early data: reported;
+   * a 425 (Too Early) sends the request again now that the handshake is
+   * complete, once, as ordinary records (RFC 8470 §5.2: a client that sent
+   * it in early data MUST retry, not in early data).
+   */
+  private async earlyAnswered(response: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    const status = decodeResponse(response).status;
+    this.client.emit({ type: 'early-data', origin: this.origin, status, response, retried: false });
+    const request = this.client.options.tls?.earlyData;
+    if (status !== 425 || request === undefined) return;
+    const again = await readBody(await this.request(request, signal), this.client.maxResponse);
+    this.client.emit({ type: 'early-data', origin: this.origin, status: decodeResponse(again).status, response: again, retried: true });
   }
 
   /** Runs `fn` alone on the TLS engine (mode `records`: an upload and its answer may overlap). */

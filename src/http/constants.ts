@@ -42,6 +42,11 @@ export const COOKIE_NAME = 'atls-session';
  * or its response). Decimal, no sign, no leading zeros except "0".
  */
 export const HEADER_FLIGHT_LENGTH = 'atls-flight-length';
+/**
+ * Inner request header a records-mode server adds to a request that came as
+ * TLS 1.3 early data (RFC 8470 §5.1): replayable, the app may answer 425.
+ */
+export const HEADER_EARLY_DATA = 'early-data';
 /** Response header on every error: the AtlsError code (debugging, client errors). */
 export const HEADER_ERROR = 'atls-error';
 

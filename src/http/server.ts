@@ -41,6 +41,7 @@ import {
   COOKIE_NAME,
   DEFAULT_ENDPOINTS,
   DEFAULT_MAX_BODY_BYTES,
+  HEADER_EARLY_DATA,
   HEADER_FLIGHT_LENGTH,
   MEDIA_TYPE_FLIGHT,
   MEDIA_TYPE_FLIGHT_LATER,
@@ -479,9 +480,12 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   }
 
   /** A whole inner request: the raw app's answer as bytes, the fetch app's as a stream. */
-  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Promise<Uint8Array | ReadableStream<Uint8Array>> {
-    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x);
-    return answerOf(innerOf(plaintext, peer, x), peer, x);
+  /** `early`: the request came as TLS 1.3 early data; the app sees `Early-Data: 1` (RFC 8470 §5.1) and may answer 425. */
+  async function dispatch(plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest, early = false): Promise<Uint8Array | ReadableStream<Uint8Array>> {
+    if (rawApp) return dispatchRaw(rawApp, plaintext, peer, x, early);
+    const inner = innerOf(plaintext, peer, x);
+    if (early) inner.headers.set(HEADER_EARLY_DATA, '1');
+    return answerOf(inner, peer, x);
   }
 
   /**
@@ -513,12 +517,13 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
    * The same for a raw application: no fetch objects on either side, and no
    * promise when the app answers synchronously (as `echoRawApp` does).
    */
-  function dispatchRaw(raw: AtlsRawApp, plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest): Uint8Array | Promise<Uint8Array> {
+  function dispatchRaw(raw: AtlsRawApp, plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest, early = false): Uint8Array | Promise<Uint8Array> {
     const inner = rawInner(plaintext, x.https ? 'https' : 'http', x.authority, contentLimits);
     if (inner.headers.some(([n]) => n === HEADER_TRANSPORT_CHAIN || n === HEADER_TRANSPORT_VERIFIED)) {
       takeReport((name) => inner.headers.find(([n]) => n === name)?.[1], peer);
       inner.headers = inner.headers.filter(([n]) => n !== HEADER_TRANSPORT_CHAIN && n !== HEADER_TRANSPORT_VERIFIED);
     }
+    if (early) inner.headers = [...inner.headers.filter(([n]) => n !== HEADER_EARLY_DATA), [HEADER_EARLY_DATA, '1']];
     let res: BhttpResponseInit | Promise<BhttpResponseInit>;
     try {
       res = raw(inner, peer, contextOf(x));
@@ -590,6 +595,13 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       throw new AtlsError('INVALID_STATE', `this endpoint runs mode "exported": send requests as ${MEDIA_TYPE_PROTECTED}`, {
         source: 'remote',
       });
+    }
+    if (step.early && peer && !step.closed) {
+      // A request that came as early data, served now that the handshake completed; its answer
+      // leads the records of this reply (the client sends no request with this flight then).
+      const response = await dispatch(step.early, peer, x, true);
+      const bytes = response instanceof Uint8Array ? response : await readBody(response, maxWhole);
+      out = concatBytes([out, await core.sendRecords(live, bytes)]);
     }
     if (step.data.length > 0 && peer && !step.closed) {
       // Architecture (a): the records' plaintext is one inner request (draft Figure 5).

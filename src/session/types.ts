@@ -32,7 +32,7 @@ export type SessionEvent =
   /** The session is established (client: the server accepted its final flight). */
   | { type: 'handshake'; info: HandshakeInfo }
   /** Application data received in TLS records (mode `records`). */
-  | { type: 'data'; data: Uint8Array }
+  | { type: 'data'; data: Uint8Array; /** TLS 1.3 early data (replayable, RFC 8446 §8): a server that accepted 0-RTT. */ early?: boolean }
   /** Client: resumption state; pass it as `tls.session` to resume later. */
   | { type: 'ticket'; session: Uint8Array }
   /** A warning alert from the peer (fatal alerts reject instead). */
