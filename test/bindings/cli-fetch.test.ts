@@ -8,11 +8,11 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { connect, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +192,46 @@ describe('atls fetch, as curl users expect it', () => {
     const bad = await atlsInProcess(['fetch', `${echo}/x`, '--max-time', 'soon']);
     assert.equal(bad.status, 1);
     assertOneLine(bad, /--max-time wants a number of seconds/, /INVALID_ARGUMENT/);
+  });
+
+  it('exit 56: a connection that breaks while the answer is awaited or arriving, one line naming it', async () => {
+    // Three ways a server (or a box in between) breaks it after taking the request.
+    const breakers: Record<string, (s: Socket) => void> = {
+      'answer cut short': (s) => {
+        s.write('HTTP/1.1 200 OK\r\ncontent-type: application/atls+octet-stream\r\ncontent-length: 1000\r\n\r\n' + 'x'.repeat(10));
+        s.end();
+      },
+      'reset': (s) => s.resetAndDestroy(),
+      'closed without an answer': (s) => s.end(),
+    };
+    for (const [name, breaks] of Object.entries(breakers)) {
+      const broken = createTcpServer((s) => s.once('data', () => breaks(s)));
+      await new Promise<void>((r) => broken.listen(0, '127.0.0.1', r));
+      servers.push(broken);
+      const r = await atlsInProcess(['fetch', `http://127.0.0.1:${portOf(broken)}/x`, '--ca', pki.ca]);
+      assert.equal(r.status, 56, `${name}: ${r.stderr}`);
+      assertOneLine(r, /other side closed|ECONNRESET/, /the connection broke/);
+    }
+  });
+
+  it('exit 28: an HTTP connect that never completes (a listener whose accept queue is full) ends after --connect-timeout', async () => {
+    // A listener that never accepts: its process blocks its event loop once listening.
+    const listener = spawn(
+      process.execPath,
+      ['-e', "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); })"],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    daemons.push(listener);
+    const port = await new Promise<number>((resolve) => listener.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
+    // Linux queues backlog + 1 completed connections; then it drops SYNs, so a connect waits for good.
+    for (let i = 0; i < 2; i++) {
+      const filler = connect(port, '127.0.0.1');
+      sockets.push(filler);
+      await new Promise<void>((resolve, reject) => filler.once('connect', resolve).once('error', reject));
+    }
+    const r = await atlsInProcess(['fetch', `http://127.0.0.1:${port}/x`, '--connect-timeout', '1', '--ca', pki.ca]);
+    assert.equal(r.status, 28, r.stderr);
+    assertOneLine(r, /Connect Timeout.*\[TIMEOUT\]/, /--connect-timeout/);
   });
 
   it('coap:// with nothing listening: retransmissions under -v as they happen, then exit 28', async () => {
