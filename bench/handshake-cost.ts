@@ -11,6 +11,13 @@
  * the profile holds the client too: read the server's functions in it.
  * HS_ONLY=engine|Atls|endpoint runs one layer; HS_TICKETS=N sets the server's ticketCount;
  * HS_NO_RIDE=1 sends the final flight without the first request; HS_KIND=full|resumed|mutual|mutual-resumed.
+ *
+ * `HS_ONLY=sockets`: figure 1's two servers instead (the ATLS endpoint (b) and
+ * node:https, each in its own pinned process under the benchmark's load
+ * processes, HS_CONCURRENCY loops, default 8), reported as the server's
+ * main-thread CPU per handshake beside its whole CPU, and their ratio; the
+ * in-process layers above less the sockets, node:http and the process's own
+ * costs. HS_MS is the measured window per server (default 3000).
  * @module
  */
 import { opensslEngine, threadCpuNs } from '../src/engines/openssl.js';
@@ -19,6 +26,8 @@ import { createAtlsHandler, echoRawApp } from '../src/http/index.js';
 import { encodeRequest, decodeResponse } from '../src/bhttp/codec.js';
 import { concatBytes } from '../src/bytes.js';
 import { benchPki } from './lib/pki.js';
+import { runLoad, startServer, type LoadSummary } from './lib/procs.js';
+import type { BenchPki, LoadJob, ServerSpec } from './lib/scenarios.js';
 import type { TlsClientConfig, TlsServerConfig } from '../src/engines/types.js';
 
 const COUNT = Number(process.env.HS_COUNT ?? 2000);
@@ -159,4 +168,35 @@ async function main(): Promise<void> {
   await handler.close();
 }
 
-await main();
+/** Figure 1's ATLS and HTTPS servers under load, server CPU per handshake. */
+async function sockets(): Promise<void> {
+  const pki: BenchPki = await benchPki();
+  const kind = process.env.HS_KIND ?? 'full';
+  const mutual = kind.startsWith('mutual');
+  const resumed = kind.endsWith('resumed');
+  const base = { concurrency: Number(process.env.HS_CONCURRENCY ?? 8), size: 100, mutual, resumed };
+  const rows: Array<[string, ServerSpec, Omit<LoadJob, 'port'>]> = [
+    ['ATLS endpoint (b)', { kind: 'atls', mode: 'exported', mutual }, { ...base, kind: 'hs-atls', mode: 'exported' }],
+    ['node:https, new connection', { kind: 'https', mutual }, { ...base, kind: 'hs-https' }],
+  ];
+  const got: LoadSummary[] = [];
+  for (const [name, spec, job] of rows) {
+    const server = await startServer(spec, pki);
+    try {
+      const r = await runLoad({ ...job, port: server.port }, pki, server, { warmupMs: 1000, durationMs: Number(process.env.HS_MS ?? 3000) });
+      got.push(r);
+      console.log(
+        `sockets ${kind.padEnd(14)} ${name.padEnd(28)} main thread ${r.serverMainUsPerOp.toFixed(1).padStart(7)} µs, process ${r.serverUsPerOp.toFixed(1).padStart(7)} µs CPU per handshake, busy ${(r.serverBusy * 100).toFixed(0)}% (${r.ops} handshakes${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''})`,
+      );
+    } finally {
+      await server.stop();
+    }
+  }
+  const [atls, https] = got;
+  if (atls && https) {
+    console.log(`sockets ${kind.padEnd(14)} ratio ATLS / HTTPS per server CPU-second: ${(https.serverUsPerOp / atls.serverUsPerOp).toFixed(2)}x (main thread ${(https.serverMainUsPerOp / atls.serverMainUsPerOp).toFixed(2)}x)`);
+  }
+}
+
+if (process.env.HS_ONLY === 'sockets') await sockets();
+else await main();
