@@ -32,11 +32,13 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <ctime>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <mutex>
 #include <vector>
 
 namespace {
@@ -1361,21 +1363,23 @@ class Aead : public Napi::ObjectWrap<Aead> {
     Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
     int tag = info[2].As<Napi::Number>().Int32Value();
     encrypt_ = info[3].As<Napi::Boolean>().Value();
-    const EVP_CIPHER* c = nullptr;
-    if (alg == "aes-128-gcm") c = EVP_aes_128_gcm();
-    else if (alg == "aes-256-gcm") c = EVP_aes_256_gcm();
-    else if (alg == "chacha20-poly1305") c = EVP_chacha20_poly1305();
-    else if (alg == "aes-128-ccm") { c = EVP_aes_128_ccm(); ccm_ = true; }
-    else if (alg == "aes-256-ccm") { c = EVP_aes_256_ccm(); ccm_ = true; }
-    if (c == nullptr) { Fail(env, "unknown AEAD algorithm"); return; }
+    int which = -1;
+    for (int i = 0; i < kAlgorithms; i++) {
+      if (alg == kAlgorithmNames[i]) which = i;
+    }
+    if (which < 0) { Fail(env, "unknown AEAD algorithm"); return; }
+    ccm_ = which >= 3;
+    const EVP_CIPHER* c = Fetched(which);
+    if (c == nullptr) { ERR_clear_error(); Fail(env, "AEAD algorithm not available"); return; }
     // RFC 5116 §5.1, RFC 8439 §2.8: 16-byte tags; RFC 6655 §3 (CCM_8): 8.
     if (!(tag == 16 || (ccm_ && tag == 8))) { Fail(env, "bad tag length"); return; }
     if (key.ByteLength() != static_cast<size_t>(EVP_CIPHER_get_key_length(c))) { Fail(env, "bad key length"); return; }
     tag_len_ = tag;
     ctx_ = EVP_CIPHER_CTX_new();
     int enc = encrypt_ ? 1 : 0;
+    // 12-byte nonces: GCM's and ChaCha20-Poly1305's default length (RFC 5116 §5.1, RFC 8439 §2.8), CCM's is set.
     bool ok = ctx_ != nullptr && EVP_CipherInit_ex(ctx_, c, nullptr, nullptr, nullptr, enc) == 1 &&
-              EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) == 1;
+              (!ccm_ || EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) == 1);
     // CCM fixes M (the tag length) before the key (RFC 3610 §2).
     if (ok && ccm_) ok = EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, nullptr) == 1;
     if (ok) ok = EVP_CipherInit_ex(ctx_, nullptr, nullptr, key.Data(), nullptr, enc) == 1;
@@ -1399,6 +1403,26 @@ class Aead : public Napi::ObjectWrap<Aead> {
     Napi::Error e = Napi::Error::New(env, msg);
     e.Set("atlsCode", Napi::String::New(env, "INVALID_ARGUMENT"));
     e.ThrowAsJavaScriptException();
+  }
+
+  // The AEADs by name; CCM ones last (see ccm_).
+  static constexpr int kAlgorithms = 5;
+  static constexpr const char* kAlgorithmNames[kAlgorithms] = {"aes-128-gcm", "aes-256-gcm", "chacha20-poly1305", "aes-128-ccm",
+                                                                "aes-256-ccm"};
+
+  // Each cipher fetched from the default provider once per process and kept:
+  // OpenSSL 3.0 looks a legacy EVP_aes_128_gcm() up again (names, locks) in
+  // every EVP_CipherInit_ex, and a session makes two contexts at its first request.
+  static const EVP_CIPHER* Fetched(int which) {
+    static std::once_flag once;
+    static EVP_CIPHER* fetched[kAlgorithms] = {};
+    std::call_once(once, [] {
+      static const char* const kOpensslNames[kAlgorithms] = {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305", "AES-128-CCM",
+                                                             "AES-256-CCM"};
+      for (int i = 0; i < kAlgorithms; i++) fetched[i] = EVP_CIPHER_fetch(nullptr, kOpensslNames[i], nullptr);
+      ERR_clear_error();
+    });
+    return fetched[which];
   }
 
   void Release() {
