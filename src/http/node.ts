@@ -473,7 +473,7 @@ export interface AtlsServerOptions extends AtlsHandlerOptions {
   wrapHandler?: (handler: AtlsHandler) => AtlsHandler;
   /**
    * Serve the endpoints' common requests with the lean HTTP/1.1 front (src/http/front.ts), handing
-   * anything else to `node:http`; false: `node:http` reads every request. Default false.
+   * anything else to `node:http`; false: `node:http` reads every request. Default true.
    */
   front?: boolean;
 }
@@ -501,7 +501,7 @@ export function createAtlsServer(options: AtlsServerOptions): AtlsNodeServer {
     }),
   );
   const connectionStats = limitConnections(server, options.connections, options.onEvent, new TrustedProxies(options.trustedProxies));
-  if (options.front === true) {
+  if (options.front !== false) {
     attachFront(server, serving, {
       maxBodyBytes: wholeBodyCap(options.limits),
       ...(options.https === undefined ? {} : { https: options.https }),
