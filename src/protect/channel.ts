@@ -8,7 +8,7 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import { NodeBuffer } from '../bytes.js';
+import { pooledBytes } from '../bytes.js';
 import { IV_LENGTH, LIMIT_UNIT_BYTES, MAX_SEQUENCE } from './constants.js';
 import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
 import { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, readHeader, writeHeader, type ChunkHeaderFields, type HeaderFields } from './header.js';
@@ -477,7 +477,7 @@ export class ProtectedChannel {
     const tagLength = this.spec.tagLength;
     const n = seqByteLength(hi, lo);
     const size = 1 + n + len + tagLength;
-    const out = pooled && NodeBuffer ? NodeBuffer.allocUnsafe(size) : new Uint8Array(size);
+    const out = pooled ? pooledBytes(size) : new Uint8Array(size);
     const headerLength = writeHeader(out, hi, lo);
     const header = out.subarray(0, headerLength);
     this.encryptInto(hi, lo, plaintext, aad && aad.length ? concatAad(header, aad) : header, out, headerLength);

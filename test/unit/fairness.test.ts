@@ -89,4 +89,43 @@ describe('fair shares of established sessions', () => {
     assert.equal(l.heaviest(), undefined);
     assert.equal(l.giveWay('D'), undefined);
   });
+
+  it('keeps the order a reference model keeps through random admissions, touches, deletions and give-ways', () => {
+    // The order lives in linked lists on the slots (a Map moved to its end per touch slowed with size):
+    // a plain array of [key, peer], oldest first, is the model.
+    let seed = 7;
+    const next = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+    const l = new FairShareLedger<undefined>(Number.POSITIVE_INFINITY, 60_000);
+    let model: Array<[string, string]> = [];
+    for (let step = 0; step < 5000; step++) {
+      const op = next(10);
+      if (op < 4 || model.length === 0) {
+        const key = `k${next(300)}`;
+        const peer = `p${next(4)}`;
+        l.admit(key, undefined, peer);
+        model = model.filter(([k]) => k !== key).concat([[key, peer]]);
+      } else if (op < 8) {
+        const [key, peer] = model[next(model.length)]!;
+        l.touch(key);
+        model = model.filter(([k]) => k !== key).concat([[key, peer]]);
+      } else if (op < 9) {
+        const [key] = model[next(model.length)]!;
+        assert.equal(l.delete(key), true);
+        model = model.filter(([k]) => k !== key);
+      } else {
+        const newcomer = `p${next(5)}`;
+        const held = (p: string): number => model.filter(([, q]) => q === p).length;
+        let heaviest = '';
+        for (const [, p] of model) if (held(p) > held(heaviest)) heaviest = p;
+        const mine = held(newcomer) + 1;
+        const from = mine > 1 && mine >= held(heaviest) ? newcomer : held(heaviest) > 1 ? heaviest : undefined;
+        const expect = from === undefined ? model[0]! : model.find(([, p]) => p === from)!;
+        const d = l.giveWay(newcomer);
+        assert.equal(d?.key, expect[0], `step ${step}`);
+        model = model.filter(([k]) => k !== expect[0]);
+      }
+      assert.equal(l.size, model.length);
+    }
+    for (const p of ['p0', 'p1', 'p2', 'p3']) assert.equal(l.heldBy(p), model.filter(([, q]) => q === p).length);
+  });
 });
