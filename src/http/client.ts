@@ -46,6 +46,12 @@ import { observeTransport, transportReportFields, type TransportObservation } fr
 const DEFAULT_MAX_RESPONSE = 32 * 1024 * 1024;
 /** Largest inner request that rides with the client's final flight. */
 const MAX_PIGGYBACK_BYTES = 64 * 1024;
+/**
+ * Request bytes above this go as a stream, as a streamed body does: a server
+ * takes a large body only as it arrives (one protected message, or a
+ * flight, it holds whole).
+ */
+const MAX_WHOLE_REQUEST_BYTES = MAX_PIGGYBACK_BYTES;
 /** A handshake that needs more round trips than this is refused (HRR makes 3). */
 const MAX_HANDSHAKE_ROUND_TRIPS = 8;
 /**
@@ -559,7 +565,8 @@ class OriginSession {
    * One POST of a body, whole or a stream (sent as it is produced). The
    * answer is read whole when `whole`, when it is an error, or when it is
    * small (`bytes`); otherwise it is left to stream (`stream`). 503 as in
-   * {@link post}, for whole bodies only (a stream cannot be sent again).
+   * {@link post}, for whole bodies and for streams that `again` can make
+   * anew (a stream of bytes at hand; a stream of the caller's cannot be sent again).
    */
   private async postAnswer(
     body: Uint8Array | ReadableStream<Uint8Array>,
@@ -568,14 +575,17 @@ class OriginSession {
     signal: AbortSignal | undefined,
     resendable: boolean,
     whole: boolean,
+    again?: () => ReadableStream<Uint8Array>,
   ): Promise<OuterAnswer> {
+    let sent = body;
     for (let attempt = 0; ; attempt++) {
-      const res = await this.postOnce(body, kind, flightBytes, signal, whole);
-      if (res.status !== 503 || !(body instanceof Uint8Array)) return res;
+      const res = await this.postOnce(sent, kind, flightBytes, signal, whole);
+      if (res.status !== 503 || (!(sent instanceof Uint8Array) && again === undefined)) return res;
       if (!resendable && res.headers.get(HEADER_ERROR) !== 'LIMIT_REACHED') return res;
       const wait = retryDelayMs(parseRetryAfter(res.headers.get('retry-after')), attempt, this.client.unavailableRetry);
       if (wait === undefined) return res;
       await sleep(wait, undefined, signal ? { signal } : undefined);
+      if (!(sent instanceof Uint8Array)) sent = again!(); // the refused stream was cancelled unread
     }
   }
 
@@ -808,12 +818,13 @@ class OriginSession {
       if (this.outstanding < MAX_OUTSTANDING) this.outstanding++;
       else await new Promise<void>((resolve) => this.waiting.push(resolve));
       try {
-        const body =
-          inner instanceof Uint8Array
-            ? this.session.protect(inner)
-            : // An indeterminate-length message is one whose content was not at hand: its head leaves at once.
-              protectBody(this.session.protectedChannel, inner, { streamAtOnce: (first) => first[0] === INDETERMINATE_REQUEST });
-        const res = await this.postAnswer(body, 'protected', 0, signal, idempotent, false);
+        // Bytes over MAX_WHOLE_REQUEST_BYTES go as a chunk stream, sealed anew (new numbers) if a 503 asks for them again.
+        const sealStream = (plain: ReadableStream<Uint8Array>) =>
+          // An indeterminate-length message is one whose content was not at hand: its head leaves at once.
+          protectBody(this.session.protectedChannel, plain, { streamAtOnce: (first) => first[0] === INDETERMINATE_REQUEST });
+        const large = inner instanceof Uint8Array && inner.length > MAX_WHOLE_REQUEST_BYTES ? inner : undefined;
+        const body = large ? sealStream(streamOfBytes(large)) : inner instanceof Uint8Array ? this.session.protect(inner) : sealStream(inner);
+        const res = await this.postAnswer(body, 'protected', 0, signal, idempotent, false, large && (() => sealStream(streamOfBytes(large))));
         if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
         if (res.status !== 200) throw responseError(wholeAnswer(res), this.endpoint);
         if (bodyKind(res.headers.get('content-type')) !== 'protected') {
@@ -832,7 +843,10 @@ class OriginSession {
     }
     // Architecture (a): TLS records are sequenced, so one request at a time, its answer read to the end.
     const run = this.queue.then(async () => {
-      const body = inner instanceof Uint8Array ? await this.exclusive(() => this.session.send(inner)) : this.recordsOut(inner);
+      const body =
+        inner instanceof Uint8Array && inner.length <= MAX_WHOLE_REQUEST_BYTES
+          ? await this.exclusive(() => this.session.send(inner))
+          : this.recordsOut(inner instanceof Uint8Array ? streamOfBytes(inner) : inner);
       const res = await this.postAnswer(body, 'flight', 0, signal, idempotent, false);
       if (res.status === 404 || res.status === 410) throw new SessionLost(res.status);
       if (res.status !== 200) {
@@ -1136,12 +1150,7 @@ class ClientCore {
         // The report rides on requests until the service has answered one of them.
         const withReport = reportHeaders !== undefined && !os.reportDelivered;
         let inner: Uint8Array | ReadableStream<Uint8Array>;
-        if (bhttp) {
-          const whole = withReport ? reported! : bhttp;
-          // Bytes too large to ride with a flight go as a stream, as a streamed body does: a server takes
-          // a large body only as it arrives (one protected message, or a flight, it holds whole).
-          inner = whole.length <= MAX_PIGGYBACK_BYTES ? whole : streamOfBytes(whole);
-        }
+        if (bhttp) inner = withReport ? reported! : bhttp; // over MAX_WHOLE_REQUEST_BYTES, request() streams it
         else inner = requestToBhttpStream(innerRequest(withReport ? reportHeaders! : hop.headers));
         const plain = await os.request(inner, signal, idempotent);
         if (withReport) os.reportDelivered = true;

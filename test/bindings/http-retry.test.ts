@@ -157,6 +157,29 @@ describe('client retries 503 + Retry-After', () => {
     }
   });
 
+  it('an idempotent request of bytes over 64 KiB (a chunk stream) is sealed anew and resent; a stream from the caller is not', async () => {
+    const c = client({ piggyback: false });
+    const big = new Uint8Array(100 * 1024).map((_, i) => i % 251);
+    try {
+      f.refuse(undefined);
+      assert.equal((await c.fetch(f.url)).status, 200);
+      f.refuse({ kind: 'protected', times: 1, headers: { 'retry-after': '0' } });
+      const got = await c.fetch(f.url, { method: 'PUT', body: big });
+      assert.equal(got.status, 200);
+      assert.deepEqual(new Uint8Array(await got.arrayBuffer()), big);
+      assert.equal(f.seen(), 2, 'refused once, then answered');
+      f.refuse({ kind: 'protected', times: 1, headers: { 'retry-after': '0' } });
+      const stream = new ReadableStream<Uint8Array>({ start: (ctl) => (ctl.enqueue(big), ctl.close()) });
+      await assert.rejects(
+        c.fetch(f.url, { method: 'PUT', body: stream, duplex: 'half' } as RequestInit),
+        (e: unknown) => e instanceof AtlsError && e.code === 'LIMIT_REACHED',
+      );
+      assert.equal(f.seen(), 1, 'a stream cannot be sent again');
+    } finally {
+      await c.close();
+    }
+  });
+
   it('a POST refused with ATLS-Error LIMIT_REACHED (before any processing) is resent', async () => {
     const c = client({ piggyback: false });
     try {
