@@ -45,6 +45,7 @@ const VARIANTS: Variant[] = [
   { name: 'plain HTTP keep-alive, 100 B', spec: { kind: 'http' }, tls: false, args: ['-job', 'http-req'], count: REQ },
   { name: 'HTTPS keep-alive, 100 B', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-req'], count: REQ },
   { name: 'ATLS arch (b), 100 B', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-req', '-mode', 'exported'], count: REQ },
+  { name: 'ATLS arch (b) over node:http, 100 B', spec: { kind: 'atls', mode: 'exported', front: false }, tls: false, args: ['-job', 'atls-req', '-mode', 'exported'], count: REQ },
   { name: 'ATLS arch (a), 100 B', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-req', '-mode', 'records'], count: REQ },
   { name: 'HTTPS new connection + 1 request', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-fresh'], count: HS },
   { name: 'ATLS (b) fresh session + 1 request', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },

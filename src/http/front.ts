@@ -572,6 +572,10 @@ class Front {
 
   readonly onConnection = (socket: Socket): void => {
     if (socket.destroyed) return; // refused by the connection limits
+    if (this.server.maxRequestsPerSocket) {
+      this.nodeListener.call(this.server, socket); // node:http counts requests per socket and answers 503s beyond
+      return;
+    }
     this.activity ??= connectionActivity(this.server);
     this.conns.add(new FrontConnection(this, socket));
   };

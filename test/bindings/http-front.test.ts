@@ -294,6 +294,45 @@ describe('HTTP/1.1 front: timeouts and closing', () => {
     }
   });
 
+  it('at the connection cap the connection idle longest goes, a request making its connection the newest', async () => {
+    const events: ConnectionEvent[] = [];
+    const server = createAtlsServer({
+      tls: tlsPair(pki, 'TLSv1.3', 'cert').server,
+      app: echoApp,
+      front: true,
+      connections: { maxConnections: 3 },
+      onEvent: (e) => events.push(e as ConnectionEvent),
+    });
+    const port = await listen(server);
+    const connect = async (): Promise<{ socket: net.Socket; closed: Promise<void> }> => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      const closed = new Promise<void>((r) => socket.on('close', () => r()));
+      await new Promise<void>((r) => socket.on('connect', () => r()));
+      await new Promise((r) => setTimeout(r, 20)); // the server has taken it
+      return { socket, closed };
+    };
+    const [a, b, c] = [await connect(), await connect(), await connect()];
+    try {
+      // a answers a request: idle again, now the newest of the three.
+      a.socket.write(post(FLIGHT, 'garbage'));
+      await new Promise<void>((r) => a.socket.once('data', () => r()));
+      assert.deepEqual(server.connectionStats(), { open: 3, idle: 3 });
+      const d = await connect();
+      await b.closed; // the oldest idle one made room
+      assert.ok(events.some((e) => e.type === 'evicted'));
+      const e = await connect();
+      await c.closed;
+      a.socket.write(post(FLIGHT, 'garbage'));
+      await new Promise<void>((r) => a.socket.once('data', () => r()));
+      d.socket.destroy();
+      e.socket.destroy();
+    } finally {
+      a.socket.destroy();
+      await close(server);
+    }
+  });
+
   it('server.close() ends idle connections of the front and lets the server close', async () => {
     const server = createAtlsServer({ tls: tlsPair(pki, 'TLSv1.3', 'cert').server, app: echoApp, front: true });
     const port = await listen(server);
