@@ -323,27 +323,32 @@ function checkPadding(padding: unknown): number {
   return padding;
 }
 
-/** The header section, content and trailer section, with §3.8 truncation; returns the size and a writer. */
-function tail(
-  headers: PreparedSection,
-  content: Uint8Array,
-  trailers: PreparedSection,
-  options: BhttpEncodeOptions,
-): { size: number; write: (o: Out) => void } {
-  // RFC 9292 §3.8: empty trailers MAY be omitted; empty content MAY be omitted if trailers are too.
-  const omitTrailers = options.truncate === true && trailers.lines.length === 0;
-  const omitContent = omitTrailers && content.length === 0;
-  let size = varintLength(headers.size) + headers.size;
-  if (!omitContent) size += varintLength(content.length) + content.length;
-  if (!omitTrailers) size += varintLength(trailers.size) + trailers.size;
-  return {
-    size,
-    write: (o) => {
-      o.section(headers);
-      if (!omitContent) o.lengthPrefixed(content);
-      if (!omitTrailers) o.section(trailers);
-    },
-  };
+/** The header section, content and trailer section of a message to encode, with §3.8 truncation decided. */
+class Tail {
+  readonly size: number;
+  private readonly omitTrailers: boolean;
+  private readonly omitContent: boolean;
+
+  constructor(
+    private readonly headers: PreparedSection,
+    private readonly content: Uint8Array,
+    private readonly trailers: PreparedSection,
+    options: BhttpEncodeOptions,
+  ) {
+    // RFC 9292 §3.8: empty trailers MAY be omitted; empty content MAY be omitted if trailers are too.
+    this.omitTrailers = options.truncate === true && trailers.lines.length === 0;
+    this.omitContent = this.omitTrailers && content.length === 0;
+    let size = varintLength(headers.size) + headers.size;
+    if (!this.omitContent) size += varintLength(content.length) + content.length;
+    if (!this.omitTrailers) size += varintLength(trailers.size) + trailers.size;
+    this.size = size;
+  }
+
+  write(o: Out): void {
+    o.section(this.headers);
+    if (!this.omitContent) o.lengthPrefixed(this.content);
+    if (!this.omitTrailers) o.section(this.trailers);
+  }
 }
 
 /**
@@ -358,7 +363,7 @@ function tail(
  */
 export function encodeRequest(req: BhttpRequestInit, options: BhttpEncodeOptions = {}): Uint8Array {
   const [method, scheme, authority, path] = requestControlData(req);
-  const t = tail(prepareSection(req.headers, 'header'), checkContent(req.content), prepareSection(req.trailers, 'trailer'), options);
+  const t = new Tail(prepareSection(req.headers, 'header'), checkContent(req.content), prepareSection(req.trailers, 'trailer'), options);
   const padding = checkPadding(options.padding);
   let size = varintLength(KNOWN_REQUEST) + t.size + padding;
   for (const b of [method, scheme, authority, path]) size += varintLength(b.length) + b.length;
@@ -390,6 +395,8 @@ export function checkStatus(status: unknown, min: number, max: number, what: str
   return status;
 }
 
+const NO_INFORMATIONAL: ReadonlyArray<{ status: number; headers: PreparedSection }> = [];
+
 /**
  * Encodes a response in the known-length form (framing indicator 1, RFC 9292 §3.1),
  * informational responses first (RFC 9292 §3.5.1). `allocate` gives the
@@ -404,11 +411,11 @@ export function checkStatus(status: unknown, min: number, max: number, what: str
  */
 export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptions = {}, allocate: (size: number) => Uint8Array = zeroed): Uint8Array {
   const status = checkStatus(res.status, 200, 599, 'final status'); // RFC 9292 §3.5
-  const infos = (res.informational ?? []).map((i) => ({
+  const infos = res.informational === undefined || res.informational.length === 0 ? NO_INFORMATIONAL : res.informational.map((i) => ({
     status: checkStatus(i.status, 100, 199, 'informational status'), // RFC 9292 §3.5.1
     headers: prepareSection(i.headers, 'header'),
   }));
-  const t = tail(prepareSection(res.headers, 'header'), checkContent(res.content), prepareSection(res.trailers, 'trailer'), options);
+  const t = new Tail(prepareSection(res.headers, 'header'), checkContent(res.content), prepareSection(res.trailers, 'trailer'), options);
   const padding = checkPadding(options.padding);
   let size = varintLength(KNOWN_RESPONSE) + varintLength(status) + t.size + padding;
   for (const i of infos) size += varintLength(i.status) + varintLength(i.headers.size) + i.headers.size;
@@ -428,6 +435,9 @@ export function encodeResponse(res: BhttpResponseInit, options: BhttpEncodeOptio
 // Decoding
 
 export function limitsOf(l: BhttpLimits): Required<BhttpLimits> {
+  if (l.maxFields !== undefined && l.maxFieldBytes !== undefined && l.maxContent !== undefined && l.maxInformational !== undefined) {
+    return l as Required<BhttpLimits>; // complete already: no object per message
+  }
   return {
     maxFields: l.maxFields ?? BHTTP_DEFAULT_LIMITS.maxFields,
     maxFieldBytes: l.maxFieldBytes ?? BHTTP_DEFAULT_LIMITS.maxFieldBytes,

@@ -53,7 +53,7 @@ import {
   isSyncStateStore,
   isValidRoutingTag,
   newSessionId,
-  parseSessionId,
+  isSessionId,
   type CommitResult,
   type IdOwner,
   type ReserveResult,
@@ -365,7 +365,7 @@ export class EndpointCore {
    * Rejects with STORE_UNAVAILABLE when a shared store cannot be reached.
    */
   find(id: string): FoundSession | undefined | Promise<FoundSession | undefined> {
-    if (!parseSessionId(id)) return undefined;
+    if (!isSessionId(id)) return undefined;
     const live = this.local.getSync(id);
     if (live) return live;
     if (this.syncStore) {
@@ -751,10 +751,10 @@ export class EndpointCore {
 
   private judge(s: EstablishedSession, sequence: number, plaintext: Uint8Array, r: CommitResult): AcceptedMessage | Promise<AcceptedMessage> {
     if (r.verdict === 'fresh') {
-      const limits = s.channel.usageLimits;
-      if (r.sentUnits > limits.confidentiality || !Number.isSafeInteger(r.sendSeq)) {
+      const limit = s.channel.confidentialityLimit;
+      if (r.sentUnits > limit || !Number.isSafeInteger(r.sendSeq)) {
         // RFC 8446 §5.5 / RFC 9147 §4.5.3: stop using the key at its confidentiality limit.
-        return this.endWith(s, new AtlsError('KEY_LIMIT_REACHED', `confidentiality limit of ${limits.confidentiality} reached; run a new handshake`));
+        return this.endWith(s, new AtlsError('KEY_LIMIT_REACHED', `confidentiality limit of ${limit} reached; run a new handshake`));
       }
       return { plaintext, sendSeq: r.sendSeq };
     }

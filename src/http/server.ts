@@ -19,7 +19,7 @@ import { AtlsError } from '../errors.js';
 import type { TlsEngine, TlsServerConfig } from '../engines/types.js';
 import type { Mode, SessionOptions } from '../session/types.js';
 import { bhttpToRequest, responseToBhttp } from '../bhttp/web.js';
-import { decodeRequest, encodeResponse, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
+import { decodeRequest, encodeResponse, limitsOf, type BhttpLimits, type BhttpRequest, type BhttpResponseInit } from '../bhttp/codec.js';
 import { authorityStringValid } from '../bhttp/fields.js';
 import { concatBytes, pooledBytes } from '../bytes.js';
 import { bhttpStreamToRequest, responseToBhttpStream } from '../bhttp/web.js';
@@ -47,7 +47,7 @@ import {
   MEDIA_TYPE_FLIGHT_LATER,
   MEDIA_TYPE_PROTECTED,
 } from './constants.js';
-import { readCookie, setCookie } from './cookie.js';
+import { readCookie, setCookie, type CookieAttributes } from './cookie.js';
 import type { IdOwner, SessionStateStore } from '../store/index.js';
 import { EndpointCore, LiveSession, type AcceptedMessage, type EstablishedSession, type FoundSession } from '../endpoint/core.js';
 import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
@@ -120,8 +120,10 @@ export interface AtlsRawRequest {
   /**
    * Reads the whole body, refusing more than `max` bytes with AtlsError
    * TOO_LARGE (source remote). Called at most once, after method and media type passed.
+   * A front that already holds the whole body may return it (or throw) at once:
+   * the core then takes a protected request without a promise.
    */
-  body(max: number): Promise<Uint8Array>;
+  body(max: number): Uint8Array | Promise<Uint8Array>;
   /**
    * The body as a stream, read as it arrives (chunk streams, records-mode
    * data): called at most once, instead of `body`. Fronts that cannot stream
@@ -338,6 +340,12 @@ function rawInner(plaintext: Uint8Array, scheme: string, authority: string, limi
   return m;
 }
 
+/** The inner request carries a transport report (a loop: no closure per request). */
+function carriesTransportReport(headers: BhttpRequest['headers']): boolean {
+  for (const [n] of headers) if (n === HEADER_TRANSPORT_CHAIN || n === HEADER_TRANSPORT_VERIFIED) return true;
+  return false;
+}
+
 function positive(v: number | undefined, fallback: number, name: string): number {
   if (v === undefined) return fallback;
   if (!Number.isFinite(v) || v <= 0) throw new AtlsError('INVALID_ARGUMENT', `${name} must be a positive number`);
@@ -376,7 +384,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   // Inner content, streamed or not (decisions.md: bodies that stream keep memory bounded, so the default is large).
   const maxBody = positive(limits.maxBodyBytes, DEFAULT_MAX_STREAMED_BODY_BYTES, 'limits.maxBodyBytes');
   const maxWhole = wholeBodyCap(limits);
-  const contentLimits = { maxContent: maxBody };
+  const contentLimits = limitsOf({ maxContent: maxBody }); // complete: decoding builds no limits object per request
   /** Largest answer at hand sent as one protected message: what this end reads whole itself, at most 16 MiB. */
   const maxSingle = Math.min(maxWhole, MAX_WHOLE_BODY_BYTES);
   /** The body is read as it arrives: the front can, and it is not declared small enough to read whole. */
@@ -519,7 +527,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
    */
   function dispatchRaw(raw: AtlsRawApp, plaintext: Uint8Array, peer: AtlsPeer, x: AtlsRawRequest, early = false): Uint8Array | Promise<Uint8Array> {
     const inner = rawInner(plaintext, x.https ? 'https' : 'http', x.authority, contentLimits);
-    if (inner.headers.some(([n]) => n === HEADER_TRANSPORT_CHAIN || n === HEADER_TRANSPORT_VERIFIED)) {
+    if (carriesTransportReport(inner.headers)) {
       takeReport((name) => inner.headers.find(([n]) => n === name)?.[1], peer);
       inner.headers = inner.headers.filter(([n]) => n !== HEADER_TRANSPORT_CHAIN && n !== HEADER_TRANSPORT_VERIFIED);
     }
@@ -826,6 +834,12 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   const gone = (): AtlsError =>
     new AtlsError('CLOSED', 'unknown or expired ATLS session: handshake again', { source: 'remote' });
 
+  /** The session cookie's attributes for a request (built only when a cookie is set). */
+  const cookieAttrsOf = (x: AtlsRawRequest): CookieAttributes => ({
+    path: x.pathname,
+    secure: options.secureCookie === undefined || options.secureCookie === 'auto' ? x.https : options.secureCookie,
+  });
+
   /** The byte-level core: every front (Web, node:http) ends here. Never throws. */
   const serve = (x: AtlsRawRequest): Promise<AtlsRawReply> => (listening ? timedServe(x) : serveOnce(x)); // no promise around a promise
 
@@ -837,10 +851,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
   };
 
   const serveOnce = async (x: AtlsRawRequest): Promise<AtlsRawReply> => {
-    const endpoint = x.pathname;
-    if (!endpoints.includes(endpoint)) return errorReply(new HttpRefusal(404, 'not an ATLS endpoint'));
-    const secure = options.secureCookie === undefined || options.secureCookie === 'auto' ? x.https : options.secureCookie;
-    const cookieAttrs = { path: endpoint, secure };
+    if (!endpoints.includes(x.pathname)) return errorReply(new HttpRefusal(404, 'not an ATLS endpoint'));
     let id: string | undefined;
     let created: LiveSession | undefined;
     let known: FoundSession | undefined;
@@ -857,7 +868,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
         known = got instanceof Promise ? await got : got;
         if (!known) throw gone();
         if (known instanceof LiveSession || !(await core.endIfProven(known, proof))) throw new HttpRefusal(403, 'DELETE did not prove the session');
-        return { status: 204, headers: [['cache-control', 'no-store'], ['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]], body: EMPTY };
+        return { status: 204, headers: [['cache-control', 'no-store'], ['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrsOf(x), maxAge: 0 })]], body: EMPTY };
       }
       if (x.method !== 'POST') {
         throw new HttpRefusal(405, 'ATLS endpoints accept POST (and DELETE with a protected message)', [['allow', 'POST, DELETE']]);
@@ -865,7 +876,11 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       const kind = bodyKind(x.header('content-type'));
       if (!kind) throw new HttpRefusal(415, `expected ${ACCEPT_POST}`, [['accept-post', ACCEPT_POST]]);
       const streamed = streams(x);
-      let body = streamed ? EMPTY : await x.body(maxWhole);
+      let body: Uint8Array = EMPTY;
+      if (!streamed) {
+        const read = x.body(maxWhole);
+        body = isThenable(read) ? await read : read;
+      }
       id = readCookie(x.header('cookie'), COOKIE_NAME);
       if (id !== undefined) {
         const got = core.find(id);
@@ -914,13 +929,13 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       created = live;
       emit({ type: 'session', sessionId: live.id, address });
       const res = await core.exclusive(live, () => onFlight(live, body, x), releaseAfter);
-      res.headers.push(['set-cookie', setCookie(COOKIE_NAME, live.id, cookieAttrs)]);
+      res.headers.push(['set-cookie', setCookie(COOKIE_NAME, live.id, cookieAttrsOf(x))]);
       return res;
     } catch (err) {
       const extra: Array<[string, string]> = [];
       // The client's cookie names nothing (any more): tell it to drop it.
       const lost = known ? core.isGone(known) : id !== undefined && !created;
-      if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrs, maxAge: 0 })]);
+      if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrsOf(x), maxAge: 0 })]);
       const res = errorReply(err, extra);
       if (err instanceof AtlsError && listening) {
         emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status, address: clientAddress(x) });

@@ -693,6 +693,11 @@ export class ProtectedChannel {
     return units(length);
   }
 
+  /** The confidentiality limit in force, in units (read per message: no object, unlike {@link usageLimits}). */
+  get confidentialityLimit(): number {
+    return this.limits.confidentialityLimit;
+  }
+
   /** The AEAD limits in force for this channel (after any lowering by options). */
   get usageLimits(): { confidentiality: number; integrity: number } {
     return { confidentiality: this.limits.confidentialityLimit, integrity: this.limits.integrityLimit };

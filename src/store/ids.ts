@@ -95,13 +95,17 @@ export interface ParsedSessionId {
  * for anything that {@link newSessionId} could not have produced.
  */
 export function parseSessionId(input: unknown): ParsedSessionId | undefined {
-  if (typeof input !== 'string' || input.length > MAX_LENGTH) return undefined;
+  if (!isSessionId(input)) return undefined;
   const dot = input.indexOf('.');
-  if (dot === -1) return RANDOM.test(input) ? { id: input, routingTag: undefined } : undefined;
-  const tag = input.slice(0, dot);
-  const random = input.slice(dot + 1);
-  if (!TAG.test(tag) || !RANDOM.test(random)) return undefined;
-  return { id: input, routingTag: tag };
+  return { id: input, routingTag: dot === -1 ? undefined : input.slice(0, dot) };
+}
+
+/** {@link parseSessionId} as a yes or no, building nothing (checked on every request). */
+export function isSessionId(input: unknown): input is string {
+  if (typeof input !== 'string' || input.length > MAX_LENGTH) return false;
+  const dot = input.indexOf('.');
+  if (dot === -1) return RANDOM.test(input);
+  return TAG.test(input.slice(0, dot)) && RANDOM.test(input.slice(dot + 1));
 }
 
 /**

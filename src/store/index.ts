@@ -15,6 +15,7 @@ export {
   isValidRoutingTag,
   MAX_ID_OWNERS,
   newSessionId,
+  isSessionId,
   parseSessionId,
   sessionOwner,
   SESSION_ID_RANDOM_BYTES,

@@ -11,10 +11,13 @@ import type { AddressInfo } from 'node:net';
 import { testPki, type TestPki } from '../helpers/pki.js';
 import { makePair, tlsPair } from '../helpers/http.js';
 import { atlsNodeListener } from '../../src/http/node.js';
-import { createAtlsHandler, type AtlsRawApp } from '../../src/http/server.js';
+import { createAtlsHandler, type AtlsRawApp, type AtlsRawRequest } from '../../src/http/server.js';
+import { AtlsClientSession } from '../../src/session/session.js';
+import { AtlsError } from '../../src/errors.js';
+import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { echoApp, echoRawApp } from '../../src/http/apps.js';
-import { encodeRequest, encodeResponse } from '../../src/bhttp/codec.js';
+import { decodeResponse, encodeRequest, encodeResponse } from '../../src/bhttp/codec.js';
 import { responseToBhttp, bhttpToRequest } from '../../src/bhttp/web.js';
 import type { AtlsPeer } from '../../src/http/peer.js';
 
@@ -93,4 +96,45 @@ describe('HTTP binding: byte-level core and raw apps', () => {
     const q = await fetch(`http://127.0.0.1:${port}/atls?x=1`, { method: 'POST', body: 'zz', headers: { 'content-type': 'text/plain' } });
     assert.equal(q.status, 415);
   });
+
+  it('a front may hand over the body at once (no promise) or refuse it at once; both are served as a promised body is', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'psk');
+    const handler = createAtlsHandler({ tls: tls.server, rawApp: echoRawApp, limits: { maxWholeBodyBytes: 4096 } });
+    const raw = (headers: Record<string, string>, body: () => Uint8Array | Promise<Uint8Array>): AtlsRawRequest => ({
+      method: 'POST',
+      pathname: '/.well-known/atls',
+      header: (name) => headers[name],
+      body,
+      https: false,
+      authority: 'localhost',
+      outer: () => {
+        throw new Error('no outer request');
+      },
+    });
+    const read = async (b: Uint8Array | ReadableStream<Uint8Array>): Promise<Uint8Array> => (b instanceof Uint8Array ? b : new Uint8Array(await new Response(b).arrayBuffer()));
+    const c = new AtlsClientSession({ tls: tls.client });
+    const hello = (await c.start()).flight;
+    const r1 = await handler.serve(raw({ 'content-type': MEDIA_TYPE_FLIGHT }, () => Promise.resolve(hello)));
+    const cookie = (r1.headers.find(([n]) => n === 'set-cookie')?.[1] ?? '').split(';')[0]!;
+    const fin = await c.receive(await read(r1.body));
+    const r2 = await handler.serve(raw({ 'content-type': MEDIA_TYPE_FLIGHT, cookie }, () => fin.flight)); // at once
+    await c.receive(await read(r2.body));
+    assert.equal(c.state, 'established');
+    const headers = { 'content-type': MEDIA_TYPE_PROTECTED, cookie };
+    for (const [i, at] of [true, false, true].entries()) {
+      const sealed = c.protect(encodeRequest({ method: 'POST', scheme: 'http', authority: 'localhost', path: `/${i}`, content: new TextEncoder().encode(`m${i}`) }));
+      const reply = await handler.serve(raw(headers, at ? () => sealed : () => Promise.resolve(sealed)));
+      assert.equal(reply.status, 200);
+      assert.equal(new TextDecoder().decode(decodeResponse(c.unprotect(await read(reply.body))).content), `m${i}`);
+    }
+    const refused = await handler.serve(
+      raw(headers, () => {
+        throw new AtlsError('TOO_LARGE', 'body of 5000 bytes exceeds 4096', { source: 'remote' });
+      }),
+    );
+    assert.equal(refused.status, 413);
+    c.destroy();
+    await handler.close();
+  });
 });
+
