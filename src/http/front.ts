@@ -73,6 +73,13 @@ const CONTENT_LENGTH = /^(?:0|[1-9][0-9]{0,14})$/;
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
+/** `buf` so far agrees with the start of `prefix` (it may still be shorter than the prefix). */
+function beginsWith(buf: Buffer, prefix: Buffer): boolean {
+  const n = Math.min(buf.length, prefix.length);
+  for (let i = 0; i < n; i++) if (buf[i] !== prefix[i]) return false;
+  return true;
+}
+
 function startsWith(buf: Buffer, at: number, prefix: Buffer): boolean {
   if (buf.length - at < prefix.length) return false;
   for (let i = 0; i < prefix.length; i++) if (buf[at + i] !== prefix[i]) return false;
@@ -141,6 +148,9 @@ const EMPTY = new Uint8Array(0);
  * llhttp or other parsers allow). Returns the request, INCOMPLETE, or HAND_OFF for anything outside the subset.
  */
 function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: number): FrontRequest | number {
+  // Bytes that cannot begin "POST " or "DELETE " go to node:http at once: a TLS ClientHello sent to the
+  // plain port is answered 400 now, not held until the head's deadline (it has no CRLFCRLF).
+  if (scanFrom === 0 && !beginsWith(buf, POST) && !beginsWith(buf, DELETE)) return HAND_OFF;
   const at = buf.indexOf(CRLFCRLF, scanFrom);
   if (at < 0) return buf.length > FRONT_MAX_HEAD_BYTES ? HAND_OFF : INCOMPLETE;
   if (at + 4 > FRONT_MAX_HEAD_BYTES) return HAND_OFF;

@@ -290,6 +290,23 @@ describe('hostile input', () => {
     }
   });
 
+  it('HTTP: a TLS ClientHello sent to the plain port gets 400 at once, not a hold until the head deadline', async () => {
+    const server = createAtlsServer({ tls: tlsPair(pki, 'TLSv1.3', 'cert').server, app: echoApp });
+    const port = await listen(server);
+    try {
+      // The start of a TLS handshake record: never an HTTP request line, and no CRLFCRLF ever follows.
+      const socket = net.connect(port, '127.0.0.1', () => socket.write(Uint8Array.from([22, 3, 1, 0, 0xa1, 1, 0, 0, 0x9d, 3, 3])));
+      const answer = await new Promise<string>((resolve, reject) => {
+        socket.once('data', (d: Buffer) => resolve(d.toString('latin1')));
+        socket.once('error', reject);
+      });
+      socket.destroy();
+      assert.match(answer, /^HTTP\/1\.1 400 /, 'node:http refuses it (a 408 would mean it waited for the head deadline)');
+    } finally {
+      await close(server);
+    }
+  });
+
   it('HTTP: a ClientHello carrying a session cookie neither ends nor replaces the session it names', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const h = createAtlsHandler({ tls: tls.server, app: echoApp });
