@@ -71,7 +71,7 @@ export const commandSpecs: CommandSpec[] = [
   },
   {
     name: 'serve',
-    register: (p) =>
+    register: (p, io) =>
       withObservability(withLimits(p
         .command('serve')
         .description('run an ATLS endpoint (HTTP, optionally CoAP) in front of an upstream service or an echo')
@@ -100,11 +100,11 @@ export const commandSpecs: CommandSpec[] = [
         .option('--ticket-keys <file>', 'TLS session ticket keys (48 bytes), equal on every process, so resumption works on any')
         .option('--workers <n>', 'serve from N processes on one port (node:cluster); they share sessions')
         ))
-        .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts)),
+        .action(async (opts: Record<string, unknown>) => (await import('./serve.js')).runServe(opts, io)),
   },
   {
     name: 'proxy',
-    register: (p) =>
+    register: (p, io) =>
       withObservability(p
         .command('proxy')
         .description('forward sidecar: plain HTTP in, ATLS-protected requests out to the service')
@@ -129,7 +129,7 @@ export const commandSpecs: CommandSpec[] = [
         .addOption(ciphersuitesOption())
         .addOption(engineOption())
         )
-        .action(async (opts: Record<string, unknown>) => (await import('./proxy.js')).runProxy(opts)),
+        .action(async (opts: Record<string, unknown>) => (await import('./proxy.js')).runProxy(opts, io)),
   },
   {
     name: 'fetch',
@@ -219,7 +219,7 @@ export const commandSpecs: CommandSpec[] = [
   },
   {
     name: 'gateway',
-    register: (p) =>
+    register: (p, io) =>
       withObservability(p
         .command('gateway')
         .description('CoAP-to-HTTP gateway that forwards ATLS flights and protected messages unchanged')
@@ -229,6 +229,6 @@ export const commandSpecs: CommandSpec[] = [
         .option('--transport-ca <file>', 'CA certificates for the outer HTTPS towards the service (PEM)')
         .addOption(addressCheckOption())
         )
-        .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts)),
+        .action(async (opts: Record<string, unknown>) => (await import('./gateway.js')).runGateway(opts, io)),
   },
 ];

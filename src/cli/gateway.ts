@@ -6,10 +6,11 @@
  */
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AtlsCoapGateway, type FetchLike } from '../coap/gateway.js';
-import { httpUrlFrom, parseHostPort, readPem, untilSignal } from './options.js';
+import { httpUrlFrom, parseHostPort, readPem, untilStopped } from './options.js';
+import type { CliIo } from './io.js';
 import { observerFrom } from './observe.js';
 
-export async function runGateway(opts: Record<string, unknown>): Promise<void> {
+export async function runGateway(opts: Record<string, unknown>, io: CliIo): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   const to = new URL(httpUrlFrom(opts.to as string, '--to'));
   // Draft §6.3: the hop to the service may go unverified; ATLS authenticates it.
@@ -32,8 +33,8 @@ export async function runGateway(opts: Record<string, unknown>): Promise<void> {
     onEvent: observer.gateway(),
   });
   const metricsNote = observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : '';
-  process.stdout.write(`atls: CoAP gateway at ${gateway.url} -> ${to.href}${metricsNote}\n`);
-  await untilSignal();
+  io.stdout.write(`atls: CoAP gateway at ${gateway.url} -> ${to.href}${metricsNote}\n`);
+  await untilStopped(io);
   await gateway.close();
   await dispatcher?.close();
   await observer.close();

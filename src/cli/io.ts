@@ -1,8 +1,9 @@
 /**
  * Where one run of the `atls` command reads and writes: the process's own
- * streams, or (tests of the one-shot commands, run in the test's process)
- * buffers. Long-running commands (serve, proxy, gateway, demo) write to the
- * process's streams.
+ * streams, or (tests, run in the test's process) buffers. Long-running
+ * commands (serve, proxy, gateway) write their ready line to `stdout` and
+ * run until `until` settles (a process's own io: SIGINT or SIGTERM); their
+ * logs, `--workers` and `demo` use the process's streams.
  * @module
  */
 import { AtlsError } from '../errors.js';
@@ -13,6 +14,8 @@ export interface CliIo {
   stderr: { write(chunk: string | Uint8Array): unknown };
   /** `-s`: drops the notices that are not the failure itself (process-wide, so only a process's own io has it). */
   silenceNotices?(): Promise<void>;
+  /** Long-running commands stop when this settles (default: SIGINT or SIGTERM). */
+  until?: Promise<unknown>;
 }
 
 /** The process's standard streams (read when used: touching stdin opens it). */

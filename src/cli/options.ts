@@ -157,3 +157,8 @@ export function untilSignal(): Promise<string> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
 }
+
+/** Until a long-running command should stop: `io.until`, or a signal. */
+export function untilStopped(io: { until?: Promise<unknown> }): Promise<unknown> {
+  return io.until ?? untilSignal();
+}

@@ -6,10 +6,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAtlsClient, forwardHandler, httpServerTimeouts, limitConnections, toNodeListener } from '../http/index.js';
 import { clientTlsFrom, clientTransportFrom } from './client-options.js';
-import { engineFrom, httpUrlFrom, modeFrom, parseHostPort, parseSize, positiveFlag, untilSignal } from './options.js';
+import { engineFrom, httpUrlFrom, modeFrom, parseHostPort, parseSize, positiveFlag, untilStopped } from './options.js';
+import type { CliIo } from './io.js';
 import { observerFrom } from './observe.js';
 
-export async function runProxy(opts: Record<string, unknown>): Promise<void> {
+export async function runProxy(opts: Record<string, unknown>, io: CliIo): Promise<void> {
   const { host, port } = parseHostPort(opts.listen as string);
   const to = new URL(httpUrlFrom(opts.to as string, '--to'));
   const maxBody = typeof opts.maxBody === 'string' ? parseSize(opts.maxBody, '--max-body') : undefined;
@@ -45,8 +46,8 @@ export async function runProxy(opts: Record<string, unknown>): Promise<void> {
   const a = server.address() as AddressInfo;
   const shown = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   const metricsNote = observer.metricsUrl ? `, metrics at ${observer.metricsUrl}` : '';
-  process.stdout.write(`atls: forward proxy at http://${shown}:${a.port}/ -> ${to.origin} (ATLS)${metricsNote}\n`);
-  await untilSignal();
+  io.stdout.write(`atls: forward proxy at http://${shown}:${a.port}/ -> ${to.origin} (ATLS)${metricsNote}\n`);
+  await untilStopped(io);
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await client.close();

@@ -10,6 +10,7 @@ import { MAX_ID_OWNERS, type IdOwner, type SessionStateStore } from '../store/in
 import { readKeyFile } from '../store/key-wrap.js';
 import { parseRedisUrl } from '../store/redis-url.js';
 import { observerFrom } from './observe.js';
+import type { CliIo } from './io.js';
 import {
   cipherFlags,
   engineFrom,
@@ -20,7 +21,7 @@ import {
   positiveFlag,
   pskFrom,
   readPem,
-  untilSignal,
+  untilStopped,
   versionRange,
 } from './options.js';
 
@@ -257,14 +258,14 @@ export async function startService(opts: Record<string, unknown>, extras: Servic
   };
 }
 
-export async function runServe(opts: Record<string, unknown>): Promise<void> {
+export async function runServe(opts: Record<string, unknown>, io: CliIo): Promise<void> {
   const workers = workersFrom(opts);
   if (workers > 1) {
     const { runWorkers } = await import('./workers.js');
     return runWorkers(opts, workers);
   }
   const service = await startService(opts);
-  process.stdout.write(`${service.line}\n`);
-  await untilSignal();
+  io.stdout.write(`${service.line}\n`);
+  await untilStopped(io);
   await service.close();
 }

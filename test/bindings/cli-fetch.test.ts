@@ -2,9 +2,10 @@
  * `atls fetch` behaves like curl where curl has an answer: flags, exit codes by
  * class of failure, `-v` with the outer HTTP exchange, timeouts; and every
  * failure is one line with the typed code and the likely fix. Real sockets;
- * the services are processes, and so is `atls` where the process itself is
- * tested (the engine fallback notice, -s, exit statuses); elsewhere `atls
- * fetch` runs in the test's process (helpers/cli.ts, atlsInProcess).
+ * `atls` is a process where the process itself is tested (the engine
+ * fallback notice, -s, exit statuses); elsewhere `atls fetch` and the `atls
+ * serve` services run in the test's process (helpers/cli.ts, atlsInProcess,
+ * startInProcess).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDevPki, type DevPkiFiles } from '../../src/pki.js';
 import { atlsNodeListener, createAtlsHandler, echoApp } from '../../src/http/index.js';
-import { atlsAsync, atlsInProcess, startDaemon, stop, urlIn, type CliResult } from '../helpers/cli.js';
+import { atlsAsync, atlsInProcess, startInProcess, stop, urlIn, type CliResult, type InProcessDaemon } from '../helpers/cli.js';
 import { freePort } from '../helpers/tools.js';
 
 const portOf = (s: Server | TcpServer): number => (s.address() as AddressInfo).port;
@@ -36,6 +37,7 @@ describe('atls fetch, as curl users expect it', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-fetch-'));
   let pki: DevPkiFiles;
   const daemons: ChildProcess[] = [];
+  const services: InProcessDaemon[] = [];
   const servers: Array<Server | TcpServer> = [];
   const sockets: Socket[] = [];
   let echo = ''; // origin of `atls serve --echo`, as localhost
@@ -53,15 +55,15 @@ describe('atls fetch, as curl users expect it', () => {
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     servers.push(upstream);
     const started = await Promise.all([
-      startDaemon(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--echo']),
-      startDaemon(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--upstream', `127.0.0.1:${portOf(upstream)}`]),
+      startInProcess(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--echo']),
+      startInProcess(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--upstream', `127.0.0.1:${portOf(upstream)}`]),
     ]);
-    daemons.push(...started.map((s) => s.child));
+    services.push(...started);
     [echo, sidecar] = started.map((s) => new URL(urlIn(s.line)).origin.replace('127.0.0.1', 'localhost')) as [string, string];
   });
 
   after(async () => {
-    await Promise.all(daemons.map(stop));
+    await Promise.all([...daemons.map(stop), ...services.map((d) => d.stop())]);
     for (const s of sockets) s.destroy();
     for (const s of servers) s.close();
     rmSync(dir, { recursive: true, force: true });

@@ -1,36 +1,38 @@
 /**
- * The `atls` command contract, run as a user would: real processes, real
- * sockets, files on disk (one-shot commands whose process is not what is
- * checked run in the test's process: helpers/cli.ts, atlsInProcess). Each
+ * The `atls` command contract, run as a user would: real sockets, files on
+ * disk; the commands run in the test's process where the process is not
+ * what is checked (helpers/cli.ts: atlsInProcess, startInProcess), as real
+ * processes where it is (test/cli/). Each
  * subcommand of the fixed contract is exercised;
  * the scenarios of several daemons each (cipher choices, body limits through
  * the proxy, the gateway, libcoap's proxy) are in test/cli/ (`npm run test:cli`).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, existsSync, statSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
-import { atls, atlsInProcess, startDaemon, stop, startJsonUpstream } from '../helpers/cli.js';
+import { atls, atlsInProcess, startInProcess, startJsonUpstream, type InProcessDaemon } from '../helpers/cli.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
 
 describe('atls command', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-cli-'));
   const certs = join(dir, 'pki');
-  const daemons: ChildProcess[] = [];
+  const daemons: InProcessDaemon[] = [];
   let upstream: Server;
   let upstreamUrl: string;
   let echo: Promise<string> | undefined;
   /** The origin (as localhost) of one `serve --echo` (TLS 1.3, exported mode) that the tests share; started by the first that needs it. */
   const echoOrigin = (): Promise<string> =>
-    (echo ??= startDaemon([
+    (echo ??= startInProcess([
       'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'), '--echo',
-    ]).then(({ child, line }) => {
-      daemons.push(child);
+    ]).then((d) => {
+      daemons.push(d);
+      const line = d.line;
       const url = /(http:\/\/[^\s]+)/.exec(line)?.[1];
       assert.ok(url, `ready line names the endpoint URL: ${line}`);
       return new URL(url).origin.replace('127.0.0.1', 'localhost');
@@ -41,7 +43,7 @@ describe('atls command', () => {
   });
 
   after(async () => {
-    await Promise.all(daemons.map(stop));
+    await Promise.all(daemons.map((d) => d.stop()));
     upstream.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -64,11 +66,11 @@ describe('atls command', () => {
     assert.match(r.stderr, /> round trip 1: sent \d+ B.*client_hello/);
 
     // Architecture (a) against a records-mode endpoint, TLS 1.2.
-    const rec = await startDaemon([
+    const rec = await startInProcess([
       'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'),
       '--echo', '--mode', 'records', '--tls-version', '1.2',
     ]);
-    daemons.push(rec.child);
+    daemons.push(rec);
     const recOrigin = new URL(/(http:\/\/[^\s]+)/.exec(rec.line)![1]!).origin.replace('127.0.0.1', 'localhost');
     const data = join(dir, 'body.bin');
     writeFileSync(data, 'from a file');
@@ -98,25 +100,26 @@ describe('atls command', () => {
   });
 
   it('serve --upstream is a reverse sidecar and proxy a forward sidecar for plain HTTP clients', async () => {
-    const { child, line } = await startDaemon([
+    const started = await startInProcess([
       'serve', '--listen', '127.0.0.1:0', '--cert', join(certs, 'server.pem'), '--key', join(certs, 'server.key'),
       '--ca', join(certs, 'ca.pem'), '--require-client-cert', '--upstream', upstreamUrl,
     ]);
-    daemons.push(child);
+    daemons.push(started);
+    const { line } = started;
     const service = new URL(/(http:\/\/[^\s]+)/.exec(line)![1]!).origin.replace('127.0.0.1', 'localhost');
-    const proxy = await startDaemon([
+    const proxy = await startInProcess([
       'proxy', '--listen', '127.0.0.1:0', '--to', service, '--ca', join(certs, 'ca.pem'),
       '--cert', join(certs, 'client.pem'), '--key', join(certs, 'client.key'),
     ]);
-    daemons.push(proxy.child);
+    daemons.push(proxy);
     const local = /(http:\/\/[^\s]+)/.exec(proxy.line)![1]!;
     const res = await fetch(new URL('/api/items?id=3', local), { method: 'POST', body: 'plain in' });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { upstream: true, method: 'POST', path: '/api/items?id=3', body: 'plain in' });
 
     // Without the client certificate the service refuses: the proxy says why.
-    const anon = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', service, '--ca', join(certs, 'ca.pem')]);
-    daemons.push(anon.child);
+    const anon = await startInProcess(['proxy', '--listen', '127.0.0.1:0', '--to', service, '--ca', join(certs, 'ca.pem')]);
+    daemons.push(anon);
     const refused = await fetch(new URL('/api/items', /(http:\/\/[^\s]+)/.exec(anon.line)![1]!));
     assert.equal(refused.status, 502);
     assert.match(await refused.text(), /certificate/i);
@@ -134,8 +137,8 @@ describe('atls command', () => {
     assert.match(never.stderr, /\* policy never: plain HTTP\(S\), no ATLS/);
     assert.doesNotMatch(never.stderr, /round trip/);
     assert.match(never.stdout, /not an ATLS endpoint/);
-    const proxy = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin, '--ca', join(certs, 'ca.pem'), '--policy', 'auto']);
-    daemons.push(proxy.child);
+    const proxy = await startInProcess(['proxy', '--listen', '127.0.0.1:0', '--to', origin, '--ca', join(certs, 'ca.pem'), '--policy', 'auto']);
+    daemons.push(proxy);
     const res = await fetch(new URL('/q', /(http:\/\/[^\s]+)/.exec(proxy.line)![1]!), { method: 'POST', body: 'via auto proxy' });
     assert.equal(await res.text(), 'via auto proxy');
     assert.notEqual((await atlsInProcess(['fetch', `${origin}/p`, '--policy', 'sometimes'])).status, 0);
@@ -143,11 +146,12 @@ describe('atls command', () => {
 
   it('serve --coap with a PSK answers fetch coap://, block-wise included', async () => {
     const psk = ['--psk-identity', 'sensor-1', '--psk', '00112233445566778899aabbccddeeff'];
-    const { child, line } = await startDaemon([
+    const started = await startInProcess([
       'serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--cert', join(certs, 'server.pem'),
       '--key', join(certs, 'server.key'), '--echo', ...psk,
     ]);
-    daemons.push(child);
+    daemons.push(started);
+    const { line } = started;
     const coap = /(coap:\/\/[^\s]+)/.exec(line)?.[1];
     assert.ok(coap, `ready line names the CoAP endpoint: ${line}`);
     const r = await atlsInProcess(['fetch', `${coap}/temperature`, '-X', 'POST', '-d', '21.5 C', ...psk]);

@@ -6,7 +6,8 @@
  * compiles dist/ when src/ is newer; a file run on its own refuses a stale one.
  * A one-shot command whose process is not what a test checks (its flags, its
  * output, its exit code) runs inside the test's process instead
- * ({@link atlsInProcess}: the same code without half a second of start-up).
+ * ({@link atlsInProcess}: the same code without half a second of start-up),
+ * and so does a service a test only talks to ({@link startInProcess}).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
@@ -100,6 +101,49 @@ export function startDaemon(args: string[]): Promise<Daemon> {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', (code) => reject(new Error(`${args[0]} exited ${code}: ${err}`)));
   });
+}
+
+/** A long-running subcommand run in this process: its ready line, and how to stop it. */
+export interface InProcessDaemon {
+  line: string;
+  /** Ends the command (as SIGTERM would) and waits for it to finish. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `atls serve|proxy|gateway ARGS` in this process and resolves with
+ * its ready line: for a service a test needs, not for the process itself
+ * (its logs, signals and `--metrics` registry are process-wide: use
+ * {@link startDaemon} for those).
+ */
+export async function startInProcess(args: string[]): Promise<InProcessDaemon> {
+  let release!: () => void;
+  const until = new Promise<void>((resolve) => (release = resolve));
+  let out = '';
+  let err = '';
+  let ready!: (line: string) => void;
+  const first = new Promise<string>((resolve) => (ready = resolve));
+  const run = runAtls(args, {
+    stdin: Readable.from([]),
+    stdout: {
+      write: (chunk: string | Uint8Array) => {
+        out += Buffer.from(chunk).toString();
+        const nl = out.indexOf('\n');
+        if (nl >= 0) ready(out.slice(0, nl));
+      },
+    },
+    stderr: { write: (chunk: string | Uint8Array) => (err += Buffer.from(chunk).toString()) },
+    until,
+  });
+  const line = await Promise.race([first, run.then((code) => Promise.reject(new Error(`${args[0]} exited ${code}: ${err}`)))]);
+  return {
+    line,
+    stop: async () => {
+      release();
+      const code = await run;
+      if (code !== 0) throw new Error(`${args[0]} ended with ${code}: ${err}`);
+    },
+  };
 }
 
 /** Stops a daemon and waits for it to exit. */
