@@ -210,12 +210,12 @@ export const commandSpecs: CommandSpec[] = [
   },
   {
     name: 'demo',
-    register: (p) =>
+    register: (p, io) =>
       p
         .command('demo')
         .description('the draft Figure 8 scenario on one machine: client, intercepting middlebox, service')
         .addOption(modeOption())
-        .action(async (opts: Record<string, unknown>) => (await import('./demo.js')).runDemo(opts)),
+        .action(async (opts: Record<string, unknown>) => (await import('./demo.js')).runDemo(opts, io)),
   },
   {
     name: 'gateway',

@@ -15,7 +15,7 @@ import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { captureHandshake } from '../helpers/tls-capture.js';
-import { atls, atlsInProcess, startInProcess, startJsonUpstream, type InProcessDaemon } from '../helpers/cli.js';
+import { atlsInProcess, startInProcess, startJsonUpstream, type InProcessDaemon } from '../helpers/cli.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'atls.js');
 
@@ -205,17 +205,17 @@ describe('atls command', () => {
     assert.match(text.stdout, /default engine: /);
   });
 
-  it('demo runs the Figure 8 scenario end to end', () => {
-    const r = atls(['demo']);
+  it('demo runs the Figure 8 scenario end to end', async () => {
+    const r = await atlsInProcess(['demo']);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /\[middlebox\].*client_hello/);
     assert.match(r.stdout, /\[middlebox\].*protected message/);
     assert.match(r.stdout, /could read none of the inner data/);
   });
 
-  it('usage errors exit 2; bad flag values exit 1 with a reason', () => {
-    assert.equal(atls(['serve']).status, 2);
-    const r = atls(['serve', '--listen', 'nonsense', '--echo', '--cert', 'x', '--key', 'y']);
+  it('usage errors exit 2; bad flag values exit 1 with a reason', async () => {
+    assert.equal((await atlsInProcess(['serve'])).status, 2);
+    const r = await atlsInProcess(['serve', '--listen', 'nonsense', '--echo', '--cert', 'x', '--key', 'y']);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--listen wants HOST:PORT/);
   });
