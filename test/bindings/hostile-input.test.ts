@@ -26,7 +26,7 @@ import type { AtlsServerEvent } from '../../src/http/server.js';
 import net from 'node:net';
 import { cookieOf, manualHandshake, post, protectedRequest } from '../helpers/http.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
-import { atls } from '../helpers/cli.js';
+import { atlsInProcess } from '../helpers/cli.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { echoCoapHandler } from '../../src/coap/server.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
@@ -158,7 +158,7 @@ describe('hostile input', () => {
         [files.server.cert, files.client.key, /key does not match the certificate/],
         [files.server.key, files.server.cert, /swapped/],
       ] as const) {
-        const r = atls(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', cert, '--key', key]);
+        const r = await atlsInProcess(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', cert, '--key', key]);
         assert.equal(r.status, 1, r.stderr);
         assert.equal(r.stdout, '', 'it never announced that it serves');
         assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
