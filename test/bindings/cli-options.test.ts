@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { atlsAsync, atlsInProcess } from '../helpers/cli.js';
+import { atlsInProcess } from '../helpers/cli.js';
 
 describe('atls options', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-options-'));
@@ -45,7 +45,7 @@ describe('atls options', () => {
       [['proxy', '--listen', '127.0.0.1:0', '--to', 'http://[bad'], /--to wants a URL like http:\/\/127\.0\.0\.1:3000/],
     ];
     for (const [args, message] of cases) {
-      const r = args[0] === 'fetch' ? await atlsInProcess(args) : await atlsAsync(args);
+      const r = await atlsInProcess(args);
       assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, message);
