@@ -16,7 +16,7 @@ import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
-import { startDaemon, stop } from '../helpers/cli.js';
+import { startDaemon, startInProcess, stop, type InProcessDaemon } from '../helpers/cli.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 
 function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
@@ -36,12 +36,13 @@ describe('atls serve: logs and metrics', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atls-observe-'));
   let files: Awaited<ReturnType<typeof writeTestPki>>;
   const daemons: ChildProcess[] = [];
+  const services: InProcessDaemon[] = [];
   before(async () => {
     pki = await testPki();
     files = await writeTestPki(dir);
   });
   after(async () => {
-    await Promise.all(daemons.map(stop));
+    await Promise.all([...daemons.map(stop), ...services.map((d) => d.stop())]);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -91,8 +92,9 @@ describe('atls serve: logs and metrics', () => {
   });
 
   it('atls proxy and atls gateway: the same JSON lines and metrics, never the data', async () => {
-    const svc = await startDaemon(['serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key]);
-    daemons.push(svc.child);
+    // The service is only talked to: it runs in this process; the logging commands are processes.
+    const svc = await startInProcess(['serve', '--listen', '127.0.0.1:0', '--coap', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key]);
+    services.push(svc);
     const origin = new URL(/(http:\/\/\S+)/.exec(svc.line)![1]!).origin;
     const proxy = await startDaemon(['proxy', '--listen', '127.0.0.1:0', '--to', origin, '--ca', files.ca.cert, '--server-name', 'localhost', '--log-format', 'json', '--metrics', '127.0.0.1:0']);
     daemons.push(proxy.child);
