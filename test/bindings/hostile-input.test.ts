@@ -334,6 +334,34 @@ describe('hostile input', () => {
     await h.close();
   });
 
+  it('HTTP, mode records: a forged record ends the session (a bad record is fatal in TLS); the client handshakes again and resends an idempotent request', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const h = createAtlsHandler({ tls: tls.server, mode: 'records', app: echoApp });
+    let seenCookie: string | undefined;
+    const events: string[] = [];
+    const client = createAtlsClient({
+      tls: tls.client,
+      mode: 'records',
+      // The on-path observer: it reads the session cookie off the wire.
+      transport: { fetch: async (request) => ((seenCookie = readCookie(request.headers.get('cookie'), 'atls-session') ?? seenCookie), h(request)) },
+      onEvent: (e) => {
+        if (e.type === 'handshake' || e.type === 'session-lost') events.push(e.type === 'session-lost' ? `lost ${e.status} resend=${e.resend}` : 'handshake');
+      },
+    });
+    try {
+      assert.equal(await (await client.fetch('http://localhost/a', { method: 'PUT', body: 'one' })).text(), 'one');
+      assert.ok(seenCookie, 'the cookie is visible on the wire');
+      const forged = await post(h, Uint8Array.from([23, 3, 3, 0, 30, ...new Uint8Array(30)]), { cookie: seenCookie });
+      assert.equal(forged.status, 400);
+      assert.equal(forged.headers.get('atls-error'), 'BAD_RECORD_MAC');
+      assert.equal(await (await client.fetch('http://localhost/b', { method: 'PUT', body: 'two' })).text(), 'two');
+      assert.deepEqual(events, ['handshake', 'lost 410 resend=true', 'handshake']);
+    } finally {
+      await client.close();
+      await h.close();
+    }
+  });
+
   it('HTTP: a DELETE ends an exported session only with a protected message of it; the cookie alone gets 403', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const h = createAtlsHandler({ tls: tls.server, app: echoApp });
