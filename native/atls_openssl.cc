@@ -941,6 +941,12 @@ class Connection : public Napi::ObjectWrap<Connection> {
 
   Napi::Value Result(Napi::Env env, const Bytes& out, bool fatal, int ssl_err) {
     ReleaseBioBuffers();
+    // The common step (a flight, nothing else to report) is the flight alone: each property
+    // added through Node-API is a runtime call, and a server's first flight reports nothing.
+    if (!fatal && events_.empty() && !(ctx_ && ctx_->dtls)) {
+      ERR_clear_error();
+      return ToBuffer(env, out.data(), out.size());
+    }
     Napi::Object res = Napi::Object::New(env);
     res.Set("flight", ToBuffer(env, out.data(), out.size()));
     if (ctx_ && ctx_->dtls) {

@@ -67,6 +67,9 @@ type NativeEvent =
   | { type: 'alert'; level: number; description: number }
   | { type: 'closed' };
 
+/** What a native step returns: the flight alone when there is nothing else to report. */
+type NativeStep = Uint8Array | NativeResult;
+
 interface NativeResult {
   flight: Uint8Array;
   /** DTLS: sizes of the datagrams that make up `flight`. */
@@ -76,13 +79,13 @@ interface NativeResult {
 }
 
 interface NativeConnection {
-  start(): NativeResult;
-  receive(flight: Uint8Array): NativeResult;
-  write(data: Uint8Array): NativeResult;
-  close(): NativeResult;
+  start(): NativeStep;
+  receive(flight: Uint8Array): NativeStep;
+  write(data: Uint8Array): NativeStep;
+  close(): NativeStep;
   exportKeyingMaterial(length: number, label: string, context?: Uint8Array): Uint8Array;
   dtlsTimeout(): number | undefined;
-  dtlsHandleTimeout(): NativeResult;
+  dtlsHandleTimeout(): NativeStep;
   destroy(): void;
 }
 
@@ -488,14 +491,15 @@ class OpensslConnection extends WrappedConnection {
   }
 
   /** Converts a native result; a fatal error becomes sticky and is thrown. */
-  private step(fn: () => NativeResult): Promise<EngineStep> {
-    let r: NativeResult;
+  private step(fn: () => NativeStep): Promise<EngineStep> {
+    let r: NativeStep;
     try {
       r = fn();
     } catch (e) {
       const code = (e as { atlsCode?: AtlsErrorCode }).atlsCode ?? 'INTERNAL';
       throw new AtlsError(code, e instanceof Error ? e.message : String(e), { source: 'local', cause: e });
     }
+    if (r instanceof Uint8Array) return Promise.resolve({ flight: r, events: [] });
     const events: EngineEvent[] = [];
     for (const ev of r.events) {
       if (ev.type === 'alert') events.push({ ...ev, name: alertName(ev.description) });
