@@ -180,9 +180,11 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
   while (i < end) {
     // field-name ":" OWS field-value OWS CRLF (RFC 9112 §5): no space before the colon, no obs-fold.
     const nameAt = i;
-    while (TCHAR[buf[i]!] === 1) i++;
+    let upper = false;
+    for (let c = buf[i]!; TCHAR[c] === 1; c = buf[++i]!) if (c >= 0x41 && c <= 0x5a) upper = true;
     if (i === nameAt || buf[i] !== 0x3a) return HAND_OFF;
-    const name = buf.toString('latin1', nameAt, i).toLowerCase();
+    const raw = buf.toString('latin1', nameAt, i);
+    const name = upper ? raw.toLowerCase() : raw;
     i++;
     while (buf[i] === 0x20 || buf[i] === 0x09) i++;
     const valueAt = i;
@@ -197,8 +199,9 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     }
     if (buf[i + 1] !== 0x0a) return HAND_OFF; // a bare CR
     i += 2;
-    if (fields.has(name)) return HAND_OFF; // repeated fields are joined (or dropped) by rules of node:http's own
+    const before = fields.size;
     fields.set(name, buf.toString('latin1', valueAt, valueEnd));
+    if (fields.size === before) return HAND_OFF; // a repeated field: node:http joins (or drops) them by rules of its own
   }
   // Framing and connection management the subset leaves to node:http (RFC 9112 §6.1, §9.3; RFC 9110 §10.1.1, §7.8).
   if (fields.has('transfer-encoding') || fields.has('expect') || fields.has('upgrade')) return HAND_OFF;
