@@ -142,6 +142,9 @@ class FrontRequest implements AtlsRawRequest {
 }
 
 const EMPTY = new Uint8Array(0);
+const EMPTY_BUFFER = Buffer.alloc(0);
+/** The first buffer of a body that arrives in pieces: at most this, unless more is already there. */
+const MIN_BODY_BUFFER = 65536;
 
 /**
  * Parses one request head at the start of `buf` (strictly: RFC 9112 §2-§6 without any of the leniencies
@@ -255,8 +258,12 @@ class FrontConnection {
   headBytes = 0;
   /** The request being read or answered. */
   request: FrontRequest | undefined = undefined;
-  /** Body pieces of the request being read, and their total. */
-  parts: Buffer[] = [];
+  /**
+   * The body being read, copied in as it arrives: it starts at 64 KiB at most and doubles up to the declared
+   * length, so that a client trickling a byte at a time holds one buffer, and one declaring a length it never
+   * sends holds no more than it sent (as node:http's reading does).
+   */
+  body: Buffer = EMPTY_BUFFER;
   have = 0;
   waiting = WAIT_REQUEST;
   /** Date.now() at which the current wait ends. */
@@ -308,9 +315,7 @@ class FrontConnection {
         this.parse();
         return;
       case BODY:
-        this.parts.push(chunk);
-        this.have += chunk.length;
-        if (this.have >= this.request!.length) this.bodyComplete();
+        this.bodyData(chunk);
         return;
       case BUSY:
       case DRAINING:
@@ -352,17 +357,26 @@ class FrontConnection {
     }
     this.state = BODY;
     this.deadline = this.requestDeadline;
-    this.parts = rest > 0 ? [buf.subarray(bodyAt)] : [];
-    this.have = rest;
+    this.body = Buffer.allocUnsafe(Math.min(request.length, Math.max(MIN_BODY_BUFFER, 2 * rest)));
+    this.have = 0;
     this.buf = undefined;
+    if (rest > 0) this.bodyData(buf.subarray(bodyAt));
   }
 
-  private bodyComplete(): void {
+  private bodyData(chunk: Buffer): void {
     const request = this.request!;
-    const whole = Buffer.concat(this.parts, this.have);
-    this.parts = [];
-    request.content = whole.subarray(0, request.length);
-    this.buf = whole.length === request.length ? undefined : whole.subarray(request.length);
+    const take = Math.min(chunk.length, request.length - this.have);
+    if (this.have + take > this.body.length) {
+      const grown = Buffer.allocUnsafe(Math.min(request.length, Math.max(2 * this.body.length, this.have + take)));
+      this.body.copy(grown, 0, 0, this.have);
+      this.body = grown;
+    }
+    chunk.copy(this.body, this.have, 0, take);
+    this.have += take;
+    if (this.have < request.length) return;
+    request.content = this.body.subarray(0, request.length);
+    this.body = EMPTY_BUFFER;
+    this.buf = take === chunk.length ? undefined : chunk.subarray(take);
     this.serve();
   }
 

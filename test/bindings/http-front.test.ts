@@ -220,6 +220,13 @@ describe('HTTP/1.1 front', () => {
     }
   });
 
+  it('reads a body that arrives in many pieces, with the next request behind it', async () => {
+    const input = post(FLIGHT, 'g'.repeat(3000)) + post(FLIGHT, 'garbage');
+    const want = await exchange(plainPort, [input], 2);
+    const pieces = input.match(/[^]{1,97}/g)!;
+    assert.deepEqual(await exchange(frontPort, pieces, 2, 1), want);
+  });
+
   it('hands a connection to node:http mid-way: a served POST, a fallback GET, a chunked POST, answered in order', async () => {
     const sequence = [
       post(FLIGHT, 'garbage'),
