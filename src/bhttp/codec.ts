@@ -523,6 +523,9 @@ export class FieldBudget {
   }
 }
 
+const SECTION_LENGTH: Record<SectionKind, string> = { header: 'header section length', trailer: 'trailer section length' };
+const FIELD_NAME_LENGTH: Record<SectionKind, string> = { header: 'header field name length', trailer: 'trailer field name length' };
+
 /** Reads the parts after the framing indicator, keeping the field budget across sections. */
 class Decoder {
   private readonly budget: FieldBudget;
@@ -539,14 +542,14 @@ class Decoder {
   /** A header or trailer section (RFC 9292 §3.1 known-length, §3.2 indeterminate-length). */
   section(kind: SectionKind): FieldLine[] {
     if (this.known) {
-      const len = readVarint(this.r, `${kind} section length`);
+      const len = readVarint(this.r, SECTION_LENGTH[kind]);
       if (len > this.r.remaining) throw malformed(this.what, `${kind} section of ${len} bytes overruns the message`);
       return this.budget.knownSection(this.r, this.r.offset + len, kind);
     }
     const out: FieldLine[] = [];
     let sawRegular = false;
     for (;;) {
-      const nameLen = readVarint(this.r, `${kind} field name length`);
+      const nameLen = readVarint(this.r, FIELD_NAME_LENGTH[kind]);
       if (nameLen === 0) break; // RFC 9292 §3.2: Content Terminator ends the section
       sawRegular = this.budget.fieldLine(this.r, nameLen, kind, sawRegular, out);
     }
@@ -626,7 +629,7 @@ function decodeRequestAfterFraming(r: ByteReader, framing: number, limits: Bhttp
   const at = [0, 0, 0, 0, 0, 0, 0, 0];
   for (let i = 0; i < 8; i += 2) {
     const field = CONTROL_NAMES[i >> 1]!;
-    const len = readVarint(r, `${field} length`);
+    const len = readVarint(r, CONTROL_LENGTHS[i >> 1]!);
     at[i] = r.skip(len, field);
     at[i + 1] = at[i]! + len;
   }
@@ -646,6 +649,8 @@ function decodeRequestAfterFraming(r: ByteReader, framing: number, limits: Bhttp
 }
 
 const CONTROL_NAMES = ['method', 'scheme', 'authority', 'path'] as const;
+/** Labels for errors, made once (not a string per message). */
+const CONTROL_LENGTHS = CONTROL_NAMES.map((n) => `${n} length`);
 
 function decodeResponseAfterFraming(r: ByteReader, framing: number, limits: BhttpLimits): BhttpResponse {
   const what = 'binary HTTP response';
