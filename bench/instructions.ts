@@ -49,6 +49,7 @@ const VARIANTS: Variant[] = [
   { name: 'ATLS arch (a), 100 B', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-req', '-mode', 'records'], count: REQ },
   { name: 'HTTPS new connection + 1 request', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-fresh'], count: HS },
   { name: 'ATLS (b) fresh session + 1 request', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },
+  { name: 'ATLS (b) fresh session + 1 request over node:http', spec: { kind: 'atls', mode: 'exported', front: false }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },
   { name: 'ATLS (a) fresh session + 1 request', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'records'], count: HS },
 ];
 
