@@ -60,8 +60,27 @@ interface NativeError {
   tls13: boolean;
 }
 
+/**
+ * The addon's handshake summary, in this order (native/atls_openssl.cc
+ * `HandshakeInfo`; absent entries are holes): an array costs less to make
+ * through Node-API than an object's named properties.
+ */
+type NativeInfo = [
+  version: HandshakeInfo['version'],
+  cipherSuite: string,
+  alpn: string | undefined,
+  serverName: string | undefined,
+  peerCertificates: Uint8Array[],
+  pskIdentity: string | undefined,
+  resumed: boolean,
+  earlyData: HandshakeInfo['earlyData'],
+  peerVerified: boolean | undefined,
+  verifyError: string | undefined,
+  verifiedChain: Uint8Array[] | undefined,
+];
+
 type NativeEvent =
-  | { type: 'handshake'; info: HandshakeInfo }
+  | { type: 'handshake'; info: NativeInfo }
   | { type: 'data'; data: Uint8Array; early?: boolean }
   | { type: 'ticket'; session: Uint8Array }
   | { type: 'alert'; level: number; description: number }
@@ -464,16 +483,26 @@ function intern<T extends string | undefined>(s: T): T {
 }
 
 /**
- * The addon makes new strings for every handshake; an established session keeps
- * its handshake info for life, so repeated names (version, suite, early-data
- * status, a shared PSK identity) would cost ~80 B per session. Share them instead.
+ * The addon's summary as a {@link HandshakeInfo}. The addon makes new strings
+ * for every handshake; an established session keeps its handshake info for
+ * life, so repeated names (version, suite, early-data status, a shared PSK
+ * identity) would cost ~80 B per session. Share them instead.
  */
-function internInfo(info: HandshakeInfo): void {
-  info.version = intern(info.version);
-  info.cipherSuite = intern(info.cipherSuite);
-  info.earlyData = intern(info.earlyData);
-  info.alpn = intern(info.alpn);
-  info.pskIdentity = intern(info.pskIdentity);
+function handshakeInfo(a: NativeInfo): HandshakeInfo {
+  const info: HandshakeInfo = {
+    version: intern(a[0]),
+    cipherSuite: intern(a[1]),
+    alpn: intern(a[2]),
+    serverName: a[3],
+    peerCertificates: a[4],
+    pskIdentity: intern(a[5]),
+    resumed: a[6],
+    earlyData: intern(a[7]),
+  };
+  if (a[8] !== undefined) info.peerVerified = a[8];
+  if (a[9] !== undefined) info.verifyError = a[9];
+  if (a[10] !== undefined) info.verifiedChain = a[10];
+  return info;
 }
 
 /** One native connection behind the shared wrapper (connection.ts). */
@@ -503,11 +532,12 @@ class OpensslConnection extends WrappedConnection {
     const events: EngineEvent[] = [];
     for (const ev of r.events) {
       if (ev.type === 'alert') events.push({ ...ev, name: alertName(ev.description) });
-      else {
-        if (ev.type === 'handshake') {
-          this.established = true;
-          internInfo(ev.info);
-        } else if (ev.type === 'closed') this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
+      else if (ev.type === 'handshake') {
+        this.established = true;
+        // An addon built before the summary became an array gives the object itself.
+        events.push({ type: 'handshake', info: Array.isArray(ev.info) ? handshakeInfo(ev.info) : (ev.info as HandshakeInfo) });
+      } else {
+        if (ev.type === 'closed') this.peerClosed = true; // the engine answered with our close_notify (RFC 8446 §6.1)
         events.push(ev);
       }
     }
