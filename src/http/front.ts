@@ -123,13 +123,11 @@ class FrontRequest implements AtlsRawRequest {
     return this.fields.get(name);
   }
 
-  body(max: number): Promise<Uint8Array> {
-    // The body arrived whole before the core ran (at most the whole-body cap).
-    if (this.content.length > max) {
-      return Promise.reject(new AtlsError('TOO_LARGE', `body of ${this.content.length} bytes exceeds ${max}`, { source: 'remote' }));
-    }
+  body(max: number): Uint8Array {
+    // The body arrived whole before the core ran (at most the whole-body cap): no promise.
+    if (this.content.length > max) throw new AtlsError('TOO_LARGE', `body of ${this.content.length} bytes exceeds ${max}`, { source: 'remote' });
     this.read = this.content;
-    return Promise.resolve(this.content);
+    return this.content;
   }
 
   outer(): Request {
