@@ -249,6 +249,9 @@ CtxState* CtxOf(SSL* s) {
 
 Connection* ConnOf(SSL* s) { return static_cast<Connection*>(SSL_get_ex_data(s, g_ssl_index)); }
 
+// TLS 1.3 server: hands the client's application traffic secret to its Connection (defined below it).
+void KeylogCb(const SSL* s, const char* line);
+
 // Session tickets with the caller's 48-byte key: name(16) | HMAC-SHA256 key(16) | AES-128-CBC key(16),
 // the same split as Node's `ticketKeys` (RFC 5077 §4 recommended ticket format).
 int TicketKeyCb(SSL* s, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
@@ -416,6 +419,8 @@ class Context : public Napi::ObjectWrap<Context> {
     }
 
     st->alpn = GetBytes(o, "alpn");
+    // Records mode authenticates the client's records before OpenSSL reads them (RFC 8446 §5.2 makes a bad one fatal).
+    if (st->server && !st->dtls) SSL_CTX_set_keylog_callback(ctx, KeylogCb);
     if (st->server) {
       if (!st->alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, AlpnSelectCb, nullptr);
       st->request_cert = GetBool(o, "requestCert");
@@ -565,6 +570,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
                            InstanceMethod("dtlsTimeout", &Connection::DtlsTimeout),
                            InstanceMethod("dtlsHandleTimeout", &Connection::DtlsHandleTimeout),
                            InstanceMethod("destroy", &Connection::Destroy),
+                           InstanceMethod("keepPeerTrafficSecret", &Connection::KeepPeerTrafficSecret),
+                           InstanceMethod("peerTrafficSecret", &Connection::PeerTrafficSecret),
                        });
   }
 
@@ -776,6 +783,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
     }
     if (!psk_key_.empty()) OPENSSL_cleanse(psk_key_.data(), psk_key_.size());
     psk_key_.clear();
+    if (!peer_secret_.empty()) OPENSSL_cleanse(peer_secret_.data(), peer_secret_.size());
+    peer_secret_.clear();
     has_psk_lookup_ = false;
   }
 
@@ -1241,7 +1250,51 @@ class Connection : public Napi::ObjectWrap<Connection> {
     return info.Env().Undefined();
   }
 
+  Napi::Value KeepPeerTrafficSecret(const Napi::CallbackInfo& info) {
+    keep_peer_secret_ = true;
+    return info.Env().Undefined();
+  }
+
+  // client_application_traffic_secret_0, handed over once; undefined before the handshake completed.
+  Napi::Value PeerTrafficSecret(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!handshake_done_ || peer_secret_.empty()) return env.Undefined();
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::Copy(env, peer_secret_.data(), peer_secret_.size());
+    OPENSSL_cleanse(peer_secret_.data(), peer_secret_.size());
+    peer_secret_.clear();
+    return out;
+  }
+
  public:
+  // NSS key log line "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", kept when asked for.
+  void OnKeylog(const char* line) {
+    static const char kLabel[] = "CLIENT_TRAFFIC_SECRET_0 ";
+    if (!keep_peer_secret_ || std::strncmp(line, kLabel, sizeof(kLabel) - 1) != 0) return;
+    const char* hex = std::strchr(line + sizeof(kLabel) - 1, ' ');
+    if (hex == nullptr) return;
+    ++hex;
+    size_t n = std::strlen(hex) / 2;
+    if (n == 0 || n > EVP_MAX_MD_SIZE) return;
+    auto digit = [](char ch) -> int {
+      if (ch >= '0' && ch <= '9') return ch - '0';
+      if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+      if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+      return -1;
+    };
+    Bytes secret(n);
+    for (size_t i = 0; i < n; ++i) {
+      int hi = digit(hex[2 * i]);
+      int lo = digit(hex[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return;
+      }
+      secret[i] = static_cast<uint8_t>((hi << 4) | lo);
+    }
+    if (!peer_secret_.empty()) OPENSSL_cleanse(peer_secret_.data(), peer_secret_.size());
+    peer_secret_ = std::move(secret);
+  }
+
   unsigned int initial_timeout_us_ = 1000000;
 
  private:
@@ -1264,6 +1317,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
   std::string server_name_;
   Bytes dtls_peer_;
   Bytes early_data_;
+  bool keep_peer_secret_ = false;
+  Bytes peer_secret_;
   uint32_t max_early_ = 0;
   bool offered_session_ = false;
   bool early_attempted_ = false;
@@ -1279,6 +1334,11 @@ class Connection : public Napi::ObjectWrap<Connection> {
   // thread, and a per-connection 16 KiB array made each wrapper expensive to allocate.
   static uint8_t buf_[16384];
 };
+
+void KeylogCb(const SSL* s, const char* line) {
+  Connection* c = ConnOf(const_cast<SSL*>(s));
+  if (c != nullptr) c->OnKeylog(line);
+}
 
 uint8_t Connection::buf_[16384];
 

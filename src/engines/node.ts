@@ -602,12 +602,25 @@ class NodeServerConnection extends NodeConnection {
   private flights = 0;
   private pskUsed: string | undefined;
   private pskUnknown = false;
+  /** Records mode: keep the client's application traffic secret (TLS 1.3). */
+  private keepPeer = false;
+  private peerSecret: Buffer | undefined;
 
   constructor(
     rt: Runtime,
     private readonly setup: ServerSetup,
   ) {
     super('server', rt);
+  }
+
+  keepPeerTrafficSecret(): void {
+    this.keepPeer = true;
+  }
+
+  peerTrafficSecret(): Uint8Array | undefined {
+    const s = this.peerSecret;
+    this.peerSecret = undefined;
+    return this.established ? s : undefined;
   }
 
   protected stackStart(): Promise<EngineStep> {
@@ -642,6 +655,13 @@ class NodeServerConnection extends NodeConnection {
     logKeys(socket, setup.keyLog);
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
+    if (this.keepPeer && setup.tls13) {
+      socket.on('keylog', (line: Buffer) => {
+        // NSS key log format: label, client random, secret (hex).
+        const [name, , hex] = line.toString('latin1').trim().split(' ');
+        if (name === 'CLIENT_TRAFFIC_SECRET_0' && hex) this.peerSecret = Buffer.from(hex, 'hex');
+      });
+    }
     socket.on('secure', this.guard(() => this.onSecure()));
   }
 

@@ -106,6 +106,9 @@ interface NativeConnection {
   dtlsTimeout(): number | undefined;
   dtlsHandleTimeout(): NativeStep;
   destroy(): void;
+  /** Absent in addons built before records were authenticated ahead of the engine. */
+  keepPeerTrafficSecret?(): void;
+  peerTrafficSecret?(): Uint8Array | undefined;
 }
 
 /**
@@ -591,6 +594,14 @@ class OpensslConnection extends WrappedConnection {
 
   protected teardown(): void {
     this.native.destroy();
+  }
+
+  keepPeerTrafficSecret(): void {
+    this.native.keepPeerTrafficSecret?.();
+  }
+
+  peerTrafficSecret(): Uint8Array | undefined {
+    return this.unusable ? undefined : this.native.peerTrafficSecret?.();
   }
 
   dtlsTimeout(): number | undefined {

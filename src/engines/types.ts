@@ -181,6 +181,18 @@ export interface EngineConnection {
   close(): Promise<EngineStep>;
   /** Free everything now; idempotent. */
   destroy(): void;
+  /**
+   * TLS 1.3 server, called before the first flight: keep the client's
+   * application traffic secret (RFC 8446 §7.1) for {@link peerTrafficSecret}.
+   */
+  keepPeerTrafficSecret?(): void;
+  /**
+   * The kept client_application_traffic_secret_0, handed over once (the
+   * engine forgets it); undefined before the handshake completed, in TLS 1.2
+   * and DTLS. Lets the endpoint authenticate the peer's records before the
+   * engine reads them (a record failing there would be fatal, RFC 8446 §5.2).
+   */
+  peerTrafficSecret?(): Uint8Array | undefined;
   /** DTLS: the time in ms until the next retransmission is due, or undefined. */
   dtlsTimeout?(): number | undefined;
   /** DTLS: the retransmission timer fired; resolves with records to resend. */

@@ -752,12 +752,15 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     const early: Uint8Array[] = [];
     let failure: AtlsError | undefined;
     const input = new RecordsIn(core, live, body, engine, (f) => early.push(f));
-    /** The whole body reached the engine (records are sequenced); a failure there ends the session. */
+    /**
+     * The whole body reached the engine (records are sequenced); a failure after
+     * some of its records did ends the session, one before any did leaves it as it was.
+     */
     const finish = async (): Promise<void> => {
       try {
         await input.finish();
       } catch (e) {
-        await core.end(live, 'failed');
+        if (input.fed) await core.end(live, 'failed');
         throw e;
       }
     };

@@ -208,6 +208,15 @@ export class RecordsIn {
   private ended = false;
   private dropping = false;
   private turn: Promise<unknown> = Promise.resolve();
+  /** The first failure: the body is not read further after it. */
+  private failure: unknown;
+  /**
+   * Records of this body have reached the engine. A failure after that leaves
+   * the session's records out of step with the peer's; a failure before it
+   * (a forged, replayed or cut-off record refused before the engine) leaves
+   * the session as it was.
+   */
+  fed = false;
 
   constructor(
     private readonly core: EndpointCore,
@@ -246,7 +255,15 @@ export class RecordsIn {
   }
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.turn.then(fn);
+    const next = this.turn.then(async () => {
+      if (this.failure !== undefined) throw this.failure;
+      try {
+        return await fn();
+      } catch (e) {
+        this.failure = e;
+        throw e;
+      }
+    });
     this.turn = next.catch(() => undefined);
     return next;
   }
@@ -290,6 +307,7 @@ export class RecordsIn {
 
   private async feed(records: Uint8Array): Promise<Uint8Array[]> {
     const step = await this.engine.run(() => this.core.flight(this.live, records));
+    this.fed = true;
     if (step.flight.length > 0) this.onFlight(step.flight);
     if (step.closed) this.ended = true;
     return step.data;

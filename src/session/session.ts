@@ -31,6 +31,7 @@ import type {
 } from '../engines/types.js';
 import { parseServerHello, splitRecords, type TlsRecord } from '../records.js';
 import { concatBytes } from '../bytes.js';
+import { RecordGuard } from './record-guard.js';
 import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
 import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
 
@@ -78,6 +79,8 @@ abstract class AtlsSession {
    */
   private serverFlights: Array<Uint8Array | readonly TlsRecord[]> = [];
   private busy = false;
+  /** Mode `records`, TLS 1.3: authenticates the peer's records before the engine reads them. */
+  private guard: RecordGuard | undefined;
 
   protected constructor(
     readonly role: 'client' | 'server',
@@ -139,14 +142,23 @@ abstract class AtlsSession {
       // client it is the server's acceptance of its final flight.
       return this.absorb({ flight: new Uint8Array(0), events: [] }, true);
     }
+    let checked: TlsRecord[] | undefined;
+    if (data) {
+      // Refused here, before the engine, a body that is not whole records or a record that
+      // does not authenticate leaves the session as it was (decisions.md, "Records are
+      // authenticated before the engine"). DTLS drops a bad record itself (RFC 6347 §4.1.2.7).
+      checked = splitRecords(flight, { dtls: this.isDtls(), maxRecords: 2 ** 31 });
+      this.guard?.authenticate(checked);
+    }
+    const wasEstablished = this._state === 'established';
     return this.run(async (conn) => {
       // draft §9.1: a body is whole records.
-      const records = splitRecords(flight, { dtls: this.isDtls(), ...(data ? { maxRecords: 2 ** 31 } : {}) });
+      const records = checked ?? splitRecords(flight, { dtls: this.isDtls(), ...(data ? { maxRecords: 2 ** 31 } : {}) });
       if (this.role === 'client') this.noteServerHello(records);
       if (flight.length <= MAX_SEND_PIECE) {
         const step = await conn.receive(flight, records); // parsed once: the engine takes our records
         if (this.role === 'server') this.noteServerHello(step.flight);
-        return this.absorb(step, true);
+        return this.guarded(this.absorb(step, true), wasEstablished, records);
       }
       // More than an engine takes at once: whole records in pieces, their results joined.
       const flights: Uint8Array[] = [];
@@ -164,7 +176,7 @@ abstract class AtlsSession {
       }
       const out = concatBytes(flights);
       if (this.role === 'server') this.noteServerHello(out);
-      return this.absorb({ flight: out, events }, true);
+      return this.guarded(this.absorb({ flight: out, events }, true), wasEstablished, records);
     });
   }
 
@@ -413,6 +425,32 @@ abstract class AtlsSession {
     return { flight: step.flight, events };
   }
 
+  /**
+   * Mode `records`, TLS 1.3: once the handshake completes, a guard on the
+   * peer's traffic key, caught up with the records of the completing flight
+   * the engine has read already. Without the engine's secret (TLS 1.2, DTLS,
+   * an engine that cannot tell) the engine stays the only judge.
+   */
+  private guarded(result: FlightResult, wasEstablished: boolean, records: readonly TlsRecord[]): FlightResult {
+    if (wasEstablished || this._state !== 'established' || this.mode !== 'records') return result;
+    const secret = this.conn?.peerTrafficSecret?.();
+    const suite = this._info?.cipherSuite;
+    if (!secret || suite === undefined || this._info?.version !== 'TLSv1.3') return result;
+    let guard: RecordGuard | undefined;
+    try {
+      guard = new RecordGuard(suite, secret);
+    } catch {
+      guard = undefined; // a suite without an AEAD the guard knows
+    }
+    secret.fill(0);
+    if (guard && !guard.catchUp(records)) {
+      guard.destroy();
+      guard = undefined;
+    }
+    this.guard = guard;
+    return result;
+  }
+
   /** Keeps a server-to-client handshake flight for {@link requireExtendedMasterSecret}. */
   private noteServerHello(flight: Uint8Array | readonly TlsRecord[]): void {
     if (this.serverHelloEms !== undefined || flight.length === 0 || this._info || this.serverFlights.length >= MAX_HELLO_FLIGHTS) return;
@@ -481,6 +519,8 @@ abstract class AtlsSession {
   }
 
   private release(): void {
+    this.guard?.destroy();
+    this.guard = undefined;
     this.conn?.destroy();
     this.conn = undefined;
     this.channel?.destroy();
@@ -527,6 +567,8 @@ export class AtlsServerSession extends AtlsSession {
     const engine = options.engine ?? defaultEngine();
     super('server', options, engine.createServer(options.tls));
     this.dtls = options.tls.dtls === true;
+    // DTLS drops a record that fails authentication by itself (RFC 6347 §4.1.2.7).
+    if (this.mode === 'records' && !this.dtls) this.conn?.keepPeerTrafficSecret?.();
   }
 
   protected override isDtls(): boolean {

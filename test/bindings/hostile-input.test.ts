@@ -32,6 +32,9 @@ import { echoCoapHandler } from '../../src/coap/server.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
 import { getOption, stringOption, uintOption } from '../../src/coap/packet.js';
 import { MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
+import { availableEngines, getEngine } from '../../src/engines/index.js';
+import type { TlsEngine } from '../../src/engines/types.js';
+import { nativeEngineOrSkip } from '../helpers/native-drive.js';
 
 function listen(server: http.Server): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
@@ -334,33 +337,59 @@ describe('hostile input', () => {
     await h.close();
   });
 
-  it('HTTP, mode records: a forged record ends the session (a bad record is fatal in TLS); the client handshakes again and resends an idempotent request', async () => {
-    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
-    const h = createAtlsHandler({ tls: tls.server, mode: 'records', app: echoApp });
-    let seenCookie: string | undefined;
-    const events: string[] = [];
-    const client = createAtlsClient({
-      tls: tls.client,
-      mode: 'records',
-      // The on-path observer: it reads the session cookie off the wire.
-      transport: { fetch: async (request) => ((seenCookie = readCookie(request.headers.get('cookie'), 'atls-session') ?? seenCookie), h(request)) },
-      onEvent: (e) => {
-        if (e.type === 'handshake' || e.type === 'session-lost') events.push(e.type === 'session-lost' ? `lost ${e.status} resend=${e.resend}` : 'handshake');
-      },
+  for (const engineName of ['node', 'openssl'] as const) {
+    it(`HTTP, mode records, TLS 1.3 (${engineName} engine): a forged, replayed, cut-off or plaintext record is refused before the engine and the session goes on`, async (t) => {
+      const engine: TlsEngine | undefined = engineName === 'node' ? getEngine('node') : nativeEngineOrSkip(t);
+      if (!engine) return;
+      const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+      const h = createAtlsHandler({ tls: tls.server, mode: 'records', app: echoApp, engine });
+      let seenCookie: string | undefined;
+      let seenBody: Uint8Array | undefined;
+      const events: string[] = [];
+      const client = createAtlsClient({
+        tls: tls.client,
+        mode: 'records',
+        // The on-path observer: it reads the session cookie and the records off the wire.
+        transport: {
+          fetch: async (request) => {
+            seenCookie = readCookie(request.headers.get('cookie'), 'atls-session') ?? seenCookie;
+            seenBody = new Uint8Array(await request.clone().arrayBuffer());
+            return h(request);
+          },
+        },
+        onEvent: (e) => {
+          if (e.type === 'handshake' || e.type === 'session-lost') events.push(e.type === 'session-lost' ? `lost ${e.status}` : 'handshake');
+        },
+      });
+      try {
+        assert.equal(await (await client.fetch('http://localhost/a', { method: 'PUT', body: 'one' })).text(), 'one');
+        assert.equal(await (await client.fetch('http://localhost/b', { method: 'PUT', body: 'two' })).text(), 'two');
+        const honest = seenBody!;
+        assert.ok(seenCookie, 'the cookie is visible on the wire');
+        const refusals: Array<[string, Uint8Array, string]> = [
+          ['forged', Uint8Array.from([23, 3, 3, 0, 30, ...new Uint8Array(30)]), 'BAD_RECORD_MAC'],
+          ['replayed', honest, 'BAD_RECORD_MAC'],
+          ['cut off', honest.subarray(0, honest.length - 3), 'TRUNCATED_FLIGHT'],
+          // RFC 8446 §5: after the handshake every record is protected; a plaintext fatal alert would end the session in the engine.
+          ['plaintext alert', Uint8Array.from([21, 3, 3, 0, 2, 2, 40]), 'BAD_RECORD_MAC'],
+        ];
+        for (const [what, body, code] of refusals) {
+          // Read as it arrives (no length), and whole (a declared length).
+          for (const headers of [{}, { 'content-length': String(body.length) }] as Array<Record<string, string>>) {
+            const r = await post(h, body, { cookie: seenCookie, headers });
+            assert.equal(r.status, 400, `${what}: 400, never 500`);
+            assert.equal(r.headers.get('atls-error'), code, what);
+            assert.equal(r.headers.get('set-cookie'), null, `${what}: the cookie stays`);
+          }
+        }
+        assert.equal(await (await client.fetch('http://localhost/c', { method: 'PUT', body: 'three' })).text(), 'three');
+        assert.deepEqual(events, ['handshake'], 'one session throughout: no session lost, no second handshake');
+      } finally {
+        await client.close();
+        await h.close();
+      }
     });
-    try {
-      assert.equal(await (await client.fetch('http://localhost/a', { method: 'PUT', body: 'one' })).text(), 'one');
-      assert.ok(seenCookie, 'the cookie is visible on the wire');
-      const forged = await post(h, Uint8Array.from([23, 3, 3, 0, 30, ...new Uint8Array(30)]), { cookie: seenCookie });
-      assert.equal(forged.status, 400);
-      assert.equal(forged.headers.get('atls-error'), 'BAD_RECORD_MAC');
-      assert.equal(await (await client.fetch('http://localhost/b', { method: 'PUT', body: 'two' })).text(), 'two');
-      assert.deepEqual(events, ['handshake', 'lost 410 resend=true', 'handshake']);
-    } finally {
-      await client.close();
-      await h.close();
-    }
-  });
+  }
 
   it('HTTP: a DELETE ends an exported session only with a protected message of it; the cookie alone gets 403', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
@@ -380,6 +409,52 @@ describe('hostile input', () => {
     assert.equal((await post(h, await protectedRequest(session), { cookie, type: MEDIA_TYPE_PROTECTED })).status, 410, 'the session is gone');
     await h.close();
   });
+
+  for (const transport of ['TLS 1.3', 'DTLS 1.2'] as const) {
+    it(`CoAP, mode records over ${transport}: a forged or replayed record sent to the session's resource does not end it`, async (t) => {
+      const dtls = transport === 'DTLS 1.2';
+      const engine = dtls ? availableEngines().find((e) => e.capabilities.dtls) : getEngine('node');
+      if (!engine) return t.skip('no engine with DTLS (native addon not built)');
+      const psk = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
+      const server = await AtlsCoapServer.listen({
+        engine,
+        mode: 'records',
+        handler: echoCoapHandler,
+        tls: dtls
+          ? { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', pskLookup: (id) => (id === psk.identity ? psk.key : undefined) }
+          : { cert: pki.server.cert, key: pki.server.key },
+      });
+      const client = new AtlsCoapClient({
+        url: server.url,
+        engine,
+        mode: 'records',
+        tls: dtls ? { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', psk } : { ca: pki.ca.cert, serverName: 'localhost' },
+      });
+      const ep = await CoapEndpoint.bind();
+      try {
+        assert.equal(new TextDecoder().decode((await client.request({ method: 'POST', pathname: '/echo', payload: 'one' })).payload), 'one');
+        const [, prefix, id] = client.resource!.split('/');
+        const path = [stringOption(OptionNumber.UriPath, prefix!), stringOption(OptionNumber.UriPath, id!)];
+        // An application_data record of epoch 1 (DTLS, RFC 6347 §4.1) or after the handshake (TLS 1.3) that no key made.
+        const forged = dtls
+          ? Uint8Array.from([23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40, ...new Uint8Array(40).fill(7)])
+          : Uint8Array.from([23, 3, 3, 0, 40, ...new Uint8Array(40).fill(7)]);
+        // A plaintext fatal alert (epoch 0 in DTLS) and bytes that are no record at all.
+        const alert = dtls ? Uint8Array.from([21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 99, 0, 2, 2, 40]) : Uint8Array.from([21, 3, 3, 0, 2, 2, 40]);
+        for (const payload of [forged, alert, Uint8Array.from([99, 1, 2, 3])]) {
+          const r = await ep.request(server.endpoint.address, { code: CoapCode.POST, options: [...path, uintOption(OptionNumber.ContentFormat, 65000)], payload });
+          assert.notEqual(r.code, CoapCode.NotFound, 'the session is still there');
+          assert.ok(r.code >> 5 !== 5, 'never a server error');
+        }
+        assert.equal(new TextDecoder().decode((await client.request({ method: 'POST', pathname: '/echo', payload: 'two' })).payload), 'two');
+        assert.equal(client.stats.flights > 0, true);
+      } finally {
+        await ep.close();
+        await client.close();
+        await server.close();
+      }
+    });
+  }
 
   it('CoAP: a records body, a late Finished or a DELETE from another endpoint does not end an established session', async () => {
     const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler });

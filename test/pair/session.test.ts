@@ -12,6 +12,7 @@ import type { FlightResult, Mode, SessionEvent } from '../../src/session/types.j
 import { availableEngines } from '../../src/engines/index.js';
 import type { TlsEngine } from '../../src/engines/types.js';
 import { AtlsError } from '../../src/errors.js';
+import { concatBytes } from '../../src/bytes.js';
 import { testPki, type TestPki } from '../helpers/pki.js';
 
 const enc = new TextEncoder();
@@ -235,8 +236,8 @@ for (const engine of availableEngines()) {
         client.destroy();
       });
 
-      it('fails with bad_record_mac on one flipped byte, on both sides', async () => {
-        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+      it('TLS 1.2, mode records: fails with bad_record_mac on one flipped byte, on both sides', async () => {
+        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost', maxVersion: 'TLSv1.2' } });
         const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key } });
         await handshake(client, server);
         const records = await client.send(enc.encode('important'));
@@ -249,6 +250,23 @@ for (const engine of availableEngines()) {
         const clientErr = await client.receive(err.alertFlight).catch((e: unknown) => e);
         assert.ok(clientErr instanceof AtlsError, 'client learns of the failure');
         assert.equal(clientErr.source, 'remote');
+      });
+
+      it('TLS 1.3, mode records: a record with one flipped byte is refused before the engine; the session goes on', async () => {
+        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+        const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key } });
+        await handshake(client, server);
+        const records = await client.send(enc.encode('important'));
+        const flipped = Uint8Array.from(records);
+        flipped[flipped.length - 3]! ^= 0x01;
+        const err = await server.receive(flipped).catch((e: unknown) => e);
+        assert.ok(err instanceof AtlsError);
+        assert.equal(err.code, 'BAD_RECORD_MAC');
+        assert.equal(err.source, 'remote');
+        assert.equal(err.alertFlight.length, 0, 'no alert: the engine never saw the record');
+        assert.equal(server.state, 'established');
+        const ok = await server.receive(records);
+        assert.equal(dec.decode(concatBytes(ok.events.flatMap((e) => (e.type === 'data' ? [e.data] : [])))), 'important');
       });
 
       it('rejects replayed, too old and forged protected messages without ending the session', async () => {

@@ -1,0 +1,184 @@
+/**
+ * Authenticates a TLS 1.3 peer's application-data records before the engine
+ * reads them (mode `records`, docs/decisions.md "Records are authenticated
+ * before the engine").
+ *
+ * A TLS stack treats a record that fails authentication as fatal (RFC 8446
+ * §5.2) and cannot roll its record state back, so a forged or replayed record
+ * sent with a session's cookie would end the session. The guard opens each
+ * record itself with the peer's traffic keys (RFC 8446 §7.3) at the read
+ * sequence number the engine will use (§5.3); a batch with one record that
+ * fails is refused whole and leaves the guard (and the engine) as they were.
+ * It follows the peer's KeyUpdate (§4.6.3) from the decrypted content type.
+ *
+ * @example
+ * ```ts
+ * const guard = new RecordGuard('TLS_AES_128_GCM_SHA256', clientTrafficSecret0);
+ * guard.authenticate(records); // throws BAD_RECORD_MAC; nothing changed
+ * ```
+ * @module
+ */
+import { AtlsError } from '../errors.js';
+import { expandLabel } from '../engines/tls13-alert.js';
+import { aeadForSuite, type AeadSpec } from '../protect/suites.js';
+import { aeadOpen, nativeAeadFor, nativeOpen, type NativeAead } from '../protect/aead.js';
+import { ContentType, HandshakeType, type TlsRecord } from '../records.js';
+
+/** Handshake bytes of a message split over records, at most (post-handshake messages from a client are small). */
+const MAX_HANDSHAKE_CARRY = 64 * 1024;
+
+/** One traffic key of the peer: its secret, AEAD key and IV (RFC 8446 §7.3). */
+interface TrafficKey {
+  secret: Uint8Array;
+  iv: Uint8Array;
+  native: NativeAead | null;
+  key: Uint8Array;
+}
+
+/** Where the guard stands: the key, the next read sequence number, an incomplete handshake message. */
+interface ReadState {
+  key: TrafficKey;
+  sequence: bigint;
+  carry: Uint8Array;
+}
+
+export class RecordGuard {
+  private readonly spec: AeadSpec;
+  private readonly hash: 'sha256' | 'sha384';
+  private state: ReadState;
+  /** Until the first record under the key has been found (see {@link catchUp}). */
+  private started = false;
+  /** Records refused so far: forgeries may be tried again and again, up to the AEAD's integrity limit. */
+  private failures = 0;
+
+  /** Throws UNSUPPORTED for a suite without an AEAD it knows (the engine then stays the only judge). */
+  constructor(cipherSuite: string, trafficSecret: Uint8Array) {
+    this.spec = aeadForSuite(cipherSuite);
+    this.hash = cipherSuite.endsWith('_SHA384') ? 'sha384' : 'sha256';
+    this.state = { key: this.derive(trafficSecret), sequence: 0n, carry: new Uint8Array(0) };
+  }
+
+  /**
+   * Records the engine has already read in the flight that completed the
+   * handshake: the first one that opens under the key at sequence 0 starts
+   * it (those before it were under the handshake key), the rest follow.
+   * False when they do not follow (the guard is then of no use).
+   */
+  catchUp(records: readonly TlsRecord[]): boolean {
+    for (const rec of records) {
+      if (rec.contentType !== ContentType.application_data) continue;
+      if (!this.started) {
+        const next = this.open(this.state, rec);
+        if (next) {
+          this.started = true;
+          this.state = next;
+        }
+      } else {
+        const next = this.open(this.state, rec);
+        if (!next) return false;
+        this.state = next;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Authenticates `records` in order. Throws BAD_RECORD_MAC (remote) when
+   * one is not an application_data record that opens at its sequence number
+   * (forged, replayed, reordered, or a plaintext record after the
+   * handshake, RFC 8446 §5); then nothing has changed.
+   */
+  authenticate(records: readonly TlsRecord[]): void {
+    // RFC 9147 §4.5.3: past the integrity limit (2^7 for CCM_8) forgeries are no longer refused
+    // one by one; the engine judges again, and a bad record ends the session as TLS would.
+    if (this.failures >= this.spec.integrityLimit) return;
+    let state = this.state;
+    for (const rec of records) {
+      // RFC 8446 §5: after the handshake every record is protected, as application_data.
+      const next = rec.contentType === ContentType.application_data ? this.open(state, rec) : undefined;
+      if (!next) {
+        this.failures++;
+        throw new AtlsError('BAD_RECORD_MAC', `record ${state.sequence} of the peer's traffic key did not authenticate (RFC 8446 §5.2); refused before the TLS engine, the session goes on`, {
+          source: 'remote',
+        });
+      }
+      state = next;
+    }
+    this.started = true;
+    this.state = state;
+  }
+
+  /** Forgets the keys. */
+  destroy(): void {
+    this.forget(this.state.key);
+  }
+
+  /** The state after `rec`, or undefined when it does not authenticate. */
+  private open(state: ReadState, rec: TlsRecord): ReadState | undefined {
+    const { spec } = this;
+    const body = rec.fragment;
+    if (body.length < spec.tagLength + 1) return undefined;
+    // RFC 8446 §5.3: the sequence number, left-padded to the IV length, XORed into the IV.
+    const nonce = Uint8Array.from(state.key.iv); // a copy (Buffer#slice would be a view)
+    let seq = state.sequence;
+    for (let i = nonce.length - 1; i >= nonce.length - 8; i--) {
+      nonce[i]! ^= Number(seq & 0xffn);
+      seq >>= 8n;
+    }
+    // RFC 8446 §5.2: additional_data is the record header.
+    const aad = Uint8Array.from([rec.contentType, rec.version >> 8, rec.version & 0xff, body.length >> 8, body.length & 0xff]);
+    const ciphertext = body.subarray(0, body.length - spec.tagLength);
+    const tag = body.subarray(body.length - spec.tagLength);
+    const plain = state.key.native
+      ? nativeOpen(state.key.native, spec, nonce, aad, ciphertext, tag)
+      : aeadOpen(spec, state.key.key, nonce, aad, ciphertext, tag);
+    if (!plain) return undefined;
+    const next = this.afterRecord(state, plain);
+    plain.fill(0);
+    return next;
+  }
+
+  /** RFC 8446 §5.2: the inner content type is the last non-zero byte; a KeyUpdate (§4.6.3) changes the key after its record. */
+  private afterRecord(state: ReadState, plain: Uint8Array): ReadState {
+    let end = plain.length;
+    while (end > 0 && plain[end - 1] === 0) end--;
+    const type = end > 0 ? plain[end - 1] : undefined;
+    const same: ReadState = { key: state.key, sequence: state.sequence + 1n, carry: state.carry };
+    if (type !== ContentType.handshake) return same;
+    let messages = plain.subarray(0, end - 1);
+    if (state.carry.length > 0) {
+      const joined = new Uint8Array(state.carry.length + messages.length);
+      joined.set(state.carry, 0);
+      joined.set(messages, state.carry.length);
+      messages = joined;
+    }
+    let updated = false;
+    let at = 0;
+    while (messages.length - at >= 4) {
+      const len = (messages[at + 1]! << 16) | (messages[at + 2]! << 8) | messages[at + 3]!;
+      if (messages.length - at < 4 + len) break;
+      if (messages[at] === HandshakeType.key_update) updated = true;
+      at += 4 + len;
+    }
+    const rest = messages.subarray(at);
+    // The engine judges a message too long; the guard only stops following it.
+    same.carry = rest.length <= MAX_HANDSHAKE_CARRY ? rest.slice() : new Uint8Array(0);
+    if (!updated) return same;
+    // RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length).
+    const secret = expandLabel(this.hash, state.key.secret, 'traffic upd', state.key.secret.length);
+    return { key: this.derive(secret), sequence: 0n, carry: same.carry };
+  }
+
+  /** RFC 8446 §7.3: the write key and IV of a traffic secret. */
+  private derive(secret: Uint8Array): TrafficKey {
+    const key = expandLabel(this.hash, secret, 'key', this.spec.keyLength);
+    const iv = expandLabel(this.hash, secret, 'iv', this.spec.ivLength);
+    return { secret: Uint8Array.from(secret), iv, key, native: nativeAeadFor(this.spec, key, false) };
+  }
+
+  private forget(key: TrafficKey): void {
+    key.secret.fill(0);
+    key.key.fill(0);
+    key.native?.free();
+  }
+}
