@@ -98,6 +98,35 @@ async function positiveCase(t: TestContext, engine: TlsEngine, version: Version,
   await cli.exited;
 }
 
+/**
+ * TLS 1.3 KeyUpdate (RFC 8446 §4.6.3) from s_client (its `k` and `K` commands): the records-mode server
+ * authenticates the client's records before its engine reads them, so it must follow the key change.
+ */
+async function keyUpdateCase(t: TestContext, engine: TlsEngine): Promise<void> {
+  const openssl = requireTool(t, 'openssl');
+  if (!openssl) return;
+  const { cli, ch } = await connectClient(t, openssl, clientArgs('TLSv1.3', 'ecdsa', EXPORT_LEN.ecdsa));
+  const server = new AtlsServerSession({ engine, mode: 'records', tls: serverTls(disk.pki, 'TLSv1.3', 'ecdsa') });
+  t.after(() => server.destroy());
+  await serverHandshake(server, ch);
+  await cli.waitFor(/Keying material: [0-9A-F]+/, 5000);
+  cli.write('before\n');
+  assert.match(await receiveData(server, ch, (s) => s.includes('before\n')), /before/);
+  for (const [command, line] of [['k', 'after one update'], ['K', 'after an update asked back']] as const) {
+    cli.write(`${command}\n`); // s_client: KeyUpdate without / with update_requested
+    // The KeyUpdate record reaches the server (and is answered) before the next line is typed.
+    const update = await server.receive(await ch.nextFlight(5000));
+    if (update.flight.length > 0) ch.send(update.flight);
+    assert.equal(server.state, 'established');
+    cli.write(`${line}\n`);
+    assert.match(await receiveData(server, ch, (s) => s.includes(`${line}\n`)), new RegExp(line));
+  }
+  await sendData(server, ch, 'pong from atls\n');
+  await cli.waitFor(/pong from atls/, 5000);
+  ch.send(await server.close());
+  await cli.exited;
+}
+
 async function negativeCase(
   t: TestContext,
   engine: TlsEngine,
@@ -141,6 +170,9 @@ for (const engine of engines()) {
         it(`${version} ${auth}: handshake, exporter, data both ways`, { timeout: CASE_TIMEOUT }, (t) =>
           positiveCase(t, engine, version, auth),
         );
+      }
+      if (version === 'TLSv1.3') {
+        it('TLSv1.3 KeyUpdate from the client, records mode: the server follows the new keys', { timeout: CASE_TIMEOUT }, (t) => keyUpdateCase(t, engine));
       }
       // RFC 8446 §4.4.2.4: certificate_required in TLS 1.3; TLS 1.2 servers send handshake_failure.
       const noCertAlert = version === 'TLSv1.3' ? /alert certificate required/i : /alert handshake failure/i;
