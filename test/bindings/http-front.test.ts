@@ -227,6 +227,32 @@ describe('HTTP/1.1 front', () => {
     assert.deepEqual(await exchange(frontPort, pieces, 2, 1), want);
   });
 
+  it('answers a long pipelined burst whole and in order to a client that reads late (the answers back up into the server)', async () => {
+    const n = 3000;
+    const one = post(FLIGHT, 'garbage');
+    const [answer] = await exchange(plainPort, [one], 1);
+    const want = Buffer.from(answer!, 'latin1').length;
+    const socket = net.connect(frontPort, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((r) => socket.on('connect', () => r()));
+    socket.pause(); // answers pile up in the socket buffers, then in the server's
+    socket.write(one.repeat(n));
+    await new Promise((r) => setTimeout(r, 300));
+    let raw = '';
+    let got = '';
+    const answers = await new Promise<number>((resolve) => {
+      socket.on('data', (d: Buffer) => {
+        raw += d.toString('latin1');
+        got = raw.replace(/\r\nDate: [^\r]*/g, '');
+        if (got.length >= n * want) resolve(got.split('HTTP/1.1 400 ').length - 1);
+      });
+      socket.resume();
+    });
+    socket.destroy();
+    assert.equal(answers, n);
+    assert.equal(got, answer!.repeat(n));
+  });
+
   it('hands a connection to node:http mid-way: a served POST, a fallback GET, a chunked POST, answered in order', async () => {
     const sequence = [
       post(FLIGHT, 'garbage'),
