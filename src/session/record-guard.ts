@@ -21,7 +21,7 @@
 import { AtlsError } from '../errors.js';
 import { expandLabel } from '../engines/tls13-alert.js';
 import { aeadForSuite, type AeadSpec } from '../protect/suites.js';
-import { aeadOpen, nativeAeadFor, nativeOpen, type NativeAead } from '../protect/aead.js';
+import { aeadOpen, nativeAeadFor, type NativeAead } from '../protect/aead.js';
 import { ContentType, HandshakeType, type TlsRecord } from '../records.js';
 
 /** Handshake bytes of a message split over records, at most (post-handshake messages from a client are small). */
@@ -38,7 +38,8 @@ interface TrafficKey {
 /** Where the guard stands: the key, the next read sequence number, an incomplete handshake message. */
 interface ReadState {
   key: TrafficKey;
-  sequence: bigint;
+  /** A number: 2^53 records outlast any AEAD limit (RFC 8446 §5.5). */
+  sequence: number;
   carry: Uint8Array;
 }
 
@@ -50,12 +51,15 @@ export class RecordGuard {
   private started = false;
   /** Records refused so far: forgeries may be tried again and again, up to the AEAD's integrity limit. */
   private failures = 0;
+  private readonly nonce = new Uint8Array(12);
+  private readonly aad = new Uint8Array(5);
+  private scratch = new Uint8Array(256);
 
   /** Throws UNSUPPORTED for a suite without an AEAD it knows (the engine then stays the only judge). */
   constructor(cipherSuite: string, trafficSecret: Uint8Array) {
     this.spec = aeadForSuite(cipherSuite);
     this.hash = cipherSuite.endsWith('_SHA384') ? 'sha384' : 'sha256';
-    this.state = { key: this.derive(trafficSecret), sequence: 0n, carry: new Uint8Array(0) };
+    this.state = { key: this.derive(trafficSecret), sequence: 0, carry: new Uint8Array(0) };
   }
 
   /**
@@ -115,23 +119,33 @@ export class RecordGuard {
 
   /** The state after `rec`, or undefined when it does not authenticate. */
   private open(state: ReadState, rec: TlsRecord): ReadState | undefined {
-    const { spec } = this;
+    const { spec, nonce, aad } = this;
     const body = rec.fragment;
     if (body.length < spec.tagLength + 1) return undefined;
-    // RFC 8446 §5.3: the sequence number, left-padded to the IV length, XORed into the IV.
-    const nonce = Uint8Array.from(state.key.iv); // a copy (Buffer#slice would be a view)
+    // RFC 8446 §5.3: the 64-bit sequence number, left-padded to the IV length, XORed into the IV.
+    nonce.set(state.key.iv);
     let seq = state.sequence;
-    for (let i = nonce.length - 1; i >= nonce.length - 8; i--) {
-      nonce[i]! ^= Number(seq & 0xffn);
-      seq >>= 8n;
+    for (let i = nonce.length - 1; i >= nonce.length - 8 && seq > 0; i--) {
+      nonce[i]! ^= seq % 256;
+      seq = Math.floor(seq / 256);
     }
     // RFC 8446 §5.2: additional_data is the record header.
-    const aad = Uint8Array.from([rec.contentType, rec.version >> 8, rec.version & 0xff, body.length >> 8, body.length & 0xff]);
-    const ciphertext = body.subarray(0, body.length - spec.tagLength);
-    const tag = body.subarray(body.length - spec.tagLength);
-    const plain = state.key.native
-      ? nativeOpen(state.key.native, spec, nonce, aad, ciphertext, tag)
-      : aeadOpen(spec, state.key.key, nonce, aad, ciphertext, tag);
+    aad[0] = rec.contentType;
+    aad[1] = rec.version >> 8;
+    aad[2] = rec.version & 0xff;
+    aad[3] = body.length >> 8;
+    aad[4] = body.length & 0xff;
+    const n = body.length - spec.tagLength;
+    const ciphertext = body.subarray(0, n);
+    const tag = body.subarray(n);
+    let plain: Uint8Array | undefined;
+    if (state.key.native) {
+      // Into one scratch buffer (zeroed after use): the guard needs only the content type.
+      if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, 2 * this.scratch.length));
+      if (state.key.native.open(nonce, aad, ciphertext, this.scratch, 0, tag)) plain = this.scratch.subarray(0, n);
+    } else {
+      plain = aeadOpen(spec, state.key.key, nonce, aad, ciphertext, tag);
+    }
     if (!plain) return undefined;
     const next = this.afterRecord(state, plain);
     plain.fill(0);
@@ -143,7 +157,7 @@ export class RecordGuard {
     let end = plain.length;
     while (end > 0 && plain[end - 1] === 0) end--;
     const type = end > 0 ? plain[end - 1] : undefined;
-    const same: ReadState = { key: state.key, sequence: state.sequence + 1n, carry: state.carry };
+    const same: ReadState = { key: state.key, sequence: state.sequence + 1, carry: state.carry };
     if (type !== ContentType.handshake) return same;
     let messages = plain.subarray(0, end - 1);
     if (state.carry.length > 0) {
@@ -166,7 +180,7 @@ export class RecordGuard {
     if (!updated) return same;
     // RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length).
     const secret = expandLabel(this.hash, state.key.secret, 'traffic upd', state.key.secret.length);
-    return { key: this.derive(secret), sequence: 0n, carry: same.carry };
+    return { key: this.derive(secret), sequence: 0, carry: same.carry };
   }
 
   /** RFC 8446 §7.3: the write key and IV of a traffic secret. */
