@@ -112,3 +112,22 @@ export class AtHandReader {
     return this.reader.cancel(reason);
   }
 }
+
+/** A Node writable (socket, client request, server response) as {@link drainedOrClosed} needs it. */
+interface Drainable {
+  on(event: 'drain' | 'close', listener: () => void): unknown;
+  off(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
+/** Resolves when `writable` can take more, or has closed (then nothing more will drain). */
+export function drainedOrClosed(writable: Drainable): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      writable.off('drain', done);
+      writable.off('close', done);
+      resolve();
+    };
+    writable.on('drain', done);
+    writable.on('close', done);
+  });
+}

@@ -26,6 +26,7 @@ import { AtlsError } from '../errors.js';
 import type { AtlsHandler, AtlsRawRequest } from './server.js';
 import { errorReply, type HttpReply } from './wire.js';
 import { connectionActivity, type ConnectionActivity } from './connections.js';
+import { drainedOrClosed } from '../streams.js';
 
 /** Options of {@link attachFront}. */
 export interface FrontOptions {
@@ -563,18 +564,6 @@ function noop(): void {}
 /** A deadline `ms` from `now`; 0 means none (as node:http reads its timeouts). */
 function after(now: number, ms: number): number {
   return ms > 0 ? now + ms : Infinity;
-}
-
-function drainedOrClosed(socket: Socket): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.on('drain', done);
-    socket.on('close', done);
-  });
 }
 
 /** The front of one server. */

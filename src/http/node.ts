@@ -19,6 +19,7 @@ import { createAtlsHandler, wholeBodyCap, type AtlsHandler, type AtlsHandlerOpti
 import { errorReply, errorResponse, type HttpReply } from './wire.js';
 import { httpServerTimeouts, limitConnections, type ConnectionLimits, type ConnectionStats } from './connections.js';
 import { TrustedProxies } from '../peers.js';
+import { drainedOrClosed } from '../streams.js';
 
 /** What a handler may know about the connection a request came on. */
 export interface ConnectionInfo {
@@ -54,19 +55,6 @@ function toRequest(req: IncomingMessage, https: boolean, signal: AbortSignal): R
     signal,
     ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
   } as RequestInit);
-}
-
-/** Resolves when `res` can take more, or has closed (then nothing more will drain). */
-function drainedOrClosed(res: ServerResponse): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 async function writeResponse(res: ServerResponse, response: Response): Promise<void> {

@@ -33,7 +33,7 @@ import { httpServerTimeouts, type ConnectionLimits } from './connections.js';
 import { atlsNodeListener, nodeBodyStream } from './node.js';
 import type { AtlsHandler, AtlsRawReply, AtlsRawRequest } from './server.js';
 import { bodyKind, errorReply } from './wire.js';
-import { readLimited } from '../streams.js';
+import { drainedOrClosed, readLimited } from '../streams.js';
 
 /** Where this worker stands among its siblings, and how to reach one. */
 export interface FlightRelay {
@@ -139,15 +139,7 @@ async function sendBody(req: ReturnType<typeof httpRequest>, body: Uint8Array | 
       const { done, value } = await reader.read();
       if (done) break;
       if (req.destroyed) throw new Error('the relayed request ended');
-      if (!req.write(value)) await new Promise<void>((resolve) => {
-        const go = (): void => {
-          req.off('drain', go);
-          req.off('close', go);
-          resolve();
-        };
-        req.on('drain', go);
-        req.on('close', go);
-      });
+      if (!req.write(value)) await drainedOrClosed(req);
     }
     req.end();
   } catch (e) {
