@@ -419,8 +419,6 @@ class Context : public Napi::ObjectWrap<Context> {
     }
 
     st->alpn = GetBytes(o, "alpn");
-    // Records mode authenticates the client's records before OpenSSL reads them (RFC 8446 §5.2 makes a bad one fatal).
-    if (st->server && !st->dtls) SSL_CTX_set_keylog_callback(ctx, KeylogCb);
     if (st->server) {
       if (!st->alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, AlpnSelectCb, nullptr);
       st->request_cert = GetBool(o, "requestCert");
@@ -1250,8 +1248,11 @@ class Connection : public Napi::ObjectWrap<Connection> {
     return info.Env().Undefined();
   }
 
+  // Records mode authenticates the client's records before OpenSSL reads them (RFC 8446 §5.2 makes a bad
+  // one fatal). The callback goes on the context only then: other contexts format no key log lines.
   Napi::Value KeepPeerTrafficSecret(const Napi::CallbackInfo& info) {
     keep_peer_secret_ = true;
+    if (ssl_ != nullptr && !ctx_->dtls) SSL_CTX_set_keylog_callback(ctx_->ctx, KeylogCb);
     return info.Env().Undefined();
   }
 
