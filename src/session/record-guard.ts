@@ -27,6 +27,15 @@ import { ContentType, HandshakeType, type TlsRecord } from '../records.js';
 /** Handshake bytes of a message split over records, at most (post-handshake messages from a client are small). */
 const MAX_HANDSHAKE_CARRY = 64 * 1024;
 
+/**
+ * Nonce, additional data and plaintext of the record being opened, shared by every guard: `open` runs
+ * synchronously to its end and zeroes the plaintext, so a session keeps no buffer of its own (a
+ * records-mode session would otherwise hold one as large as the largest record it was sent).
+ */
+const nonce = new Uint8Array(12);
+const aad = new Uint8Array(5);
+let scratch = new Uint8Array(16 * 1024 + 256);
+
 /** One traffic key of the peer: its secret, AEAD key and IV (RFC 8446 §7.3). */
 interface TrafficKey {
   secret: Uint8Array;
@@ -51,9 +60,6 @@ export class RecordGuard {
   private started = false;
   /** Records refused so far: forgeries may be tried again and again, up to the AEAD's integrity limit. */
   private failures = 0;
-  private readonly nonce = new Uint8Array(12);
-  private readonly aad = new Uint8Array(5);
-  private scratch = new Uint8Array(256);
 
   /** Throws UNSUPPORTED for a suite without an AEAD it knows (the engine then stays the only judge). */
   constructor(cipherSuite: string, trafficSecret: Uint8Array) {
@@ -119,7 +125,7 @@ export class RecordGuard {
 
   /** The state after `rec`, or undefined when it does not authenticate. */
   private open(state: ReadState, rec: TlsRecord): ReadState | undefined {
-    const { spec, nonce, aad } = this;
+    const { spec } = this;
     const body = rec.fragment;
     if (body.length < spec.tagLength + 1) return undefined;
     // RFC 8446 §5.3: the 64-bit sequence number, left-padded to the IV length, XORed into the IV.
@@ -141,8 +147,8 @@ export class RecordGuard {
     let plain: Uint8Array | undefined;
     if (state.key.native) {
       // Into one scratch buffer (zeroed after use): the guard needs only the content type.
-      if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, 2 * this.scratch.length));
-      if (state.key.native.open(nonce, aad, ciphertext, this.scratch, 0, tag)) plain = this.scratch.subarray(0, n);
+      if (scratch.length < n) scratch = new Uint8Array(n);
+      if (state.key.native.open(nonce, aad, ciphertext, scratch, 0, tag)) plain = scratch.subarray(0, n);
     } else {
       plain = aeadOpen(spec, state.key.key, nonce, aad, ciphertext, tag);
     }
