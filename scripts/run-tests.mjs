@@ -54,6 +54,8 @@ const cache = (name) => join(root, 'node_modules', '.cache', 'atls', name);
 const STATIC_CHECKS = [
   ['type check', bin('tsc'), ['--noEmit', '--incremental', '--tsBuildInfoFile', cache('typecheck.tsbuildinfo')]],
   ['lint', bin('eslint'), ['--cache', '--cache-strategy', 'content', '--cache-location', cache('eslintcache'), '.']],
+  // `npm install` builds atls/browser (prepare): a Node-only import reaching it fails there, not in the tests.
+  ['browser build', process.execPath, [join(root, 'scripts', 'build-browser.mjs'), '--check']],
 ];
 /** The TypeScript half of `npm run build` (dist/ for bin/atls.js). */
 const BUILD = ['build of dist/', bin('tsc'), ['-p', 'tsconfig.build.json']];

@@ -46,3 +46,16 @@ describe('record guard, RFC 8448 §3', () => {
     guard.destroy();
   });
 });
+
+describe('record guard, the browser build', () => {
+  it("takes the same HKDF-Expand-Label from the webcrypto engine's key schedule as from node:crypto", async () => {
+    const node = await import('../../src/engines/tls13-alert.js');
+    const browser = await import('../../src/browser/tls13-alert.js');
+    const secret = Uint8Array.from({ length: 48 }, (_, i) => i * 7);
+    for (const hash of ['sha256', 'sha384'] as const) {
+      for (const [label, length] of [['key', 16], ['iv', 12], ['traffic upd', hash === 'sha256' ? 32 : 48]] as const) {
+        assert.deepEqual(browser.expandLabel(hash, secret, label, length), new Uint8Array(node.expandLabel(hash, secret, label, length)));
+      }
+    }
+  });
+});
