@@ -35,12 +35,15 @@ const MAX_HANDSHAKE_CARRY = 64 * 1024;
 const nonce = new Uint8Array(12);
 const aad = new Uint8Array(5);
 let scratch = new Uint8Array(16 * 1024 + 256);
+/** No handshake bytes carried over (shared: a carry is never written in place). */
+const NO_CARRY = new Uint8Array(0);
 
 /** One traffic key of the peer: its secret, AEAD key and IV (RFC 8446 §7.3). */
 interface TrafficKey {
   secret: Uint8Array;
   iv: Uint8Array;
-  native: NativeAead | null;
+  /** Made at the first request after the handshake (an idle session holds no native context); null: none here. */
+  native: NativeAead | null | undefined;
   key: Uint8Array;
 }
 
@@ -65,7 +68,7 @@ export class RecordGuard {
   constructor(cipherSuite: string, trafficSecret: Uint8Array) {
     this.spec = aeadForSuite(cipherSuite);
     this.hash = cipherSuite.endsWith('_SHA384') ? 'sha384' : 'sha256';
-    this.state = { key: this.derive(trafficSecret), sequence: 0, carry: new Uint8Array(0) };
+    this.state = { key: this.derive(trafficSecret), sequence: 0, carry: NO_CARRY };
   }
 
   /**
@@ -78,15 +81,15 @@ export class RecordGuard {
     for (const rec of records) {
       if (rec.contentType !== ContentType.application_data) continue;
       if (!this.started) {
-        const next = this.open(this.state, rec);
+        const next = this.open(this.state, rec, false);
         if (next) {
           this.started = true;
-          this.state = next;
+          this.advance(next);
         }
       } else {
-        const next = this.open(this.state, rec);
+        const next = this.open(this.state, rec, false);
         if (!next) return false;
-        this.state = next;
+        this.advance(next);
       }
     }
     return true;
@@ -105,7 +108,7 @@ export class RecordGuard {
     let state = this.state;
     for (const rec of records) {
       // RFC 8446 §5: after the handshake every record is protected, as application_data.
-      const next = rec.contentType === ContentType.application_data ? this.open(state, rec) : undefined;
+      const next = rec.contentType === ContentType.application_data ? this.open(state, rec, true) : undefined;
       if (!next) {
         this.failures++;
         throw new AtlsError('BAD_RECORD_MAC', `record ${state.sequence} of the peer's traffic key did not authenticate (RFC 8446 §5.2); refused before the TLS engine, the session goes on`, {
@@ -115,7 +118,13 @@ export class RecordGuard {
       state = next;
     }
     this.started = true;
-    this.state = state;
+    this.advance(state);
+  }
+
+  /** Moves on to `next`, forgetting the key a KeyUpdate left behind. */
+  private advance(next: ReadState): void {
+    if (next.key !== this.state.key) this.forget(this.state.key);
+    this.state = next;
   }
 
   /** Forgets the keys. */
@@ -123,8 +132,8 @@ export class RecordGuard {
     this.forget(this.state.key);
   }
 
-  /** The state after `rec`, or undefined when it does not authenticate. */
-  private open(state: ReadState, rec: TlsRecord): ReadState | undefined {
+  /** The state after `rec`, or undefined when it does not authenticate; `lasting`: make the key's native context for the requests to come. */
+  private open(state: ReadState, rec: TlsRecord, lasting: boolean): ReadState | undefined {
     const { spec } = this;
     const body = rec.fragment;
     if (body.length < spec.tagLength + 1) return undefined;
@@ -145,10 +154,12 @@ export class RecordGuard {
     const ciphertext = body.subarray(0, n);
     const tag = body.subarray(n);
     let plain: Uint8Array | undefined;
-    if (state.key.native) {
+    let native = state.key.native;
+    if (native === undefined && lasting) native = state.key.native = nativeAeadFor(spec, state.key.key, false);
+    if (native) {
       // Into one scratch buffer (zeroed after use): the guard needs only the content type.
       if (scratch.length < n) scratch = new Uint8Array(n);
-      if (state.key.native.open(nonce, aad, ciphertext, scratch, 0, tag)) plain = scratch.subarray(0, n);
+      if (native.open(nonce, aad, ciphertext, scratch, 0, tag)) plain = scratch.subarray(0, n);
     } else {
       plain = aeadOpen(spec, state.key.key, nonce, aad, ciphertext, tag);
     }
@@ -182,7 +193,7 @@ export class RecordGuard {
     }
     const rest = messages.subarray(at);
     // The engine judges a message too long; the guard only stops following it.
-    same.carry = rest.length <= MAX_HANDSHAKE_CARRY ? rest.slice() : new Uint8Array(0);
+    same.carry = rest.length === 0 || rest.length > MAX_HANDSHAKE_CARRY ? NO_CARRY : rest.slice();
     if (!updated) return same;
     // RFC 8446 §7.2: application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length).
     const secret = expandLabel(this.hash, state.key.secret, 'traffic upd', state.key.secret.length);
@@ -191,9 +202,18 @@ export class RecordGuard {
 
   /** RFC 8446 §7.3: the write key and IV of a traffic secret. */
   private derive(secret: Uint8Array): TrafficKey {
-    const key = expandLabel(this.hash, secret, 'key', this.spec.keyLength);
-    const iv = expandLabel(this.hash, secret, 'iv', this.spec.ivLength);
-    return { secret: Uint8Array.from(secret), iv, key, native: nativeAeadFor(this.spec, key, false) };
+    // Secret, key and IV in one allocation: a session keeps one ArrayBuffer for them, not three.
+    const { keyLength, ivLength } = this.spec;
+    const all = new Uint8Array(secret.length + keyLength + ivLength);
+    all.set(secret, 0);
+    all.set(expandLabel(this.hash, secret, 'key', keyLength), secret.length);
+    all.set(expandLabel(this.hash, secret, 'iv', ivLength), secret.length + keyLength);
+    return {
+      secret: all.subarray(0, secret.length),
+      key: all.subarray(secret.length, secret.length + keyLength),
+      iv: all.subarray(secret.length + keyLength),
+      native: undefined,
+    };
   }
 
   private forget(key: TrafficKey): void {
