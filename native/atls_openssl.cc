@@ -38,7 +38,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-#include <mutex>
 #include <vector>
 
 namespace {
