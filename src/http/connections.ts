@@ -20,6 +20,7 @@ import type { Server, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { AtlsError } from '../errors.js';
 import { peerGroup, type TrustedProxies } from '../peers.js';
+import { emptyGroup, RecencyLists, type RecencyEntry, type RecencyGroup } from '../recency.js';
 
 /** Connection limits and timeouts (defaults in {@link DEFAULT_CONNECTION_LIMITS}). */
 export interface ConnectionLimits {
@@ -99,30 +100,22 @@ export function connectionActivity(server: Server): ConnectionActivity | undefin
   return (server as ActivityServer)[ACTIVITY];
 }
 
-/** A peer's (an address, or a /64) open connections and its idle ones, oldest first. */
-interface Peer {
+/** A peer's (an address, or a /64) open connections; its idle ones, oldest first, are the group's list. */
+interface Peer extends RecencyGroup<Entry> {
   name: string;
   open: number;
-  first: Entry | undefined;
-  last: Entry | undefined;
 }
 
 /**
- * A connection in the table. The idle lists are linked through the entries themselves: a request
- * starting or ending moves its connection with a few pointer writes (moving a key to a Map's end
- * leaves a dead entry in its hash chain until the table is rehashed: a busy connection among 10,000
- * idle ones paid ~15 µs per move).
+ * A connection in the table, in two recency lists while idle (src/recency.ts: a request starting or
+ * ending moves its connection with a few pointer writes): all idle connections, and its peer's.
  */
-interface Entry {
+interface Entry extends RecencyEntry<Entry> {
   socket: Socket;
   peer: Peer;
   /** Requests in progress. */
   active: number;
   idle: boolean;
-  prev: Entry | undefined;
-  next: Entry | undefined;
-  peerPrev: Entry | undefined;
-  peerNext: Entry | undefined;
 }
 
 const ENTRY = Symbol('atls connection entry');
@@ -148,10 +141,8 @@ export function limitConnections(
   server.keepAliveTimeout = t.keepAliveTimeout;
 
   let open = 0;
-  let idleCount = 0;
   /** Idle connections, longest idle first. */
-  let first: Entry | undefined;
-  let last: Entry | undefined;
+  const idle = new RecencyLists<Entry>();
   /** Peers with open connections. */
   const peers = new Map<string, Peer>();
   const emit = (e: ConnectionEvent): void => {
@@ -165,33 +156,13 @@ export function limitConnections(
   /** Appends `e` to both idle lists (the newest, last to go). */
   const link = (e: Entry): void => {
     e.idle = true;
-    idleCount++;
-    e.prev = last;
-    if (last) last.next = e;
-    else first = e;
-    last = e;
-    const p = e.peer;
-    e.peerPrev = p.last;
-    if (p.last) p.last.peerNext = e;
-    else p.first = e;
-    p.last = e;
+    idle.append(e, e.peer);
   };
 
   const unlink = (e: Entry): void => {
     if (!e.idle) return;
     e.idle = false;
-    idleCount--;
-    if (e.prev) e.prev.next = e.next;
-    else first = e.next;
-    if (e.next) e.next.prev = e.prev;
-    else last = e.prev;
-    e.prev = e.next = undefined;
-    const p = e.peer;
-    if (e.peerPrev) e.peerPrev.peerNext = e.peerNext;
-    else p.first = e.peerNext;
-    if (e.peerNext) e.peerNext.peerPrev = e.peerPrev;
-    else p.last = e.peerPrev;
-    e.peerPrev = e.peerNext = undefined;
+    idle.unlink(e, e.peer);
   };
 
   const evict = (victim: Entry | undefined): boolean => {
@@ -208,7 +179,7 @@ export function limitConnections(
     let peer = peers.get(name);
     if (!exempt && peer !== undefined && peer.open >= maxPerPeer) {
       emit({ type: 'limit', limit: 'connections-per-peer', peer: name });
-      if (evict(peer.first)) emit({ type: 'evicted', what: 'connection', peer: name, reason: 'connections-per-peer' });
+      if (evict(peer.oldest)) emit({ type: 'evicted', what: 'connection', peer: name, reason: 'connections-per-peer' });
       else {
         emit({ type: 'refused', what: 'connection', peer: name, reason: 'connections-per-peer' });
         socket.destroy();
@@ -217,7 +188,7 @@ export function limitConnections(
     }
     if (open >= maxConnections) {
       emit({ type: 'limit', limit: 'connections', peer: name });
-      const victim = first;
+      const victim = idle.oldest;
       if (evict(victim)) emit({ type: 'evicted', what: 'connection', peer: victim!.peer.name, reason: 'connections' });
       else {
         emit({ type: 'refused', what: 'connection', peer: name, reason: 'connections' });
@@ -226,10 +197,10 @@ export function limitConnections(
       }
     }
     if (peer === undefined) {
-      peer = { name, open: 0, first: undefined, last: undefined };
+      peer = { name, open: 0, ...emptyGroup<Entry>() };
       peers.set(name, peer);
     }
-    const entry: Entry = { socket, peer, active: 0, idle: false, prev: undefined, next: undefined, peerPrev: undefined, peerNext: undefined };
+    const entry: Entry = { socket, peer, active: 0, idle: false, older: undefined, newer: undefined, groupOlder: undefined, groupNewer: undefined };
     socket[ENTRY] = entry;
     open++;
     peer.open++;
@@ -284,5 +255,5 @@ export function limitConnections(
     socket.destroySoon();
   });
 
-  return () => ({ open, idle: idleCount });
+  return () => ({ open, idle: idle.size });
 }

@@ -24,30 +24,18 @@
  * ```
  * @module
  */
+import { emptyGroup, RecencyLists, type RecencyEntry, type RecencyGroup } from '../recency.js';
 
-/**
- * A slot, linked into two lists oldest to newest: all slots, and its peer's.
- * Lists, not a Map's insertion order: moving a key to a Map's end (delete,
- * then set) leaves a dead entry in its hash chain until the table is
- * rehashed, so one busy session among 10,000 paid ~20 µs per touch.
- */
-interface Slot<T> {
+/** A slot, in two recency lists (src/recency.ts): all slots, and its peer's. */
+interface Slot<T> extends RecencyEntry<Slot<T>> {
   readonly key: string;
   value: T;
   readonly peer: string;
   expires: number;
-  older: Slot<T> | undefined;
-  newer: Slot<T> | undefined;
-  peerOlder: Slot<T> | undefined;
-  peerNewer: Slot<T> | undefined;
 }
 
 /** One peer's slots, oldest to newest. */
-interface PeerSlots<T> {
-  oldest: Slot<T> | undefined;
-  newest: Slot<T> | undefined;
-  size: number;
-}
+type PeerSlots<T> = RecencyGroup<Slot<T>>;
 
 /** What gave way for a newcomer. */
 export interface Displaced<T> {
@@ -61,8 +49,7 @@ export class FairShareLedger<T> {
   /** Every slot by key. */
   private readonly slots = new Map<string, Slot<T>>();
   /** Least recently admitted or touched first (the TTL is the same for all, so also by expiry). */
-  private oldest: Slot<T> | undefined;
-  private newest: Slot<T> | undefined;
+  private readonly order = new RecencyLists<Slot<T>>();
   /** Each peer's slots, in the same order. */
   private readonly byPeer = new Map<string, PeerSlots<T>>();
   /** Peers by the number of slots they hold (n -> peers holding n). */
@@ -107,11 +94,11 @@ export class FairShareLedger<T> {
       if (!d) break;
       out.push(d);
     }
-    const slot: Slot<T> = { key, value, peer, expires: this.now() + this.ttlMs, older: undefined, newer: undefined, peerOlder: undefined, peerNewer: undefined };
+    const slot: Slot<T> = { key, value, peer, expires: this.now() + this.ttlMs, older: undefined, newer: undefined, groupOlder: undefined, groupNewer: undefined };
     this.slots.set(key, slot);
     let mine = this.byPeer.get(peer);
-    if (!mine) this.byPeer.set(peer, (mine = { oldest: undefined, newest: undefined, size: 0 }));
-    this.append(slot, mine);
+    if (!mine) this.byPeer.set(peer, (mine = emptyGroup()));
+    this.order.append(slot, mine);
     this.move(peer, mine.size - 1, mine.size);
     return out;
   }
@@ -123,7 +110,7 @@ export class FairShareLedger<T> {
    * whose cap is counted elsewhere (sessions: the store holds them).
    */
   giveWay(newcomer: string): Displaced<T> | undefined {
-    const oldest = this.oldest;
+    const oldest = this.order.oldest;
     if (!oldest) return undefined;
     if (oldest.expires <= this.now()) return this.take(oldest, 'expired');
     const mine = this.heldBy(newcomer) + 1; // the newcomer counts with its coming slot
@@ -139,10 +126,10 @@ export class FairShareLedger<T> {
     const s = this.slots.get(key);
     if (!s) return;
     s.expires = this.now() + this.ttlMs;
-    if (s === this.newest) return; // then it is its peer's newest too
+    if (s === this.order.newest) return; // then it is its peer's newest too
     const mine = this.byPeer.get(s.peer)!;
-    this.unlink(s, mine);
-    this.append(s, mine);
+    this.order.unlink(s, mine);
+    this.order.append(s, mine);
   }
 
   /** Completed, failed, ended. */
@@ -151,7 +138,7 @@ export class FairShareLedger<T> {
     if (!s) return false;
     this.slots.delete(key);
     const mine = this.byPeer.get(s.peer)!;
-    this.unlink(s, mine);
+    this.order.unlink(s, mine);
     if (mine.size === 0) this.byPeer.delete(s.peer);
     this.move(s.peer, mine.size + 1, mine.size);
     return true;
@@ -161,13 +148,13 @@ export class FairShareLedger<T> {
   expired(): Array<Displaced<T>> {
     const now = this.now();
     const out: Array<Displaced<T>> = [];
-    while (this.oldest && this.oldest.expires <= now) out.push(this.take(this.oldest, 'expired'));
+    while (this.order.oldest && this.order.oldest.expires <= now) out.push(this.take(this.order.oldest, 'expired'));
     return out;
   }
 
   clear(): void {
     this.slots.clear();
-    this.oldest = this.newest = undefined;
+    this.order.clear();
     this.byPeer.clear();
     this.buckets.clear();
     this.top = 0;
@@ -176,35 +163,6 @@ export class FairShareLedger<T> {
   private take(s: Slot<T>, reason: Displaced<T>['reason']): Displaced<T> {
     this.delete(s.key);
     return { key: s.key, value: s.value, peer: s.peer, reason };
-  }
-
-  /** Links `s` in as the newest of both lists. */
-  private append(s: Slot<T>, mine: PeerSlots<T>): void {
-    s.older = this.newest;
-    s.newer = undefined;
-    if (this.newest) this.newest.newer = s;
-    else this.oldest = s;
-    this.newest = s;
-    s.peerOlder = mine.newest;
-    s.peerNewer = undefined;
-    if (mine.newest) mine.newest.peerNewer = s;
-    else mine.oldest = s;
-    mine.newest = s;
-    mine.size++;
-  }
-
-  /** Takes `s` out of both lists. */
-  private unlink(s: Slot<T>, mine: PeerSlots<T>): void {
-    if (s.older) s.older.newer = s.newer;
-    else this.oldest = s.newer;
-    if (s.newer) s.newer.older = s.older;
-    else this.newest = s.older;
-    if (s.peerOlder) s.peerOlder.peerNewer = s.peerNewer;
-    else mine.oldest = s.peerNewer;
-    if (s.peerNewer) s.peerNewer.peerOlder = s.peerOlder;
-    else mine.newest = s.peerOlder;
-    s.older = s.newer = s.peerOlder = s.peerNewer = undefined;
-    mine.size--;
   }
 
   /** `peer` went from holding `from` slots to `to`. */
