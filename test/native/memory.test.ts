@@ -113,9 +113,18 @@ void test(`${COUNT} handshakes: RSS flat and every native object freed`, { timeo
     `# ${COUNT} handshakes in ${secs.toFixed(1)} s; RSS after warm-up ${mb(rss0)} MiB, at end ${mb(rss1)} MiB ` +
       `(samples ${samples.map(mb).join(', ')}); live connections ${live.connections}, contexts ${live.contexts}`,
   );
-  // Flat: after warm-up, growth stays within a small allowance for allocator
-  // and V8 noise (asserted from 20k handshakes on; quick runs report it).
-  if (COUNT >= 20_000) assert.ok(rss1 - rss0 < 24 * 2 ** 20, `RSS grew ${mb(rss1 - rss0)} MiB`);
+  // Flat: a leak grows with every handshake, while the allocator and V8 settle
+  // into a plateau whose height varies from run to run (one CI run: 95 -> 111
+  // -> 119 MiB over the first 20k measured handshakes, then 118-121 to the
+  // end). So judge the second half of the measured handshakes, where a leak of
+  // 300 B per handshake would already pass the allowance (asserted from 20k
+  // handshakes on; quick runs report it), and bound the whole climb loosely.
+  if (COUNT >= 20_000) {
+    const mid = samples[Math.floor(samples.length / 2)] ?? rss0;
+    const perHandshake = (rss1 - mid) / ((COUNT - warm) / 2);
+    assert.ok(rss1 - mid < 12 * 2 ** 20, `RSS grew ${mb(rss1 - mid)} MiB over the last half (${perHandshake.toFixed(0)} B per handshake)`);
+    assert.ok(rss1 - rss0 < 64 * 2 ** 20, `RSS grew ${mb(rss1 - rss0)} MiB after warm-up`);
+  }
   // Every connection freed (a few may wait for the next GC cycle's finalizers).
   assert.ok(live.connections - base.connections <= 8, `live connections: ${live.connections}`);
   assert.ok(live.contexts <= 64, `contexts bounded by the cache: ${live.contexts}`);
