@@ -74,6 +74,48 @@ const CONTENT_LENGTH = /^(?:0|[1-9][0-9]{0,14})$/;
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
+/**
+ * Field names clients send on every request (Go's net/http, undici, curl, the ATLS clients), matched on
+ * their bytes without regard to case so that no string is made or lower-cased for them; the index is
+ * the slot of the connection's last value (see {@link FrontConnection.lastValues}).
+ */
+const KNOWN_NAMES = [
+  'host', 'user-agent', 'content-length', 'content-type', 'accept', 'accept-encoding', 'accept-language', 'cookie',
+  'connection', 'atls-flight-length', 'transfer-encoding', 'expect', 'upgrade', 'te', 'keep-alive', 'forwarded',
+  'x-forwarded-for', 'sec-fetch-mode', 'authorization', 'cache-control', 'origin', 'referer', 'pragma',
+];
+interface KnownName {
+  /** Lower case, as the front names fields. */
+  readonly name: string;
+  readonly bytes: Uint8Array;
+  readonly slot: number;
+}
+const KNOWN_BY_LENGTH: KnownName[][] = [];
+KNOWN_NAMES.forEach((name, slot) => (KNOWN_BY_LENGTH[name.length] ??= []).push({ name, bytes: Buffer.from(name, 'latin1'), slot }));
+
+/** The known name that bytes `at..end` of `buf` spell in any case (they are tchars), or undefined. */
+function knownName(buf: Buffer, at: number, end: number): KnownName | undefined {
+  const candidates = KNOWN_BY_LENGTH[end - at];
+  if (candidates === undefined) return undefined;
+  next: for (const k of candidates) {
+    const b = k.bytes;
+    // The names are lower-case letters and '-': a tchar ORed with 0x20 equals one of them only when it is that letter in either case, or '-'.
+    for (let i = 0; i < b.length; i++) if ((buf[at + i]! | 0x20) !== b[i]) continue next;
+    return k;
+  }
+  return undefined;
+}
+
+/** Bytes `at..end` of `buf` as a latin1 string: `last` itself when they spell it (a client repeats its values request after request). */
+function latin1Value(buf: Buffer, at: number, end: number, last: string | undefined): string {
+  if (last !== undefined && last.length === end - at) {
+    let i = 0;
+    while (i < last.length && buf[at + i] === last.charCodeAt(i)) i++;
+    if (i === last.length) return last;
+  }
+  return buf.toString('latin1', at, end);
+}
+
 /** `buf` so far agrees with the start of `prefix` (it may still be shorter than the prefix). */
 function beginsWith(buf: Buffer, prefix: Buffer): boolean {
   const n = Math.min(buf.length, prefix.length);
@@ -173,7 +215,7 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     i++;
   }
   if (i === targetAt || buf[targetAt] !== 0x2f) return HAND_OFF;
-  const target = buf.toString('latin1', targetAt, i);
+  const target = (conn.lastTarget = latin1Value(buf, targetAt, i, conn.lastTarget));
   if (!front.handler.matches(target)) return HAND_OFF;
   if (!startsWith(buf, i, VERSION)) return HAND_OFF; // HTTP/1.1 only, one SP, CRLF
   i += VERSION.length;
@@ -185,8 +227,13 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     let upper = false;
     for (let c = buf[i]!; TCHAR[c] === 1; c = buf[++i]!) if (c >= 0x41 && c <= 0x5a) upper = true;
     if (i === nameAt || buf[i] !== 0x3a) return HAND_OFF;
-    const raw = buf.toString('latin1', nameAt, i);
-    const name = upper ? raw.toLowerCase() : raw;
+    const known = knownName(buf, nameAt, i);
+    let name: string;
+    if (known !== undefined) name = known.name;
+    else {
+      const raw = buf.toString('latin1', nameAt, i);
+      name = upper ? raw.toLowerCase() : raw;
+    }
     i++;
     while (buf[i] === 0x20 || buf[i] === 0x09) i++;
     const valueAt = i;
@@ -202,7 +249,10 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     if (buf[i + 1] !== 0x0a) return HAND_OFF; // a bare CR
     i += 2;
     const before = fields.size;
-    fields.set(name, buf.toString('latin1', valueAt, valueEnd));
+    let value: string;
+    if (known !== undefined) value = conn.lastValues[known.slot] = latin1Value(buf, valueAt, valueEnd, conn.lastValues[known.slot]);
+    else value = buf.toString('latin1', valueAt, valueEnd);
+    fields.set(name, value);
     if (fields.size === before) return HAND_OFF; // a repeated field: node:http joins (or drops) them by rules of its own
   }
   // Framing and connection management the subset leaves to node:http (RFC 9112 §6.1, §9.3; RFC 9110 §10.1.1, §7.8).
@@ -255,6 +305,9 @@ class FrontConnection {
   scanned = 0;
   /** Length of the head just parsed. */
   headBytes = 0;
+  /** The last request's target and known fields' values (by {@link KNOWN_NAMES} slot): the next request's strings when it repeats them. */
+  lastTarget: string | undefined = undefined;
+  readonly lastValues: Array<string | undefined> = KNOWN_NAMES.map(() => undefined);
   /** The request being read or answered. */
   request: FrontRequest | undefined = undefined;
   /**

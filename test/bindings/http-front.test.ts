@@ -267,6 +267,30 @@ describe('HTTP/1.1 front', () => {
     assert.deepEqual(await exchange(frontPort, [sequence.join('')], 4), want, 'all in one write');
   });
 
+  it('reads each request\'s own field values on a kept-alive connection (values repeated, changed at one byte, in other case, dropped)', async () => {
+    // The front reuses a connection's last strings when a request repeats a field's bytes: every change must still be seen.
+    const other = `${FLIGHT.slice(0, -1)}x`; // as long as the flight type, one byte apart
+    const sequence = [
+      post(PROTECTED, 'x'.repeat(40), ['Cookie: atls=nosuchsession']),
+      post(PROTECTED, 'x'.repeat(40), ['Cookie: atls=nosuchsessioN']),
+      post(PROTECTED, 'x'.repeat(40)),
+      post(FLIGHT, 'garbage'),
+      post(other, 'garbage'),
+      post(FLIGHT, 'garbage').replace('Content-Type', 'CONTENT-TYPE'),
+      post(other, 'garbage').replace('Content-Type', 'content-type'),
+      post(FLIGHT, 'garbage', ['Connection: keep-alive']),
+      post(FLIGHT, 'garbag'),
+      post(FLIGHT, 'garbage', [], '/atls'),
+      post(FLIGHT, 'garbage'),
+      post(FLIGHT, 'garbage', ['Connection: close']),
+    ];
+    const want = await exchange(plainPort, sequence, sequence.length, 5);
+    assert.equal(want.length, sequence.length);
+    assert.notDeepEqual(want[3], want[4]);
+    assert.deepEqual(await exchange(frontPort, sequence, sequence.length, 5), want, 'one request per write');
+    assert.deepEqual(await exchange(frontPort, [sequence.join('')], sequence.length), want, 'all in one write');
+  });
+
   it('serves real ATLS sessions, many requests on kept-alive connections, and counts its connections', async () => {
     const client = createAtlsClient({ tls: tlsPair(pki, 'TLSv1.3', 'cert').client });
     try {
