@@ -574,11 +574,23 @@ class FrontConnection {
       if (this.state === DRAINING) this.finish();
       return;
     }
-    // Between requests, or mid-request (a request cut short: nothing to answer).
     this.state = CLOSED;
     this.front.conns.delete(this);
-    if (this.buf === undefined && this.request === undefined) this.socket.end();
-    else this.socket.destroy();
+    if (this.buf === undefined && this.request === undefined) {
+      this.socket.end(); // between requests
+      return;
+    }
+    // A request cut short (RFC 9112 §8: incomplete): 400, as node:http's parser answers its own EOF error.
+    this.clientError(Object.assign(new Error('Parse Error: Invalid EOF state'), { code: 'HPE_INVALID_EOF_STATE' }), 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  }
+
+  /** node:http's way with a request it cannot serve: the server's 'clientError' listeners answer, else `answer` does. */
+  private clientError(err: Error, answer: string): void {
+    if (this.front.server.listenerCount('clientError') > 0) this.front.server.emit('clientError', err, this.socket);
+    else {
+      this.socket.end(answer);
+      this.socket.destroySoon();
+    }
   }
 
   private closed(): void {
@@ -598,12 +610,7 @@ class FrontConnection {
       this.socket.destroy();
       return;
     }
-    const err = Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
-    if (this.front.server.listenerCount('clientError') > 0) this.front.server.emit('clientError', err, this.socket);
-    else {
-      this.socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
-      this.socket.destroySoon();
-    }
+    this.clientError(Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
   }
 
   /** Between requests, nothing received of the next. */

@@ -43,7 +43,7 @@ const post = (type: string, body: string, extra: string[] = [], path = E): strin
  * Answers read off one connection: each response head (Date left out: it is the clock's) and body,
  * until `count` answers arrived or the server closed (then "<closed>" ends the list).
  */
-function exchange(port: number, parts: Array<string | Buffer>, count: number, gapMs = 0): Promise<string[]> {
+function exchange(port: number, parts: Array<string | Buffer>, count: number, gapMs = 0, thenEnd = false): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     socket.setNoDelay(true);
@@ -94,6 +94,7 @@ function exchange(port: number, parts: Array<string | Buffer>, count: number, ga
         if (i > 0 && gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
         if (!socket.destroyed) socket.write(parts[i]!);
       }
+      if (thenEnd && !socket.destroyed) socket.end(); // half-close: the client sends nothing more
     };
     socket.on('connect', () => void send().catch(reject));
   });
@@ -217,6 +218,22 @@ describe('HTTP/1.1 front', () => {
       for (let at = 1; at < input.length; at++) splits.push(exchange(frontPort, [input.slice(0, at), input.slice(at)], 1, 2));
       const got = await Promise.all(splits);
       for (let at = 1; at < input.length; at++) assert.deepEqual(got[at - 1], want, `split at ${at}: ${JSON.stringify(input.slice(0, at))}`);
+    }
+  });
+
+  it('answers a request the client cuts short with its FIN (half-close) as node:http does: 400, not a silent close', async () => {
+    const inputs: Array<[string, string, number]> = [
+      ['a head cut short', `POST ${E} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${FLIGHT}\r\n`, 1],
+      ['a body cut short', post(FLIGHT, 'garbage').slice(0, -3), 1],
+      ['a served request, then a head cut short', post(FLIGHT, 'garbage') + `POST ${E} HTTP/1.1\r\nHo`, 2],
+      ['a whole request', post(FLIGHT, 'garbage'), 1],
+      ['two pipelined requests', post(FLIGHT, 'garbage') + post(FLIGHT, 'garbage'), 2],
+    ];
+    for (const [name, input, count] of inputs) {
+      const want = await exchange(plainPort, [input], count + 1, 0, true);
+      assert.match(want.at(-1)!, /<closed>/, name);
+      assert.deepEqual(await exchange(frontPort, [input], count + 1, 0, true), want, name);
+      if (/cut short/.test(name)) assert.match(want.at(-2)!, /^HTTP\/1\.1 400 /, name);
     }
   });
 
