@@ -202,13 +202,14 @@ export class AtlsCoapClient {
   async close(): Promise<void> {
     try {
       const s = this.session;
-      if (s && this.sessionPath && s.state !== 'failed') {
-        // Mode exported: an empty protected message proves to the server that the DELETE is ours.
-        const proof = s.mode === 'exported' && s.state === 'established';
+      if (s && this.sessionPath && s.state === 'established') {
+        // The DELETE proves itself (src/coap/delete.ts): an empty protected message (exported), our
+        // close_notify (records). A half-open handshake has nothing to prove it with: it idles out.
+        const proof = s.mode === 'exported' ? s.protect(new Uint8Array(0)) : await s.close();
         await this.send(this.sessionPath, {
           code: CoapCode.DELETE,
-          options: proof ? [uintOption(OptionNumber.ContentFormat, this.formats.protected)] : [],
-          payload: proof ? s.protect(new Uint8Array(0)) : new Uint8Array(0),
+          options: [uintOption(OptionNumber.ContentFormat, s.mode === 'exported' ? this.formats.protected : this.formats.records)],
+          payload: proof,
         }).catch(() => undefined);
       }
     } finally {

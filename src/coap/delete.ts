@@ -1,65 +1,61 @@
 /**
  * Who may end a session with a CoAP DELETE of `/atls/<id>`: the id travels
- * in clear on every request, so knowing it proves nothing. One rule for the
- * ATLS CoAP server and the CoAP-to-HTTP gateway:
+ * in clear on every request and a UDP source address can be spoofed, so
+ * neither proves anything. One rule for the ATLS CoAP server and the
+ * CoAP-to-HTTP gateway (and the HTTP binding's DELETE):
  *
- * 1. A DELETE that carries a protected message (Content-Format `protected`
- *    or `protectedHttp`) ends the session when the message proves it: only a
- *    holder of the session's keys can make one.
- * 2. An established architecture-(b) session takes nothing less; nor does
- *    a session whose state the judge cannot see (the gateway's mappings: it
- *    holds no TLS state, so it cannot tell a handshake from a session).
- * 3. A session that no message can prove (half-open; mode `records`) at the
- *    server that holds it takes a DELETE only from the endpoint that started
- *    its handshake.
+ * 1. A DELETE ends the session when its payload proves it, in a
+ *    Content-Format the session can be proved in: a protected message of an
+ *    exported session (`protected`, `protectedHttp`), the peer's close_notify
+ *    records of a records-mode session (`records`: the engine authenticates
+ *    them; a forged record is dropped, RFC 6347 §4.1.2.7). Only a holder of
+ *    the session's keys can make either.
+ * 2. Nothing else ends it, whoever sends it. A half-open handshake has no
+ *    keys yet, so no DELETE ends it: it idles out under the half-open limits.
  *
  * Anyone else gets 4.03 and the session goes on.
  *
  * @example
  * ```ts
  * const refusal = await deleteRefusal(
- *   { proofRequired: true, prove: (m) => core.endIfProven(s, m) },
- *   { contentFormat: cf, payload: msg.payload, peer },
- *   [formats.protected, formats.protectedHttp],
+ *   { proofFormats: [formats.protected, formats.protectedHttp], prove: (m) => core.endIfProven(s, m) },
+ *   { contentFormat: cf, payload: msg.payload },
  * );
  * if (refusal) return { code: CoapCode.Forbidden, payload: enc.encode(refusal) };
  * ```
  * @module
  */
-import { peerKey, type Peer } from './blockwise.js';
 
 /** What is known of the session a DELETE names. */
 export interface DeleteTarget {
-  /** True when only a protected message proves a DELETE: an exported session, or one whose state is not known. */
-  proofRequired: boolean;
-  /** The endpoint (`peerKey`) that started the handshake, when known. */
-  origin?: string | undefined;
+  /** The Content-Formats a proof of this session comes in; empty when nothing can prove it (half-open). */
+  proofFormats: readonly number[];
   /**
-   * Checks a protected message of the session and, when it proves the
-   * session, ends it (true). Undefined when the session can be proved by no
-   * message (half-open, mode `records`). Throws for failures that are not
-   * about the proof (a store that does not answer).
+   * Checks a proof of the session and, when it proves the session, ends it
+   * (true). Throws for failures that are not about the proof (a store that
+   * does not answer).
    */
-  prove?: ((message: Uint8Array) => Promise<boolean>) | undefined;
+  prove: (proof: Uint8Array, contentFormat: number) => Promise<boolean>;
 }
 
 /** The DELETE request as it arrived. */
 export interface DeleteRequest {
   contentFormat: number | undefined;
   payload: Uint8Array;
-  peer: Peer;
 }
 
+/** The 4.03 diagnostic of a DELETE without a proof. */
+export const DELETE_NEEDS_PROOF = 'DELETE carries a proof of this session: a protected message (exported) or its close_notify records (records)';
+/** The 4.03 diagnostic of a half-open session's DELETE. */
+export const DELETE_HALF_OPEN = 'a handshake in progress has no keys to prove a DELETE: it idles out';
+
 /**
- * Undefined when the DELETE may end the session (with a proof, `prove` has
- * ended it already); otherwise why not, for a 4.03 diagnostic payload.
+ * Undefined when the DELETE ended the session (`prove` has ended it);
+ * otherwise why not, for a 4.03 diagnostic payload.
  */
-export async function deleteRefusal(target: DeleteTarget, request: DeleteRequest, proofFormats: readonly number[]): Promise<string | undefined> {
+export async function deleteRefusal(target: DeleteTarget, request: DeleteRequest): Promise<string | undefined> {
+  if (target.proofFormats.length === 0) return DELETE_HALF_OPEN;
   const cf = request.contentFormat;
-  if (target.prove && cf !== undefined && proofFormats.includes(cf)) {
-    return (await target.prove(request.payload)) ? undefined : 'DELETE did not prove the session';
-  }
-  if (target.proofRequired) return 'DELETE carries a protected message of this session';
-  if (target.origin === undefined || target.origin !== peerKey(request.peer)) return "DELETE from another endpoint than the session's";
-  return undefined;
+  if (cf === undefined || !target.proofFormats.includes(cf)) return DELETE_NEEDS_PROOF;
+  return (await target.prove(request.payload, cf)) ? undefined : 'DELETE did not prove the session';
 }

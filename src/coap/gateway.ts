@@ -170,7 +170,7 @@ export class AtlsCoapGatewayHandler {
       id = path[1]!;
       mapping = parseSessionId(id) ? this.sessions.getSync(id) : undefined;
       if (mapping === undefined) return diag(CoapCode.NotFound, 'no such ATLS session');
-      if (msg.code === CoapCode.DELETE) return this.onDelete(id, mapping, cf, msg.payload, peer);
+      if (msg.code === CoapCode.DELETE) return this.onDelete(id, mapping, cf, msg.payload);
     }
     if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages');
     let type: string;
@@ -224,22 +224,22 @@ export class AtlsCoapGatewayHandler {
 
   /**
    * A DELETE forgets the mapping only when it proves the session
-   * (src/coap/delete.ts): its protected message goes to the service as an
-   * HTTP DELETE, which checks it and ends the session there (204). The
-   * gateway holds no keys and no TLS state, so the service judges the proof
-   * and no DELETE without one is taken, whatever its source address (a UDP
-   * source proves nothing): a half-open or records-mode mapping, which no
-   * message can prove, stays until it idles out, as its session does at the
-   * service.
+   * (src/coap/delete.ts): its proof (a protected message, or close_notify
+   * records of a records-mode session) goes to the service as an HTTP
+   * DELETE, which checks it and ends the session there (204). The gateway
+   * holds no keys and no TLS state, so the service judges the proof and no
+   * DELETE without one is taken, whatever its source address (a UDP source
+   * proves nothing): a half-open mapping, which nothing can prove, stays
+   * until it idles out, as its handshake does at the service.
    */
-  private async onDelete(id: string, mapping: GatewayMapping, cf: number | undefined, payload: Uint8Array, peer: Peer): Promise<CoapResponse> {
+  private async onDelete(id: string, mapping: GatewayMapping, cf: number | undefined, payload: Uint8Array): Promise<CoapResponse> {
     let failed: CoapResponse | undefined;
-    const prove = async (proof: Uint8Array): Promise<boolean> => {
+    const prove = async (proof: Uint8Array, format: number): Promise<boolean> => {
       let res: Response;
       try {
         res = await this.fetch(this.endpointUrl, {
           method: 'DELETE',
-          headers: { 'content-type': MEDIA_TYPE_PROTECTED, cookie: `${COOKIE_NAME}=${mapping.cookie}` },
+          headers: { 'content-type': format === this.formats.records ? MEDIA_TYPE_FLIGHT : MEDIA_TYPE_PROTECTED, cookie: `${COOKIE_NAME}=${mapping.cookie}` },
           body: proof,
           redirect: 'manual',
           signal: AbortSignal.timeout(this.opts.timeoutMs ?? ENDPOINT_DEFAULTS.gatewayTimeoutMs),
@@ -258,9 +258,9 @@ export class AtlsCoapGatewayHandler {
       return true;
     };
     const refusal = await deleteRefusal(
-      { proofRequired: true, prove },
-      { contentFormat: cf, payload, peer },
-      [this.formats.protected, this.formats.protectedHttp],
+      // The gateway cannot tell a session's mode or state: every proof format goes to the service.
+      { proofFormats: [this.formats.records, this.formats.protected, this.formats.protectedHttp], prove },
+      { contentFormat: cf, payload },
     );
     if (failed) return failed;
     if (refusal) return diag(CoapCode.Forbidden, refusal);

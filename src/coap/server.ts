@@ -40,7 +40,7 @@ import {
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage } from './packet.js';
 import { EchoVerifier } from './echo.js';
 import { deleteRefusal, type DeleteTarget } from './delete.js';
-import { BlockwiseServer, codeFromHint, peerKey, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
+import { BlockwiseServer, codeFromHint, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
@@ -251,22 +251,22 @@ export class AtlsCoapHandler {
     return diag(CoapCode.NotFound, 'not an ATLS resource');
   }
 
-  /** DELETE ends a session only when it proves the session (src/coap/delete.ts); anyone else who learnt the id gets 4.03. */
+  /**
+   * DELETE ends a session only when it proves the session (src/coap/delete.ts):
+   * a protected message (exported) or the peer's close_notify records
+   * (records); a half-open handshake takes none. Anyone else gets 4.03.
+   */
   private async onDelete(found: FoundSession, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
     try {
-      const target: DeleteTarget = found instanceof LiveSession
-        ? { proofRequired: false, origin: found.origin } // half-open or records: no message can prove it yet
-        : { proofRequired: true, prove: (m) => this.core.endIfProven(found, m) };
-      const refusal = await deleteRefusal(
-        target,
-        { contentFormat: cf, payload: body, peer },
-        [this.formats.protected, this.formats.protectedHttp],
-      );
+      const target: DeleteTarget =
+        found instanceof LiveSession
+          ? { proofFormats: found.handshake ? [this.formats.records] : [], prove: (records) => this.core.endIfClosed(found, records) }
+          : { proofFormats: [this.formats.protected, this.formats.protectedHttp], prove: (m) => this.core.endIfProven(found, m) };
+      const refusal = await deleteRefusal(target, { contentFormat: cf, payload: body });
       if (refusal) {
         this.opts.onEvent?.({ type: 'error', sessionId: found.id, error: new AtlsError('INVALID_STATE', refusal, { source: 'remote' }), code: '4.03', peer });
         return diag(CoapCode.Forbidden, refusal);
       }
-      if (found instanceof LiveSession) await this.core.end(found, 'deleted');
     } catch (e) {
       return this.errorResponse(e, found.id, peer);
     }
@@ -311,7 +311,6 @@ export class AtlsCoapHandler {
     let live: LiveSession;
     try {
       live = this.core.admit(peerGroup(peer.address)); // at the half-open cap the heaviest peer's oldest gives way
-      live.origin = peerKey(peer); // a DELETE of the half-open session is taken from here only
     } catch (e) {
       this.hellos.forget(flight); // refused before any processing: the client may resend this ClientHello
       return this.errorResponse(e, undefined);

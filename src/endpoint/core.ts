@@ -136,8 +136,6 @@ export class LiveSession {
   queue: Promise<unknown> = Promise.resolve();
   /** The last flight sent was a HelloRetryRequest: the client's second ClientHello belongs to this session. */
   awaitingHello = false;
-  /** The binding's name for the endpoint that started the handshake (CoAP: address|port), if it keeps one. */
-  origin: string | undefined;
   /** The fairness group that started it (`peerGroup`): its established session counts against that group's share. */
   group = '';
   /** TLS 1.3 early data taken with the ClientHello (mode `records`), held until the handshake completes. */
@@ -647,6 +645,26 @@ export class EndpointCore {
     }
     await this.end(s, 'deleted');
     return true;
+  }
+
+  /**
+   * Mode `records`: ends `live` when `records` carry its peer's close_notify
+   * (an explicit DELETE's proof: the engine authenticates the records before
+   * it acts on them; a forged one is dropped, RFC 6347 §4.1.2.7, or refused
+   * by the record guard) and says so; false, and the session goes on, when
+   * they do not (records refused before the engine included). Application
+   * data in them is dropped unanswered. A half-open session has no keys, so
+   * nothing proves it: false without reading. A failure that ended the
+   * session is thrown as {@link flight} throws it.
+   */
+  async endIfClosed(live: LiveSession, records: Uint8Array): Promise<boolean> {
+    if (!live.handshake) return false;
+    try {
+      return (await this.exclusive(live, () => this.flight(live, records))).closed;
+    } catch (e) {
+      if (this.isGone(live)) throw e; // the engine failed: the session ended, say why
+      return false; // refused before the engine (forged, replayed, cut off): nothing changed
+    }
   }
 
   /** True when `s` is no longer in the registry (its id should be forgotten by the client). */

@@ -860,17 +860,20 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
     let known: FoundSession | undefined;
     try {
       if (x.method === 'DELETE') {
-        // The explicit end of an architecture-(b) session: its body is a protected
-        // message of the session (src/coap/delete.ts rule 1); the cookie alone proves nothing.
-        if (bodyKind(x.header('content-type')) !== 'protected') {
-          throw new HttpRefusal(415, `a DELETE carries ${MEDIA_TYPE_PROTECTED}`, [['accept', MEDIA_TYPE_PROTECTED]]);
+        // The explicit end of a session: its body proves the session (src/coap/delete.ts), a protected
+        // message (exported) or the peer's close_notify records (records); the cookie alone proves nothing.
+        const kind = bodyKind(x.header('content-type'));
+        if (kind !== 'protected' && kind !== 'flight') {
+          throw new HttpRefusal(415, `a DELETE carries ${MEDIA_TYPE_PROTECTED} or ${MEDIA_TYPE_FLIGHT}`, [['accept', `${MEDIA_TYPE_PROTECTED}, ${MEDIA_TYPE_FLIGHT}`]]);
         }
         const proof = streams(x) ? await readBody(x.stream!(), maxWhole) : await x.body(maxWhole);
         id = readCookie(x.header('cookie'), COOKIE_NAME);
         const got = id === undefined ? undefined : core.find(id);
         known = got instanceof Promise ? await got : got;
         if (!known) throw gone();
-        if (known instanceof LiveSession || !(await core.endIfProven(known, proof))) throw new HttpRefusal(403, 'DELETE did not prove the session');
+        const proven =
+          known instanceof LiveSession ? kind === 'flight' && (await core.endIfClosed(known, proof)) : kind === 'protected' && (await core.endIfProven(known, proof));
+        if (!proven) throw new HttpRefusal(403, 'DELETE did not prove the session');
         return { status: 204, headers: [['cache-control', 'no-store'], ['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrsOf(x), maxAge: 0 })]], body: EMPTY };
       }
       if (x.method !== 'POST') {

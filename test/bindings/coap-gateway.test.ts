@@ -12,6 +12,7 @@ import { AtlsCoapGateway, coapCodeForStatus, type GatewayEvent } from '../../src
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { CoapCode, OptionNumber, WELL_KNOWN_PATH } from '../../src/coap/constants.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { DELETE_NEEDS_PROOF } from '../../src/coap/delete.js';
 import { getOption, stringOption, uintOption, type CoapOption } from '../../src/coap/packet.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 
@@ -118,6 +119,32 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
     }
   });
 
+  void it('a records-mode session proves its DELETE with its close_notify records, which the service checks', async () => {
+    const records = createAtlsServer({ tls: { cert: pki.server.cert, key: pki.server.key }, mode: 'records', app: () => new Response('x') });
+    await new Promise<void>((r) => records.listen(0, '127.0.0.1', () => r()));
+    const gw = await AtlsCoapGateway.listen({ to: `http://127.0.0.1:${(records.address() as AddressInfo).port}/` });
+    const own = await CoapEndpoint.bind();
+    const client = new AtlsCoapClient({ url: gw.url, endpoint: own, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    try {
+      await client.connect();
+      const path = client.resource!.split('/').slice(1).map((seg) => stringOption(OptionNumber.UriPath, seg));
+      const del = (options: CoapOption[], payload: Uint8Array) => own.request(gw.endpoint.address, { code: CoapCode.DELETE, options: [...path, ...options], payload });
+      assert.equal((await del([], new Uint8Array(0))).code, CoapCode.Forbidden, "the device's own endpoint, no proof");
+      const forged = Uint8Array.from([23, 3, 3, 0, 19, ...new Uint8Array(19).fill(7)]);
+      assert.equal((await del([uintOption(OptionNumber.ContentFormat, 65000)], forged)).code, CoapCode.Forbidden, 'the service refused the forged close_notify');
+      assert.equal(gw.handler.sessionCount, 1);
+      assert.equal(records.atls.stats().sessions, 1, 'the session goes on at the service');
+      await client.close(); // its DELETE carries its close_notify: the service ends the session
+      assert.equal(gw.handler.sessionCount, 0);
+      assert.equal(records.atls.stats().sessions, 0);
+    } finally {
+      await client.close();
+      await own.close();
+      await gw.close();
+      await new Promise<void>((r) => records.close(() => r()));
+    }
+  });
+
   void it('an exported session proves its DELETE before its first protected request', async () => {
     const client = device();
     try {
@@ -147,7 +174,7 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
       for (const from of [other, own]) {
         const res = await from.request(gateway.endpoint.address, { code: CoapCode.DELETE, options: path, payload: new Uint8Array(0) });
         assert.equal(res.code, CoapCode.Forbidden);
-        assert.equal(new TextDecoder().decode(res.payload), 'DELETE carries a protected message of this session');
+        assert.equal(new TextDecoder().decode(res.payload), DELETE_NEEDS_PROOF);
       }
       assert.equal(gateway.handler.sessionCount, mapped, 'the mapping stays until it idles out');
     } finally {

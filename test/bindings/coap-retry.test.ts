@@ -24,11 +24,13 @@ const tls = () => ({ ca: pki.ca.cert, serverName: 'localhost' });
 /**
  * Holds the server's only session slot with a half-open handshake (an
  * established session would give way to a newcomer: fair shares); `end()`
- * DELETEs it from the endpoint that started it.
+ * completes its handshake, which frees the slot (a half-open handshake takes
+ * no DELETE: nothing proves it).
  */
 async function holdHalfOpen(server: AtlsCoapServer): Promise<{ end: () => Promise<void>; close: () => Promise<void> }> {
   const ep = await CoapEndpoint.bind();
-  const hello = (await new AtlsClientSession({ tls: tls() }).start()).flight;
+  const session = new AtlsClientSession({ tls: tls() });
+  const hello = (await session.start()).flight;
   const post = (extra: CoapOption[]) =>
     ep.request(server.endpoint.address, {
       code: CoapCode.POST,
@@ -41,8 +43,9 @@ async function holdHalfOpen(server: AtlsCoapServer): Promise<{ end: () => Promis
   const location = res.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => stringOption(OptionNumber.UriPath, new TextDecoder().decode(o.value)));
   return {
     end: async () => {
-      const del = await ep.request(server.endpoint.address, { code: CoapCode.DELETE, options: location, payload: new Uint8Array(0) });
-      assert.equal(del.code, CoapCode.Deleted);
+      const finished = (await session.receive(res.payload)).flight;
+      const done = await ep.request(server.endpoint.address, { code: CoapCode.POST, options: [...location, uintOption(OptionNumber.ContentFormat, 65000)], payload: finished });
+      assert.equal(done.code, CoapCode.Changed);
     },
     close: () => ep.close(),
   };

@@ -22,15 +22,18 @@ import { postClientHello } from '../helpers/coap-hello.js';
 import { AtlsError } from '../../src/errors.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT } from '../../src/http/constants.js';
+import { requestToBhttp } from '../../src/bhttp/index.js';
 import type { AtlsServerEvent } from '../../src/http/server.js';
 import net from 'node:net';
 import { cookieOf, manualHandshake, post, protectedRequest } from '../helpers/http.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 import { atlsInProcess } from '../helpers/cli.js';
 import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { DELETE_HALF_OPEN } from '../../src/coap/delete.js';
 import { echoCoapHandler } from '../../src/coap/server.js';
 import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
-import { getOption, stringOption, uintOption } from '../../src/coap/packet.js';
+import { getOption, getUintOption, stringOption, uintOption } from '../../src/coap/packet.js';
+import type { OutgoingRequest } from '../../src/coap/blockwise.js';
 import { MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
 import { availableEngines, getEngine } from '../../src/engines/index.js';
 import type { TlsEngine } from '../../src/engines/types.js';
@@ -401,7 +404,8 @@ describe('hostile input', () => {
     const used = await protectedRequest(session);
     assert.equal((await post(h, used, { cookie, type: MEDIA_TYPE_PROTECTED })).status, 200);
     assert.equal((await del(used)).status, 403, 'a replayed message proves nothing');
-    assert.equal((await post(h, 'x', { cookie, method: 'DELETE' })).status, 415, 'a DELETE carries a protected message');
+    assert.equal((await post(h, 'x', { cookie, type: 'text/plain', method: 'DELETE' })).status, 415, 'a DELETE carries a proof');
+    assert.equal((await post(h, Uint8Array.from([21, 3, 3, 0, 2, 1, 0]), { cookie, method: 'DELETE' })).status, 403, 'records prove no exported session');
     assert.equal((await post(h, await protectedRequest(session), { cookie, type: MEDIA_TYPE_PROTECTED })).status, 200, 'the session goes on');
     const ok = await del(session.protect(new Uint8Array(0)));
     assert.equal(ok.status, 204);
@@ -455,6 +459,133 @@ describe('hostile input', () => {
       }
     });
   }
+
+  it('HTTP, mode records: a DELETE ends the session only with its close_notify records; the cookie, a forged alert or a protected message get 403', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const h = createAtlsHandler({ tls: tls.server, app: echoApp, mode: 'records' });
+    const { session, cookie } = await manualHandshake(h, tls.client, 'records');
+    const del = (body: Uint8Array, type = MEDIA_TYPE_FLIGHT) => post(h, body, { cookie, type, method: 'DELETE' });
+    assert.equal((await del(new Uint8Array(0))).status, 403, 'the cookie alone proves nothing');
+    // A close_notify alert record of the right shape that no key made (RFC 8446 §5.2: an encrypted alert is type 23).
+    assert.equal((await del(Uint8Array.from([23, 3, 3, 0, 19, ...new Uint8Array(19).fill(9)]))).status, 403, 'a forged record proves nothing');
+    assert.equal((await del(new Uint8Array(40), MEDIA_TYPE_PROTECTED)).status, 403, 'a records-mode session is proved by records');
+    const echo = await post(h, await session.send(await requestToBhttp(new Request('http://localhost/x', { method: 'PUT', body: 'hi' }))), { cookie });
+    assert.equal(echo.status, 200, 'the session goes on');
+    await session.receive(new Uint8Array(await echo.arrayBuffer()));
+    const closeNotify = await session.close();
+    // docs/protocol.md 5.1: 24 bytes, `17 03 03 00 13`, alert and content type encrypted, 16-byte tag.
+    assert.deepEqual([...closeNotify.subarray(0, 5)], [0x17, 3, 3, 0, 0x13]);
+    assert.equal(closeNotify.length, 24);
+    const ok = await del(closeNotify);
+    assert.equal(ok.status, 204);
+    assert.equal(cookieOf(ok), '', 'the cookie is cleared');
+    assert.equal((await del(new Uint8Array(0))).status, 410, 'the session is gone');
+    await h.close();
+  });
+
+  for (const transport of ['TLS 1.3', 'DTLS 1.2'] as const) {
+    it(`CoAP, mode records over ${transport}: a DELETE from the session's own endpoint without its close_notify is refused; the client's DELETE ends it`, async (t) => {
+      const dtls = transport === 'DTLS 1.2';
+      const engine = dtls ? availableEngines().find((e) => e.capabilities.dtls) : getEngine('node');
+      if (!engine) return t.skip('no engine with DTLS (native addon not built)');
+      const psk = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
+      const closed: string[] = [];
+      const server = await AtlsCoapServer.listen({
+        engine,
+        mode: 'records',
+        handler: echoCoapHandler,
+        tls: dtls
+          ? { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', pskLookup: (id) => (id === psk.identity ? psk.key : undefined) }
+          : { cert: pki.server.cert, key: pki.server.key },
+        onEvent: (e) => {
+          if (e.type === 'closed') closed.push(e.sessionId);
+        },
+      });
+      // The client's own socket: what a spoofer of its address and port sends arrives from here.
+      const ep = await CoapEndpoint.bind();
+      let sentDelete: OutgoingRequest | undefined;
+      const client = new AtlsCoapClient({
+        url: server.url,
+        engine,
+        mode: 'records',
+        endpoint: ep,
+        tls: dtls ? { dtls: true, ciphers: 'PSK-AES128-GCM-SHA256', psk } : { ca: pki.ca.cert, serverName: 'localhost' },
+        onExchange: ({ request }) => {
+          if (request.code === CoapCode.DELETE) sentDelete = request;
+        },
+      });
+      try {
+        assert.equal(new TextDecoder().decode((await client.request({ method: 'POST', pathname: '/echo', payload: 'one' })).payload), 'one');
+        const [, prefix, id] = client.resource!.split('/');
+        const path = [stringOption(OptionNumber.UriPath, prefix!), stringOption(OptionNumber.UriPath, id!)];
+        const del = (payload: Uint8Array, cf?: number) =>
+          ep.request(server.endpoint.address, { code: CoapCode.DELETE, options: [...path, ...(cf === undefined ? [] : [uintOption(OptionNumber.ContentFormat, cf)])], payload });
+        // An encrypted alert record (epoch 1 in DTLS, RFC 6347 §4.1; type 23 in TLS 1.3, RFC 8446 §5.2) that no key made.
+        const forgedAlert = dtls
+          ? Uint8Array.from([21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26, ...new Uint8Array(26).fill(7)])
+          : Uint8Array.from([23, 3, 3, 0, 19, ...new Uint8Array(19).fill(7)]);
+        for (const [what, payload, cf] of [
+          ['no proof', new Uint8Array(0), undefined],
+          ['a forged close_notify', forgedAlert, 65000],
+          ['a plaintext close_notify', dtls ? Uint8Array.from([21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 99, 0, 2, 1, 0]) : Uint8Array.from([21, 3, 3, 0, 2, 1, 0]), 65000],
+          ['a protected message', new Uint8Array(40), 65001],
+        ] as Array<[string, Uint8Array, number | undefined]>) {
+          const res = await del(payload, cf);
+          assert.equal(res.code, CoapCode.Forbidden, `${what}: 4.03`);
+        }
+        assert.deepEqual(closed, [], 'the session was not ended');
+        assert.equal(new TextDecoder().decode((await client.request({ method: 'POST', pathname: '/echo', payload: 'two' })).payload), 'two', 'the session goes on');
+        const before = server.handler.sessionCount;
+        await client.close(); // its DELETE carries its close_notify
+        assert.equal(server.handler.sessionCount, before - 1);
+        // docs/protocol.md 6.1 and 5.1: Content-Format 65000, one encrypted alert record.
+        assert.equal(getUintOption(sentDelete!, OptionNumber.ContentFormat), 65000);
+        const proof = sentDelete!.payload;
+        if (dtls) {
+          assert.deepEqual([...proof.subarray(0, 5)], [0x15, 0xfe, 0xfd, 0, 1], 'alert, DTLS 1.2, epoch 1');
+          assert.deepEqual([...proof.subarray(11, 13)], [0, 0x1a]);
+          assert.equal(proof.length, 39);
+        } else {
+          assert.deepEqual([...proof.subarray(0, 5)], [0x17, 3, 3, 0, 0x13]);
+          assert.equal(proof.length, 24);
+        }
+        assert.deepEqual(closed, [id]);
+        assert.equal((await del(new Uint8Array(0))).code, CoapCode.NotFound, 'the resource is gone');
+      } finally {
+        await client.close();
+        await ep.close();
+        await server.close();
+      }
+    });
+  }
+
+  it('CoAP: a half-open handshake takes no DELETE, not even from the endpoint that started it; it idles out under the half-open limits', async () => {
+    const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, addressCheck: false });
+    const ep = await CoapEndpoint.bind();
+    try {
+      const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+      const created = await ep.request(server.endpoint.address, {
+        code: CoapCode.POST,
+        options: [stringOption(OptionNumber.UriPath, '.well-known'), stringOption(OptionNumber.UriPath, 'atls'), uintOption(OptionNumber.ContentFormat, 65000)],
+        payload: hello,
+      });
+      assert.equal(created.code, CoapCode.Created);
+      const path = created.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => ({ ...o, number: OptionNumber.UriPath }));
+      for (const cf of [undefined, 65000, 65001]) {
+        const res = await ep.request(server.endpoint.address, {
+          code: CoapCode.DELETE,
+          options: [...path, ...(cf === undefined ? [] : [uintOption(OptionNumber.ContentFormat, cf)])],
+          payload: cf === 65000 ? Uint8Array.from([21, 3, 3, 0, 2, 1, 0]) : new Uint8Array(0),
+        });
+        assert.equal(res.code, CoapCode.Forbidden);
+        assert.equal(new TextDecoder().decode(res.payload), DELETE_HALF_OPEN);
+      }
+      assert.equal(server.handler.sessionCount, 1, 'the handshake stays');
+    } finally {
+      await ep.close();
+      await server.close();
+    }
+  });
 
   it('CoAP: a records body, a late Finished or a DELETE from another endpoint does not end an established session', async () => {
     const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler });
