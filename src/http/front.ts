@@ -106,15 +106,20 @@ function knownName(buf: Buffer, at: number, end: number): KnownName | undefined 
   return undefined;
 }
 
-/** Bytes `at..end` of `buf` as a latin1 string: `last` itself when they spell it (a client repeats its values request after request). */
-function latin1Value(buf: Buffer, at: number, end: number, last: string | undefined): string {
-  if (last !== undefined && last.length === end - at) {
-    let i = 0;
-    while (i < last.length && buf[at + i] === last.charCodeAt(i)) i++;
-    if (i === last.length) return last;
-  }
-  return buf.toString('latin1', at, end);
+/** Bytes `at..` of `buf` spell `s` (a client repeats its values request after request). */
+function spells(buf: Buffer, at: number, s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (buf[at + i] !== s.charCodeAt(i)) return false;
+  return true;
 }
+
+const HOST = KNOWN_NAMES.indexOf('host');
+const CONNECTION = KNOWN_NAMES.indexOf('connection');
+const CONTENT_LENGTH_SLOT = KNOWN_NAMES.indexOf('content-length');
+const TRANSFER_ENCODING = KNOWN_NAMES.indexOf('transfer-encoding');
+const EXPECT = KNOWN_NAMES.indexOf('expect');
+const UPGRADE = KNOWN_NAMES.indexOf('upgrade');
+/** Slot of each known name. */
+const KNOWN_SLOT = new Map(KNOWN_NAMES.map((name, slot) => [name, slot]));
 
 /** `buf` so far agrees with the start of `prefix` (it may still be shorter than the prefix). */
 function beginsWith(buf: Buffer, prefix: Buffer): boolean {
@@ -151,8 +156,9 @@ class FrontRequest implements AtlsRawRequest {
     readonly pathname: string,
     readonly https: boolean,
     readonly authority: string,
-    /** Field values by lower-case name (the front hands off a request that repeats a name). */
-    private readonly fields: Map<string, string>,
+    /** Values of the known fields by slot ({@link KNOWN_NAMES}), of the others by lower-case name (the front hands off a request that repeats a name). */
+    private readonly values: Array<string | undefined>,
+    private readonly others: Map<string, string> | undefined,
     readonly length: number,
     /** The client asked to close the connection after the answer. */
     readonly close: boolean,
@@ -163,7 +169,8 @@ class FrontRequest implements AtlsRawRequest {
   }
 
   header(name: string): string | undefined {
-    return this.fields.get(name);
+    const slot = KNOWN_SLOT.get(name);
+    return slot !== undefined ? this.values[slot] : this.others?.get(name);
   }
 
   body(max: number): Uint8Array {
@@ -176,7 +183,8 @@ class FrontRequest implements AtlsRawRequest {
   outer(): Request {
     const url = new URL(this.pathname, `${this.https ? 'https' : 'http'}://${this.authority}`);
     const headers = new Headers();
-    for (const [name, value] of this.fields) headers.append(name, value);
+    this.values.forEach((value, slot) => value !== undefined && headers.append(KNOWN_NAMES[slot]!, value));
+    for (const [name, value] of this.others ?? []) headers.append(name, value);
     const hasBody = this.method !== 'GET' && this.method !== 'HEAD';
     return new Request(url, { method: this.method, headers, ...(hasBody ? { body: this.content } : {}) });
   }
@@ -215,11 +223,15 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     i++;
   }
   if (i === targetAt || buf[targetAt] !== 0x2f) return HAND_OFF;
-  const target = (conn.lastTarget = latin1Value(buf, targetAt, i, conn.lastTarget));
+  const last = conn.lastTarget;
+  const target = last !== undefined && last.length === i - targetAt && spells(buf, targetAt, last) ? last : (conn.lastTarget = buf.toString('latin1', targetAt, i));
   if (!front.handler.matches(target)) return HAND_OFF;
   if (!startsWith(buf, i, VERSION)) return HAND_OFF; // HTTP/1.1 only, one SP, CRLF
   i += VERSION.length;
-  const fields = new Map<string, string>();
+  // Known fields by slot, others (rare) in a map made when the first one comes.
+  const values = new Array<string | undefined>(KNOWN_NAMES.length);
+  let others: Map<string, string> | undefined;
+  const lastValues = conn.lastValues;
   const end = at + 2; // the last field line's CRLF
   while (i < end) {
     // field-name ":" OWS field-value OWS CRLF (RFC 9112 §5): no space before the colon, no obs-fold.
@@ -227,54 +239,69 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
     let upper = false;
     for (let c = buf[i]!; TCHAR[c] === 1; c = buf[++i]!) if (c >= 0x41 && c <= 0x5a) upper = true;
     if (i === nameAt || buf[i] !== 0x3a) return HAND_OFF;
-    const known = knownName(buf, nameAt, i);
-    let name: string;
-    if (known !== undefined) name = known.name;
-    else {
-      const raw = buf.toString('latin1', nameAt, i);
-      name = upper ? raw.toLowerCase() : raw;
-    }
+    const nameEnd = i;
+    const known = knownName(buf, nameAt, nameEnd);
     i++;
     while (buf[i] === 0x20 || buf[i] === 0x09) i++;
-    const valueAt = i;
-    let valueEnd = i;
-    for (;;) {
-      const c = buf[i]!;
-      if (c === 0x0d) break;
-      // VCHAR, SP, HTAB only: no CTL, no NUL, no bare LF, no obs-text.
-      if (c > 0x7e || (c < 0x20 && c !== 0x09)) return HAND_OFF;
-      i++;
-      if (c !== 0x20 && c !== 0x09) valueEnd = i;
+    let value: string | undefined;
+    if (known !== undefined) {
+      // The connection's last value of this field, when the line repeats it up to its CR: that string, no scan
+      // (its bytes passed the scan below when it was made, and it ends in no OWS).
+      const last = lastValues[known.slot];
+      if (last !== undefined && buf[i + last.length] === 0x0d && spells(buf, i, last)) {
+        value = last;
+        i += last.length;
+      }
+    }
+    if (value === undefined) {
+      const valueAt = i;
+      let valueEnd = i;
+      for (;;) {
+        const c = buf[i]!;
+        if (c === 0x0d) break;
+        // VCHAR, SP, HTAB only: no CTL, no NUL, no bare LF, no obs-text.
+        if (c > 0x7e || (c < 0x20 && c !== 0x09)) return HAND_OFF;
+        i++;
+        if (c !== 0x20 && c !== 0x09) valueEnd = i;
+      }
+      value = buf.toString('latin1', valueAt, valueEnd);
+      if (known !== undefined) lastValues[known.slot] = value;
     }
     if (buf[i + 1] !== 0x0a) return HAND_OFF; // a bare CR
     i += 2;
-    const before = fields.size;
-    let value: string;
-    if (known !== undefined) value = conn.lastValues[known.slot] = latin1Value(buf, valueAt, valueEnd, conn.lastValues[known.slot]);
-    else value = buf.toString('latin1', valueAt, valueEnd);
-    fields.set(name, value);
-    if (fields.size === before) return HAND_OFF; // a repeated field: node:http joins (or drops) them by rules of its own
+    // A repeated field: node:http joins (or drops) them by rules of its own.
+    if (known !== undefined) {
+      if (values[known.slot] !== undefined) return HAND_OFF;
+      values[known.slot] = value;
+    } else {
+      const raw = buf.toString('latin1', nameAt, nameEnd);
+      const name = upper ? raw.toLowerCase() : raw;
+      others ??= new Map();
+      const before = others.size;
+      others.set(name, value);
+      if (others.size === before) return HAND_OFF;
+    }
   }
   // Framing and connection management the subset leaves to node:http (RFC 9112 §6.1, §9.3; RFC 9110 §10.1.1, §7.8).
-  if (fields.has('transfer-encoding') || fields.has('expect') || fields.has('upgrade')) return HAND_OFF;
-  const host = fields.get('host');
+  if (values[TRANSFER_ENCODING] !== undefined || values[EXPECT] !== undefined || values[UPGRADE] !== undefined) return HAND_OFF;
+  const host = values[HOST];
   if (host === undefined) return HAND_OFF; // RFC 9112 §3.2: node:http answers 400
   let close = false;
-  const connection = fields.get('connection');
+  const connection = values[CONNECTION];
   if (connection !== undefined) {
     const c = connection.toLowerCase();
     if (c === 'close') close = true;
     else if (c !== 'keep-alive') return HAND_OFF;
   }
   let length = 0;
-  const declared = fields.get('content-length');
+  const declared = values[CONTENT_LENGTH_SLOT];
   if (declared !== undefined) {
     if (!CONTENT_LENGTH.test(declared)) return HAND_OFF;
     length = Number(declared);
     if (length > front.maxBodyBytes) return HAND_OFF; // node:http streams it (or answers 413)
   }
   conn.headBytes = at + 4;
-  return new FrontRequest(conn, method, target, front.https, host, fields, length, close);
+  return new FrontRequest(conn, method, target, front.https, host, values, others, length, close);
 }
 
 /** The status line and field lines of a reply, in the order and spelling `node:http` writes them. */
@@ -305,7 +332,7 @@ class FrontConnection {
   scanned = 0;
   /** Length of the head just parsed. */
   headBytes = 0;
-  /** The last request's target and known fields' values (by {@link KNOWN_NAMES} slot): the next request's strings when it repeats them. */
+  /** The last request's target and known fields' values (by {@link KNOWN_NAMES} slot): the next request's strings when it repeats their bytes. */
   lastTarget: string | undefined = undefined;
   readonly lastValues: Array<string | undefined> = KNOWN_NAMES.map(() => undefined);
   /** The request being read or answered. */
