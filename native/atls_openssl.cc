@@ -1247,15 +1247,17 @@ class Connection : public Napi::ObjectWrap<Connection> {
     return info.Env().Undefined();
   }
 
-  // Records mode authenticates the client's records before OpenSSL reads them (RFC 8446 §5.2 makes a bad
-  // one fatal). The callback goes on the context only then: other contexts format no key log lines.
+  // Records mode authenticates the client's records before OpenSSL reads them (RFC 8446 §5.2 and RFC 5246
+  // §7.2.2 make a bad one fatal). The callback goes on the context only then: other contexts format no key
+  // log lines.
   Napi::Value KeepPeerTrafficSecret(const Napi::CallbackInfo& info) {
     keep_peer_secret_ = true;
     if (ssl_ != nullptr && !ctx_->dtls) SSL_CTX_set_keylog_callback(ctx_->ctx, KeylogCb);
     return info.Env().Undefined();
   }
 
-  // client_application_traffic_secret_0, handed over once; undefined before the handshake completed.
+  // Client random then client_application_traffic_secret_0 (TLS 1.3) or master secret (TLS 1.2), handed
+  // over once; undefined before the handshake completed.
   Napi::Value PeerTrafficSecret(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!handshake_done_ || peer_secret_.empty()) return env.Undefined();
@@ -1266,14 +1268,21 @@ class Connection : public Napi::ObjectWrap<Connection> {
   }
 
  public:
-  // NSS key log line "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", kept when asked for.
+  // NSS key log line "<label> <client random> <secret>", kept when asked for: CLIENT_TRAFFIC_SECRET_0
+  // (TLS 1.3, client_application_traffic_secret_0) or CLIENT_RANDOM (TLS 1.2, the master secret). Kept as
+  // client random (32 bytes) then secret: the TLS 1.2 key expansion needs both randoms (RFC 5246 §6.3).
   void OnKeylog(const char* line) {
-    static const char kLabel[] = "CLIENT_TRAFFIC_SECRET_0 ";
-    if (!keep_peer_secret_ || std::strncmp(line, kLabel, sizeof(kLabel) - 1) != 0) return;
-    const char* hex = std::strchr(line + sizeof(kLabel) - 1, ' ');
-    if (hex == nullptr) return;
-    ++hex;
-    size_t n = std::strlen(hex) / 2;
+    if (!keep_peer_secret_) return;
+    const char* rest = nullptr;
+    for (const char* label : {"CLIENT_TRAFFIC_SECRET_0 ", "CLIENT_RANDOM "}) {
+      size_t n = std::strlen(label);
+      if (std::strncmp(line, label, n) == 0) rest = line + n;
+    }
+    if (rest == nullptr) return;
+    static const size_t kRandom = 32;
+    const char* space = std::strchr(rest, ' ');
+    if (space == nullptr || static_cast<size_t>(space - rest) != 2 * kRandom) return;
+    size_t n = std::strlen(space + 1) / 2;
     if (n == 0 || n > EVP_MAX_MD_SIZE) return;
     auto digit = [](char ch) -> int {
       if (ch >= '0' && ch <= '9') return ch - '0';
@@ -1281,10 +1290,11 @@ class Connection : public Napi::ObjectWrap<Connection> {
       if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
       return -1;
     };
-    Bytes secret(n);
-    for (size_t i = 0; i < n; ++i) {
-      int hi = digit(hex[2 * i]);
-      int lo = digit(hex[2 * i + 1]);
+    Bytes secret(kRandom + n);
+    for (size_t i = 0; i < secret.size(); ++i) {
+      const char* hex = i < kRandom ? rest + 2 * i : space + 1 + 2 * (i - kRandom);
+      int hi = digit(hex[0]);
+      int lo = digit(hex[1]);
       if (hi < 0 || lo < 0) {
         OPENSSL_cleanse(secret.data(), secret.size());
         return;

@@ -39,6 +39,7 @@ import type {
   EngineEvent,
   EngineStep,
   HandshakeInfo,
+  PeerSecret,
   TlsClientConfig,
   TlsEngine,
   TlsServerConfig,
@@ -602,9 +603,9 @@ class NodeServerConnection extends NodeConnection {
   private flights = 0;
   private pskUsed: string | undefined;
   private pskUnknown = false;
-  /** Records mode: keep the client's application traffic secret (TLS 1.3). */
+  /** Records mode: keep the client's secret from the key log. */
   private keepPeer = false;
-  private peerSecret: Buffer | undefined;
+  private peerSecret: PeerSecret | undefined;
 
   constructor(
     rt: Runtime,
@@ -617,7 +618,7 @@ class NodeServerConnection extends NodeConnection {
     this.keepPeer = true;
   }
 
-  peerTrafficSecret(): Uint8Array | undefined {
+  peerTrafficSecret(): PeerSecret | undefined {
     const s = this.peerSecret;
     this.peerSecret = undefined;
     return this.established ? s : undefined;
@@ -655,11 +656,14 @@ class NodeServerConnection extends NodeConnection {
     logKeys(socket, setup.keyLog);
     // The tickets after the client's Finished are our first records under this key.
     if (setup.requestCert && setup.tls13) this.watchSecret(socket, 'SERVER_TRAFFIC_SECRET_0');
-    if (this.keepPeer && setup.tls13) {
+    if (this.keepPeer) {
       socket.on('keylog', (line: Buffer) => {
-        // NSS key log format: label, client random, secret (hex).
-        const [name, , hex] = line.toString('latin1').trim().split(' ');
-        if (name === 'CLIENT_TRAFFIC_SECRET_0' && hex) this.peerSecret = Buffer.from(hex, 'hex');
+        // NSS key log format: label, client random, secret (hex). TLS 1.3: the client's application
+        // traffic secret; TLS 1.2: the master secret.
+        const [name, random, hex] = line.toString('latin1').trim().split(' ');
+        if ((name === 'CLIENT_TRAFFIC_SECRET_0' || name === 'CLIENT_RANDOM') && random && hex) {
+          this.peerSecret = { clientRandom: Buffer.from(random, 'hex'), secret: Buffer.from(hex, 'hex') };
+        }
       });
     }
     socket.on('secure', this.guard(() => this.onSecure()));

@@ -36,6 +36,7 @@ import type {
   EngineStep,
   HandshakeInfo,
   PemInput,
+  PeerSecret,
   TlsClientConfig,
   TlsCommonConfig,
   TlsEngine,
@@ -108,6 +109,7 @@ interface NativeConnection {
   destroy(): void;
   /** Absent in addons built before records were authenticated ahead of the engine. */
   keepPeerTrafficSecret?(): void;
+  /** Client random (32 bytes) then the secret of the kept key log line. */
   peerTrafficSecret?(): Uint8Array | undefined;
 }
 
@@ -600,8 +602,9 @@ class OpensslConnection extends WrappedConnection {
     this.native.keepPeerTrafficSecret?.();
   }
 
-  peerTrafficSecret(): Uint8Array | undefined {
-    return this.unusable ? undefined : this.native.peerTrafficSecret?.();
+  peerTrafficSecret(): PeerSecret | undefined {
+    const kept = this.unusable ? undefined : this.native.peerTrafficSecret?.();
+    return kept && kept.length > 32 ? { clientRandom: kept.subarray(0, 32), secret: kept.subarray(32) } : undefined;
   }
 
   dtlsTimeout(): number | undefined {

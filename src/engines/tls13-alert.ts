@@ -45,6 +45,26 @@ export function expandLabel(hash: 'sha256' | 'sha384', secret: Uint8Array, label
   return createHmac(hash, secret).update(info).update(Buffer.from([1])).digest().subarray(0, length);
 }
 
+/**
+ * RFC 5246 §5 PRF(secret, label, seed) = P_<hash>(secret, label + seed) cut
+ * to `length` bytes: the TLS 1.2 key expansion of the record guard (§6.3).
+ */
+export function tls12Prf(hash: 'sha256' | 'sha384', secret: Uint8Array, label: string, seed: Uint8Array, length: number): Buffer {
+  const labelSeed = Buffer.concat([Buffer.from(label, 'ascii'), seed]);
+  const out: Buffer[] = [];
+  let a: Buffer = labelSeed; // A(0) = seed
+  for (let have = 0; have < length; ) {
+    a = createHmac(hash, secret).update(a).digest(); // A(i) = HMAC(secret, A(i-1))
+    const block = createHmac(hash, secret).update(a).update(labelSeed).digest();
+    out.push(block);
+    have += block.length;
+  }
+  const all = Buffer.concat(out);
+  const result = Buffer.from(all.subarray(0, length));
+  all.fill(0);
+  return result;
+}
+
 /** True when {@link tls13AlertRecord} can protect records of this suite. */
 export function canProtectAlert(cipherSuite: string): boolean {
   return SUITES[cipherSuite] !== undefined;

@@ -157,6 +157,14 @@ export interface EngineStep {
   events: EngineEvent[];
 }
 
+/** A client secret from the engine's key log (NSS key log format: label, client random, secret). */
+export interface PeerSecret {
+  /** TLS 1.3: client_application_traffic_secret_0 (CLIENT_TRAFFIC_SECRET_0); TLS 1.2: the master secret (CLIENT_RANDOM). */
+  secret: Uint8Array;
+  /** The ClientHello random the line names (TLS 1.2 key expansion, RFC 5246 §6.3). */
+  clientRandom: Uint8Array;
+}
+
 /**
  * One TLS connection inside an engine. Methods reject with `AtlsError`; on a
  * fatal error the error's `alertFlight` holds the alert records to deliver.
@@ -182,17 +190,17 @@ export interface EngineConnection {
   /** Free everything now; idempotent. */
   destroy(): void;
   /**
-   * TLS 1.3 server, called before the first flight: keep the client's
-   * application traffic secret (RFC 8446 §7.1) for {@link peerTrafficSecret}.
+   * Server, called before the first flight: keep the client's secret from
+   * the key log (see {@link PeerSecret}) for {@link peerTrafficSecret}.
    */
   keepPeerTrafficSecret?(): void;
   /**
-   * The kept client_application_traffic_secret_0, handed over once (the
-   * engine forgets it); undefined before the handshake completed, in TLS 1.2
-   * and DTLS. Lets the endpoint authenticate the peer's records before the
-   * engine reads them (a record failing there would be fatal, RFC 8446 §5.2).
+   * The kept client secret, handed over once (the engine forgets it);
+   * undefined before the handshake completed and in DTLS. Lets the endpoint
+   * authenticate the peer's records before the engine reads them (a record
+   * failing there would be fatal, RFC 8446 §5.2, RFC 5246 §7.2.2).
    */
-  peerTrafficSecret?(): Uint8Array | undefined;
+  peerTrafficSecret?(): PeerSecret | undefined;
   /** DTLS: the time in ms until the next retransmission is due, or undefined. */
   dtlsTimeout?(): number | undefined;
   /** DTLS: the retransmission timer fired; resolves with records to resend. */

@@ -30,7 +30,7 @@ import type {
   TlsServerConfig,
 } from '../engines/types.js';
 import { parseServerHello, splitRecords, type TlsRecord } from '../records.js';
-import { concatBytes } from '../bytes.js';
+import { concatBytes, fromHex } from '../bytes.js';
 import { RecordGuard } from './record-guard.js';
 import { EXPORTER_LABEL, ProtectedChannel, aeadForSuite, keyBlockLength } from '../protect/index.js';
 import type { FlightResult, Mode, SessionEvent, SessionOptions, SessionState } from './types.js';
@@ -73,13 +73,15 @@ abstract class AtlsSession {
   private _ticket: Uint8Array | undefined;
   /** The ServerHello carried extended_master_secret (RFC 7627 §5.2); undefined until looked for. */
   private serverHelloEms: boolean | undefined;
+  /** The ServerHello's random (TLS 1.2 record guard, RFC 5246 §6.3); read with {@link serverHelloEms}. */
+  private serverRandom: Uint8Array | undefined;
   /**
    * Server-to-client flights of the handshake, kept unparsed: only a TLS 1.2
    * handshake needs its ServerHello read (RFC 7627), so TLS 1.3 never parses them.
    */
   private serverFlights: Array<Uint8Array | readonly TlsRecord[]> = [];
   private busy = false;
-  /** Mode `records`, TLS 1.3: authenticates the peer's records before the engine reads them. */
+  /** Mode `records`: authenticates the peer's records before the engine reads them (TLS 1.3, TLS 1.2 AEAD). */
   private guard: RecordGuard | undefined;
 
   protected constructor(
@@ -426,23 +428,29 @@ abstract class AtlsSession {
   }
 
   /**
-   * Mode `records`, TLS 1.3: once the handshake completes, a guard on the
-   * peer's traffic key, caught up with the records of the completing flight
-   * the engine has read already. Without the engine's secret (TLS 1.2, DTLS,
-   * an engine that cannot tell) the engine stays the only judge.
+   * Mode `records`: once the handshake completes, a guard on the peer's
+   * write key, caught up with the records of the completing flight the
+   * engine has read already. TLS 1.2 derives the key from the master secret
+   * and both randoms (the server's from the ServerHello this session sent).
+   * Without the engine's secret (DTLS, an engine that cannot tell) or an
+   * AEAD suite the engine stays the only judge.
    */
   private guarded(result: FlightResult, wasEstablished: boolean, records: readonly TlsRecord[]): FlightResult {
     if (wasEstablished || this._state !== 'established' || this.mode !== 'records') return result;
-    const secret = this.conn?.peerTrafficSecret?.();
+    const peer = this.conn?.peerTrafficSecret?.();
     const suite = this._info?.cipherSuite;
-    if (!secret || suite === undefined || this._info?.version !== 'TLSv1.3') return result;
+    const version = this._info?.version;
     let guard: RecordGuard | undefined;
     try {
-      guard = new RecordGuard(suite, secret);
+      if (peer && suite !== undefined && version === 'TLSv1.3') guard = new RecordGuard(suite, peer.secret);
+      if (peer && suite !== undefined && version === 'TLSv1.2') {
+        const serverRandom = this.readServerHello().random;
+        if (serverRandom) guard = new RecordGuard(suite, peer.secret, { clientRandom: peer.clientRandom, serverRandom });
+      }
     } catch {
       guard = undefined; // a suite without an AEAD the guard knows
     }
-    secret.fill(0);
+    peer?.secret.fill(0);
     if (guard && !guard.catchUp(records)) {
       guard.destroy();
       guard = undefined;
@@ -457,20 +465,26 @@ abstract class AtlsSession {
     this.serverFlights.push(flight);
   }
 
-  /** Whether the ServerHello negotiated EMS, read from the kept flights on first use. */
-  private extendedMasterSecret(): boolean {
+  /**
+   * The ServerHello's extended_master_secret (RFC 7627 §5.2) and random, read
+   * from the kept flights on first use (the flights are then dropped).
+   */
+  private readServerHello(): { ems: boolean; random: Uint8Array | undefined } {
     for (const flight of this.serverFlights) {
       if (this.serverHelloEms !== undefined) break;
       try {
         const hello = parseServerHello(flight, { dtls: this.isDtls() });
-        if (!hello.isHelloRetryRequest) this.serverHelloEms = hello.extensions.some((e) => e.type === EXTENDED_MASTER_SECRET);
+        if (!hello.isHelloRetryRequest) {
+          this.serverHelloEms = hello.extensions.some((e) => e.type === EXTENDED_MASTER_SECRET);
+          this.serverRandom = fromHex(hello.random);
+        }
       } catch {
         // No ServerHello in this flight (a HelloVerifyRequest, later flights).
       }
     }
     this.serverFlights = [];
     this.serverHelloEms ??= false;
-    return this.serverHelloEms;
+    return { ems: this.serverHelloEms, random: this.serverRandom };
   }
 
   /**
@@ -481,7 +495,7 @@ abstract class AtlsSession {
   private requireExtendedMasterSecret(): void {
     const v = this._info?.version;
     if (v === 'TLSv1.3') this.serverFlights = [];
-    if ((v === 'TLSv1.2' || v === 'DTLSv1.2') && !this.extendedMasterSecret()) {
+    if ((v === 'TLSv1.2' || v === 'DTLSv1.2') && !this.readServerHello().ems) {
       throw new AtlsError(
         'HANDSHAKE_FAILED',
         `${v} handshake without Extended Master Secret: key export refused (RFC 7627 §5.4)`,

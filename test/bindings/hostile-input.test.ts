@@ -340,12 +340,26 @@ describe('hostile input', () => {
     await h.close();
   });
 
-  for (const engineName of ['node', 'openssl'] as const) {
-    it(`HTTP, mode records, TLS 1.3 (${engineName} engine): a forged, replayed, cut-off or plaintext record is refused before the engine and the session goes on`, async (t) => {
+  // TLS 1.2: every AEAD suite of the defaults (RFC 5288 AES-GCM, RFC 7905 ChaCha20-Poly1305) and the AES-CCM
+  // ones a user may configure (RFC 6655), each with its own nonce and key expansion.
+  const recordCases: Array<{ version: 'TLSv1.2' | 'TLSv1.3'; auth: 'cert' | 'psk'; ciphers?: string; suite: string }> = [
+    { version: 'TLSv1.3', auth: 'cert', suite: 'TLS_AES_128_GCM_SHA256' },
+    { version: 'TLSv1.2', auth: 'cert', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', suite: 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256' },
+    { version: 'TLSv1.2', auth: 'cert', ciphers: 'ECDHE-ECDSA-AES256-GCM-SHA384', suite: 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384' },
+    { version: 'TLSv1.2', auth: 'cert', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305', suite: 'TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256' },
+    { version: 'TLSv1.2', auth: 'cert', ciphers: 'ECDHE-ECDSA-AES128-CCM', suite: 'TLS_ECDHE_ECDSA_WITH_AES_128_CCM' },
+    { version: 'TLSv1.2', auth: 'psk', ciphers: 'ECDHE-PSK-CHACHA20-POLY1305', suite: 'TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256' },
+    { version: 'TLSv1.2', auth: 'psk', ciphers: 'PSK-AES256-CCM8', suite: 'TLS_PSK_WITH_AES_256_CCM_8' },
+  ];
+  for (const engineName of ['node', 'openssl'] as const)
+  for (const { version, auth, ciphers, suite } of recordCases) {
+    it(`HTTP, mode records, ${version} ${suite} (${engineName} engine): a forged, replayed, cut-off or plaintext record is refused before the engine and the session goes on`, async (t) => {
       const engine: TlsEngine | undefined = engineName === 'node' ? getEngine('node') : nativeEngineOrSkip(t);
       if (!engine) return;
-      const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+      const pair = tlsPair(pki, version, auth);
+      const tls = ciphers ? { server: { ...pair.server, ciphers }, client: { ...pair.client, ciphers } } : pair;
       const h = createAtlsHandler({ tls: tls.server, mode: 'records', app: echoApp, engine });
+      let negotiated: string | undefined;
       let seenCookie: string | undefined;
       let seenBody: Uint8Array | undefined;
       const events: string[] = [];
@@ -361,11 +375,13 @@ describe('hostile input', () => {
           },
         },
         onEvent: (e) => {
+          if (e.type === 'handshake') negotiated = e.info.cipherSuite;
           if (e.type === 'handshake' || e.type === 'session-lost') events.push(e.type === 'session-lost' ? `lost ${e.status}` : 'handshake');
         },
       });
       try {
         assert.equal(await (await client.fetch('http://localhost/a', { method: 'PUT', body: 'one' })).text(), 'one');
+        assert.equal(negotiated, suite);
         assert.equal(await (await client.fetch('http://localhost/b', { method: 'PUT', body: 'two' })).text(), 'two');
         const honest = seenBody!;
         assert.ok(seenCookie, 'the cookie is visible on the wire');
@@ -373,8 +389,11 @@ describe('hostile input', () => {
           ['forged', Uint8Array.from([23, 3, 3, 0, 30, ...new Uint8Array(30)]), 'BAD_RECORD_MAC'],
           ['replayed', honest, 'BAD_RECORD_MAC'],
           ['cut off', honest.subarray(0, honest.length - 3), 'TRUNCATED_FLIGHT'],
-          // RFC 8446 §5: after the handshake every record is protected; a plaintext fatal alert would end the session in the engine.
+          // RFC 8446 §5, RFC 5246 §6.2.3: after the handshake every record is protected; a plaintext fatal alert would end the session in the engine.
           ['plaintext alert', Uint8Array.from([21, 3, 3, 0, 2, 2, 40]), 'BAD_RECORD_MAC'],
+          // A protected-looking record of another type: in TLS 1.2 the type is in the clear and in the additional data.
+          ['forged alert', Uint8Array.from([21, 3, 3, 0, 26, ...new Uint8Array(26)]), 'BAD_RECORD_MAC'],
+          ['honest record, type changed', Uint8Array.from([21, ...honest.subarray(1)]), 'BAD_RECORD_MAC'],
         ];
         for (const [what, body, code] of refusals) {
           // Read as it arrives (no length), and whole (a declared length).

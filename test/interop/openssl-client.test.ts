@@ -2,7 +2,9 @@
  * `openssl s_client` -> our server over a real TCP socket, for every engine:
  * {TLS 1.2, 1.3} x {ECDSA, RSA, mutual, PSK}, keying material compared with
  * what s_client prints for `-keymatexport application-layer-tls`, application
- * data both ways; then client-certificate failures s_client must report.
+ * data both ways with a forged record refused in between (the record guard
+ * accepts s_client's real records); then client-certificate failures s_client
+ * must report.
  */
 import { after, before, describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -91,6 +93,14 @@ async function positiveCase(t: TestContext, engine: TlsEngine, version: Version,
   cli.write('ping from s_client\n');
   const got = await receiveData(server, ch, (s) => s.includes('ping from s_client\n'));
   assert.match(got, /ping from s_client/);
+  // The server authenticates s_client's records before its engine (TLS 1.3 and TLS 1.2 AEAD): a forged one
+  // is refused and the session goes on; s_client's next real record is accepted.
+  const forged = await server.receive(Uint8Array.from([23, 3, 3, 0, 40, ...new Uint8Array(40)])).catch((e: unknown) => e);
+  assert.ok(forged instanceof AtlsError && forged.code === 'BAD_RECORD_MAC', `forged record refused: ${String(forged)}`);
+  assert.equal(forged.alertFlight.length, 0, 'refused before the engine: no alert');
+  assert.equal(server.state, 'established');
+  cli.write('after a forgery\n');
+  assert.match(await receiveData(server, ch, (s) => s.includes('after a forgery\n')), /after a forgery/);
   await sendData(server, ch, 'pong from atls\n');
   await cli.waitFor(/pong from atls/, 5000);
 

@@ -236,38 +236,42 @@ for (const engine of availableEngines()) {
         client.destroy();
       });
 
-      it('TLS 1.2, mode records: fails with bad_record_mac on one flipped byte, on both sides', async () => {
+      it('TLS 1.2, mode records: a client fails with bad_record_mac on one flipped byte of the server\'s records and tells the server', async () => {
         const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost', maxVersion: 'TLSv1.2' } });
         const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key } });
         await handshake(client, server);
-        const records = await client.send(enc.encode('important'));
+        const records = await server.send(enc.encode('important'));
         records[records.length - 3]! ^= 0x01;
-        const err = await server.receive(records).catch((e: unknown) => e);
+        // A client guards no records: the server of its session is the one it chose (decisions.md).
+        const err = await client.receive(records).catch((e: unknown) => e);
         assert.ok(err instanceof AtlsError);
         assert.equal(err.code, 'BAD_RECORD_MAC');
         assert.equal(err.alert?.name, 'bad_record_mac');
-        // The alert the server's stack produced reaches the client and fails it too.
-        const clientErr = await client.receive(err.alertFlight).catch((e: unknown) => e);
-        assert.ok(clientErr instanceof AtlsError, 'client learns of the failure');
-        assert.equal(clientErr.source, 'remote');
+        // The alert the client's stack produced reaches the server and fails it too.
+        const serverErr = await server.receive(err.alertFlight).catch((e: unknown) => e);
+        assert.ok(serverErr instanceof AtlsError, 'server learns of the failure');
+        assert.equal(serverErr.source, 'remote');
       });
 
-      it('TLS 1.3, mode records: a record with one flipped byte is refused before the engine; the session goes on', async () => {
-        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost' } });
-        const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key } });
-        await handshake(client, server);
-        const records = await client.send(enc.encode('important'));
-        const flipped = Uint8Array.from(records);
-        flipped[flipped.length - 3]! ^= 0x01;
-        const err = await server.receive(flipped).catch((e: unknown) => e);
-        assert.ok(err instanceof AtlsError);
-        assert.equal(err.code, 'BAD_RECORD_MAC');
-        assert.equal(err.source, 'remote');
-        assert.equal(err.alertFlight.length, 0, 'no alert: the engine never saw the record');
-        assert.equal(server.state, 'established');
-        const ok = await server.receive(records);
-        assert.equal(dec.decode(concatBytes(ok.events.flatMap((e) => (e.type === 'data' ? [e.data] : [])))), 'important');
-      });
+      for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+        it(`${version}, mode records: a record with one flipped byte is refused before the engine; the session goes on`, async () => {
+          const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost', maxVersion: version } });
+          const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key } });
+          await handshake(client, server);
+          assert.equal(server.handshakeInfo?.version, version);
+          const records = await client.send(enc.encode('important'));
+          const flipped = Uint8Array.from(records);
+          flipped[flipped.length - 3]! ^= 0x01;
+          const err = await server.receive(flipped).catch((e: unknown) => e);
+          assert.ok(err instanceof AtlsError);
+          assert.equal(err.code, 'BAD_RECORD_MAC');
+          assert.equal(err.source, 'remote');
+          assert.equal(err.alertFlight.length, 0, 'no alert: the engine never saw the record');
+          assert.equal(server.state, 'established');
+          const ok = await server.receive(records);
+          assert.equal(dec.decode(concatBytes(ok.events.flatMap((e) => (e.type === 'data' ? [e.data] : [])))), 'important');
+        });
+      }
 
       it('rejects replayed, too old and forged protected messages without ending the session', async () => {
         const client = new AtlsClientSession({ engine, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
