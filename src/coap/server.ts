@@ -42,6 +42,7 @@ import { EchoVerifier } from './echo.js';
 import { deleteRefusal, type DeleteTarget } from './delete.js';
 import { BlockwiseServer, codeFromHint, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
+import { LastFlights } from './last-flight.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
 
@@ -173,6 +174,8 @@ export class AtlsCoapHandler {
   private readonly echo: EchoVerifier | undefined;
   /** The largest block the server sends. */
   private readonly maxBlockSize: number;
+  /** Mode `exported`: each new session's last flight, for a copy of the client's final flight (RFC 6347 §4.2.4). */
+  private readonly lastFlights: LastFlights | undefined;
 
   constructor(options: AtlsCoapServerOptions) {
     this.opts = options;
@@ -195,12 +198,24 @@ export class AtlsCoapHandler {
       ...(options.sessionTtlMs !== undefined ? { sessionTtlMs: options.sessionTtlMs } : {}),
       // DTLS retransmissions and NON resends of one flight overlap: queue them, one at a time.
       whenBusy: 'queue',
-      onEnd: (sessionId, reason) => this.opts.onEvent?.({ type: 'closed', sessionId, reason: closeReason(reason) }),
+      onEnd: (sessionId, reason) => {
+        this.lastFlights?.forget(sessionId);
+        this.opts.onEvent?.({ type: 'closed', sessionId, reason: closeReason(reason) });
+      },
       onLimit: (e) => this.opts.onEvent?.(e),
     });
     this.hellos = new ClientHelloRecord(options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs);
     this.echo = options.addressCheck === false ? undefined : new EchoVerifier(options.echoKey);
     this.maxBlockSize = options.maxBlockSize ?? 1024;
+    // Mode records keeps its engine, which resends the last flight itself.
+    this.lastFlights =
+      (options.mode ?? 'exported') === 'exported'
+        ? new LastFlights({
+            max: options.maxHalfOpen ?? ENDPOINT_DEFAULTS.maxHalfOpen,
+            ttlMs: options.handshakeTtlMs ?? ENDPOINT_DEFAULTS.handshakeTtlMs,
+            dtls: options.tls.dtls === true,
+          })
+        : undefined;
   }
 
   /** Sessions held now (half-open and established). */
@@ -210,6 +225,7 @@ export class AtlsCoapHandler {
 
   /** Forgets every session. */
   closeAll(): void {
+    this.lastFlights?.clear();
     void this.core.close();
   }
 
@@ -342,7 +358,10 @@ export class AtlsCoapHandler {
   private async onSession(found: FoundSession, cf: number | undefined, body: Uint8Array, peer: Peer): Promise<CoapResponse> {
     if (cf === this.formats.records) {
       if (!(found instanceof LiveSession)) {
-        // An established exported session takes no flights. Refusing it leaves
+        // A copy of the final flight that completed the handshake: its answer was lost (RFC 6347 §4.2.4).
+        const again = this.lastFlights?.answer(found.id, body);
+        if (again) return { code: CoapCode.Changed, options: [uintOption(OptionNumber.ContentFormat, this.formats.records)], payload: again };
+        // Any other flight: an established exported session takes no flights. Refusing it leaves
         // the session alone: a stray or replayed flight cannot end it. The
         // diagnostic names the mode, for a client of the other mode.
         const err = new AtlsError('INVALID_STATE', 'this session runs mode "exported": send protected messages', { source: 'remote' });
@@ -354,6 +373,7 @@ export class AtlsCoapHandler {
         return await this.core.exclusive(live, async () => {
           const out = await this.core.flight(live, body);
           if (out.handshake) this.opts.onEvent?.({ type: 'established', sessionId: live.id, info: out.handshake });
+          if (out.established) this.lastFlights?.keep(live.id, live.group, body, out.flight);
           const parts: Uint8Array[] = [out.flight];
           if (out.data.length > 0 && !out.closed && live.handshake) {
             // Mode records: the application data is one inner CoAP request; answer in records.
@@ -383,6 +403,7 @@ export class AtlsCoapHandler {
       // A forged, replayed or too old message is dropped; the session goes on (decisions.md).
       const accepted = this.core.accept(s, body);
       ({ plaintext: plain, sendSeq } = accepted instanceof Promise ? await accepted : accepted);
+      this.lastFlights?.forget(s.id); // the client has the last flight: it made this message
     } catch (e) {
       return this.errorResponse(e, s.id);
     }

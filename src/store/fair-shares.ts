@@ -71,6 +71,12 @@ export class FairShareLedger<T> {
     return this.slots.has(key);
   }
 
+  /** The value of `key`'s slot, unless it expired. */
+  get(key: string): T | undefined {
+    const s = this.slots.get(key);
+    return s && s.expires > this.now() ? s.value : undefined;
+  }
+
   /** Slots held by one peer. */
   heldBy(peer: string): number {
     return this.byPeer.get(peer)?.size ?? 0;

@@ -14,6 +14,9 @@ import { AtlsClientSession } from '../../src/session/session.js';
 import { availableEngines } from '../../src/engines/index.js';
 import type { TlsEngine } from '../../src/engines/types.js';
 import type { Peer } from '../../src/coap/blockwise.js';
+import { CoapEndpoint } from '../../src/coap/endpoint.js';
+import { CoapCode, OptionNumber } from '../../src/coap/constants.js';
+import { stringOption, uintOption } from '../../src/coap/packet.js';
 
 const PSK = { identity: 'device-17', key: Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex') };
 const CIPHERS = 'PSK-AES128-GCM-SHA256';
@@ -37,10 +40,10 @@ after(async () => {
 
 /**
  * A UDP relay in front of `target` (the pattern of coap-endpoint.test.ts)
- * that drops the datagrams `drop(n, toServer)` selects; `n` counts the
- * datagrams of each direction separately.
+ * that drops the datagrams `drop(n, toServer, datagram)` selects; `n` counts
+ * the datagrams of each direction separately.
  */
-async function lossyRelay(target: Peer, drop: (n: number, toServer: boolean) => boolean): Promise<{ peer: Peer; dropped: number }> {
+async function lossyRelay(target: Peer, drop: (n: number, toServer: boolean, datagram: Uint8Array) => boolean): Promise<{ peer: Peer; dropped: number }> {
   const s = createSocket('udp4');
   sockets.push(s);
   let client: Peer | undefined;
@@ -50,7 +53,7 @@ async function lossyRelay(target: Peer, drop: (n: number, toServer: boolean) => 
     const toServer = !(r.port === target.port && r.address === target.address);
     if (toServer) client = { address: r.address, port: r.port };
     const n = toServer ? count.up++ : count.down++;
-    if (drop(n, toServer)) {
+    if (drop(n, toServer, buf)) {
       state.dropped++;
       return;
     }
@@ -98,6 +101,47 @@ void describe('DTLS over CoAP NON with loss', () => {
     });
   }
 
+  for (const mode of ['exported', 'records'] as const) {
+    for (const nonConfirmable of [true, false]) {
+      void it(`mode ${mode}, ${nonConfirmable ? 'NON' : 'CON'}: the handshake completes when the server's last flight is lost`, async (t) => {
+        if (!engine) {
+          t.skip('no engine with DTLS (native engine not built)');
+          return;
+        }
+        const own = await AtlsCoapServer.listen({
+          engine,
+          mode,
+          tls: { dtls: true, ciphers: CIPHERS, pskLookup: (id) => (id === PSK.identity ? PSK.key : undefined) },
+          handler: echoCoapHandler,
+        });
+        // The first 2.04 Changed (RFC 7252 §3: code byte 0x44) the server sends: the answer to the
+        // client's final flight, carrying the server's last flight (ticket, CCS, Finished).
+        let seen = false;
+        const relay = await lossyRelay({ address: '127.0.0.1', port: own.port }, (_n, up, datagram) => {
+          if (up || seen || datagram[1] !== 0x44) return false;
+          return (seen = true);
+        });
+        const client = new AtlsCoapClient({
+          url: `coap://127.0.0.1:${relay.peer.port}`,
+          engine,
+          mode,
+          nonConfirmable,
+          timeoutMs: 5000,
+          transmission: { ackTimeout: 100 },
+          tls: { dtls: true, ciphers: CIPHERS, psk: PSK, dtlsInitialTimeoutMs: 100 },
+        });
+        try {
+          assert.equal((await client.connect()).version, 'DTLSv1.2');
+          assert.equal(relay.dropped, 1);
+          assert.equal(dec.decode((await client.request({ method: 'POST', payload: 'after loss' })).payload), 'after loss');
+        } finally {
+          await client.close();
+          await own.close();
+        }
+      });
+    }
+  }
+
   void it('without loss nothing is resent', async (t) => {
     if (!engine || !server) {
       t.skip('no engine with DTLS (native engine not built)');
@@ -111,6 +155,54 @@ void describe('DTLS over CoAP NON with loss', () => {
       await client.connect();
       assert.equal(client.stats.dtlsRetransmissions, 0);
     } finally {
+      await client.close();
+    }
+  });
+});
+
+void describe("the server's last flight, kept for a copy of the client's final flight", () => {
+  void it('a third party sending a copy gets the same bytes and changes nothing; a changed copy gets 4.00; after the first protected message none is answered', async (t) => {
+    if (!engine || !server) {
+      t.skip('no engine with DTLS (native engine not built)');
+      return;
+    }
+    const target = server;
+    const posts: Array<{ flight: Uint8Array; answer: Uint8Array }> = [];
+    const client = new AtlsCoapClient({
+      url: target.url,
+      engine,
+      nonConfirmable: true,
+      tls: { dtls: true, ciphers: CIPHERS, psk: PSK },
+      onExchange: ({ path, request, response }) => {
+        if (path.startsWith('/atls/')) posts.push({ flight: request.payload, answer: response.payload });
+      },
+    });
+    const other = await CoapEndpoint.bind();
+    try {
+      await client.connect();
+      const [final] = posts; // the client's final flight and the server's last flight
+      assert.ok(final && final.answer.length > 0);
+      const before = target.handler.sessionCount;
+      const [, prefix, id] = client.resource!.split('/');
+      const send = (payload: Uint8Array) =>
+        other.request(
+          target.endpoint.address,
+          { code: CoapCode.POST, options: [stringOption(OptionNumber.UriPath, prefix!), stringOption(OptionNumber.UriPath, id!), uintOption(OptionNumber.ContentFormat, 65000)], payload },
+          { nonConfirmable: true },
+        );
+      const again = await send(final.flight);
+      assert.equal(again.code, CoapCode.Changed);
+      assert.deepEqual(again.payload, final.answer, 'the same last flight, byte for byte');
+      // The same length, one plaintext byte changed (the first record's last byte): not a copy.
+      const changed = final.flight.slice();
+      changed[13 + ((changed[11]! << 8) | changed[12]!) - 1]! ^= 1;
+      assert.equal((await send(changed)).code, CoapCode.BadRequest);
+      assert.equal(target.handler.sessionCount, before, 'no session made or ended');
+      assert.equal(dec.decode((await client.request({ method: 'POST', payload: 'still' })).payload), 'still');
+      assert.equal((await send(final.flight)).code, CoapCode.BadRequest, 'the client has the last flight: forgotten');
+      assert.equal(target.handler.sessionCount, before);
+    } finally {
+      await other.close();
       await client.close();
     }
   });
