@@ -1429,16 +1429,23 @@ class Aead : public Napi::ObjectWrap<Aead> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Aead",
                        {InstanceMethod<&Aead::Seal>("seal"), InstanceMethod<&Aead::Open>("open"),
+                        InstanceMethod<&Aead::SealAt>("sealAt"), InstanceMethod<&Aead::OpenAt>("openAt"),
                         InstanceMethod<&Aead::Free>("free")});
   }
 
-  // new Aead(algorithm, key, tagLength, encrypt)
+  // new Aead(algorithm, key, tagLength, encrypt[, iv]): with the 12-byte IV, sealAt/openAt build each nonce.
   explicit Aead(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Aead>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsNumber() ||
-        !info[3].IsBoolean()) {
-      Fail(env, "Aead(algorithm, key, tagLength, encrypt)");
+        !info[3].IsBoolean() || (info.Length() > 4 && !info[4].IsUndefined() && !info[4].IsTypedArray())) {
+      Fail(env, "Aead(algorithm, key, tagLength, encrypt[, iv])");
       return;
+    }
+    if (info.Length() > 4 && info[4].IsTypedArray()) {
+      Napi::Uint8Array iv = info[4].As<Napi::Uint8Array>();
+      if (iv.ByteLength() != sizeof(iv_)) { Fail(env, "iv must be 12 bytes"); return; }
+      memcpy(iv_, iv.Data(), sizeof(iv_));
+      has_iv_ = true;
     }
     std::string alg = info[0].As<Napi::String>().Utf8Value();
     Napi::Uint8Array key = info[1].As<Napi::Uint8Array>();
@@ -1507,6 +1514,7 @@ class Aead : public Napi::ObjectWrap<Aead> {
   }
 
   void Release() {
+    OPENSSL_cleanse(iv_, sizeof(iv_));
     if (ctx_ == nullptr) return;
     EVP_CIPHER_CTX_free(ctx_);  // cleanses the key schedule
     ctx_ = nullptr;
@@ -1623,6 +1631,127 @@ class Aead : public Napi::ObjectWrap<Aead> {
     return Napi::Boolean::New(env, ok);
   }
 
+  // The bytes of a Uint8Array argument, with one Node-API call (the Napi:: wrappers make several per
+  // array); false when it is not a Uint8Array.
+  static bool Bytes(napi_env env, napi_value v, uint8_t** data, size_t* length) {
+    napi_typedarray_type type;
+    void* d = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, length, &d, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+      return false;
+    }
+    static uint8_t empty[1] = {0};
+    *data = d != nullptr ? static_cast<uint8_t*>(d) : empty;
+    return true;
+  }
+
+  // A sequence number's half: an integer 0..2^32-1.
+  static bool Half(napi_env env, napi_value v, uint32_t* out) {
+    double d;
+    if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+      return false;
+    }
+    *out = static_cast<uint32_t>(d);
+    return true;
+  }
+
+  // The arguments sealAt and openAt share: (hi, lo, message, headerLength, other). The nonce is the
+  // IV XOR the 64-bit sequence number hi:lo, big-endian, left-padded to 12 bytes (RFC 8446 §5.3).
+  struct AtArgs {
+    uint8_t nonce[12];
+    uint8_t* msg;
+    size_t msg_len;
+    size_t header_len;
+    uint8_t* other;
+    size_t other_len;
+    bool has_other;
+  };
+
+  bool ParseAt(const Napi::CallbackInfo& info, AtArgs* a, bool other_required) {
+    napi_env env = info.Env();
+    uint32_t hi = 0, lo = 0;
+    uint32_t header = 0;
+    if (ctx_ == nullptr) { Fail(info.Env(), "AEAD freed"); return false; }
+    if (!has_iv_) { Fail(info.Env(), "AEAD made without an IV"); return false; }
+    a->has_other = info.Length() > 4 && !info[4].IsUndefined();
+    if (info.Length() < 4 || !Half(env, info[0], &hi) || !Half(env, info[1], &lo) || !Bytes(env, info[2], &a->msg, &a->msg_len) ||
+        !Half(env, info[3], &header) || (other_required && !a->has_other) ||
+        (a->has_other && !Bytes(env, info[4], &a->other, &a->other_len))) {
+      Fail(info.Env(), "bad AEAD arguments");
+      return false;
+    }
+    a->header_len = header;
+    if (a->msg_len < a->header_len + static_cast<size_t>(tag_len_) || a->msg_len > static_cast<size_t>(INT32_MAX)) {
+      Fail(info.Env(), "AEAD message does not fit");
+      return false;
+    }
+    memcpy(a->nonce, iv_, sizeof(iv_));
+    for (int i = 0; i < 4; i++) {
+      a->nonce[4 + i] ^= static_cast<uint8_t>(hi >> (24 - 8 * i));
+      a->nonce[8 + i] ^= static_cast<uint8_t>(lo >> (24 - 8 * i));
+    }
+    return true;
+  }
+
+  // sealAt(hi, lo, message, headerLength[, plaintext]): `message` is header || plaintext || tag, exactly;
+  // the header is the AAD, the plaintext is encrypted where it stands (or copied there from `plaintext`
+  // first), the tag fills the end. One Node-API call per array, no nonce or AAD arrays from JavaScript.
+  Napi::Value SealAt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    AtArgs a;
+    if (!encrypt_) { Fail(env, "AEAD is for opening"); return env.Undefined(); }
+    if (!ParseAt(info, &a, false)) return env.Undefined();
+    size_t pt_len = a.msg_len - a.header_len - static_cast<size_t>(tag_len_);
+    uint8_t* pt = a.msg + a.header_len;
+    if (a.has_other) {
+      if (a.other_len != pt_len) { Fail(env, "AEAD message does not fit"); return env.Undefined(); }
+      if (pt_len) memmove(pt, a.other, pt_len);
+    }
+    Io io{a.nonce, a.msg, a.header_len, pt, pt_len, pt, pt_len + static_cast<size_t>(tag_len_)};
+    uint8_t scratch[16];
+    int outl = 0, finl = 0;
+    bool ok = Begin(io);
+    if (ok && (pt_len || ccm_)) ok = EVP_CipherUpdate(ctx_, pt_len ? pt : scratch, &outl, pt, static_cast<int>(pt_len)) == 1;
+    ok = ok && static_cast<size_t>(outl) <= pt_len && EVP_CipherFinal_ex(ctx_, pt_len ? pt + outl : scratch, &finl) == 1 &&
+         static_cast<size_t>(outl + finl) == pt_len && EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_GET_TAG, tag_len_, pt + pt_len) == 1;
+    if (!ok) {
+      ERR_clear_error();
+      OPENSSL_cleanse(pt, pt_len);
+      Fail(env, "AEAD seal failed");
+    }
+    return env.Undefined();
+  }
+
+  // openAt(hi, lo, message, headerLength, out): `message` is header || ciphertext || tag; the plaintext
+  // goes to the start of `out`. True when the tag verifies; on false those bytes of `out` are zeroed.
+  Napi::Value OpenAt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    AtArgs a;
+    if (encrypt_) { Fail(env, "AEAD is for sealing"); return env.Undefined(); }
+    if (!ParseAt(info, &a, true)) return env.Undefined();
+    size_t ct_len = a.msg_len - a.header_len - static_cast<size_t>(tag_len_);
+    if (a.other_len < ct_len) { Fail(env, "AEAD output does not fit"); return env.Undefined(); }
+    const uint8_t* ct = a.msg + a.header_len;
+    uint8_t* tag = a.msg + a.header_len + ct_len;
+    Io io{a.nonce, a.msg, a.header_len, ct, ct_len, a.other, a.other_len};
+    uint8_t scratch[16];
+    int outl = 0, finl = 0;
+    bool ok;
+    if (ccm_) {
+      ok = EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, tag) == 1 && Begin(io) &&
+           EVP_DecryptUpdate(ctx_, ct_len ? a.other : scratch, &outl, ct, static_cast<int>(ct_len)) == 1;
+    } else {
+      ok = Begin(io);
+      if (ok && ct_len) ok = EVP_DecryptUpdate(ctx_, a.other, &outl, ct, static_cast<int>(ct_len)) == 1;
+      ok = ok && static_cast<size_t>(outl) <= ct_len && EVP_CIPHER_CTX_ctrl(ctx_, EVP_CTRL_AEAD_SET_TAG, tag_len_, tag) == 1 &&
+           EVP_DecryptFinal_ex(ctx_, ct_len ? a.other + outl : scratch, &finl) == 1;
+    }
+    if (!ok) {
+      ERR_clear_error();
+      if (ct_len) OPENSSL_cleanse(a.other, ct_len);
+    }
+    return Napi::Boolean::New(env, ok);
+  }
+
   Napi::Value Free(const Napi::CallbackInfo& info) {
     Release();
     return info.Env().Undefined();
@@ -1633,6 +1762,8 @@ class Aead : public Napi::ObjectWrap<Aead> {
   bool ccm_ = false;
   bool counted_ = false;
   int tag_len_ = 16;
+  uint8_t iv_[12] = {};
+  bool has_iv_ = false;
 };
 
 // ------------------------------------------------------------ module

@@ -122,6 +122,17 @@ export interface NativeAead {
   seal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, at: number): void;
   /** Writes the plaintext into `out` at `at`; false (and `out` zeroed there) when the tag does not verify. */
   open(nonce: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, out: Uint8Array, at: number, tag: Uint8Array): boolean;
+  /**
+   * For a context made with an IV: seals the protected message `message` (header || plaintext || tag,
+   * exactly) where it stands, the header as AAD, under the nonce IV XOR the sequence number `hi`:`lo`
+   * (two 32-bit halves); `plaintext`, when given, is copied into place first. Throws on misuse.
+   */
+  sealAt(hi: number, lo: number, message: Uint8Array, headerLength: number, plaintext?: Uint8Array): void;
+  /**
+   * For a context made with an IV: opens `message` (header || ciphertext || tag), the header as AAD,
+   * under the nonce of `hi`:`lo`, into the start of `out`; false (and those bytes zeroed) when the tag does not verify.
+   */
+  openAt(hi: number, lo: number, message: Uint8Array, headerLength: number, out: Uint8Array): boolean;
   /** Frees the context now (the finalizer does it otherwise). Idempotent; later calls throw. */
   free(): void;
 }
@@ -130,7 +141,7 @@ interface NativeAddon {
   Context: new (options: Record<string, unknown>) => object;
   Connection: new (context: object, options: Record<string, unknown>) => NativeConnection;
   /** Absent in addons built before the AEAD was added. */
-  Aead?: new (algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean) => NativeAead;
+  Aead?: new (algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean, iv?: Uint8Array) => NativeAead;
   opensslVersion(): { text: string; number: number; headers: string };
   liveObjects(): { contexts: number; connections: number; aeads?: number };
   threadCpuNs(): number;
@@ -243,7 +254,8 @@ export function nativeMallocTrim(): boolean {
 /**
  * A native AEAD for one key and one direction (`encrypt` true to seal,
  * false to open): an `EVP_CIPHER_CTX` keyed once, re-initialised with only
- * the nonce per message. `undefined` when the addon (or its AEAD) is missing,
+ * the nonce per message; with the 12-byte `iv` it can also build each nonce
+ * itself from a sequence number (`sealAt`, `openAt`). `undefined` when the addon (or its AEAD) is missing,
  * or when `ATLS_NATIVE_AEAD=0`. Throws INVALID_ARGUMENT for an unknown
  * algorithm, a wrong key length or a tag length other than 16 (8 for CCM).
  *
@@ -253,12 +265,13 @@ export function nativeMallocTrim(): boolean {
  * if (s) s.seal(nonce, aad, plaintext, out, 0); // out: plaintext.length + 16 bytes
  * ```
  */
-export function nativeAead(algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean): NativeAead | undefined {
+export function nativeAead(algorithm: string, key: Uint8Array, tagLength: number, encrypt: boolean, iv?: Uint8Array): NativeAead | undefined {
   if (process.env.ATLS_NATIVE_AEAD === '0') return undefined;
   const Aead = loadAddon().addon?.Aead;
-  if (!Aead) return undefined;
+  // With an IV the caller means sealAt/openAt, which addons built before them lack.
+  if (!Aead || (iv !== undefined && typeof (Aead.prototype as Partial<NativeAead>).sealAt !== 'function')) return undefined;
   try {
-    return new Aead(algorithm, key, tagLength, encrypt);
+    return new Aead(algorithm, key, tagLength, encrypt, iv);
   } catch (e) {
     throw new AtlsError('INVALID_ARGUMENT', `native AEAD: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }

@@ -26,6 +26,14 @@ export function nativeOpen(): Uint8Array | undefined {
   throw new AtlsError('INTERNAL', 'no native AEAD in the browser build');
 }
 
+export function nativeSealAt(): void {
+  throw new AtlsError('INTERNAL', 'no native AEAD in the browser build');
+}
+
+export function nativeOpenAt(): Uint8Array | undefined {
+  throw new AtlsError('INTERNAL', 'no native AEAD in the browser build');
+}
+
 function cipher(spec: AeadSpec, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array): ReturnType<typeof gcm> {
   if (spec.algorithm === 'chacha20-poly1305') return chacha20poly1305(key, nonce, aad);
   if (spec.algorithm === 'aes-128-gcm' || spec.algorithm === 'aes-256-gcm') return gcm(key, nonce, aad);

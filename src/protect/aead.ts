@@ -17,8 +17,34 @@ export type { NativeAead } from '../engines/openssl.js';
  * The native AEAD for one key and direction, or `null` when the addon is
  * missing (callers then use {@link aeadSealInto} / {@link aeadOpen}).
  */
-export function nativeAeadFor(spec: AeadSpec, key: Uint8Array, encrypt: boolean): NativeAead | null {
-  return nativeAead(spec.algorithm, key, spec.tagLength, encrypt) ?? null;
+export function nativeAeadFor(spec: AeadSpec, key: Uint8Array, encrypt: boolean, iv?: Uint8Array): NativeAead | null {
+  return nativeAead(spec.algorithm, key, spec.tagLength, encrypt, iv) ?? null;
+}
+
+/**
+ * Seals protected message `message` (header || plaintext || tag) in place through a context made with an IV:
+ * the header is the AAD, the nonce is the IV XOR `hi`:`lo`; `plaintext`, when given, is copied in first.
+ */
+export function nativeSealAt(aead: NativeAead, spec: AeadSpec, hi: number, lo: number, message: Uint8Array, headerLength: number, plaintext?: Uint8Array): void {
+  try {
+    aead.sealAt(hi, lo, message, headerLength, plaintext);
+  } catch (e) {
+    throw new AtlsError('INTERNAL', `${spec.name} encryption failed`, { cause: e });
+  }
+}
+
+/** Opens `message` (header || ciphertext || tag) through a context made with an IV; undefined when the tag does not verify. */
+export function nativeOpenAt(aead: NativeAead, spec: AeadSpec, hi: number, lo: number, message: Uint8Array, headerLength: number, ctLength: number): Buffer | undefined {
+  // Unpooled: the caller may hand pt.buffer on without exposing other data.
+  const pt = Buffer.allocUnsafeSlow(ctLength);
+  let ok: boolean;
+  try {
+    ok = aead.openAt(hi, lo, message, headerLength, pt);
+  } catch (e) {
+    pt.fill(0);
+    throw new AtlsError('INTERNAL', `${spec.name} decryption failed`, { cause: e });
+  }
+  return ok ? pt : undefined; // on failure the addon has already zeroed pt
 }
 
 // GCM, CCM and ChaCha20-Poly1305 ciphers share one API in node:crypto (setAAD

@@ -10,7 +10,7 @@
 import { AtlsError } from '../errors.js';
 import { pooledBytes } from '../bytes.js';
 import { IV_LENGTH, LIMIT_UNIT_BYTES, MAX_SEQUENCE } from './constants.js';
-import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeSealInto, type NativeAead } from './aead.js';
+import { aeadOpen, aeadSealInto, nativeAeadFor, nativeOpen, nativeOpenAt, nativeSealAt, nativeSealInto, type NativeAead } from './aead.js';
 import { CHUNK_FLAG, FINAL_FLAG, MAX_CHUNK_PLAINTEXT, readChunkHeader, readHeader, writeHeader, type ChunkHeaderFields, type HeaderFields } from './header.js';
 import { splitKeyBlock } from './key-block.js';
 import { ReplayVerdict, ReplayWindow, replayError, type ReplayWindowState } from './replay-window.js';
@@ -479,15 +479,33 @@ export class ProtectedChannel {
     const size = 1 + n + len + tagLength;
     const out = pooled ? pooledBytes(size) : new Uint8Array(size);
     const headerLength = writeHeader(out, hi, lo);
+    const sealer = aad && aad.length ? null : this.nativeSealer();
+    if (sealer) {
+      // The header is the whole AAD: one native call builds the nonce and seals in place (no nonce, AAD or tag views).
+      nativeSealAt(sealer, this.spec, hi, lo, out, headerLength, plaintext);
+      return out;
+    }
     const header = out.subarray(0, headerLength);
     this.encryptInto(hi, lo, plaintext, aad && aad.length ? concatAad(header, aad) : header, out, headerLength);
     return out;
   }
 
+  /** The native context of the send direction (made on first use, with the send IV), or null without the addon. */
+  private nativeSealer(): NativeAead | null {
+    const k = this.spec.keyLength;
+    return this.sealer === undefined ? (this.sealer = nativeAeadFor(this.spec, this.key(true), true, this.mem.subarray(2 * k, 2 * k + IV_LENGTH))) : this.sealer;
+  }
+
+  /** The native context of the receive direction (made on first use, with the receive IV), or null without the addon. */
+  private nativeOpener(): NativeAead | null {
+    const k = this.spec.keyLength;
+    return this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false, this.mem.subarray(2 * k + IV_LENGTH))) : this.opener;
+  }
+
   /** The AEAD with the send key and the nonce of (hi, lo), into `out` at `at`. */
   private encryptInto(hi: number, lo: number, plaintext: Uint8Array, aad: Uint8Array, out: Uint8Array, at: number): void {
     const nonce = this.nonce(true, hi, lo);
-    const sealer = this.sealer === undefined ? (this.sealer = nativeAeadFor(this.spec, this.key(true), true)) : this.sealer;
+    const sealer = this.nativeSealer();
     if (sealer) nativeSealInto(sealer, this.spec, nonce, aad, plaintext, out, at);
     else aeadSealInto(this.spec, this.key(true), nonce, aad, plaintext, out, at);
   }
@@ -532,11 +550,20 @@ export class ProtectedChannel {
       this.rejected++;
       throw replayError(verdict, fromSeqParts(hi, lo), window.size);
     }
-    const header = message.subarray(0, headerLength);
-    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    const plaintext = this.decrypt(hi, lo, fullAad, message.subarray(headerLength), ctLength);
+    const plaintext = aad && aad.length
+      ? this.decrypt(hi, lo, concatAad(message.subarray(0, headerLength), aad), message.subarray(headerLength), ctLength)
+      : this.decryptMessage(hi, lo, message, headerLength, ctLength);
     window.mark(hi, lo);
     this.received++;
+    return plaintext;
+  }
+
+  /** {@link decrypt} of a whole message whose header is the whole AAD: one native call when the addon is there. */
+  private decryptMessage(hi: number, lo: number, message: Uint8Array, headerLength: number, ctLength: number): Uint8Array {
+    const opener = this.nativeOpener();
+    if (!opener) return this.decrypt(hi, lo, message.subarray(0, headerLength), message.subarray(headerLength), ctLength);
+    const plaintext = nativeOpenAt(opener, this.spec, hi, lo, message, headerLength, ctLength);
+    if (plaintext === undefined) throw this.failed(hi, lo, ctLength);
     return plaintext;
   }
 
@@ -545,7 +572,7 @@ export class ProtectedChannel {
     const nonce = this.nonce(false, hi, lo);
     const ciphertext = sealed.subarray(0, ctLength);
     const tag = sealed.subarray(ctLength);
-    const opener = this.opener === undefined ? (this.opener = nativeAeadFor(this.spec, this.key(false), false)) : this.opener;
+    const opener = this.nativeOpener();
     const plaintext = opener
       ? nativeOpen(opener, this.spec, nonce, aad, ciphertext, tag)
       : aeadOpen(this.spec, this.key(false), nonce, aad, ciphertext, tag);
@@ -657,9 +684,9 @@ export class ProtectedChannel {
         ? new AtlsError('MALFORMED_MESSAGE', `protected message of ${message.length} bytes is shorter than header + tag`, { source: 'remote' })
         : new AtlsError('TOO_LARGE', `protected message carries ${ctLength} bytes, more than ${this.maxPlaintextLength}`, { source: 'remote' });
     }
-    const header = message.subarray(0, headerLength);
-    const fullAad = aad && aad.length ? concatAad(header, aad) : header;
-    const plaintext = this.decrypt(hi, lo, fullAad, message.subarray(headerLength), ctLength);
+    const plaintext = aad && aad.length
+      ? this.decrypt(hi, lo, concatAad(message.subarray(0, headerLength), aad), message.subarray(headerLength), ctLength)
+      : this.decryptMessage(hi, lo, message, headerLength, ctLength);
     this.received++;
     return { sequence: hi * TWO32 + lo, plaintext };
   }

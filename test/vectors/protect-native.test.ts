@@ -8,13 +8,15 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { nativeAead, nativeLiveObjects, opensslAvailability, type NativeAead } from '../../src/engines/openssl.js';
-import { aeadOpen, aeadSealInto, nativeOpen, nativeSealInto } from '../../src/protect/aead.js';
+import { aeadOpen, aeadSealInto, nativeOpen, nativeOpenAt, nativeSealAt, nativeSealInto } from '../../src/protect/aead.js';
 import { ProtectedChannel, aeadForSuite } from '../../src/protect/index.js';
 import { fromHex, toHex } from '../../src/bytes.js';
 import { REQUIRE_NATIVE } from '../helpers/native-drive.js';
 
 interface VectorMessage {
   sender: 'client' | 'server';
+  seq: string;
+  header: string;
   plaintext: string;
   nonce: string;
   aad: string;
@@ -27,6 +29,8 @@ interface VectorAead {
   keyBlock: string;
   clientWriteKey: string;
   serverWriteKey: string;
+  clientWriteIv: string;
+  serverWriteIv: string;
   messages: VectorMessage[];
 }
 
@@ -96,6 +100,47 @@ for (const a of vectors.aeads) {
       }
     });
 
+    it('native context with the IV: sealAt and openAt build the nonce from the sequence number, byte for byte', (t) => {
+      if (!nativeOrSkip(t)) return;
+      for (const m of a.messages.filter((x) => x.aad === x.header)) {
+        const iv = fromHex(m.sender === 'client' ? a.clientWriteIv : a.serverWriteIv);
+        const s = nativeAead(spec.algorithm, keyOf(a, m), spec.tagLength, true, iv)!;
+        const o = nativeAead(spec.algorithm, keyOf(a, m), spec.tagLength, false, iv)!;
+        try {
+          const seq = BigInt(m.seq);
+          const hi = Number(seq >> 32n);
+          const lo = Number(seq & 0xffff_ffffn);
+          const header = fromHex(m.header);
+          const pt = fromHex(m.plaintext);
+          const want = m.header + m.ciphertext + m.tag;
+          // The plaintext copied in, and already in place.
+          const message = new Uint8Array(header.length + pt.length + spec.tagLength);
+          message.set(header);
+          nativeSealAt(s, spec, hi, lo, message, header.length, pt);
+          assert.equal(toHex(message), want, `seq ${m.seq}`);
+          const inPlace = new Uint8Array(message.length);
+          inPlace.set(header);
+          inPlace.set(pt, header.length);
+          nativeSealAt(s, spec, hi, lo, inPlace, header.length);
+          assert.equal(toHex(inPlace), want);
+          const opened = nativeOpenAt(o, spec, hi, lo, message, header.length, pt.length);
+          assert.equal(opened && toHex(opened), m.plaintext);
+          // Another sequence number, a flipped header bit (the AAD) or tag bit fails, and the output is zeroed.
+          assert.equal(nativeOpenAt(o, spec, hi, (lo ^ 1) >>> 0, message, header.length, pt.length), undefined);
+          message[0]! ^= 1;
+          assert.equal(nativeOpenAt(o, spec, hi, lo, message, header.length, pt.length), undefined);
+          message[0]! ^= 1;
+          message[message.length - 1]! ^= 1;
+          const zeroed = new Uint8Array(pt.length).fill(0xaa);
+          assert.equal(o.openAt(hi, lo, message, header.length, zeroed), false);
+          assert.ok(zeroed.every((b) => b === 0), 'plaintext zeroed on failure');
+        } finally {
+          s.free();
+          o.free();
+        }
+      }
+    });
+
     it('node:crypto: seals and opens every vector byte for byte', () => {
       for (const m of a.messages) {
         const pt = fromHex(m.plaintext);
@@ -131,6 +176,38 @@ describe('native AEAD: misuse and lifetime', () => {
     s.free();
     assert.throws(() => nativeSealInto(s, spec, n, e, e, new Uint8Array(16), 0), { code: 'INTERNAL' });
     o.free();
+  });
+
+  it('sealAt and openAt refuse bad arguments with INTERNAL or a throw, never a crash or a write out of bounds', (t) => {
+    if (!nativeOrSkip(t)) return;
+    const spec = aeadForSuite('TLS_AES_128_GCM_SHA256');
+    const key = new Uint8Array(16);
+    const iv = new Uint8Array(12);
+    assert.throws(() => nativeAead('aes-128-gcm', key, 16, true, new Uint8Array(11)), { code: 'INVALID_ARGUMENT' });
+    const noIv = nativeAead('aes-128-gcm', key, 16, true)!;
+    assert.throws(() => nativeSealAt(noIv, spec, 0, 0, new Uint8Array(18), 2), { code: 'INTERNAL' }, 'a context without an IV');
+    noIv.free();
+    const s = nativeAead('aes-128-gcm', key, 16, true, iv)!;
+    const o = nativeAead('aes-128-gcm', key, 16, false, iv)!;
+    const m = new Uint8Array(2 + 4 + 16);
+    for (const [hi, lo] of [[-1, 0], [0, -1], [2 ** 32, 0], [0, 2 ** 32], [0.5, 0], [0, NaN], ['1', 0]] as Array<[number, number]>) {
+      assert.throws(() => nativeSealAt(s, spec, hi, lo, m, 2), { code: 'INTERNAL' }, `hi ${hi} lo ${lo}`);
+      assert.throws(() => o.openAt(hi, lo, m, 2, new Uint8Array(4)), Error, `open: hi ${hi} lo ${lo}`);
+    }
+    assert.throws(() => nativeSealAt(s, spec, 0, 0, new Uint8Array(17), 2), { code: 'INTERNAL' }, 'shorter than header + tag');
+    assert.throws(() => nativeSealAt(s, spec, 0, 0, m, 2, new Uint8Array(5)), { code: 'INTERNAL' }, 'plaintext of another length');
+    assert.throws(() => nativeSealAt(s, spec, 0, 0, m, -1), { code: 'INTERNAL' });
+    assert.throws(() => nativeSealAt(s, spec, 0, 0, new Uint16Array(11) as unknown as Uint8Array, 2), { code: 'INTERNAL' }, 'not bytes');
+    assert.throws(() => nativeSealAt(o, spec, 0, 0, m, 2), { code: 'INTERNAL' }, 'an opener cannot seal');
+    nativeSealAt(s, spec, 0, 0, m, 2);
+    assert.throws(() => o.openAt(0, 0, m, 2, new Uint8Array(3)), Error, 'output too short');
+    assert.throws(() => o.openAt(0, 0, m, 2, undefined as unknown as Uint8Array), Error, 'no output');
+    assert.throws(() => s.openAt(0, 0, m, 2, new Uint8Array(4)), Error, 'a sealer cannot open');
+    assert.equal(nativeOpenAt(o, spec, 0, 0, m, 2, 4)?.length, 4);
+    s.free();
+    o.free();
+    assert.throws(() => nativeSealAt(s, spec, 0, 0, m, 2), { code: 'INTERNAL' }, 'freed');
+    assert.throws(() => nativeOpenAt(o, spec, 0, 0, m, 2, 4), { code: 'INTERNAL' }, 'freed');
   });
 
   it('a channel frees its contexts on destroy(), a dropped one through the finalizer', async (t) => {
