@@ -47,6 +47,7 @@ const VARIANTS: Variant[] = [
   { name: 'ATLS arch (b), 100 B', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-req', '-mode', 'exported'], count: REQ },
   { name: 'ATLS arch (b) over node:http, 100 B', spec: { kind: 'atls', mode: 'exported', front: false }, tls: false, args: ['-job', 'atls-req', '-mode', 'exported'], count: REQ },
   { name: 'ATLS arch (a), 100 B', spec: { kind: 'atls', mode: 'records' }, tls: false, args: ['-job', 'atls-req', '-mode', 'records'], count: REQ },
+  { name: 'ATLS arch (a) TLS 1.2, 100 B', spec: { kind: 'atls', mode: 'records', tls12: true }, tls: false, args: ['-job', 'atls-req', '-mode', 'records', '-tls12'], count: REQ },
   { name: 'HTTPS new connection + 1 request', spec: { kind: 'https' }, tls: true, args: ['-job', 'https-fresh'], count: HS },
   { name: 'ATLS (b) fresh session + 1 request', spec: { kind: 'atls', mode: 'exported' }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },
   { name: 'ATLS (b) fresh session + 1 request over node:http', spec: { kind: 'atls', mode: 'exported', front: false }, tls: false, args: ['-job', 'atls-fresh', '-mode', 'exported'], count: HS },

@@ -67,6 +67,7 @@ func main() {
 	flag.IntVar(&o.size, "size", 100, "request body size in bytes")
 	flag.BoolVar(&o.piggyback, "piggyback", true, "send the first request with the client's final flight")
 	flag.Int64Var(&o.count, "count", 0, "stop after this many operations or at the first error (no stdin commands)")
+	tls12 := flag.Bool("tls12", false, "offer TLS 1.2 only (ATLS mode records; Go 1.19 has no Extended Master Secret, which key export needs)")
 	flag.Parse()
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -77,6 +78,9 @@ func main() {
 		fatal(errors.New("no certificate in -ca"))
 	}
 	o.tls = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	if *tls12 {
+		o.tls.MinVersion, o.tls.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	}
 	r := &run{o: o, finished: make(chan struct{})}
 	if o.count > 0 {
 		r.mark()

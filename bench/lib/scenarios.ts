@@ -33,7 +33,8 @@ export interface BenchPki {
 export type ServerSpec =
   /** `app`: the inner echo as a raw app (`echoRawApp`, what `atls serve --echo` runs; default) or the Web echo. */
   /** `front: false`: every request through `node:http` (createAtlsServer's `front` option), for comparison with the lean front. */
-  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web'; front?: false }
+  /** `tls12`: the server offers TLS 1.2 only (the default TLS 1.2 suites: ECDHE + AEAD). */
+  | { kind: 'atls'; mode: Mode; mutual?: boolean; engine?: 'openssl' | 'node'; app?: 'raw' | 'web'; front?: false; tls12?: true }
   | { kind: 'https'; mutual?: boolean }
   | { kind: 'http' }
   /** An Oblivious HTTP gateway (RFC 9458, `bench/lib/ohttp.ts`) on `node:http` serving the raw echo app. */

@@ -29,7 +29,7 @@ export async function buildServer(spec: ServerSpec, pki: BenchPki): Promise<Serv
       const tls: TlsServerConfig = {
         cert: pki.server.cert,
         key: pki.server.key,
-        minVersion: 'TLSv1.3',
+        ...(spec.tls12 ? { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } : { minVersion: 'TLSv1.3' }),
         ...(spec.mutual ? { ca: pki.ca.cert, requireClientCert: true } : {}),
       };
       return createAtlsServer({
