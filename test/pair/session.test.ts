@@ -273,6 +273,45 @@ for (const engine of availableEngines()) {
         });
       }
 
+      it('TLS 1.2, mode records, resumed: a record with one flipped byte is refused before the engine; the session goes on', async () => {
+        const ticketKeys = new Uint8Array(48).fill(5);
+        const tls12 = { ca: pki.ca.cert, serverName: 'localhost', maxVersion: 'TLSv1.2' } as const;
+        const mk = (): AtlsServerSession =>
+          new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key, ticketKeys, sessionIdContext: 'atls-test' } });
+        const h1 = await handshake(new AtlsClientSession({ engine, mode: 'records', tls: tls12 }), mk());
+        const ticket = h1.clientEvents.find((e) => e.type === 'ticket');
+        assert.ok(ticket && ticket.type === 'ticket', 'a ticket was issued');
+        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ...tls12, session: ticket.session } });
+        const server = mk();
+        await handshake(client, server);
+        assert.equal(server.handshakeInfo?.resumed, true);
+        assert.equal(server.handshakeInfo?.version, 'TLSv1.2');
+        const records = await client.send(enc.encode('resumed'));
+        const flipped = Uint8Array.from(records);
+        flipped[flipped.length - 3]! ^= 0x01;
+        const err = await server.receive(flipped).catch((e: unknown) => e);
+        assert.ok(err instanceof AtlsError && err.code === 'BAD_RECORD_MAC' && err.alertFlight.length === 0, String(err));
+        assert.equal(server.state, 'established');
+        const ok = await server.receive(records);
+        assert.equal(dec.decode(concatBytes(ok.events.flatMap((e) => (e.type === 'data' ? [e.data] : [])))), 'resumed');
+      });
+
+      it('TLS 1.2, mode records, a CBC suite a user named: the session works; its records are left to the engine (a flipped one ends it)', async () => {
+        const ciphers = 'ECDHE-ECDSA-AES128-SHA256';
+        const client = new AtlsClientSession({ engine, mode: 'records', tls: { ca: pki.ca.cert, serverName: 'localhost', maxVersion: 'TLSv1.2', ciphers } });
+        const server = new AtlsServerSession({ engine, mode: 'records', tls: { cert: pki.server.cert, key: pki.server.key, ciphers } });
+        await handshake(client, server);
+        assert.equal(server.handshakeInfo?.cipherSuite, 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256');
+        const records = await client.send(enc.encode('cbc'));
+        const ok = await server.receive(records);
+        assert.equal(dec.decode(concatBytes(ok.events.flatMap((e) => (e.type === 'data' ? [e.data] : [])))), 'cbc');
+        const flipped = await client.send(enc.encode('cbc again'));
+        flipped[flipped.length - 3]! ^= 0x01;
+        const err = await server.receive(flipped).catch((e: unknown) => e);
+        assert.ok(err instanceof AtlsError && err.code === 'BAD_RECORD_MAC', String(err));
+        assert.equal(server.state, 'failed', 'documented limit: no guard for CBC (decisions.md)');
+      });
+
       it('rejects replayed, too old and forged protected messages without ending the session', async () => {
         const client = new AtlsClientSession({ engine, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
         const server = new AtlsServerSession({
