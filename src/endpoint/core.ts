@@ -659,12 +659,15 @@ export class EndpointCore {
    */
   async endIfClosed(live: LiveSession, records: Uint8Array): Promise<boolean> {
     if (!live.handshake) return false;
-    try {
-      return (await this.exclusive(live, () => this.flight(live, records))).closed;
-    } catch (e) {
-      if (this.isGone(live)) throw e; // the engine failed: the session ended, say why
-      return false; // refused before the engine (forged, replayed, cut off): nothing changed
-    }
+    // Busy (another flight in progress, `whenBusy: 'refuse'`) is thrown as it is: the proof was not read.
+    return this.exclusive(live, async () => {
+      try {
+        return (await this.flight(live, records)).closed;
+      } catch (e) {
+        if (this.isGone(live)) throw e; // the engine failed: the session ended, say why
+        return false; // refused before the engine (forged, replayed, cut off): nothing changed
+      }
+    });
   }
 
   /** True when `s` is no longer in the registry (its id should be forgotten by the client). */

@@ -491,7 +491,20 @@ describe('hostile input', () => {
     const echo = await post(h, await session.send(await requestToBhttp(new Request('http://localhost/x', { method: 'PUT', body: 'hi' }))), { cookie });
     assert.equal(echo.status, 200, 'the session goes on');
     await session.receive(new Uint8Array(await echo.arrayBuffer()));
-    const closeNotify = await session.close();
+    // While a streamed request holds the session, a DELETE is not read: 409, and the proof stays good.
+    let finish!: () => void;
+    const held = h(
+      new Request('http://localhost/.well-known/atls', {
+        method: 'POST',
+        headers: { 'content-type': MEDIA_TYPE_FLIGHT, cookie: `atls-session=${cookie}` },
+        body: new ReadableStream({ start: (c) => void (finish = () => c.close()) }),
+        duplex: 'half',
+      } as RequestInit),
+    );
+    const closeNotify = await session.close(); // the POST reaches the session meanwhile (no I/O on its way)
+    assert.equal((await del(closeNotify)).status, 409, 'busy: the proof was not read');
+    finish();
+    await held;
     // docs/protocol.md 5.1: 24 bytes, `17 03 03 00 13`, alert and content type encrypted, 16-byte tag.
     assert.deepEqual([...closeNotify.subarray(0, 5)], [0x17, 3, 3, 0, 0x13]);
     assert.equal(closeNotify.length, 24);
