@@ -1120,7 +1120,7 @@ class ClientCore {
     this.emit({ type: 'policy', origin: url.origin, policy, use: plain ? 'plain' : 'atls', transport: seen });
     if (plain) {
       const request = new Request(url, { method, headers: hop.headers, body: hop.body, redirect: 'manual', duplex: 'half' } as RequestInit);
-      return this.transport.plain(request, policy === 'auto', signal);
+      return this.transport.plain(request, hop.body, policy === 'auto', signal);
     }
     const limits = { maxContent: this.maxContent };
     // A body given as a stream goes as a Binary HTTP stream, sent as it is produced, once the session is up.

@@ -162,16 +162,26 @@ export class HttpTransport {
 
   /**
    * A plain HTTP(S) request, no ATLS (the policy layer, draft §6.2). With
-   * `verify` the transport TLS is verified whatever `insecure` says.
+   * `verify` the transport TLS is verified whatever `insecure` says. `body`
+   * is the request's body as the caller holds it: bytes go with a
+   * Content-Length, a stream as it is read.
    */
-  async plain(request: Request, verify: boolean, signal?: AbortSignal): Promise<Response> {
+  async plain(
+    request: Request,
+    body: Uint8Array | ReadableStream<Uint8Array> | null,
+    verify: boolean,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     try {
       if (this.options.fetch) return await this.options.fetch(request);
       const url = new URL(request.url);
+      // A stream is sent as it is read: with redirect 'manual' Fetch keeps no copy of it (the
+      // client's own redirect handling resends bytes and refuses a stream on 307/308).
       const res = await undiciFetch(url, {
         method: request.method,
         headers: request.headers as unknown as Record<string, string>,
-        body: request.body === null ? null : new Uint8Array(await request.arrayBuffer()),
+        body,
+        duplex: 'half',
         redirect: 'manual',
         dispatcher: this.dispatcherFor(url, verify),
         ...(signal ? { signal } : {}),

@@ -172,6 +172,53 @@ describe('policy layer', () => {
     await new Promise<void>((resolve) => outer.close(() => resolve()));
   });
 
+  for (const policy of ['never', 'auto'] as const) {
+    it(`${policy}: a request body given as a stream leaves as it is produced (bounded memory), bytes keep their Content-Length`, async () => {
+      // A plain HTTPS service that counts what it has received and answers with the total.
+      let received = 0;
+      let lengths: (string | undefined)[] = [];
+      const sink = https.createServer({ cert: pki.server.cert, key: pki.server.key }, (req, res) => {
+        lengths.push(req.headers['content-length']);
+        let n = 0;
+        req.on('data', (chunk: Buffer) => {
+          n += chunk.length;
+          received += chunk.length;
+        });
+        req.on('end', () => res.end(String(n)));
+      });
+      const sinkPort = await listen(sink);
+      const { c, seen } = client({ policy, transport: { ca: pki.ca.cert } });
+      try {
+        const total = 64 * 1024 * 1024;
+        const piece = new Uint8Array(64 * 1024).fill(0x61);
+        let produced = 0;
+        let mostAhead = 0; // produced but not yet at the service: what the client side holds
+        const body = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            mostAhead = Math.max(mostAhead, produced - received);
+            if (produced === total) return controller.close();
+            produced += piece.length;
+            controller.enqueue(piece.slice());
+          },
+        });
+        const res = await c.fetch(`https://localhost:${sinkPort}/upload`, { method: 'POST', body, duplex: 'half' } as RequestInit);
+        assert.equal(await res.text(), String(total));
+        assert.ok(seen.some((e) => e.type === 'policy' && e.use === 'plain'), 'sent plain');
+        // Held whole, the client would be 64 MiB ahead of the service before the first byte left.
+        assert.ok(mostAhead < 16 * 1024 * 1024, `the client was ${mostAhead} bytes ahead of the service`);
+        // A body given as bytes still goes with its Content-Length, not chunked.
+        lengths = [];
+        const small = await c.fetch(`https://localhost:${sinkPort}/bytes`, { method: 'POST', body: 'hello' });
+        assert.equal(await small.text(), '5');
+        assert.deepEqual(lengths, ['5']);
+      } finally {
+        await c.close();
+        sink.closeAllConnections();
+        await new Promise<void>((resolve) => sink.close(() => resolve()));
+      }
+    });
+  }
+
   it('a malformed report is the peer’s error; a well-formed one round-trips', () => {
     const der = new Uint8Array(new X509Certificate(pki.server.cert).raw);
     const fields = Object.fromEntries(transportReportFields({ chain: [der], verified: true }));
