@@ -83,13 +83,15 @@ function cliArgs(port: number, version: Version, auth: Auth, len: number): strin
   return [...args, ...verify, ...mine, '127.0.0.1'];
 }
 
-async function cliCase(t: TestContext, engine: TlsEngine, version: Version, auth: Auth): Promise<void> {
+/** `priorityOverride`: a gnutls-cli priority string instead of the case's (no EMS). */
+async function cliCase(t: TestContext, engine: TlsEngine, version: Version, auth: Auth, priorityOverride?: string): Promise<void> {
   const gnutlsCli = requireTool(t, 'gnutls-cli');
   if (!gnutlsCli) return;
   const len = EXPORT_LEN[auth];
   const listener = await listenOnce();
   t.after(() => listener.close());
-  const cli = ToolProcess.spawn(gnutlsCli, cliArgs(listener.port, version, auth, len));
+  const args = cliArgs(listener.port, version, auth, len).map((a) => (priorityOverride && a.startsWith('--priority=') ? `--priority=${priorityOverride}` : a));
+  const cli = ToolProcess.spawn(gnutlsCli, args);
   t.after(() => cli.kill());
   const ch = new FlightChannel(await listener.accept());
   t.after(() => ch.close());
@@ -105,11 +107,18 @@ async function cliCase(t: TestContext, engine: TlsEngine, version: Version, auth
 
   await cli.waitFor(/- Handshake was completed/, 5000);
   if (auth !== 'psk') assert.match(cli.stdout, /The certificate is trusted/);
-  assertExporterMatches(server, gnutlsKeyMaterial(cli.stdout), len, version);
+  if (!priorityOverride) assertExporterMatches(server, gnutlsKeyMaterial(cli.stdout), len, version);
 
   cli.write('ping from gnutls-cli\n');
   const got = await receiveData(server, ch, (s) => s.includes('ping from gnutls-cli\n'));
   assert.match(got, /ping from gnutls-cli/);
+  // The record guard (TLS 1.3, TLS 1.2 AEAD) accepts gnutls-cli's real records and refuses a forged one
+  // between them before the engine: the session goes on.
+  const forged = await server.receive(Uint8Array.from([23, 3, 3, 0, 40, ...new Uint8Array(40)])).catch((e: unknown) => e);
+  assert.ok(forged instanceof AtlsError && forged.code === 'BAD_RECORD_MAC' && forged.alertFlight.length === 0, `forged record refused: ${String(forged)}`);
+  assert.equal(server.state, 'established');
+  cli.write('after a forgery\n');
+  assert.match(await receiveData(server, ch, (s) => s.includes('after a forgery\n')), /after a forgery/);
   await sendData(server, ch, 'pong from atls\n');
   await cli.waitFor(/pong from atls/, 5000);
 
@@ -319,6 +328,9 @@ for (const engine of engines()) {
     );
     it('gnutls-cli with EMS (its default) -> our server in mode exported: keys exported', { timeout: CASE_TIMEOUT }, (t) =>
       emsServerCase(t, engine, true),
+    );
+    it('gnutls-cli with %NO_SESSION_HASH -> our server in mode records: runs, its records guarded from the plain master secret', { timeout: CASE_TIMEOUT }, (t) =>
+      cliCase(t, engine, 'TLSv1.2', 'ecdsa', NO_EMS),
     );
   });
 }
