@@ -16,6 +16,7 @@ import type { AtlsServerEvent } from '../http/server.js';
 import type { AtlsClientEvent } from '../http/client.js';
 import type { AtlsCoapServerEvent } from '../coap/server.js';
 import type { GatewayEvent } from '../coap/gateway.js';
+import { httpServerTimeouts, limitConnections, type ConnectionLimits } from '../http/connections.js';
 import { parseHostPort } from './options.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -332,10 +333,17 @@ export class Observer {
   }
 }
 
+/**
+ * Connections the metrics endpoint holds at once (a scraper keeps one or two): at the cap the longest-idle
+ * one is closed. Without a cap, idle connections to it would take the process's file descriptors from the
+ * service itself, whose own cap counts only its own connections.
+ */
+export const METRICS_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({ maxConnections: 64, maxConnectionsPerPeer: 16 });
+
 /** An HTTP server answering `GET /metrics` with `collect()`; anything else is 404. */
 async function serveMetricsText(listen: string, collect: () => Promise<string>, contentType: string): Promise<{ url: string; server: Server }> {
   const { host, port } = parseHostPort(listen, '--metrics');
-  const server = createServer((req, res) => {
+  const server = createServer(httpServerTimeouts(METRICS_CONNECTION_LIMITS), (req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();
       return;
@@ -345,6 +353,7 @@ async function serveMetricsText(listen: string, collect: () => Promise<string>, 
       () => res.writeHead(500).end(),
     );
   });
+  limitConnections(server, METRICS_CONNECTION_LIMITS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

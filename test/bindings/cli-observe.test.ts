@@ -7,7 +7,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,8 @@ import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
 import { createAtlsClient } from '../../src/http/client.js';
 import { AtlsClientSession } from '../../src/session/session.js';
 import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constants.js';
-import { startDaemon, startInProcess, stop, type InProcessDaemon } from '../helpers/cli.js';
+import { atlsArgv, startDaemon, startInProcess, stop, type InProcessDaemon } from '../helpers/cli.js';
+import { METRICS_CONNECTION_LIMITS } from '../../src/cli/observe.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
 
 function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
@@ -133,5 +135,51 @@ describe('atls serve: logs and metrics', () => {
     const rest = d.lines.slice(1);
     assert.ok(rest.some((l) => / warn limit\.hit .*limit=half-open peer=127\.0\.0\.4/.test(l)), rest.join('\n'));
     assert.ok(!rest.some((l) => /session\.created/.test(l)), 'info lines are below warn');
+  });
+
+  it('a flood of idle connections to the metrics endpoint neither exhausts the process\'s descriptors nor stops the service', async () => {
+    // 512 descriptors for the whole process, 600 connections to its metrics port from 8 addresses: without a
+    // cap of their own they would take every descriptor and the ATLS port could accept nobody.
+    const shell = ['ulimit -n 512 && exec "$0" "$@"', process.execPath, ...atlsArgv([
+      'serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--metrics', '127.0.0.1:0',
+    ])];
+    const child = spawn('bash', ['-c', ...shell], { stdio: ['ignore', 'pipe', 'pipe'] });
+    daemons.push(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', () => /\n/.test(out) && resolve());
+      child.on('exit', (code) => reject(new Error(`atls serve exited ${code}`)));
+    });
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(out)![1]);
+    const metricsUrl = /metrics at (http:\S+)/.exec(out)![1]!;
+    const metricsPort = Number(new URL(metricsUrl).port);
+    const sockets: net.Socket[] = [];
+    let closedByServer = 0;
+    try {
+      for (let i = 0; i < 600; i++) {
+        const socket = net.connect({ port: metricsPort, host: '127.0.0.1', localAddress: `127.0.0.${10 + (i % 8)}` });
+        socket.on('error', () => undefined);
+        socket.on('close', () => closedByServer++);
+        await new Promise<void>((r) => socket.once('connect', () => r()).once('error', () => r()));
+        sockets.push(socket);
+      }
+      // The service still accepts and answers (a garbage flight: 400), and so does a scrape.
+      const answer = await fetch(`http://127.0.0.1:${port}/.well-known/atls`, {
+        method: 'POST',
+        headers: { 'content-type': MEDIA_TYPE_FLIGHT },
+        body: 'garbage',
+        signal: AbortSignal.timeout(20_000), // a service out of descriptors never answers
+      });
+      assert.equal(answer.status, 400);
+      const scrape = await fetch(metricsUrl, { signal: AbortSignal.timeout(20_000) });
+      assert.equal(scrape.status, 200);
+      assert.match(await scrape.text(), /atls_handshakes_total/);
+      await new Promise((r) => setTimeout(r, 200));
+      // The metrics endpoint kept at most its cap of the flood's connections.
+      assert.ok(closedByServer >= 600 - METRICS_CONNECTION_LIMITS.maxConnections!, `closed ${closedByServer} of 600`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });
