@@ -73,8 +73,8 @@ interface ReadState {
 export class RecordGuard {
   private readonly spec: AeadSpec;
   private readonly hash: 'sha256' | 'sha384';
-  /** TLS 1.2: the key expansion's randoms; undefined in TLS 1.3. */
-  private readonly tls12: Tls12Randoms | undefined;
+  /** TLS 1.2 (the randoms are used once, in the constructor, and not kept). */
+  private readonly tls12: boolean;
   /** TLS 1.2 AES-GCM/CCM: bytes of explicit nonce ahead of each record's ciphertext (RFC 5288 §3); 0 otherwise. */
   private readonly explicitNonce: number;
   private state: ReadState;
@@ -92,7 +92,7 @@ export class RecordGuard {
     this.spec = aeadForSuite(cipherSuite);
     // RFC 5246 §5: the TLS 1.2 PRF uses SHA-256 unless the suite names SHA-384; TLS 1.3 suites name their hash.
     this.hash = cipherSuite.endsWith('_SHA384') ? 'sha384' : 'sha256';
-    this.tls12 = tls12;
+    this.tls12 = tls12 !== undefined;
     this.explicitNonce = tls12 && this.spec.algorithm !== 'chacha20-poly1305' ? 8 : 0;
     this.state = { key: tls12 ? this.derive12(trafficSecret, tls12) : this.derive(trafficSecret), sequence: 0, carry: NO_CARRY };
   }
@@ -115,7 +115,8 @@ export class RecordGuard {
       for (const rec of records.slice(ccs + 1)) {
         const next = this.open(this.state, rec, false);
         if (!next) return false;
-        this.advance({ ...next, renegotiating: undefined });
+        delete next.renegotiating; // the Finished is the handshake's own
+        this.advance(next);
       }
       this.started = true;
       return true;

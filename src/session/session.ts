@@ -445,6 +445,7 @@ abstract class AtlsSession {
       if (peer && suite !== undefined && version === 'TLSv1.3') guard = new RecordGuard(suite, peer.secret);
       if (peer && suite !== undefined && version === 'TLSv1.2') {
         const serverRandom = this.readServerHello().random;
+        this.serverRandom = undefined; // used once
         if (serverRandom) guard = new RecordGuard(suite, peer.secret, { clientRandom: peer.clientRandom, serverRandom });
       }
     } catch {
