@@ -27,6 +27,7 @@ import type { AtlsHandler, AtlsRawRequest } from './server.js';
 import { errorReply, type HttpReply } from './wire.js';
 import { connectionActivity, type ConnectionActivity } from './connections.js';
 import { drainedOrClosed } from '../streams.js';
+import { pooledBytes } from '../bytes.js';
 
 /** Options of {@link attachFront}. */
 export interface FrontOptions {
@@ -323,6 +324,56 @@ function replyHead(front: Front, reply: HttpReply, keepAlive: boolean, length: n
   return `${head}\r\n`;
 }
 
+/**
+ * The head of the reply the front sends most (a protected answer: the handler's frozen field list), as the
+ * bytes before and after its content-length digits, made once per `Date` second and connection setting.
+ */
+interface HeadTemplate {
+  readonly headers: HttpReply['headers'];
+  readonly status: number;
+  readonly keepAlive: boolean;
+  readonly timeout: number;
+  readonly date: string;
+  readonly before: Buffer;
+  readonly after: Buffer;
+}
+let headTemplate: HeadTemplate | undefined;
+
+/** The template for `reply`, or undefined when its fields may change (an array that is not frozen). */
+function templateFor(front: Front, reply: HttpReply, keepAlive: boolean): HeadTemplate | undefined {
+  if (!Object.isFrozen(reply.headers)) return undefined;
+  const date = utcDate();
+  const timeout = front.server.keepAliveTimeout;
+  const t = headTemplate;
+  if (t !== undefined && t.headers === reply.headers && t.status === reply.status && t.keepAlive === keepAlive && t.timeout === timeout && t.date === date) {
+    return t;
+  }
+  const head = replyHead(front, reply, keepAlive, 0);
+  const at = head.indexOf('\r\ncontent-length: 0\r\n') + 18;
+  headTemplate = {
+    headers: reply.headers,
+    status: reply.status,
+    keepAlive,
+    timeout,
+    date,
+    before: Buffer.from(head.slice(0, at), 'latin1'),
+    after: Buffer.from(head.slice(at + 1), 'latin1'),
+  };
+  return headTemplate;
+}
+
+/** Digits of non-negative integer `n` in decimal. */
+function decimalDigits(n: number): number {
+  let digits = 1;
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++;
+  return digits;
+}
+
+/** Writes non-negative integer `n`, `digits` long, in decimal into `out` at `at`. */
+function writeDecimal(out: Uint8Array, at: number, digits: number, n: number): void {
+  for (let i = at + digits - 1, x = n; i >= at; i--, x = Math.floor(x / 10)) out[i] = 0x30 + (x % 10);
+}
+
 /** One connection while the front holds it. */
 class FrontConnection {
   state = HEAD;
@@ -476,15 +527,25 @@ class FrontConnection {
     const body = reply.body;
     try {
       if (body instanceof Uint8Array) {
-        const head = replyHead(this.front, reply, keepAlive, body.length);
-        if (body.length <= COPY_BODY_BYTES) {
+        const template = body.length <= COPY_BODY_BYTES ? templateFor(this.front, reply, keepAlive) : undefined;
+        if (template !== undefined) {
+          // Head and body in one buffer, the head copied from the template: no string is built or encoded per reply.
+          const digits = decimalDigits(body.length);
+          const out = pooledBytes(template.before.length + digits + template.after.length + body.length);
+          out.set(template.before, 0);
+          writeDecimal(out, template.before.length, digits, body.length);
+          out.set(template.after, template.before.length + digits);
+          out.set(body, template.before.length + digits + template.after.length);
+          socket.write(out);
+        } else if (body.length <= COPY_BODY_BYTES) {
+          const head = replyHead(this.front, reply, keepAlive, body.length);
           const out = Buffer.allocUnsafe(head.length + body.length);
           out.write(head, 0, 'latin1');
           out.set(body, head.length);
           socket.write(out);
         } else {
           socket.cork();
-          socket.write(head, 'latin1');
+          socket.write(replyHead(this.front, reply, keepAlive, body.length), 'latin1');
           socket.write(body);
           socket.uncork();
         }

@@ -308,6 +308,44 @@ describe('HTTP/1.1 front', () => {
     assert.deepEqual(await exchange(frontPort, [sequence.join('')], sequence.length), want, 'all in one write');
   });
 
+  it('writes the heads of protected answers as node:http does, request after request (one kept-alive connection)', async () => {
+    // A relay between a real client and each server records what the server writes.
+    const heads = async (port: number): Promise<string[]> => {
+      let written = '';
+      const relay = net.createServer((inbound) => {
+        const outbound = net.connect(port, '127.0.0.1');
+        inbound.pipe(outbound);
+        outbound.on('data', (d: Buffer) => {
+          written += d.toString('latin1');
+          inbound.write(d);
+        });
+        outbound.on('end', () => inbound.end());
+        inbound.on('error', () => outbound.destroy());
+        outbound.on('error', () => inbound.destroy());
+      });
+      const relayPort = await listen(relay);
+      const client = createAtlsClient({ tls: tlsPair(pki, 'TLSv1.3', 'cert').client });
+      try {
+        for (const size of [1, 100, 100, 3000, 0, 100]) {
+          const res = await client.fetch(`http://127.0.0.1:${relayPort}/echo`, { method: 'POST', body: 'x'.repeat(size) });
+          assert.equal((await res.text()).length, size);
+        }
+      } finally {
+        await client.close();
+        relay.close();
+      }
+      // Each answer's head, Date (the clock's) and the session id left out; bodies differ (keys), their lengths do not.
+      return [...written.matchAll(/HTTP\/1\.1 [^]*?\r\n\r\n/g)]
+        .map((m) => m[0].replace(/\r\nDate: [^\r]*/, '').replace(/atls-session=[^;]*/, 'atls-session=<id>'))
+        // A handshake flight's length moves with its signature's; a protected answer's does not.
+        .map((head) => (head.includes('atls-protected') ? head : head.replace(/content-length: \d+/, 'content-length: <n>')));
+    };
+    const want = await heads(plainPort);
+    assert.equal(want.length, 7, 'two handshake flights (the first request rides the second), five protected answers');
+    assert.match(want[2]!, /content-type: application\/atls-protected/);
+    assert.deepEqual(await heads(frontPort), want);
+  });
+
   it('serves real ATLS sessions, many requests on kept-alive connections, and counts its connections', async () => {
     const client = createAtlsClient({ tls: tlsPair(pki, 'TLSv1.3', 'cert').client });
     try {
