@@ -19,7 +19,9 @@
  * @module
  */
 import { AtlsError } from '../errors.js';
-import { MemoryStore, newSessionId, parseSessionId } from '../store/index.js';
+import { newSessionId, parseSessionId } from '../store/index.js';
+import { FairShareLedger } from '../store/fair-shares.js';
+import { peerGroup } from '../peers.js';
 import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_FLIGHT_LATER, MEDIA_TYPE_PROTECTED, WELL_KNOWN_ENDPOINT } from '../http/constants.js';
 import { mediaType, readBody } from '../http/wire.js';
@@ -58,7 +60,11 @@ export interface AtlsCoapGatewayOptions {
   port?: number;
   contentFormats?: Partial<AtlsCoapFormats>;
   fetch?: FetchLike;
-  /** Sessions mapped at once (default 10000); the mapping closest to expiry (least recently used) gives way beyond. */
+  /**
+   * Sessions mapped at once (default 10000). Beyond, a fair share gives way (src/store/fair-shares.ts): the
+   * least recently used mapping of the device address (or IPv6 /64) holding the most, so that a flood of
+   * handshakes from one address displaces its own mappings, not other devices' sessions.
+   */
   maxSessions?: number;
   /** Idle lifetime of a mapping (default 1 h). */
   sessionTtlMs?: number;
@@ -119,8 +125,8 @@ function diag(code: number, text: string): CoapResponse {
 export class AtlsCoapGatewayHandler {
   readonly formats: AtlsCoapFormats;
   private readonly endpointUrl: URL;
-  /** Gateway session id -> the service's session; TTL refreshed on use (the registry's TTL map). */
-  private readonly sessions: MemoryStore<GatewayMapping>;
+  /** Gateway session id -> the service's session, in fair shares per device address; TTL refreshed on use. */
+  private readonly sessions: FairShareLedger<GatewayMapping>;
   private readonly ttlMs: number;
   private readonly maxBody: number;
   private readonly fetch: FetchLike;
@@ -136,7 +142,7 @@ export class AtlsCoapGatewayHandler {
     this.fetch = opts.fetch ?? ((input, init) => fetch(input, init));
     this.ttlMs = opts.sessionTtlMs ?? ENDPOINT_DEFAULTS.sessionTtlMs;
     this.maxBody = opts.maxBodyBytes ?? ENDPOINT_DEFAULTS.coapMaxBodyBytes;
-    this.sessions = new MemoryStore<GatewayMapping>({ maxEntries: opts.maxSessions ?? ENDPOINT_DEFAULTS.gatewayMaxSessions });
+    this.sessions = new FairShareLedger<GatewayMapping>(opts.maxSessions ?? ENDPOINT_DEFAULTS.gatewayMaxSessions, this.ttlMs);
   }
 
   /** The HTTP URL flights are POSTed to. */
@@ -146,6 +152,7 @@ export class AtlsCoapGatewayHandler {
 
   /** Sessions mapped now. */
   get sessionCount(): number {
+    this.sessions.expired();
     return this.sessions.size;
   }
 
@@ -168,7 +175,7 @@ export class AtlsCoapGatewayHandler {
     if (!isNew) {
       if (path.length !== 2 || path[0] !== SESSION_PATH_PREFIX) return diag(CoapCode.NotFound, 'not an ATLS resource');
       id = path[1]!;
-      mapping = parseSessionId(id) ? this.sessions.getSync(id) : undefined;
+      mapping = parseSessionId(id) ? this.sessions.get(id) : undefined;
       if (mapping === undefined) return diag(CoapCode.NotFound, 'no such ATLS session');
       if (msg.code === CoapCode.DELETE) return this.onDelete(id, mapping, cf, msg.payload);
     }
@@ -208,14 +215,15 @@ export class AtlsCoapGatewayHandler {
     if (res.ok && isNew) {
       if (!cookie) return diag(CoapCode.BadGateway, 'the service set no session cookie');
       id = newSessionId();
-      this.sessions.setSync(id, { cookie }, this.ttlMs);
+      this.sessions.admit(id, { cookie }, peerGroup(peer.address)); // what gave way idles out at the service
       code = CoapCode.Created;
       options.push(stringOption(OptionNumber.LocationPath, SESSION_PATH_PREFIX), stringOption(OptionNumber.LocationPath, id));
     } else if (id !== undefined) {
       if (cookie === '' || res.status === 410 || (!res.ok && res.status !== 400 && res.status !== 413 && res.status !== 415)) {
-        this.sessions.deleteSync(id); // the service dropped the session
+        this.sessions.delete(id); // the service dropped the session
       } else {
-        this.sessions.setSync(id, { cookie: cookie || mapping!.cookie }, this.ttlMs);
+        if (cookie) mapping!.cookie = cookie;
+        this.sessions.touch(id);
       }
     }
     this.opts.onEvent?.({ direction: 'to-device', sessionId: id, contentFormat: rcf, mediaType: rtype, status: res.status, coapCode: `${code >> 5}.${String(code & 31).padStart(2, '0')}`, bytes: body.length, body });
@@ -251,7 +259,7 @@ export class AtlsCoapGatewayHandler {
       }
       if (res.status === 403 || res.status === 400) return false;
       if (!res.ok) {
-        if (res.status === 410 || res.status === 404) this.sessions.deleteSync(id); // the service no longer has it
+        if (res.status === 410 || res.status === 404) this.sessions.delete(id); // the service no longer has it
         failed = diag(coapCodeForStatus(res.status), `service answered ${res.status}`);
         return false;
       }
@@ -264,13 +272,13 @@ export class AtlsCoapGatewayHandler {
     );
     if (failed) return failed;
     if (refusal) return diag(CoapCode.Forbidden, refusal);
-    this.sessions.deleteSync(id);
+    this.sessions.delete(id);
     return { code: CoapCode.Deleted };
   }
 
-  /** Forgets every mapping and stops the expiry timer. */
+  /** Forgets every mapping. */
   close(): void {
-    this.sessions.close();
+    this.sessions.clear();
   }
 }
 

@@ -15,6 +15,7 @@ import { CoapEndpoint } from '../../src/coap/endpoint.js';
 import { DELETE_NEEDS_PROOF } from '../../src/coap/delete.js';
 import { getOption, stringOption, uintOption, type CoapOption } from '../../src/coap/packet.js';
 import { AtlsClientSession } from '../../src/session/session.js';
+import { postClientHello } from '../helpers/coap-hello.js';
 
 const wellKnown = WELL_KNOWN_PATH.map((seg) => stringOption(OptionNumber.UriPath, seg));
 import { testPki, type TestPki } from '../helpers/pki.js';
@@ -180,6 +181,33 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
     } finally {
       await own.close();
       await other.close();
+    }
+  });
+
+  void it('a flood of handshakes from another address fills only its own share of the mappings: the device keeps its session', async () => {
+    const small = await AtlsCoapGateway.listen({ to: gateway.handler.serviceEndpoint, maxSessions: 4, addressCheck: false });
+    const device = new AtlsCoapClient({ url: small.url, tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    const flooder = await CoapEndpoint.bind({ host: '127.0.0.2' });
+    try {
+      const first = await device.fetch(new Request('https://service.example/a', { method: 'POST', body: 'one' }));
+      assert.equal(await first.text(), 'service got POST /a: one');
+      const resource = device.resource;
+      const flights = device.stats.flights;
+      // Twelve fresh ClientHellos from 127.0.0.2: each handshake the service starts is mapped (2.01).
+      for (let i = 0; i < 12; i++) {
+        const res = await postClientHello(flooder, small.endpoint.address);
+        assert.equal(res.code, CoapCode.Created);
+      }
+      assert.equal(small.handler.sessionCount, 4);
+      // The device's mapping is still there: same resource, no new handshake.
+      const again = await device.fetch(new Request('https://service.example/b', { method: 'POST', body: 'two' }));
+      assert.equal(await again.text(), 'service got POST /b: two');
+      assert.equal(device.resource, resource);
+      assert.equal(device.stats.flights, flights);
+    } finally {
+      await device.close();
+      await flooder.close();
+      await small.close();
     }
   });
 
