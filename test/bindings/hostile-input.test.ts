@@ -482,41 +482,47 @@ describe('hostile input', () => {
     });
   }
 
-  it('HTTP, mode records: a DELETE ends the session only with its close_notify records; the cookie, a forged alert or a protected message get 403', async () => {
-    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
-    const h = createAtlsHandler({ tls: tls.server, app: echoApp, mode: 'records' });
-    const { session, cookie } = await manualHandshake(h, tls.client, 'records');
-    const del = (body: Uint8Array, type = MEDIA_TYPE_FLIGHT) => post(h, body, { cookie, type, method: 'DELETE' });
-    assert.equal((await del(new Uint8Array(0))).status, 403, 'the cookie alone proves nothing');
-    // A close_notify alert record of the right shape that no key made (RFC 8446 §5.2: an encrypted alert is type 23).
-    assert.equal((await del(Uint8Array.from([23, 3, 3, 0, 19, ...new Uint8Array(19).fill(9)]))).status, 403, 'a forged record proves nothing');
-    assert.equal((await del(new Uint8Array(40), MEDIA_TYPE_PROTECTED)).status, 403, 'a records-mode session is proved by records');
-    const echo = await post(h, await session.send(await requestToBhttp(new Request('http://localhost/x', { method: 'PUT', body: 'hi' }))), { cookie });
-    assert.equal(echo.status, 200, 'the session goes on');
-    await session.receive(new Uint8Array(await echo.arrayBuffer()));
-    // While a streamed request holds the session, a DELETE is not read: 409, and the proof stays good.
-    let finish!: () => void;
-    const held = h(
-      new Request('http://localhost/.well-known/atls', {
-        method: 'POST',
-        headers: { 'content-type': MEDIA_TYPE_FLIGHT, cookie: `atls-session=${cookie}` },
-        body: new ReadableStream({ start: (c) => void (finish = () => c.close()) }),
-        duplex: 'half',
-      } as RequestInit),
-    );
-    const closeNotify = await session.close(); // the POST reaches the session meanwhile (no I/O on its way)
-    assert.equal((await del(closeNotify)).status, 409, 'busy: the proof was not read');
-    finish();
-    await held;
-    // docs/protocol.md 5.1: 24 bytes, `17 03 03 00 13`, alert and content type encrypted, 16-byte tag.
-    assert.deepEqual([...closeNotify.subarray(0, 5)], [0x17, 3, 3, 0, 0x13]);
-    assert.equal(closeNotify.length, 24);
-    const ok = await del(closeNotify);
-    assert.equal(ok.status, 204);
-    assert.equal(cookieOf(ok), '', 'the cookie is cleared');
-    assert.equal((await del(new Uint8Array(0))).status, 410, 'the session is gone');
-    await h.close();
-  });
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`HTTP, mode records, ${version}: a DELETE ends the session only with its close_notify records; the cookie, a forged alert or a protected message get 403`, async () => {
+      const tls = tlsPair(pki, version, 'cert');
+      const tls13 = version === 'TLSv1.3';
+      const h = createAtlsHandler({ tls: tls.server, app: echoApp, mode: 'records' });
+      const { session, cookie } = await manualHandshake(h, tls.client, 'records');
+      const del = (body: Uint8Array, type = MEDIA_TYPE_FLIGHT) => post(h, body, { cookie, type, method: 'DELETE' });
+      assert.equal((await del(new Uint8Array(0))).status, 403, 'the cookie alone proves nothing');
+      // A close_notify alert record of the right shape that no key made (RFC 8446 §5.2: type 23 outside;
+      // TLS 1.2 AES-GCM, RFC 5288 §3: type 21, explicit nonce, alert, tag).
+      const forged = tls13 ? Uint8Array.from([23, 3, 3, 0, 19, ...new Uint8Array(19).fill(9)]) : Uint8Array.from([21, 3, 3, 0, 26, ...new Uint8Array(26).fill(9)]);
+      assert.equal((await del(forged)).status, 403, 'a forged record proves nothing');
+      assert.equal((await del(new Uint8Array(40), MEDIA_TYPE_PROTECTED)).status, 403, 'a records-mode session is proved by records');
+      const echo = await post(h, await session.send(await requestToBhttp(new Request('http://localhost/x', { method: 'PUT', body: 'hi' }))), { cookie });
+      assert.equal(echo.status, 200, 'the session goes on');
+      await session.receive(new Uint8Array(await echo.arrayBuffer()));
+      // While a streamed request holds the session, a DELETE is not read: 409, and the proof stays good.
+      let finish!: () => void;
+      const held = h(
+        new Request('http://localhost/.well-known/atls', {
+          method: 'POST',
+          headers: { 'content-type': MEDIA_TYPE_FLIGHT, cookie: `atls-session=${cookie}` },
+          body: new ReadableStream({ start: (c) => void (finish = () => c.close()) }),
+          duplex: 'half',
+        } as RequestInit),
+      );
+      const closeNotify = await session.close(); // the POST reaches the session meanwhile (no I/O on its way)
+      assert.equal((await del(closeNotify)).status, 409, 'busy: the proof was not read');
+      finish();
+      await held;
+      // docs/protocol.md 5.1: TLS 1.3, 24 bytes, `17 03 03 00 13`, alert and content type encrypted, 16-byte tag;
+      // TLS 1.2 AES-GCM, 31 bytes, `15 03 03 00 1a`, explicit nonce, alert, tag.
+      assert.deepEqual([...closeNotify.subarray(0, 5)], tls13 ? [0x17, 3, 3, 0, 0x13] : [0x15, 3, 3, 0, 0x1a]);
+      assert.equal(closeNotify.length, tls13 ? 24 : 31);
+      const ok = await del(closeNotify);
+      assert.equal(ok.status, 204);
+      assert.equal(cookieOf(ok), '', 'the cookie is cleared');
+      assert.equal((await del(new Uint8Array(0))).status, 410, 'the session is gone');
+      await h.close();
+    });
+  }
 
   for (const transport of ['TLS 1.3', 'DTLS 1.2'] as const) {
     it(`CoAP, mode records over ${transport}: a DELETE from the session's own endpoint without its close_notify is refused; the client's DELETE ends it`, async (t) => {
