@@ -119,15 +119,32 @@ export function pathValid(path: Uint8Array, start = 0, end = path.length): boole
   return true;
 }
 
+const char = String.fromCharCode;
+
 /** Bytes `start..end` of `b` to a string, one char per byte (ISO-8859-1), as fetch's ByteString does. */
 export function latin1String(b: Uint8Array, start = 0, end = b.length): string {
-  // Short strings char by char; from 13 chars on V8 would build a rope (a cons string), slow for every later use.
-  if (end - start <= 12 || !NodeBuffer) {
-    let s = '';
-    for (let i = start; i < end; i++) s += String.fromCharCode(b[i]!);
-    return s;
+  // Up to 12 bytes: one call that makes the string whole (a string added to char by char is a new string per
+  // char, about 130 instructions each); longer ones through Buffer, or char by char without it.
+  const s = start;
+  switch (end - start) {
+    case 0: return '';
+    case 1: return char(b[s]!);
+    case 2: return char(b[s]!, b[s + 1]!);
+    case 3: return char(b[s]!, b[s + 1]!, b[s + 2]!);
+    case 4: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!);
+    case 5: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!);
+    case 6: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!);
+    case 7: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!);
+    case 8: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!);
+    case 9: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!, b[s + 8]!);
+    case 10: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!, b[s + 8]!, b[s + 9]!);
+    case 11: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!, b[s + 8]!, b[s + 9]!, b[s + 10]!);
+    case 12: return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!, b[s + 8]!, b[s + 9]!, b[s + 10]!, b[s + 11]!);
   }
-  return NodeBuffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
+  if (NodeBuffer) return NodeBuffer.from(b.buffer, b.byteOffset + start, end - start).toString('latin1');
+  let out = '';
+  for (let i = start; i < end; i++) out += char(b[i]!);
+  return out;
 }
 
 /** A string to bytes, one byte per char; undefined when a char is above U+00FF. */
