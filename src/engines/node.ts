@@ -652,6 +652,9 @@ class NodeServerConnection extends NodeConnection {
       ...(cfg.pskHint !== undefined ? { pskIdentityHint: cfg.pskHint } : {}),
     };
     const socket = new tls.TLSSocket(this.pipe, options);
+    // As the native engine (SSL_OP_NO_RENEGOTIATION): a renegotiation would change the keys under the
+    // records-mode guard, and RFC 5746 alone does not make it safe for an API without sockets.
+    socket.disableRenegotiation();
     this.wire(socket);
     logKeys(socket, setup.keyLog);
     // The tickets after the client's Finished are our first records under this key.
