@@ -8,7 +8,7 @@
  * what a middlebox sees of it), the handshake and, over CoAP, each exchange
  * and retransmission.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { AtlsError } from '../errors.js';
 import { inspectFlight } from '../records.js';
@@ -137,25 +137,99 @@ function verboseLogger(err: CliIo['stderr']): (e: AtlsClientEvent) => void {
   };
 }
 
-/** Writes the inner response: `-i` head first, then the body to stdout or `-o FILE`. */
-function output(opts: Record<string, unknown>, head: string, body: Uint8Array, stdout: CliIo['stdout']): void {
-  if (opts.include === true) stdout.write(head);
-  if (typeof opts.output === 'string') {
-    try {
-      writeFileSync(opts.output, body);
-    } catch (e) {
-      throw new CliExit(EXIT.write, `-o ${opts.output}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the folder exists and is writable`);
+/** What `-w` can name about the transfer (curl's variable names). */
+interface Transfer {
+  status: number;
+  url: string;
+  contentType: string;
+  sizeDownload: number;
+  method: string;
+  started: number;
+}
+
+/** `-w FORMAT` as curl writes it: `%{variable}`, `%%`, and the escapes `\n`, `\r`, `\t`, `\\`; an unknown variable writes nothing and a warning. */
+export function writeOut(format: string, t: Transfer, warn: (line: string) => void): string {
+  const values: Record<string, string> = {
+    http_code: String(t.status).padStart(3, '0'),
+    response_code: String(t.status).padStart(3, '0'),
+    url_effective: t.url,
+    content_type: t.contentType,
+    size_download: String(t.sizeDownload),
+    method: t.method,
+    time_total: ((performance.now() - t.started) / 1000).toFixed(6),
+  };
+  return format.replace(/%\{([a-z_]+)\}|%%|\\([nrt\\])/g, (whole, name: string | undefined, escape: string | undefined) => {
+    if (whole === '%%') return '%';
+    if (escape !== undefined) return escape === 'n' ? '\n' : escape === 'r' ? '\r' : escape === 't' ? '\t' : '\\';
+    const value = values[name!];
+    if (value === undefined) warn(`-w: unknown variable %{${name!}} (known: ${Object.keys(values).join(', ')})`);
+    return value ?? '';
+  });
+}
+
+/** `-O`: the last segment of the URL's path, as curl names the file. */
+function remoteName(url: URL): string {
+  const name = decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
+  if (name === '') throw new CliExit(EXIT.write, `-O: the URL ${url.href} has no file name at the end of its path; name the file with -o FILE`);
+  return name;
+}
+
+/** Where the body goes: `-o FILE`, `-O` (the URL's file name), or stdout (also `-o -`). */
+function outputFile(opts: Record<string, unknown>, url: URL): string | undefined {
+  if (typeof opts.output === 'string' && opts.output !== '-') return opts.output;
+  if (opts.output === undefined && opts.remoteName === true) return remoteName(url);
+  return undefined;
+}
+
+/** A writer to the body's destination, the file opened on first use (a refused answer under -f creates no file, as in curl). */
+function bodySink(file: string | undefined, stdout: CliIo['stdout']): { write(chunk: Uint8Array): Promise<void>; close(): void } {
+  let fd: number | undefined;
+  return {
+    async write(chunk) {
+      if (file === undefined) {
+        // A stream that says it is full (a pipe to a slow reader) is waited for: the body is not held.
+        if (stdout.write(chunk) === false && 'once' in stdout) {
+          await new Promise<void>((resolve) => (stdout as NodeJS.WritableStream).once('drain', () => resolve()));
+        }
+        return;
+      }
+      try {
+        fd ??= openSync(file, 'w');
+        writeSync(fd, chunk);
+      } catch (e) {
+        throw new CliExit(EXIT.write, `-o ${file}: cannot write (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the folder exists and is writable`);
+      }
+    },
+    close() {
+      if (fd !== undefined) closeSync(fd);
+    },
+  };
+}
+
+/** Writes the inner response: `-i` (or `-I`) head first, then the body, as it arrives, to stdout or the file. */
+async function output(opts: Record<string, unknown>, url: URL, head: string, body: AsyncIterable<Uint8Array> | Uint8Array, stdout: CliIo['stdout']): Promise<number> {
+  if (opts.include === true || opts.head === true) stdout.write(head);
+  const sink = bodySink(outputFile(opts, url), stdout);
+  let n = 0;
+  try {
+    for await (const chunk of body instanceof Uint8Array ? [body] : body) {
+      n += chunk.length;
+      await sink.write(chunk);
     }
-  } else {
-    stdout.write(body);
+    if (n === 0) await sink.write(new Uint8Array(0)); // the file exists even for an empty body, as with curl
+  } finally {
+    sink.close();
   }
+  return n;
 }
 
 export async function runFetch(url: string, opts: Record<string, unknown>, io: CliIo): Promise<void> {
+  const started = performance.now();
   const target = targetUrl(url);
   const body = await bodyFrom(opts, io.stdin);
-  // curl: a body without -X means POST.
-  const method = typeof opts.request === 'string' ? opts.request.toUpperCase() : body !== undefined ? 'POST' : 'GET';
+  const headOnly = opts.head === true;
+  // curl: a body without -X means POST; -I means HEAD.
+  const method = typeof opts.request === 'string' ? opts.request.toUpperCase() : headOnly ? 'HEAD' : body !== undefined ? 'POST' : 'GET';
   const headers = headersFrom(opts.header);
   if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded');
   const tls = clientTlsFrom(opts);
@@ -163,7 +237,18 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
   const maxTime = secondsFrom(opts.maxTime, '--max-time', undefined);
   const connectTimeout = secondsFrom(opts.connectTimeout, '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_S)!;
   const failOnError = opts.fail === true;
+  const failWithBody = opts.failWithBody === true;
+  /** -w, then --fail-with-body's exit once the body is out. */
+  const report = (t: Omit<Transfer, 'method' | 'started'>): void => {
+    if (typeof opts.writeOut !== 'string') return;
+    io.stdout.write(writeOut(opts.writeOut, { ...t, method, started }, (line) => opts.silent !== true && io.stderr.write(`atls: warning: ${line}\n`)));
+  };
+  const finish = (t: Omit<Transfer, 'method' | 'started'>, failed: boolean, statusText: string): void => {
+    report(t);
+    if (failWithBody && failed) throw new CliExit(EXIT.httpError, `the inner response is ${statusText} (--fail-with-body)`);
+  };
   if (target.protocol === 'coap:') {
+    if (headOnly) throw new AtlsError('INVALID_ARGUMENT', '-I/--head is for http:// and https:// (CoAP has no HEAD); use -i to see the inner head');
     const { fetchCoap } = await import('./coap-fetch.js');
     const res = await fetchCoap(target, {
       tls,
@@ -176,8 +261,15 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
       ...engineFrom(opts),
       stderr: io.stderr,
     });
-    if (failOnError && res.failed) throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
-    output(opts, res.head, res.payload, io.stdout);
+    // -w %{http_code} of a CoAP answer: its code as three digits (2.05 is 205), HTTP's as it is (--inner http).
+    const code = /^(?:HTTP\/1\.1 (\d+)|CoAP (\d)\.(\d\d))/.exec(res.head);
+    const status = code ? Number(code[1] ?? `${code[2]}${code[3]}`) : 0;
+    if (failOnError && !failWithBody && res.failed) {
+      report({ status, url: target.href, contentType: '', sizeDownload: 0 });
+      throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
+    }
+    const size = await output(opts, target, res.head, res.payload, io.stdout);
+    finish({ status, url: target.href, contentType: '', sizeDownload: size }, res.failed, res.codeText);
     return;
   }
   if (target.protocol !== 'http:' && target.protocol !== 'https:') {
@@ -203,13 +295,17 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
       ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
     });
     if (opts.verbose) io.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
-    if (failOnError && res.status >= 400) {
+    const statusText = `${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}`.trimEnd();
+    if (failOnError && !failWithBody && res.status >= 400) {
       await res.body?.cancel();
-      throw new CliExit(EXIT.httpError, `the inner response is ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')} (--fail)`.trimEnd());
+      report({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: 0 });
+      throw new CliExit(EXIT.httpError, `the inner response is ${statusText} (--fail)`);
     }
-    let head = `HTTP/1.1 ${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}\r\n`;
+    let head = `HTTP/1.1 ${statusText}\r\n`;
     res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
-    output(opts, head + '\r\n', new Uint8Array(await res.arrayBuffer()), io.stdout);
+    if (headOnly) await res.body?.cancel();
+    const size = await output(opts, new URL(res.url || target.href), head + '\r\n', headOnly || !res.body ? new Uint8Array(0) : res.body, io.stdout);
+    finish({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: size }, res.status >= 400, statusText);
   } catch (e) {
     if (e instanceof Error && e.name === 'TimeoutError' && maxTime !== undefined) {
       throw new AtlsError('TIMEOUT', `no complete answer within --max-time ${maxTime} s`, { source: 'remote', cause: e });

@@ -20,7 +20,7 @@ export async function runAtls(argv: string[], io: CliIo): Promise<number> {
     .description('Application-Layer TLS: TLS sessions carried inside HTTP and CoAP bodies')
     .version(`atls ${version} (node ${process.version}, OpenSSL ${process.versions.openssl})`, '-V, --version', 'print the version')
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
-    .showHelpAfterError()
+    .showHelpAfterError('(--help lists the options)')
     .exitOverride();
   for (const spec of commandSpecs) spec.register(program, io);
 

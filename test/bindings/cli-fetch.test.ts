@@ -9,7 +9,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -19,8 +19,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeDevPki, type DevPkiFiles } from '../../src/pki.js';
 import { atlsNodeListener, createAtlsHandler, echoApp } from '../../src/http/index.js';
-import { atlsAsync, atlsInProcess, startInProcess, stop, urlIn, type CliResult, type InProcessDaemon } from '../helpers/cli.js';
-import { freePort } from '../helpers/tools.js';
+import { atlsArgv, atlsAsync, atlsInProcess, startInProcess, stop, urlIn, type CliResult, type InProcessDaemon } from '../helpers/cli.js';
+import { freePort, requireTool } from '../helpers/tools.js';
 
 const portOf = (s: Server | TcpServer): number => (s.address() as AddressInfo).port;
 
@@ -42,6 +42,8 @@ describe('atls fetch, as curl users expect it', () => {
   const sockets: Socket[] = [];
   let echo = ''; // origin of `atls serve --echo`, as localhost
   let sidecar = ''; // origin of `atls serve --upstream` in front of `upstream`
+  let direct = ''; // origin of `upstream` itself, where curl goes
+  let releaseSlow: () => void = () => undefined; // lets /slow send its second half
 
   before(async () => {
     pki = await writeDevPki(join(dir, 'pki'));
@@ -50,10 +52,21 @@ describe('atls fetch, as curl users expect it', () => {
       if (req.url === '/missing') res.writeHead(404, { 'content-type': 'text/plain' }).end('no such thing');
       else if (req.url === '/moved') res.writeHead(302, { location: '/final' }).end();
       else if (req.url === '/loop') res.writeHead(302, { location: '/loop' }).end();
+      else if (req.url === '/slow') {
+        // Half now, half once the client has printed the first half (or after 10 s, so that a
+        // client holding the body whole fails the test instead of hanging it).
+        res.writeHead(200, { 'content-type': 'application/octet-stream' }).write(Buffer.alloc(256 * 1024, 0x31));
+        const later = setTimeout(() => releaseSlow(), 10_000);
+        releaseSlow = () => {
+          clearTimeout(later);
+          res.end(Buffer.alloc(256 * 1024, 0x32));
+        };
+      }
       else res.writeHead(200, { 'content-type': 'text/plain' }).end(`at ${req.url}`);
     });
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
     servers.push(upstream);
+    direct = `http://127.0.0.1:${portOf(upstream)}`;
     const started = await Promise.all([
       startInProcess(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--echo']),
       startInProcess(['serve', '--listen', '127.0.0.1:0', '--cert', pki.server, '--key', pki.serverKey, '--upstream', `127.0.0.1:${portOf(upstream)}`]),
@@ -127,6 +140,66 @@ describe('atls fetch, as curl users expect it', () => {
     const loop = await atlsInProcess(['fetch', `${sidecar}/loop`, '-L', '--ca', pki.ca]);
     assert.equal(loop.status, 47, loop.stderr);
     assertOneLine(loop, /redirect/, /drop -L/);
+  });
+
+  it('-I, -o -, -O, -w and --fail-with-body print what curl prints for the same answer (curl against the service itself)', async (t) => {
+    const curl = requireTool(t, 'curl');
+    if (!curl) return;
+    const run = (args: string[], cwd?: string): Promise<CliResult> =>
+      new Promise((resolve) => {
+        execFile(curl, args, { cwd, encoding: 'utf8' }, (error, stdout, stderr) =>
+          resolve({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    const write = '%{http_code} %{content_type} %{size_download} %{method}\\n';
+    for (const [path, flags] of [
+      ['/missing', ['--fail-with-body', '-w', write]],
+      ['/missing', ['-o', '-', '-w', write]],
+      ['/x', ['-w', write, '-d', 'ignored']],
+      ['/missing', ['-f', '-w', '[%{http_code}]']],
+    ] as const) {
+      const theirs = await run(['-s', ...flags, direct + path]);
+      const ours = await atlsInProcess(['fetch', '-s', ...flags, sidecar + path, '--ca', pki.ca]);
+      assert.deepEqual({ status: ours.status, stdout: ours.stdout }, { status: theirs.status, stdout: theirs.stdout }, `${flags.join(' ')} ${path}`);
+    }
+    // -I: HEAD, the head only (the sidecar's fields differ from the service's, the status line does not).
+    const theirs = await run(['-s', '-I', `${direct}/x`]);
+    const ours = await atlsInProcess(['fetch', '-I', `${sidecar}/x`, '--ca', pki.ca]);
+    assert.equal(ours.status, 0, ours.stderr);
+    assert.equal(ours.stdout.split('\r\n')[0], theirs.stdout.split('\r\n')[0]);
+    assert.match(ours.stdout, /\r\ncontent-type: text\/plain\r\n/);
+    assert.ok(ours.stdout.endsWith('\r\n\r\n'), 'nothing after the head');
+    // -O: the file named as the URL's last segment, in the current folder; none: exit 23 as curl.
+    const folder = mkdtempSync(join(dir, 'remote-name-'));
+    const saved = await atlsAsync(['fetch', '-O', `${sidecar}/files/report%20one.txt`, '--ca', pki.ca], undefined, undefined, folder);
+    assert.equal(saved.status, 0, saved.stderr);
+    assert.equal(readFileSync(join(folder, 'report one.txt'), 'utf8'), 'at /files/report%20one.txt');
+    const nameless = await atlsInProcess(['fetch', '-O', `${sidecar}/`, '--ca', pki.ca]);
+    assert.equal(nameless.status, (await run(['-s', '-O', `${direct}/`], folder)).status);
+    assertOneLine(nameless, /no file name/, /-o FILE/);
+    // An unknown flag: exit 2 as curl, with one line pointing at --help, not the whole help.
+    const unknown = await atlsInProcess(['fetch', '--no-such-flag', `${sidecar}/x`]);
+    assert.equal(unknown.status, (await run(['--no-such-flag', `${direct}/x`])).status);
+    assert.deepEqual(unknown.stderr.trim().split('\n'), ["error: unknown option '--no-such-flag'", '(--help lists the options)']);
+  });
+
+  it('the answer is written as it arrives, not held until its end', async () => {
+    const child = spawn(process.execPath, atlsArgv(['fetch', `${sidecar}/slow`, '--ca', pki.ca]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let printed = 0;
+    let printedBeforeEnd = 0;
+    let released = false;
+    child.stdout.on('data', (d: Buffer) => {
+      printed += d.length;
+      if (!released) printedBeforeEnd = printed;
+      if (printed >= 256 * 1024 && !released) {
+        released = true;
+        releaseSlow();
+      }
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(status, 0);
+    assert.equal(printed, 512 * 1024);
+    assert.equal(printedBeforeEnd, 256 * 1024, 'the first half was printed before the service sent the second');
   });
 
   it('-s hides the notice of the engine fallback as well; -sS still prints the error line', async () => {

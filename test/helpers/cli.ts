@@ -46,9 +46,10 @@ export function atls(args: string[], input?: Uint8Array | string, cwd?: string):
 }
 
 /** Like {@link atls} without blocking this process (whose servers must keep answering); `env` adds to this process's. */
-export function atlsAsync(args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<CliResult> {
+export function atlsAsync(args: string[], input?: string, env?: NodeJS.ProcessEnv, cwd?: string): Promise<CliResult> {
   const child = spawn(process.execPath, atlsArgv(args), {
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    ...(cwd ? { cwd } : {}),
     ...(env ? { env: { ...process.env, ...env } } : {}),
   });
   if (input !== undefined) child.stdin!.end(input);
