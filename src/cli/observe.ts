@@ -72,11 +72,21 @@ export class EventLog {
     let line = `${time} ${level} ${event}`;
     for (const [k, v] of Object.entries(all)) {
       if (v === undefined) continue;
-      const text = String(v);
-      line += ` ${k}=${/[\s"=]/.test(text) ? JSON.stringify(text) : text}`;
+      line += ` ${k}=${textValue(String(v))}`;
     }
     this.write(`${line}\n`);
   }
+}
+
+/**
+ * A value of a text line: bare when it is one plain token, else quoted, with every control
+ * character escaped (JSON escapes C0; DEL, C1 and the Unicode line separators too), so a value a
+ * peer chose (a reported issuer) can neither start a line of its own nor drive a terminal.
+ */
+function textValue(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[\s"=\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(text)) return text;
+  return JSON.stringify(text).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** The metrics of one process, labelled by transport (`http`, `coap`, `gateway`, `proxy`). */

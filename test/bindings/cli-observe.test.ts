@@ -7,10 +7,10 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, writeTestPki, type TestPki } from '../helpers/pki.js';
@@ -20,6 +20,7 @@ import { MEDIA_TYPE_FLIGHT, MEDIA_TYPE_PROTECTED } from '../../src/http/constant
 import { atlsArgv, startDaemon, startInProcess, stop, type InProcessDaemon } from '../helpers/cli.js';
 import { METRICS_CONNECTION_LIMITS } from '../../src/cli/observe.js';
 import { AtlsCoapClient } from '../../src/coap/client.js';
+import { findTool, REQUIRE_INTEROP } from '../helpers/tools.js';
 
 function post(port: number, body: Uint8Array, headers: Record<string, string>, localAddress = '127.0.0.1'): Promise<{ status: number; cookie: string | undefined }> {
   return new Promise((resolve, reject) => {
@@ -119,6 +120,59 @@ describe('atls serve: logs and metrics', () => {
       assert.match(metrics, /process_resident_memory_bytes \d+/, transport);
       if (transport === 'proxy') assert.match(metrics, /atls_handshakes_total\{transport="proxy"\} 1/);
     }
+  });
+
+  it('the metrics page parses with the Prometheus project\'s own parser (python3 prometheus_client): HELP and TYPE for every family, counters named _total, units in names', async (t) => {
+    // Debian's python3-prometheus-client lives under /usr/bin/python3 (a python3 earlier on PATH may not see it).
+    const python = ['/usr/bin/python3', findTool('python3')].find((p) => p !== undefined && existsSync(p) && spawnSync(p, ['-c', 'import prometheus_client']).status === 0);
+    if (python === undefined) {
+      if (REQUIRE_INTEROP) throw new Error('python3 with prometheus_client (Debian python3-prometheus-client) not installed and ATLS_REQUIRE_INTEROP=1');
+      return t.skip('python3-prometheus-client not installed');
+    }
+    const d = await startDaemon(['serve', '--listen', '127.0.0.1:0', '--echo', '--cert', files.server.cert, '--key', files.server.key, '--metrics', '127.0.0.1:0', '--log-level', 'error']);
+    daemons.push(d.child);
+    const port = Number(/127\.0\.0\.1:(\d+)\/\.well-known/.exec(d.line)![1]);
+    const metricsUrl = /metrics at (http:\S+)/.exec(d.line)![1]!;
+    const client = createAtlsClient({ tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+    assert.equal(await (await client.fetch(`http://127.0.0.1:${port}/x`, { method: 'POST', body: 'x' })).text(), 'x');
+    await client.close();
+    assert.equal((await post(port, new Uint8Array(40), { 'content-type': MEDIA_TYPE_PROTECTED, cookie: 'atls-session=none' })).status, 410);
+    const page = await fetch(metricsUrl);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const text = await page.text();
+    // The parser names a counter family without its _total; each family as [name, type, help, sample names].
+    const script = [
+      'import sys, json',
+      'from prometheus_client.parser import text_string_to_metric_families',
+      'print(json.dumps([[f.name, f.type, f.documentation, sorted({s.name for s in f.samples})] for f in text_string_to_metric_families(sys.stdin.read())]))',
+    ].join('\n');
+    const parsed = spawnSync(python, ['-c', script], { input: text, encoding: 'utf8' });
+    assert.equal(parsed.status, 0, parsed.stderr);
+    const families = JSON.parse(parsed.stdout) as Array<[string, string, string, string[]]>;
+    const ours = families.filter(([name]) => name.startsWith('atls_'));
+    assert.deepEqual(
+      ours.map(([name, type]) => `${name} ${type}`).sort(),
+      [
+        'atls_address_checks counter',
+        'atls_evictions counter',
+        'atls_failures counter',
+        'atls_handshakes counter',
+        'atls_intercepted_sessions counter',
+        'atls_limit_hits counter',
+        'atls_request_duration_seconds histogram',
+        'atls_sessions gauge',
+        'atls_timeouts counter',
+      ],
+    );
+    for (const [name, type, help, samples] of families) {
+      assert.notEqual(type, 'unknown', `${name} has a TYPE line`);
+      assert.ok(help.length > 0, `${name} has a HELP line`);
+      if (type === 'counter') for (const s of samples) assert.ok(s === `${name}_total` || s === `${name}_created`, `counter sample ${s} of ${name}`);
+    }
+    const samplesOf = (n: string): string[] => ours.find(([name]) => name === n)?.[3] ?? [];
+    assert.deepEqual(samplesOf('atls_handshakes'), ['atls_handshakes_total']);
+    assert.deepEqual(samplesOf('atls_request_duration_seconds'), ['atls_request_duration_seconds_bucket', 'atls_request_duration_seconds_count', 'atls_request_duration_seconds_sum']);
+    assert.match(text, /^atls_failures_total\{transport="http",code="CLOSED"\} 1$/m);
   });
 
   it('text lines, and --log-level warn keeps session lines out', async () => {

@@ -24,4 +24,17 @@ describe('atls_intercepted_sessions_total', () => {
     assert.doesNotMatch(text, /Service CA/);
     assert.match(text, /issuer="\(other\)"\} 21/);
   });
+
+  it('a peer-chosen issuer cannot forge a log line or drive the operator\'s terminal: text lines escape control characters', () => {
+    const lines: string[] = [];
+    const onEvent = new Observer(new EventLog('text', 'warn', (l) => lines.push(l)), new Metrics()).http('http');
+    const issuer = 'CN=box\r\n2026-12-04T00:00:00.000Z error forged=1\u001b[2J\u0085\u2028\u007f end';
+    onEvent({ type: 'transport', peer, report: report(issuer) });
+    assert.equal(lines.length, 1);
+    const line = lines[0]!;
+    assert.equal(line.indexOf('\n'), line.length - 1, 'one line');
+    // eslint-disable-next-line no-control-regex
+    assert.doesNotMatch(line.slice(0, -1), /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/);
+    assert.match(line, / issuer="CN=box\\r, 2026-12-04T00:00:00.000Z error forged=1\\u001b\[2J\\u0085\\u2028\\u007f end"$/m);
+  });
 });
