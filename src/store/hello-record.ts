@@ -20,11 +20,30 @@
 /** Two generations of this many randoms each at most: memory stays bounded whatever the flood. */
 const DEFAULT_MAX_ENTRIES = 50_000;
 
-/** The 32-byte random of a TLS ClientHello starting `flight`, or undefined (not one, or DTLS). */
+/** Handshake type(1), length(3), legacy_version(2), random(32): the bytes of a ClientHello up to its random's end. */
+const RANDOM_END = 38;
+
+/**
+ * The 32-byte random of a TLS ClientHello starting `flight`, or undefined (not one, or DTLS). The
+ * handshake message may be fragmented over several records (RFC 8446 §5.1): the random is read from
+ * the handshake bytes, not from a fixed offset of the first record, so that a replay cut into other
+ * records is the same replay.
+ */
 function clientHelloRandom(flight: Uint8Array): string | undefined {
-  // record: type 22, version 3.x; handshake: type 1, length(3); body: legacy_version(2), random(32).
-  if (flight.length < 43 || flight[0] !== 22 || flight[1] !== 3 || flight[5] !== 1) return undefined;
-  return Buffer.from(flight.buffer, flight.byteOffset + 11, 32).toString('latin1');
+  const message = Buffer.allocUnsafe(RANDOM_END);
+  let have = 0;
+  // Records: type 22 (handshake), version 3.x, length(2).
+  for (let at = 0; have < RANDOM_END; ) {
+    if (at + 5 > flight.length || flight[at] !== 22 || flight[at + 1] !== 3) return undefined;
+    const length = (flight[at + 3]! << 8) | flight[at + 4]!;
+    const start = at + 5;
+    const end = Math.min(start + length, flight.length, start + RANDOM_END - have);
+    message.set(flight.subarray(start, end), have);
+    have += end - start;
+    at = start + length;
+  }
+  if (message[0] !== 1) return undefined; // client_hello
+  return message.toString('latin1', 6, RANDOM_END);
 }
 
 export class ClientHelloRecord {

@@ -218,6 +218,46 @@ describe('hostile input', () => {
     }
   });
 
+  it('a replayed ClientHello cut into other records is still a replay (the random is read from the handshake bytes)', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const server = createAtlsServer({ tls: tls.server, app: echoApp });
+    const port = await listen(server);
+    const send = async (body: Uint8Array): Promise<{ status: number; text: string }> => {
+      const res = await fetch(`http://127.0.0.1:${port}/.well-known/atls`, { method: 'POST', headers: { 'content-type': MEDIA_TYPE_FLIGHT }, body });
+      return { status: res.status, text: res.status === 200 ? '' : await res.text() };
+    };
+    /** The handshake bytes of a one-record flight, cut into records of the given sizes (RFC 8446 §5.1), the rest in a last one. */
+    const refragment = (flight: Uint8Array, sizes: number[]): Uint8Array => {
+      const message = Buffer.from(flight.subarray(5));
+      const records: Buffer[] = [];
+      let at = 0;
+      for (const size of [...sizes, message.length]) {
+        const piece = message.subarray(at, Math.min(message.length, at + size));
+        if (piece.length === 0) break;
+        records.push(Buffer.concat([Buffer.from([22, 3, 1, piece.length >> 8, piece.length & 0xff]), piece]));
+        at += piece.length;
+      }
+      return Buffer.concat(records);
+    };
+    const cuts = [[1], [4], [6], [20], [37], [38], [1, 1, 1, 1, 1, 1, 1, 1, 1, 30]];
+    try {
+      const hello = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
+      assert.equal((await send(hello)).status, 200, 'the first copy starts a handshake');
+      for (const sizes of cuts) {
+        const got = await send(refragment(hello, sizes));
+        assert.equal(got.status, 400, `cut after ${sizes.join('+')}`);
+        assert.match(got.text, /REPLAYED|replayed/i, `cut after ${sizes.join('+')}`);
+      }
+      // A fragmented first copy is a handshake; the same hello in one record after it is the replay.
+      const other = (await new AtlsClientSession({ tls: tls.client }).start()).flight;
+      assert.equal((await send(refragment(other, [4, 9]))).status, 200);
+      assert.equal((await send(other)).status, 400);
+      assert.equal(server.atls.stats().halfOpen, 2);
+    } finally {
+      await close(server);
+    }
+  });
+
   it('CoAP: a flood of ClientHellos from another address does not lock honest handshakes out; replays are refused at once', async () => {
     const events: AtlsCoapServerEvent[] = [];
     const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, maxHalfOpen: 8, onEvent: (e) => events.push(e) });
