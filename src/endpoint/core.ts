@@ -362,6 +362,11 @@ export class EndpointCore {
    * lost by the store). Synchronous for local sessions and in-process stores.
    * Rejects with STORE_UNAVAILABLE when a shared store cannot be reached.
    */
+  /** True when {@link find} never returns a promise (the store answers at once). */
+  get findsAtOnce(): boolean {
+    return this.syncStore !== undefined;
+  }
+
   find(id: string): FoundSession | undefined | Promise<FoundSession | undefined> {
     if (!isSessionId(id)) return undefined;
     const live = this.local.getSync(id);

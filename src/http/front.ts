@@ -374,6 +374,9 @@ function writeDecimal(out: Uint8Array, at: number, digits: number, n: number): v
   for (let i = at + digits - 1, x = n; i >= at; i--, x = Math.floor(x / 10)) out[i] = 0x30 + (x % 10);
 }
 
+/** Answers being given at once, on this stack (at most one: see FrontConnection.serve). */
+let syncAnswers = 0;
+
 /** One connection while the front holds it. */
 class FrontConnection {
   state = HEAD;
@@ -514,7 +517,30 @@ class FrontConnection {
     this.state = BUSY;
     this.waiting = WAIT_NONE;
     if (this.request!.close) this.closeAfter = true;
-    this.front.handler.serve(this.request!).then(this.onReply, this.onServeError);
+    const request = this.request!;
+    if (syncAnswers > 0) {
+      // Inside an answer given at once (a pipelined request read after it): through a promise, so that a
+      // long pipelined burst does not answer request after request on one stack.
+      this.front.handler.serve(request).then(this.onReply, this.onServeError);
+      return;
+    }
+    let reply: HttpReply | Promise<HttpReply>;
+    try {
+      reply = this.front.handler.serveHeld(request, request.content);
+    } catch (e) {
+      this.onServeError(e); // serveHeld never throws: a bug of ours
+      return;
+    }
+    if (reply instanceof Promise) {
+      reply.then(this.onReply, this.onServeError);
+      return;
+    }
+    syncAnswers++;
+    try {
+      this.answer(reply);
+    } finally {
+      syncAnswers--;
+    }
   }
 
   private answer(reply: HttpReply): void {

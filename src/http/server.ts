@@ -257,6 +257,13 @@ export interface AtlsHandler {
   (request: Request): Promise<Response>;
   /** The byte-level core behind the Web handler and `atlsNodeListener`; never rejects. */
   serve(request: AtlsRawRequest): Promise<AtlsRawReply>;
+  /**
+   * {@link serve} for a request whose whole body the caller holds (`body`, what `request.body()` would
+   * give): the reply itself, with no promise on the way, when all of it is synchronous (a protected message
+   * of an established session in an in-process store, a synchronous raw app); otherwise serve()'s promise.
+   * Never throws.
+   */
+  serveHeld(request: AtlsRawRequest, body: Uint8Array): AtlsRawReply | Promise<AtlsRawReply>;
   /** True when `pathname` is one of the ATLS endpoints. */
   matches(pathname: string): boolean;
   stats(): AtlsHandlerStats;
@@ -938,15 +945,37 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       res.headers.push(['set-cookie', setCookie(COOKIE_NAME, live.id, cookieAttrsOf(x))]);
       return res;
     } catch (err) {
-      const extra: Array<[string, string]> = [];
-      // The client's cookie names nothing (any more): tell it to drop it.
-      const lost = known ? core.isGone(known) : id !== undefined && !created;
-      if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrsOf(x), maxAge: 0 })]);
-      const res = errorReply(err, extra);
-      if (err instanceof AtlsError && listening) {
-        emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status, address: clientAddress(x) });
-      }
-      return res;
+      return failed(err, x, id, known, created);
+    }
+  };
+
+  /** The reply to a request that failed: the error's status, and a cookie that names nothing (any more) dropped. */
+  const failed = (err: unknown, x: AtlsRawRequest, id: string | undefined, known: FoundSession | undefined, created: LiveSession | undefined): AtlsRawReply => {
+    const extra: Array<[string, string]> = [];
+    const lost = known ? core.isGone(known) : id !== undefined && !created;
+    if (lost && id !== undefined) extra.push(['set-cookie', setCookie(COOKIE_NAME, '', { ...cookieAttrsOf(x), maxAge: 0 })]);
+    const res = errorReply(err, extra);
+    if (err instanceof AtlsError && listening) {
+      emit({ type: 'error', sessionId: created?.id ?? known?.id ?? id, error: err, status: res.status, address: clientAddress(x) });
+    }
+    return res;
+  };
+
+  // serveOnce's protected-message path, taken without a promise when the store answers at once (no 'reply'
+  // events asked for: they time each request through serve()).
+  const serveHeld = (x: AtlsRawRequest, body: Uint8Array): AtlsRawReply | Promise<AtlsRawReply> => {
+    if (listening || !core.findsAtOnce || x.method !== 'POST' || body.length > maxWhole || !endpoints.includes(x.pathname)) return serve(x);
+    if (bodyKind(x.header('content-type')) !== 'protected') return serve(x);
+    let id: string | undefined;
+    let known: FoundSession | undefined;
+    try {
+      id = readCookie(x.header('cookie'), COOKIE_NAME);
+      known = id === undefined ? undefined : (core.find(id) as FoundSession | undefined);
+      if (!known) throw gone();
+      const reply = onProtected(known, body, x);
+      return reply instanceof Promise ? reply.catch((err: unknown) => failed(err, x, id, known, undefined)) : reply;
+    } catch (err) {
+      return failed(err, x, id, known, undefined);
     }
   };
 
@@ -973,6 +1002,7 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
 
   return Object.assign(handler, {
     serve,
+    serveHeld,
     matches: (pathname: string) => endpoints.includes(pathname),
     stats: (): AtlsHandlerStats => ({ sessions: core.size, halfOpen: core.halfOpen, intercepted: Object.fromEntries(intercepted) }),
     close: () => core.close(),

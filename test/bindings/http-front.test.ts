@@ -244,9 +244,12 @@ describe('HTTP/1.1 front', () => {
     assert.deepEqual(await exchange(frontPort, pieces, 2, 1), want);
   });
 
-  it('answers a long pipelined burst whole and in order to a client that reads late (the answers back up into the server)', async () => {
+  for (const [what, one] of [
+    ['flights', post(FLIGHT, 'garbage')],
+    // Answered at once by the handler (no promise on the way): the front must not answer request after request on one stack.
+    ['protected messages of no session', post(PROTECTED, 'x'.repeat(40), ['Cookie: atls-session=AAAAAAAAAAAAAAAAAAAAAA'])],
+  ] as const) it(`answers a long pipelined burst of ${what} whole and in order to a client that reads late (the answers back up into the server)`, async () => {
     const n = 3000;
-    const one = post(FLIGHT, 'garbage');
     const [answer] = await exchange(plainPort, [one], 1);
     const want = Buffer.from(answer!, 'latin1').length;
     const socket = net.connect(frontPort, '127.0.0.1');
@@ -261,7 +264,7 @@ describe('HTTP/1.1 front', () => {
       socket.on('data', (d: Buffer) => {
         raw += d.toString('latin1');
         got = raw.replace(/\r\nDate: [^\r]*/g, '');
-        if (got.length >= n * want) resolve(got.split('HTTP/1.1 400 ').length - 1);
+        if (got.length >= n * want) resolve(got.split('HTTP/1.1 ').length - 1);
       });
       socket.resume();
     });
