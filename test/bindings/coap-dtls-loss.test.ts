@@ -126,9 +126,11 @@ void describe('DTLS over CoAP NON with loss', () => {
           engine,
           mode,
           nonConfirmable,
-          timeoutMs: 5000,
-          transmission: { ackTimeout: 100 },
-          tls: { dtls: true, ciphers: CIPHERS, psk: PSK, dtlsInitialTimeoutMs: 100 },
+          // Margins for a busy machine: the loss is recovered by the first resend, whenever it
+          // fires; a stalled server must not use up the resends (5 DTLS, 4 CoAP) before it answers.
+          timeoutMs: 30_000,
+          transmission: { ackTimeout: 500 },
+          tls: { dtls: true, ciphers: CIPHERS, psk: PSK, dtlsInitialTimeoutMs: 400 },
         });
         try {
           assert.equal((await client.connect()).version, 'DTLSv1.2');
