@@ -11,9 +11,23 @@
  * ```
  * @module
  */
-import type { Context, MiddlewareHandler } from 'hono';
 import { createAtlsHandler, type AtlsHandler, type AtlsHandlerOptions } from './server.js';
 import type { AtlsPeer } from './peer.js';
+
+/**
+ * What the middleware uses of Hono's `Context`, written out so that these
+ * types compile without `hono` installed (it is an optional peer): a Hono
+ * context is one, and a function taking it is a Hono middleware.
+ */
+export interface HonoContext {
+  req: { raw: Request };
+  env?: unknown;
+  set(key: 'atls', value: AtlsPeer): void;
+  text(text: string, status?: number): Response | Promise<Response>;
+}
+
+/** A Hono middleware, as far as this module needs one. */
+export type HonoMiddleware = (c: HonoContext, next: () => Promise<void>) => Promise<Response | void>;
 
 /** Variables the middleware sets: `atls` is the peer on inner requests, undefined on plain ones. */
 export interface AtlsVariables {
@@ -24,7 +38,7 @@ export interface AtlsVariables {
 export interface FetchApp {
   fetch(request: Request, env?: unknown, executionCtx?: never): Response | Promise<Response>;
   /** A Hono app's `use`: when present, the middleware also guards every route of the app (see {@link atls}). */
-  use?: (path: string, ...handlers: MiddlewareHandler[]) => unknown;
+  use?(path: string, ...handlers: HonoMiddleware[]): unknown;
 }
 
 /** Options of {@link atls}: the handler's, with `app` being the Hono app itself. */
@@ -36,7 +50,7 @@ export interface AtlsMiddlewareOptions extends Omit<AtlsHandlerOptions, 'app'> {
 }
 
 /** The middleware function, with the handler behind it (stats, close). */
-export type AtlsMiddleware = MiddlewareHandler & { handler: AtlsHandler };
+export type AtlsMiddleware = HonoMiddleware & { handler: AtlsHandler };
 
 /**
  * Creates the middleware. Inner requests are recognised by object identity
@@ -52,7 +66,7 @@ export type AtlsMiddleware = MiddlewareHandler & { handler: AtlsHandler };
  */
 export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
   const peers = new WeakMap<Request, AtlsPeer>();
-  const outerContexts = new WeakMap<Request, Context>();
+  const outerContexts = new WeakMap<Request, HonoContext>();
   const handler = createAtlsHandler({
     ...options,
     app: (inner, peer, { outer }) => {
@@ -62,7 +76,7 @@ export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
     },
   });
   /** Every request of the app: inner ones get their peer, plain ones meet requireAtls. */
-  const guard = async (c: Context, next: () => Promise<void>, isEndpoint: boolean): Promise<Response | undefined> => {
+  const guard = async (c: HonoContext, next: () => Promise<void>, isEndpoint: boolean): Promise<Response | undefined> => {
     const peer = peers.get(c.req.raw);
     if (peer) {
       c.set('atls', peer);
@@ -73,7 +87,7 @@ export function atls(options: AtlsMiddlewareOptions): AtlsMiddleware {
     await next();
     return undefined;
   };
-  const middleware: MiddlewareHandler = async function atlsMiddleware(c, next) {
+  const middleware: HonoMiddleware = async function atlsMiddleware(c, next) {
     const raw = c.req.raw;
     if (!peers.has(raw) && handler.matches(new URL(raw.url).pathname)) {
       outerContexts.set(raw, c);

@@ -8,7 +8,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../helpers/tools.js';
@@ -130,6 +130,61 @@ describe('the packed package, installed into an empty project', () => {
     const file = readFileSync(join(repo, 'examples', 'sessions.mjs'), 'utf8').replace(/^(\/\/.*\n)+\n?/, '');
     assert.equal(shown, file);
     assert.equal(sh(project, 'node sessions.mjs').stdout, 'hello\n');
+  });
+
+  it('a TypeScript consumer type-checks under strict settings (nodenext, skipLibCheck off), with hono and without it (an optional peer)', () => {
+    const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+    const compilerOptions = {
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noUncheckedIndexedAccess: true,
+      module: 'nodenext',
+      moduleResolution: 'nodenext',
+      target: 'es2022',
+      noEmit: true,
+      skipLibCheck: false,
+      typeRoots: [join(repo, 'node_modules', '@types')],
+      types: ['node'],
+    };
+    writeFileSync(
+      join(project, 'service.mts'),
+      [
+        "import { Hono } from 'hono';",
+        "import { AtlsClientSession, AtlsServerSession, createDevPki, AtlsError } from 'atls';",
+        "import { atls, atlsFetch, createAtlsServer, type AtlsVariables } from 'atls/http';",
+        "import { AtlsCoapClient } from 'atls/coap';",
+        "import { inspectFlight } from 'atls/records';",
+        "const { ca, server: s } = await createDevPki();",
+        "const app = new Hono<{ Variables: AtlsVariables }>();",
+        'app.use(atls({ tls: { cert: s.cert, key: s.key }, app }));',
+        "app.use('/.well-known/atls', atls({ tls: { cert: s.cert, key: s.key }, app, requireAtls: true }));",
+        "app.get('/hello', (c) => c.text(`hello over ${c.get('atls')?.version ?? 'plain HTTP'}`));",
+        "const res: Response = await atlsFetch('https://service.example/hello', { atls: { tls: { ca: ca.cert }, transport: { insecure: true } } });",
+        "void [res, AtlsClientSession, AtlsServerSession, AtlsError, createAtlsServer, AtlsCoapClient, inspectFlight];",
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(project, 'client.mts'),
+      [
+        "import { atlsFetch } from 'atls/http';",
+        "import { AtlsError } from 'atls/errors';",
+        "const res = await atlsFetch('http://localhost:8443/x', { method: 'POST', body: 'x', atls: { tls: { ca: '' } } });",
+        'if (!res.ok) throw new AtlsError(\'INVALID_STATE\', `status ${res.status}`);',
+      ].join('\n'),
+    );
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['service.mts', 'client.mts'] }));
+    const withHono = sh(project, `node ${JSON.stringify(tsc)} -p tsconfig.json`);
+    assert.equal(withHono.status, 0, withHono.stdout + withHono.stderr);
+    // A client-only project has no hono: the types of atls/http must not need it.
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['client.mts'] }));
+    const hono = join(project, 'node_modules', 'hono');
+    renameSync(hono, `${hono}.away`);
+    try {
+      const without = sh(project, `node ${JSON.stringify(tsc)} -p tsconfig.json`);
+      assert.equal(without.status, 0, without.stdout + without.stderr);
+    } finally {
+      renameSync(`${hono}.away`, hono);
+    }
   });
 
   it('without a prebuilt addon or a C++ compiler: one line, then the node engine', async () => {
