@@ -18,6 +18,7 @@ import type { AtlsCoapServerEvent } from '../coap/server.js';
 import type { GatewayEvent } from '../coap/gateway.js';
 import { httpServerTimeouts, limitConnections, type ConnectionLimits } from '../http/connections.js';
 import { parseHostPort } from './options.js';
+import { peerGroup } from '../peers.js';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -230,12 +231,13 @@ export class Observer {
             code: e.error.code,
             status: e.status,
             alert: e.error.alert?.name,
-          }, e.error.code === 'LIMIT_REACHED' ? `failed|${transport}|${e.error.code}|${e.address}` : undefined);
+          }, `failed|${transport}|${e.error.code}|${e.status}|${peerGroup(e.address)}`);
           return;
         case 'end':
           // Evictions are counted from the core's `evicted` event, which names the peer and the limit.
           if (e.reason === 'expired') this.metrics?.timeouts.inc({ transport, what: 'session' });
-          this.log.log('info', 'session.ended', { transport, session: logId(e.sessionId), reason: e.reason });
+          // Evictions repeat with a flood; the `*.evicted` line names the peer, and these fold to one a second.
+          this.log.log('info', 'session.ended', { transport, session: logId(e.sessionId), reason: e.reason }, e.reason === 'evicted' ? `ended|${transport}|evicted` : undefined);
           return;
         case 'reply':
           this.metrics?.latency.observe({ transport }, e.ms / 1000);
@@ -287,13 +289,13 @@ export class Observer {
           const code = s.error instanceof AtlsError ? s.error.code : 'INTERNAL';
           const peer = (s as { peer?: { address: string } }).peer?.address;
           this.metrics?.failures.inc({ transport, code });
-          this.log.log('info', 'session.failed', { transport, session: logId(s.sessionId), peer, code, coap: s.code }, code === 'LIMIT_REACHED' ? `failed|${transport}|${code}|${peer}` : undefined);
+          this.log.log('info', 'session.failed', { transport, session: logId(s.sessionId), peer, code, coap: s.code }, `failed|${transport}|${code}|${s.code}|${peerGroup(peer)}`);
           return;
         }
         case 'closed': {
           const s = ev as Extract<AtlsCoapServerEvent, { type: 'closed' }>;
           if (s.reason === 'expired') this.metrics?.timeouts.inc({ transport, what: 'session' });
-          this.log.log('info', 'session.ended', { transport, session: logId(s.sessionId), reason: s.reason });
+          this.log.log('info', 'session.ended', { transport, session: logId(s.sessionId), reason: s.reason }, s.reason === 'evicted' ? `ended|${transport}|evicted` : undefined);
           return;
         }
         case 'address-check': {

@@ -927,6 +927,9 @@ export function createAtlsHandler(options: AtlsHandlerOptions): AtlsHandler {
       } else if (id !== undefined && !startsWithClientHello(body)) {
         throw gone();
       }
+      // Only a ClientHello starts a session: anything else is refused before it takes a slot (at a cap,
+      // admitting it would make another peer's handshake or session give way) or an engine.
+      if (!hello) throw new AtlsError('MALFORMED_RECORD', 'a new session starts with a TLS ClientHello', { source: 'remote' });
       const address = clientAddress(x);
       if (!hellos.fresh(body)) {
         // RFC 8446 §8.2: a recorded ClientHello is a replay; refusing it costs a lookup, not a handshake step.

@@ -73,6 +73,10 @@ describe('atls serve: logs and metrics', () => {
     }
     // A protected message for a session that does not exist: 410 CLOSED.
     assert.equal((await post(port, new Uint8Array(40), { 'content-type': MEDIA_TYPE_PROTECTED, cookie: `atls-session=${cookies[0]}` }, '127.0.0.3')).status, 410);
+    // A flood of garbage flights from one address: 40 failures of one kind fold to about one line a second.
+    for (let i = 0; i < 40; i++) {
+      assert.equal((await post(port, new TextEncoder().encode('garbage'), { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.6')).status, 400);
+    }
     const metrics = await (await fetch(metricsUrl)).text();
     await new Promise((r) => setTimeout(r, 200));
     const events = d.lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -82,6 +86,9 @@ describe('atls serve: logs and metrics', () => {
     has((e) => e.event === 'limit.hit' && e.limit === 'half-open' && e.peer === '127.0.0.2', 'limit.hit half-open');
     has((e) => e.event === 'half-open.evicted' && e.peer === '127.0.0.2', 'half-open.evicted');
     has((e) => e.event === 'session.failed' && e.code === 'CLOSED' && e.peer === '127.0.0.3' && e.status === 410, 'session.failed');
+    const flood = events.filter((e) => e.event === 'session.failed' && e.peer === '127.0.0.6');
+    assert.ok(flood.length >= 1 && flood.length <= 10, `${flood.length} lines for 40 failures of one peer`);
+    assert.match(metrics, /atls_failures_total\{transport="http",code="[A-Z_]+"\} 40/, 'every failure is still counted');
     for (const e of events) assert.equal(typeof e.time, 'string');
     const all = d.lines.join('\n');
     assert.ok(!all.includes(secret), 'no plaintext in the log');

@@ -218,6 +218,45 @@ describe('hostile input', () => {
     }
   });
 
+  it('a flight that is no ClientHello takes no half-open slot: garbage from other addresses does not push an honest handshake out', async () => {
+    const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+    const events: AtlsServerEvent[] = [];
+    const server = createAtlsServer({ tls: tls.server, app: echoApp, limits: { maxHalfOpen: 2 }, onEvent: (e) => events.push(e) });
+    const port = await listen(server);
+    const send = (body: Uint8Array, from: string, cookie?: string): Promise<{ status: number; body: Buffer; cookie: string | undefined }> =>
+      new Promise((resolve, reject) => {
+        const headers: Record<string, string> = { 'content-type': MEDIA_TYPE_FLIGHT, ...(cookie ? { cookie: `atls-session=${cookie}` } : {}) };
+        const req = http.request({ host: '127.0.0.1', port, localAddress: from, method: 'POST', path: '/.well-known/atls', headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (d: Buffer) => chunks.push(d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), cookie: readCookie(res.headers['set-cookie']?.[0], 'atls-session') }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      const honest = new AtlsClientSession({ tls: tls.client });
+      const first = await send((await honest.start()).flight, '127.0.0.1');
+      assert.equal(first.status, 200);
+      // Another address holds the second slot: every group holds one, so a newcomer would push out the oldest (the honest one).
+      assert.equal((await send((await new AtlsClientSession({ tls: tls.client }).start()).flight, '127.0.0.3')).status, 200);
+      const garbage = [Buffer.from('garbage'), Buffer.from([21, 3, 3, 0, 2, 2, 40]), Buffer.from([23, 3, 3, 0, 5, 1, 2, 3, 4, 5]), Buffer.from([22, 3, 3, 0, 4, 2, 0, 0, 0])];
+      for (let i = 0; i < 8; i++) {
+        const got = await send(garbage[i % garbage.length]!, `127.0.0.${4 + i}`);
+        assert.ok(got.status >= 400 && got.status < 500, `status ${got.status}`);
+        assert.equal(got.cookie, undefined, 'no session for a flight that is no ClientHello');
+      }
+      const second = await honest.receive(new Uint8Array(first.body));
+      const last = await send(second.flight, '127.0.0.1', first.cookie);
+      assert.equal(last.status, 200, 'the honest handshake completes');
+      await honest.receive(new Uint8Array(last.body));
+      assert.equal(honest.state, 'established');
+      assert.ok(!events.some((e) => e.type === 'evicted'), 'nothing gave way');
+    } finally {
+      await close(server);
+    }
+  });
+
   it('a replayed ClientHello cut into other records is still a replay (the random is read from the handshake bytes)', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const server = createAtlsServer({ tls: tls.server, app: echoApp });
