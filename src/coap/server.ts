@@ -42,6 +42,7 @@ import { EchoVerifier } from './echo.js';
 import { deleteRefusal, type DeleteTarget } from './delete.js';
 import { BlockwiseServer, codeFromHint, type AnswerShape, type CoapResponse, type Peer } from './blockwise.js';
 import { ClientHelloRecord } from '../store/hello-record.js';
+import { startsWithClientHello } from '../http/wire.js';
 import { LastFlights } from './last-flight.js';
 import { CoapEndpoint } from './endpoint.js';
 import { decodeInner, encodeInner, fromCoapReply, toCoapRequest, type CoapReply, type CoapRequest } from './inner.js';
@@ -321,6 +322,8 @@ export class AtlsCoapHandler {
 
   private async newSession(flight: Uint8Array, peer: Peer): Promise<CoapResponse> {
     if (flight.length > this.maxBody) return this.errorResponse(new AtlsError('TOO_LARGE', 'flight too large', { source: 'remote' }), undefined);
+    // Only a ClientHello starts a session: anything else would take a half-open slot (at the cap another peer's gives way) and an engine.
+    if (!startsWithClientHello(flight)) return this.errorResponse(new AtlsError('MALFORMED_RECORD', 'a new session starts with a ClientHello', { source: 'remote' }), undefined, peer);
     if (!this.hellos.fresh(flight)) {
       return this.errorResponse(new AtlsError('REPLAYED', 'this ClientHello already started a handshake', { source: 'remote' }), undefined);
     }

@@ -77,8 +77,11 @@ export function parseFlightLength(value: string, bodyLength: number): number {
 
 /** True when the flight starts with a TLS handshake record holding a ClientHello (RFC 8446 §5.1, §4). */
 export function startsWithClientHello(flight: Uint8Array): boolean {
-  // record: type(1)=22 version(2) length(2); handshake: msg_type(1)=1 (client_hello)
-  return flight.length >= 6 && flight[0] === 22 && flight[5] === 1;
+  if (flight[0] !== 22) return false;
+  // DTLS record: type(1)=22 version(2)=254,x epoch(2) sequence(6) length(2); handshake: msg_type(1)=1 (RFC 6347 §4.1, §4.2.2)
+  if (flight[1] === 254) return flight.length >= 14 && flight[13] === 1;
+  // TLS record: type(1)=22 version(2) length(2); handshake: msg_type(1)=1 (client_hello)
+  return flight.length >= 6 && flight[5] === 1;
 }
 
 /** Idempotent methods (RFC 9110 §9.2.2): safe to resend after the session was lost. */

@@ -331,6 +331,37 @@ describe('hostile input', () => {
     }
   });
 
+  it('CoAP: a flight that is no ClientHello takes no half-open slot: garbage from other addresses does not push an honest handshake out', async () => {
+    const events: AtlsCoapServerEvent[] = [];
+    const server = await AtlsCoapServer.listen({ tls: { cert: pki.server.cert, key: pki.server.key }, handler: echoCoapHandler, maxHalfOpen: 2, addressCheck: false, onEvent: (e) => events.push(e) });
+    const to = server.endpoint.address;
+    const honestEp = await CoapEndpoint.bind({ host: '127.0.0.1' });
+    const others = await Promise.all(Array.from({ length: 5 }, (_, i) => CoapEndpoint.bind({ host: `127.0.0.${3 + i}` })));
+    const post = (ep: CoapEndpoint, payload: Uint8Array, path = ['.well-known', 'atls']) =>
+      ep.request(to, { code: CoapCode.POST, options: [...path.map((p) => stringOption(OptionNumber.UriPath, p)), uintOption(OptionNumber.ContentFormat, 65000)], payload });
+    try {
+      const honest = new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } });
+      const first = await post(honestEp, (await honest.start()).flight);
+      assert.equal(first.code, CoapCode.Created);
+      const location = first.options.filter((o) => o.number === OptionNumber.LocationPath).map((o) => new TextDecoder().decode(o.value));
+      // A second address holds the other slot: every group holds one, so a newcomer would push out the oldest (the honest one).
+      assert.equal((await postClientHello(others[0]!, to)).code, CoapCode.Created);
+      const garbage = [Buffer.from('garbage'), Buffer.from([21, 3, 3, 0, 2, 2, 40]), Buffer.from([22, 3, 3, 0, 4, 2, 0, 0, 0]), Buffer.from([22, 254, 253, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 11])];
+      for (let i = 0; i < 8; i++) {
+        const got = await post(others[1 + (i % 4)]!, garbage[i % garbage.length]!);
+        assert.equal(got.code >> 5, 4, `code ${got.code >> 5}.${got.code & 31}`);
+      }
+      const second = await honest.receive(first.payload);
+      const last = await post(honestEp, second.flight, location);
+      assert.equal(last.code, CoapCode.Changed, 'the honest handshake completes');
+      assert.ok(!events.some((e) => e.type === 'evicted'), 'nothing gave way');
+    } finally {
+      await honestEp.close();
+      await Promise.all(others.map((ep) => ep.close()));
+      await server.close();
+    }
+  });
+
   it('idle connections beyond the cap make room for clients that send requests; silent ones time out', async () => {
     const tls = tlsPair(pki, 'TLSv1.3', 'cert');
     const events: AtlsServerEvent[] = [];
