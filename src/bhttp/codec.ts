@@ -543,6 +543,7 @@ class Decoder {
   section(kind: SectionKind): FieldLine[] {
     if (this.known) {
       const len = readVarint(this.r, SECTION_LENGTH[kind]);
+      if (len === 0) return []; // an empty section (most trailers): no reader for it
       if (len > this.r.remaining) throw malformed(this.what, `${kind} section of ${len} bytes overruns the message`);
       return this.budget.knownSection(this.r, this.r.offset + len, kind);
     }
