@@ -236,15 +236,9 @@ export function createAtlsFetch(options: BrowserAtlsOptions): BrowserAtlsClient 
 
   return {
     fetch: async (input, init) => {
-      let request: Request;
-      try {
-        // Relative URLs resolve against the page, as with fetch.
-        const base = (globalThis as { location?: { href: string } }).location?.href;
-        request = typeof input === 'string' && base ? new Request(new URL(input, base), init) : new Request(input, init);
-      } catch (e) {
-        throw new AtlsError('INVALID_ARGUMENT', `invalid request: ${String(e)}`, { cause: e });
-      }
-      return fetchOnce(request);
+      // Relative URLs resolve against the page, as with fetch; bad input is fetch's own TypeError.
+      const base = (globalThis as { location?: { href: string } }).location?.href;
+      return fetchOnce(typeof input === 'string' && base ? new Request(new URL(input, base), init) : new Request(input, init));
     },
     close: () => {
       for (const os of sessions.values()) os.session.destroy();

@@ -1058,12 +1058,8 @@ class ClientCore {
   }
 
   async fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
-    let request: Request;
-    try {
-      request = new Request(input, init);
-    } catch (e) {
-      throw new AtlsError('INVALID_ARGUMENT', `invalid request: ${String(e)}`, { cause: e });
-    }
+    // An input Fetch refuses (a bad URL or method, a GET with a body) is Fetch's own TypeError, as fetch rejects with it.
+    const request = new Request(input, init);
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     // A body given as a stream has no source to send again (Fetch: 307/308 then fail).
     const resendable = !(init?.body instanceof ReadableStream);
@@ -1108,7 +1104,8 @@ class ClientCore {
   private async fetchOnce(hop: Hop, signal: AbortSignal | undefined): Promise<Response> {
     const { url, method } = hop;
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`);
+      // Fetch: a scheme it cannot fetch is a network error (TypeError), here with the typed reason as its cause.
+      throw new TypeError('fetch failed', { cause: new AtlsError('INVALID_ARGUMENT', `ATLS over HTTP needs an http(s) URL, not ${url.protocol}`) });
     }
     const policy = this.options.policy ?? 'always';
     if (policy !== 'always' && policy !== 'auto' && policy !== 'never') {

@@ -175,6 +175,25 @@ describe('atlsFetch redirects, compared with fetch', async () => {
     await client.close();
   });
 
+  it('an input fetch refuses is refused with the same TypeError: a bad URL or method, a GET with a body, a scheme it cannot fetch', async () => {
+    const pair = atlsPairs.get('exported')!;
+    const client = createAtlsClient({ tls: tls.client, proxy: false });
+    const cases: Array<[string, (origin: string) => [string, RequestInit | undefined]]> = [
+      ['a URL that does not parse', () => ['http://', undefined]],
+      ['a forbidden method', (o) => [`${o}/final`, { method: 'CONNECT' }]],
+      ['a method that is no token', (o) => [`${o}/final`, { method: 'G T' }]],
+      ['a GET with a body', (o) => [`${o}/final`, { method: 'GET', body: 'x' }]],
+      ['a scheme fetch cannot fetch', () => ['ftp://example.com/', undefined]],
+    ];
+    for (const [what, args] of cases) {
+      const want = await outcome(plain, () => fetch(...args(plain.origins[0]!)));
+      const got = await outcome(pair, () => client.fetch(...args(pair.origins[0]!)));
+      assert.deepEqual({ ...(got as object), cause: undefined }, { ...(want as object), cause: undefined }, what);
+      assert.equal((got as { error: string }).error, 'TypeError', what);
+    }
+    await client.close();
+  });
+
   it('statusText and url without redirects, through atlsFetch with inline options', async () => {
     const pair = atlsPairs.get('exported')!;
     const options = (): AtlsClientOptions => ({ tls: { ...tls.client }, proxy: false });
