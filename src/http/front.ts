@@ -225,8 +225,9 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
   }
   if (i === targetAt || buf[targetAt] !== 0x2f) return HAND_OFF;
   const last = conn.lastTarget;
-  const target = last !== undefined && last.length === i - targetAt && spells(buf, targetAt, last) ? last : (conn.lastTarget = buf.toString('latin1', targetAt, i));
+  const target = last !== undefined && last.length === i - targetAt && spells(buf, targetAt, last) ? last : buf.toString('latin1', targetAt, i);
   if (!front.handler.matches(target)) return HAND_OFF;
+  conn.lastTarget = target; // an endpoint path: short
   if (!startsWith(buf, i, VERSION)) return HAND_OFF; // HTTP/1.1 only, one SP, CRLF
   i += VERSION.length;
   // Known fields by slot, others (rare) in a map made when the first one comes.
@@ -266,7 +267,7 @@ function parseHead(front: Front, conn: FrontConnection, buf: Buffer, scanFrom: n
         if (c !== 0x20 && c !== 0x09) valueEnd = i;
       }
       value = buf.toString('latin1', valueAt, valueEnd);
-      if (known !== undefined) lastValues[known.slot] = value;
+      if (known !== undefined) conn.keep(known.slot, value);
     }
     if (buf[i + 1] !== 0x0a) return HAND_OFF; // a bare CR
     i += 2;
@@ -374,6 +375,12 @@ function writeDecimal(out: Uint8Array, at: number, digits: number, n: number): v
   for (let i = at + digits - 1, x = n; i >= at; i--, x = Math.floor(x / 10)) out[i] = 0x30 + (x % 10);
 }
 
+/**
+ * Chars of field values a connection keeps between requests (the Go client's and undici's repeated values
+ * are ~150-250): a connection idle between requests holds at most this much of them, whatever heads it sent.
+ */
+const KEPT_VALUE_CHARS = 1024;
+
 /** Answers being given at once, on this stack (at most one: see FrontConnection.serve). */
 let syncAnswers = 0;
 
@@ -389,6 +396,8 @@ class FrontConnection {
   /** The last request's target and known fields' values (by {@link KNOWN_NAMES} slot): the next request's strings when it repeats their bytes. */
   lastTarget: string | undefined = undefined;
   readonly lastValues: Array<string | undefined> = KNOWN_NAMES.map(() => undefined);
+  /** Chars of the kept values: at most {@link KEPT_VALUE_CHARS}, so that an idle connection holds little. */
+  keptChars = 0;
   /** The request being read or answered. */
   request: FrontRequest | undefined = undefined;
   /**
@@ -430,6 +439,19 @@ class FrontConnection {
     socket.on('end', this.onEnd);
     socket.on('error', noop); // 'close' follows
     socket.on('close', this.onClose);
+  }
+
+  /** Keeps `value` as the connection's last of `slot` while the kept values stay within their budget; forgets the old one. */
+  keep(slot: number, value: string): void {
+    const old = this.lastValues[slot];
+    const chars = this.keptChars - (old === undefined ? 0 : old.length);
+    if (chars + value.length <= KEPT_VALUE_CHARS) {
+      this.lastValues[slot] = value;
+      this.keptChars = chars + value.length;
+    } else {
+      this.lastValues[slot] = undefined;
+      this.keptChars = chars;
+    }
   }
 
   private data(chunk: Buffer): void {

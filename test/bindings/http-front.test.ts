@@ -9,6 +9,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { testPki, type TestPki } from '../helpers/pki.js';
 import { tlsPair } from '../helpers/http.js';
 import { createAtlsServer, type AtlsNodeServer, type AtlsServerOptions } from '../../src/http/node.js';
@@ -309,6 +311,48 @@ describe('HTTP/1.1 front', () => {
     assert.notDeepEqual(want[3], want[4]);
     assert.deepEqual(await exchange(frontPort, sequence, sequence.length, 5), want, 'one request per write');
     assert.deepEqual(await exchange(frontPort, [sequence.join('')], sequence.length), want, 'all in one write');
+  });
+
+  it('keeps little of the field values an idle kept-alive connection sent (long values are not kept for the next request)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const heap = (): number => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    // Connections that send three requests whose known fields carry values of `size` chars, then stay open and idle.
+    const idleHeap = async (size: number): Promise<number> => {
+      const requests = [
+        post(PROTECTED, 'x'.repeat(40), [`Cookie: atls-session=${'a'.repeat(size)}`]),
+        post(PROTECTED, 'x'.repeat(40), [`User-Agent: ${'b'.repeat(size)}`]),
+        post(PROTECTED, 'x'.repeat(40), [`Accept: ${'c'.repeat(size)}`]),
+      ];
+      const conns = 60;
+      const before = heap();
+      const sockets = await Promise.all(
+        Array.from({ length: conns }, () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect(frontPort, '127.0.0.1');
+            let got = '';
+            socket.on('error', reject);
+            socket.on('data', (d: Buffer) => {
+              got += d.toString('latin1');
+              if (got.split('HTTP/1.1 ').length - 1 === requests.length) resolve(socket);
+            });
+            socket.on('connect', () => socket.write(requests.join('')));
+          }),
+        ),
+      );
+      const perConnection = (heap() - before) / conns;
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => setTimeout(r, 50));
+      return perConnection;
+    };
+    const short = await idleHeap(20);
+    const long = await idleHeap(7000);
+    // Without a bound each connection would keep its three 7 KiB values (~21 KiB more than with short ones).
+    assert.ok(long - short < 5000, `heap per idle connection: ${long.toFixed(0)} B with 7 KiB values, ${short.toFixed(0)} B with 20 B`);
   });
 
   it('writes the heads of protected answers as node:http does, request after request (one kept-alive connection)', async () => {
