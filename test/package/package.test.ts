@@ -172,7 +172,9 @@ describe('the packed package, installed into an empty project', () => {
         'if (!res.ok) throw new AtlsError(\'INVALID_STATE\', `status ${res.status}`);',
       ].join('\n'),
     );
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['service.mts', 'client.mts'] }));
+    // The README's Hono example as shown, its PEM strings declared.
+    writeFileSync(join(project, 'readme-hono.mts'), `declare const cert: string, key: string, ca: string;\n${readmeBlock('Over HTTP, a service keeps its routes')}\nvoid res;\n`);
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['service.mts', 'client.mts', 'readme-hono.mts'] }));
     const withHono = sh(project, `node ${JSON.stringify(tsc)} -p tsconfig.json`);
     assert.equal(withHono.status, 0, withHono.stdout + withHono.stderr);
     // A client-only project has no hono: the types of atls/http must not need it.
