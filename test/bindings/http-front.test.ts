@@ -143,6 +143,13 @@ const CORPUS: Array<[string, string, number]> = [
   ['a head over node:http\'s 16 KiB', post(FLIGHT, 'garbage', [`X-Long: ${'a'.repeat(17000)}`]), 1],
   ['a body over the whole-body cap', post(FLIGHT, 'z'.repeat(5000)), 1],
   ['leading empty line', `\r\n${post(FLIGHT, 'garbage')}`, 1],
+  ['empty Host', post(FLIGHT, 'garbage').replace('Host: localhost', 'Host:'), 1],
+  ['Host with a space', post(FLIGHT, 'garbage').replace('Host: localhost', 'Host: a b'), 1],
+  ['Content-Length of 16 digits', post(FLIGHT, '').replace('Content-Length: 0', 'Content-Length: 9999999999999999'), 1],
+  ['Content-Length as a list', post(FLIGHT, 'garbage').replace('Content-Length: 7', 'Content-Length: 7, 7'), 1],
+  ['Content-Length with a space inside', post(FLIGHT, 'garbage').replace('Content-Length: 7', 'Content-Length: 7 7'), 1],
+  ['1,000 field lines', post(FLIGHT, 'garbage', Array.from({ length: 1000 }, (_, i) => `X-${i}: b`)), 1],
+  ['Connection: close, keep-alive', post(FLIGHT, 'garbage', ['Connection: close, keep-alive']), 1],
 ];
 
 describe('HTTP/1.1 front', () => {
@@ -192,7 +199,7 @@ describe('HTTP/1.1 front', () => {
     }
     front.off('request', countHandOffs);
     // The subset the front serves itself; the rest went to node:http (or was refused by its parser).
-    assert.deepEqual(served.filter((name) => !/^(no Host|two Content-Length|Content-Length and|Content-Length with a sign|obs-fold|space before|bare|NUL|lower-case|a head over node)/.test(name)), [
+    assert.deepEqual(served.filter((name) => !/^(no Host|two Content-Length|Content-Length and|Content-Length with a sign|Content-Length as a list|Content-Length with a space|obs-fold|space before|bare|NUL|lower-case|a head over node)/.test(name)), [
       'flight that is no ClientHello',
       'flight, Connection: close',
       'flight, Connection: keep-alive',
@@ -203,6 +210,8 @@ describe('HTTP/1.1 front', () => {
       'DELETE of an unknown session',
       'empty POST',
       'tab and trailing spaces in values',
+      'empty Host',
+      'Host with a space',
     ]);
   });
 
