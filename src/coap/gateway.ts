@@ -24,7 +24,7 @@ import { FairShareLedger } from '../store/fair-shares.js';
 import { peerGroup } from '../peers.js';
 import { ENDPOINT_DEFAULTS } from '../endpoint/defaults.js';
 import { COOKIE_NAME, MEDIA_TYPE_FLIGHT, MEDIA_TYPE_FLIGHT_LATER, MEDIA_TYPE_PROTECTED, WELL_KNOWN_ENDPOINT } from '../http/constants.js';
-import { mediaType, readBody } from '../http/wire.js';
+import { mediaType, readBody, startsWithClientHello } from '../http/wire.js';
 import { parseSetCookie } from '../http/cookie.js';
 import { CoapCode, OptionNumber, SESSION_PATH_PREFIX, WELL_KNOWN_PATH, makeCode, type TransmissionParameters } from './constants.js';
 import { getPath, getUintOption, stringOption, uintOption, type CoapMessage, type CoapOption } from './packet.js';
@@ -180,6 +180,8 @@ export class AtlsCoapGatewayHandler {
       if (msg.code === CoapCode.DELETE) return this.onDelete(id, mapping, cf, msg.payload);
     }
     if (msg.code !== CoapCode.POST) return diag(CoapCode.MethodNotAllowed, 'POST flights or protected messages');
+    // Only a ClientHello starts a session (the service would refuse anything else): no request to it for one.
+    if (isNew && cf === this.formats.records && !startsWithClientHello(msg.payload)) return diag(CoapCode.BadRequest, 'a new session starts with a ClientHello');
     let type: string;
     if (cf === this.formats.records) type = MEDIA_TYPE_FLIGHT;
     else if (cf === this.formats.protectedHttp && !isNew) type = MEDIA_TYPE_PROTECTED;

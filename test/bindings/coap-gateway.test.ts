@@ -211,6 +211,34 @@ void describe('CoAP device -> gateway -> HTTP service', () => {
     }
   });
 
+  void it('a flight to /.well-known/atls that is no ClientHello gets 4.00 without a request to the service', async () => {
+    let forwarded = 0;
+    const counting = await AtlsCoapGateway.listen({
+      to: gateway.handler.serviceEndpoint,
+      addressCheck: false,
+      fetch: (input, init) => {
+        forwarded++;
+        return fetch(input, init);
+      },
+    });
+    const from = await CoapEndpoint.bind();
+    try {
+      for (const payload of [new TextEncoder().encode('garbage'), Uint8Array.from([21, 3, 3, 0, 2, 2, 40]), Uint8Array.from([22, 3, 3, 0, 4, 2, 0, 0, 0])]) {
+        const res = await from.request(counting.endpoint.address, { code: CoapCode.POST, options: [...wellKnown, uintOption(OptionNumber.ContentFormat, 65000)], payload });
+        assert.equal(res.code, CoapCode.BadRequest);
+      }
+      assert.equal(forwarded, 0);
+      assert.equal(counting.handler.sessionCount, 0);
+      const hello = (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight;
+      const res = await from.request(counting.endpoint.address, { code: CoapCode.POST, options: [...wellKnown, uintOption(OptionNumber.ContentFormat, 65000)], payload: hello });
+      assert.equal(res.code, CoapCode.Created, 'a ClientHello goes on');
+      assert.equal(forwarded, 1);
+    } finally {
+      await from.close();
+      await counting.close();
+    }
+  });
+
   void it('maps HTTP statuses to CoAP codes', () => {
     assert.equal(coapCodeForStatus(200), CoapCode.Changed);
     assert.equal(coapCodeForStatus(413), CoapCode.RequestEntityTooLarge);
