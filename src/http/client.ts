@@ -1072,9 +1072,9 @@ class ClientCore {
     const urls = [hop.url];
     for (;;) {
       const response = await this.fetchOnce(hop, signal);
-      if (!isRedirectStatus(response.status) || request.redirect === 'manual') return withFinalUrl(response, urls);
+      if (!isRedirectStatus(response.status) || request.redirect === 'manual') return withFinalUrl(abortable(response, signal), urls);
       const location = locationOf(response, hop.url);
-      if (location === undefined) return withFinalUrl(response, urls);
+      if (location === undefined) return withFinalUrl(abortable(response, signal), urls);
       await response.body?.cancel();
       if (request.redirect === 'error') throw networkError('unexpected redirect');
       if (location.protocol !== 'http:' && location.protocol !== 'https:') throw networkError('URL scheme must be a HTTP(S) scheme');
@@ -1275,4 +1275,32 @@ export interface AtlsRequestInit extends RequestInit {
 export function atlsFetch(input: string | URL | Request, init?: AtlsRequestInit): Promise<Response> {
   const { atls, ...rest } = init ?? {};
   return pooledClient(atls ?? {}).fetch(input, init ? rest : undefined);
+}
+
+/**
+ * Fetch: once the request's signal aborts, reading the body rejects with the
+ * signal's reason (an AbortError by default), whatever layer noticed the cut
+ * first (the transport, Binary HTTP, the record or chunk reader).
+ */
+function abortable(response: Response, signal: AbortSignal | undefined): Response {
+  // A null-body status keeps its response (the Response constructor refuses a body with one).
+  if (!signal || !response.body || [101, 204, 205, 304].includes(response.status)) return response;
+  const reader = response.body.getReader();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          throw signal.aborted ? signal.reason : e;
+        }
+        if (r.done) controller.close();
+        else controller.enqueue(r.value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }

@@ -157,7 +157,7 @@ export class HttpTransport {
     } catch (e) {
       throw transportError(e, url, signal);
     }
-    return { status: res.status, headers: res.headers, body: res.body ? guardedBody(res.body, url) : null };
+    return { status: res.status, headers: res.headers, body: res.body ? guardedBody(res.body, url, signal) : null };
   }
 
   /**
@@ -266,8 +266,8 @@ function transportError(e: unknown, url: URL, signal: AbortSignal | undefined): 
   return new AtlsError('CLOSED', `transport to ${url.origin} failed: ${innermostMessage(e)}`, { source: 'remote', cause: e });
 }
 
-/** The response body, its transport failures (a cut connection, a body timeout) turned into AtlsErrors. */
-function guardedBody(body: ReadableStream<Uint8Array>, url: URL): ReadableStream<Uint8Array> {
+/** The response body, its transport failures (a cut connection, a body timeout) turned into AtlsErrors; an abort by the caller's signal stays that abort, as in Fetch. */
+function guardedBody(body: ReadableStream<Uint8Array>, url: URL, signal: AbortSignal | undefined): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>(
     {
@@ -276,7 +276,7 @@ function guardedBody(body: ReadableStream<Uint8Array>, url: URL): ReadableStream
         try {
           r = await reader.read();
         } catch (e) {
-          const err = transportError(e, url, undefined);
+          const err = transportError(e, url, signal);
           throw err instanceof AtlsError && err.code === 'CLOSED'
             ? new AtlsError('TRUNCATED_FLIGHT', `the body from ${url.origin} was cut short: ${innermostMessage(e)}`, { source: 'remote', cause: e })
             : err;

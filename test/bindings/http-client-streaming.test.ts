@@ -123,6 +123,41 @@ describe('atlsFetch streaming against the real server', () => {
       await client.close();
     });
 
+    it(`${mode}: aborting the signal while the body streams errors response.body with the signal's reason, as fetch does`, async () => {
+      const tls = tlsPair(pki, 'TLSv1.3', 'cert');
+      const rest = gate();
+      const app = (): Response =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            async start(c) {
+              c.enqueue(new Uint8Array(40_000).fill(1));
+              await rest.opened;
+              c.close();
+            },
+          }),
+        );
+      const server = createAtlsServer({ tls: tls.server, app, mode });
+      servers.push(server);
+      const port = await listen(server);
+      const client = createAtlsClient({ tls: tls.client, mode, proxy: false });
+      for (const reason of [undefined, new Error('stopped by the caller')]) {
+        const controller = new AbortController();
+        const res = await client.fetch(`http://localhost:${port}/slow`, { signal: controller.signal });
+        const reader = res.body!.getReader();
+        let got = 0;
+        while (got < 40_000) got += ((await reader.read()).value?.length ?? 40_000);
+        controller.abort(reason);
+        const error = await reader.read().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (reason) assert.equal(error, reason);
+        else assert.equal((error as Error).name, 'AbortError', String(error));
+      }
+      rest.open();
+      await client.close();
+    });
+
     it(`${mode}: a request body given as a stream reaches the app before the client has produced the rest`, async () => {
       const tls = tlsPair(pki, 'TLSv1.3', 'cert');
       const seen = gate();
