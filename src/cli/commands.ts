@@ -142,6 +142,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('-H, --header <header>', "request header 'Name: value' (repeatable)", collect, [])
         .option('-d, --data <data>', 'request body (POST unless -X), @FILE (CR/LF dropped) or @- for stdin; repeated: joined with &', collect)
         .option('--data-binary <data>', 'like -d, but @FILE and @- are sent byte for byte', collect)
+        .option('--data-raw <data>', 'like -d, but a leading @ is sent as it is', collect)
         .option('-i, --include', 'print the inner response status line and headers before the body')
         .option('-I, --head', 'send HEAD and print the inner status line and headers only (http(s)://)')
         .option('-o, --output <file>', 'write the inner response body to FILE instead of stdout (- is stdout)')

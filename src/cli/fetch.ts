@@ -36,11 +36,12 @@ async function readData(value: string, flagName: string, strip: boolean, stdin: 
   return strip ? new Uint8Array(bytes.filter((b) => b !== 0x0a && b !== 0x0d)) : new Uint8Array(bytes);
 }
 
-/** The request body from `-d`/`--data` and `--data-binary` (several are joined with `&`, as curl does). */
+/** The request body from `-d`/`--data`, `--data-binary` and `--data-raw` (several are joined with `&`, as curl does). */
 export async function bodyFrom(opts: Record<string, unknown>, stdin: CliIo['stdin']): Promise<Uint8Array | undefined> {
   const parts: Uint8Array[] = [];
   for (const d of asList(opts.data)) parts.push(await readData(d, '-d', true, stdin));
   for (const d of asList(opts.dataBinary)) parts.push(await readData(d, '--data-binary', false, stdin));
+  for (const d of asList(opts.dataRaw)) parts.push(new TextEncoder().encode(d));
   if (parts.length === 0) return undefined;
   const joined: number[] = [];
   parts.forEach((p, i) => {

@@ -97,7 +97,7 @@ describe('atls fetch, as curl users expect it', () => {
     assert.ok(r.stdout.endsWith('\r\n\r\na=1&b=2'), r.stdout); // the echo: POSTed, joined with & as curl does
   });
 
-  it('-d @- reads stdin, --data @FILE drops newlines, --data-binary @FILE keeps them, -o writes a file (exit 23 when it cannot)', async () => {
+  it('-d @- reads stdin, --data @FILE drops newlines, --data-binary @FILE keeps them, --data-raw keeps @, -o writes a file (exit 23 when it cannot)', async () => {
     const stdin = await atlsInProcess(['fetch', `${echo}/in`, '-d', '@-', '--ca', pki.ca], 'from stdin\n');
     assert.equal(stdin.status, 0, stdin.stderr);
     assert.equal(stdin.stdout, 'from stdin');
@@ -113,6 +113,9 @@ describe('atls fetch, as curl users expect it', () => {
     const unwritable = await atlsInProcess(['fetch', `${echo}/f`, '-d', 'x', '-o', join(dir, 'no-such-folder', 'out'), '--ca', pki.ca]);
     assert.equal(unwritable.status, 23);
     assertOneLine(unwritable, /cannot write \(ENOENT\)/, /check the folder exists/);
+    const raw = await atlsInProcess(['fetch', `${echo}/f`, '--data-raw', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
+    assert.equal(raw.status, 0, raw.stderr);
+    assert.equal(raw.stdout, `@${join(dir, 'nope')}`, '--data-raw sends a leading @ as it is, as curl does');
     const missing = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
     assert.equal(missing.status, 26);
     assertOneLine(missing, /cannot read/, /check the file name/);
