@@ -239,8 +239,11 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
   const connectTimeout = secondsFrom(opts.connectTimeout, '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_S)!;
   const failOnError = opts.fail === true;
   const failWithBody = opts.failWithBody === true;
+  // curl writes -w also when the transfer fails (http_code 000): scripts read the code from it.
+  let reported = false;
   /** -w, then --fail-with-body's exit once the body is out. */
   const report = (t: Omit<Transfer, 'method' | 'started'>): void => {
+    reported = true;
     if (typeof opts.writeOut !== 'string') return;
     io.stdout.write(writeOut(opts.writeOut, { ...t, method, started }, (line) => opts.silent !== true && io.stderr.write(`atls: warning: ${line}\n`)));
   };
@@ -248,71 +251,79 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
     report(t);
     if (failWithBody && failed) throw new CliExit(EXIT.httpError, `the inner response is ${statusText} (--fail-with-body)`);
   };
-  if (target.protocol === 'coap:') {
-    if (headOnly) throw new AtlsError('INVALID_ARGUMENT', '-I/--head is for http:// and https:// (CoAP has no HEAD); use -i to see the inner head');
-    const { fetchCoap } = await import('./coap-fetch.js');
-    const res = await fetchCoap(target, {
+  const transfer = async (): Promise<void> => {
+    if (target.protocol === 'coap:') {
+      if (headOnly) throw new AtlsError('INVALID_ARGUMENT', '-I/--head is for http:// and https:// (CoAP has no HEAD); use -i to see the inner head');
+      const { fetchCoap } = await import('./coap-fetch.js');
+      const res = await fetchCoap(target, {
+        tls,
+        mode,
+        method,
+        body,
+        opts,
+        connectTimeoutMs: connectTimeout * 1000,
+        ...(maxTime !== undefined ? { maxTimeMs: maxTime * 1000 } : {}),
+        ...engineFrom(opts),
+        stderr: io.stderr,
+      });
+      // -w %{http_code} of a CoAP answer: its code as three digits (2.05 is 205), HTTP's as it is (--inner http).
+      const code = /^(?:HTTP\/1\.1 (\d+)|CoAP (\d)\.(\d\d))/.exec(res.head);
+      const status = code ? Number(code[1] ?? `${code[2]}${code[3]}`) : 0;
+      if (failOnError && !failWithBody && res.failed) {
+        report({ status, url: target.href, contentType: '', sizeDownload: 0 });
+        throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
+      }
+      const size = await output(opts, target, res.head, res.payload, io.stdout);
+      finish({ status, url: target.href, contentType: '', sizeDownload: size }, res.failed, res.codeText);
+      return;
+    }
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+      throw new AtlsError('INVALID_ARGUMENT', `unsupported URL scheme ${target.protocol} (http://, https:// or coap://)`);
+    }
+    const client = createAtlsClient({
       tls,
       mode,
-      method,
-      body,
-      opts,
-      connectTimeoutMs: connectTimeout * 1000,
-      ...(maxTime !== undefined ? { maxTimeMs: maxTime * 1000 } : {}),
       ...engineFrom(opts),
-      stderr: io.stderr,
+      ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
+      ...clientTransportFrom(opts, {
+        connectTimeoutMs: connectTimeout * 1000,
+        responseTimeoutMs: Math.min(DEFAULT_RESPONSE_TIMEOUT_S, maxTime ?? Infinity) * 1000,
+      }),
+      ...(opts.verbose ? { onEvent: verboseLogger(io.stderr) } : {}),
     });
-    // -w %{http_code} of a CoAP answer: its code as three digits (2.05 is 205), HTTP's as it is (--inner http).
-    const code = /^(?:HTTP\/1\.1 (\d+)|CoAP (\d)\.(\d\d))/.exec(res.head);
-    const status = code ? Number(code[1] ?? `${code[2]}${code[3]}`) : 0;
-    if (failOnError && !failWithBody && res.failed) {
-      report({ status, url: target.href, contentType: '', sizeDownload: 0 });
-      throw new CliExit(EXIT.httpError, `the inner response is ${res.codeText} (--fail)`);
+    try {
+      const res = await client.fetch(target, {
+        method,
+        headers,
+        redirect: opts.location === true ? 'follow' : 'manual',
+        ...(body !== undefined ? { body } : {}),
+        ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
+      });
+      if (opts.verbose) io.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
+      const statusText = `${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}`.trimEnd();
+      if (failOnError && !failWithBody && res.status >= 400) {
+        await res.body?.cancel();
+        report({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: 0 });
+        throw new CliExit(EXIT.httpError, `the inner response is ${statusText} (--fail)`);
+      }
+      let head = `HTTP/1.1 ${statusText}\r\n`;
+      res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
+      if (headOnly) await res.body?.cancel();
+      const size = await output(opts, new URL(res.url || target.href), head + '\r\n', headOnly || !res.body ? new Uint8Array(0) : res.body, io.stdout);
+      finish({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: size }, res.status >= 400, statusText);
+    } catch (e) {
+      if (e instanceof Error && e.name === 'TimeoutError' && maxTime !== undefined) {
+        throw new AtlsError('TIMEOUT', `no complete answer within --max-time ${maxTime} s`, { source: 'remote', cause: e });
+      }
+      throw e;
+    } finally {
+      await client.close();
     }
-    const size = await output(opts, target, res.head, res.payload, io.stdout);
-    finish({ status, url: target.href, contentType: '', sizeDownload: size }, res.failed, res.codeText);
-    return;
-  }
-  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
-    throw new AtlsError('INVALID_ARGUMENT', `unsupported URL scheme ${target.protocol} (http://, https:// or coap://)`);
-  }
-  const client = createAtlsClient({
-    tls,
-    mode,
-    ...engineFrom(opts),
-    ...(typeof opts.proxy === 'string' ? { proxy: opts.proxy } : {}),
-    ...clientTransportFrom(opts, {
-      connectTimeoutMs: connectTimeout * 1000,
-      responseTimeoutMs: Math.min(DEFAULT_RESPONSE_TIMEOUT_S, maxTime ?? Infinity) * 1000,
-    }),
-    ...(opts.verbose ? { onEvent: verboseLogger(io.stderr) } : {}),
-  });
+  };
   try {
-    const res = await client.fetch(target, {
-      method,
-      headers,
-      redirect: opts.location === true ? 'follow' : 'manual',
-      ...(body !== undefined ? { body } : {}),
-      ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
-    });
-    if (opts.verbose) io.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);
-    const statusText = `${res.status} ${res.statusText || (STATUS_CODES[res.status] ?? '')}`.trimEnd();
-    if (failOnError && !failWithBody && res.status >= 400) {
-      await res.body?.cancel();
-      report({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: 0 });
-      throw new CliExit(EXIT.httpError, `the inner response is ${statusText} (--fail)`);
-    }
-    let head = `HTTP/1.1 ${statusText}\r\n`;
-    res.headers.forEach((v, k) => (head += `${k}: ${v}\r\n`));
-    if (headOnly) await res.body?.cancel();
-    const size = await output(opts, new URL(res.url || target.href), head + '\r\n', headOnly || !res.body ? new Uint8Array(0) : res.body, io.stdout);
-    finish({ status: res.status, url: res.url || target.href, contentType: res.headers.get('content-type') ?? '', sizeDownload: size }, res.status >= 400, statusText);
+    await transfer();
   } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError' && maxTime !== undefined) {
-      throw new AtlsError('TIMEOUT', `no complete answer within --max-time ${maxTime} s`, { source: 'remote', cause: e });
-    }
+    if (!reported) report({ status: 0, url: target.href, contentType: '', sizeDownload: 0 });
     throw e;
-  } finally {
-    await client.close();
   }
 }

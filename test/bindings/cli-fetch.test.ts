@@ -165,6 +165,11 @@ describe('atls fetch, as curl users expect it', () => {
       const ours = await atlsInProcess(['fetch', '-s', ...flags, sidecar + path, '--ca', pki.ca]);
       assert.deepEqual({ status: ours.status, stdout: ours.stdout }, { status: theirs.status, stdout: theirs.stdout }, `${flags.join(' ')} ${path}`);
     }
+    // Nothing listening: exit 7 and -w still written, with http_code 000 (scripts read the code from it).
+    const closed = `http://127.0.0.1:${await freePort()}/x`;
+    const theirsClosed = await run(['-s', '-w', '%{http_code}', closed]);
+    const oursClosed = await atlsInProcess(['fetch', '-s', '-w', '%{http_code}', closed]);
+    assert.deepEqual({ status: oursClosed.status, stdout: oursClosed.stdout }, { status: theirsClosed.status, stdout: theirsClosed.stdout });
     // -I: HEAD, the head only (the sidecar's fields differ from the service's, the status line does not).
     const theirs = await run(['-s', '-I', `${direct}/x`]);
     const ours = await atlsInProcess(['fetch', '-I', `${sidecar}/x`, '--ca', pki.ca]);
