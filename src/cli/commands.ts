@@ -143,6 +143,7 @@ export const commandSpecs: CommandSpec[] = [
         .option('-d, --data <data>', 'request body (POST unless -X), @FILE (CR/LF dropped) or @- for stdin; repeated: joined with &', collect)
         .option('--data-binary <data>', 'like -d, but @FILE and @- are sent byte for byte', collect)
         .option('--data-raw <data>', 'like -d, but a leading @ is sent as it is', collect)
+        .option('-T, --upload-file <file>', 'PUT FILE (- for stdin) as the body, streamed as it is read; to URL/FILE when the URL ends with /')
         .option('-i, --include', 'print the inner response status line and headers before the body')
         .option('-I, --head', 'send HEAD and print the inner status line and headers only (http(s)://)')
         .option('-o, --output <file>', 'write the inner response body to FILE instead of stdout (- is stdout)')

@@ -8,7 +8,8 @@
  * what a middlebox sees of it), the handshake and, over CoAP, each exchange
  * and retransmission.
  */
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
 import { STATUS_CODES } from 'node:http';
 import { AtlsError } from '../errors.js';
 import { inspectFlight } from '../records.js';
@@ -34,6 +35,30 @@ async function readData(value: string, flagName: string, strip: boolean, stdin: 
     throw new CliExit(EXIT.read, `${flagName} ${value}: cannot read ${name === '-' ? 'standard input' : name} (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the file name`);
   }
   return strip ? new Uint8Array(bytes.filter((b) => b !== 0x0a && b !== 0x0d)) : new Uint8Array(bytes);
+}
+
+/** `-T FILE` (or `-` for stdin): the file as a stream, sent as it is read; exit 26 when it cannot be opened. */
+async function readUpload(name: string, stdin: CliIo['stdin']): Promise<ReadableStream<Uint8Array>> {
+  const source: AsyncIterable<Uint8Array | string> = name === '-' ? stdin : createReadStream(name);
+  const it = source[Symbol.asyncIterator]();
+  // The first read opens the file, so that a missing one fails here, before anything is sent.
+  let pending: IteratorResult<Uint8Array | string> | undefined;
+  try {
+    pending = await it.next();
+  } catch (e) {
+    throw new CliExit(EXIT.read, `-T ${name}: cannot read ${name} (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the file name`);
+  }
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const r = pending ?? (await it.next());
+      pending = undefined;
+      if (r.done) controller.close();
+      else controller.enqueue(typeof r.value === 'string' ? new TextEncoder().encode(r.value) : new Uint8Array(r.value));
+    },
+    async cancel() {
+      await it.return?.();
+    },
+  });
 }
 
 /** The request body from `-d`/`--data`, `--data-binary` and `--data-raw` (several are joined with `&`, as curl does). */
@@ -227,10 +252,17 @@ async function output(opts: Record<string, unknown>, url: URL, head: string, bod
 export async function runFetch(url: string, opts: Record<string, unknown>, io: CliIo): Promise<void> {
   const started = performance.now();
   const target = targetUrl(url);
+  const upload = typeof opts.uploadFile === 'string' ? opts.uploadFile : undefined;
+  if (upload !== undefined && (opts.data ?? opts.dataBinary ?? opts.dataRaw) !== undefined) {
+    throw new AtlsError('INVALID_ARGUMENT', '-T and -d/--data-binary/--data-raw both give the body: use one');
+  }
   const body = await bodyFrom(opts, io.stdin);
+  // curl -T FILE: PUT, to URL/FILE when the URL ends with a slash.
+  if (upload !== undefined && upload !== '-' && target.pathname.endsWith('/')) target.pathname += encodeURIComponent(basename(upload));
   const headOnly = opts.head === true;
-  // curl: a body without -X means POST; -I means HEAD.
-  const method = typeof opts.request === 'string' ? opts.request.toUpperCase() : headOnly ? 'HEAD' : body !== undefined ? 'POST' : 'GET';
+  // curl: a body without -X means POST; -T means PUT; -I means HEAD.
+  const method =
+    typeof opts.request === 'string' ? opts.request.toUpperCase() : headOnly ? 'HEAD' : upload !== undefined ? 'PUT' : body !== undefined ? 'POST' : 'GET';
   const headers = headersFrom(opts.header);
   if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded');
   const tls = clientTlsFrom(opts);
@@ -259,7 +291,7 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
         tls,
         mode,
         method,
-        body,
+        body: upload !== undefined ? await readAll(await readUpload(upload, io.stdin)) : body,
         opts,
         connectTimeoutMs: connectTimeout * 1000,
         ...(maxTime !== undefined ? { maxTimeMs: maxTime * 1000 } : {}),
@@ -296,7 +328,7 @@ export async function runFetch(url: string, opts: Record<string, unknown>, io: C
         method,
         headers,
         redirect: opts.location === true ? 'follow' : 'manual',
-        ...(body !== undefined ? { body } : {}),
+        ...(upload !== undefined ? { body: await readUpload(upload, io.stdin), duplex: 'half' } : body !== undefined ? { body } : {}),
         ...(maxTime !== undefined ? { signal: AbortSignal.timeout(maxTime * 1000) } : {}),
       });
       if (opts.verbose) io.stderr.write(`* inner response: ${res.status} ${res.statusText}\n`);

@@ -97,7 +97,7 @@ describe('atls fetch, as curl users expect it', () => {
     assert.ok(r.stdout.endsWith('\r\n\r\na=1&b=2'), r.stdout); // the echo: POSTed, joined with & as curl does
   });
 
-  it('-d @- reads stdin, --data @FILE drops newlines, --data-binary @FILE keeps them, --data-raw keeps @, -o writes a file (exit 23 when it cannot)', async () => {
+  it('-d @- reads stdin, --data @FILE drops newlines, --data-binary @FILE keeps them, --data-raw keeps @, -T PUTs a file, -o writes a file (exit 23 when it cannot)', async () => {
     const stdin = await atlsInProcess(['fetch', `${echo}/in`, '-d', '@-', '--ca', pki.ca], 'from stdin\n');
     assert.equal(stdin.status, 0, stdin.stderr);
     assert.equal(stdin.stdout, 'from stdin');
@@ -116,6 +116,15 @@ describe('atls fetch, as curl users expect it', () => {
     const raw = await atlsInProcess(['fetch', `${echo}/f`, '--data-raw', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
     assert.equal(raw.status, 0, raw.stderr);
     assert.equal(raw.stdout, `@${join(dir, 'nope')}`, '--data-raw sends a leading @ as it is, as curl does');
+    // -T: PUT, the file streamed, to URL/FILE when the URL ends with /; from stdin with -; exit 26 without the file.
+    const put = await atlsInProcess(['fetch', `${echo}/up/`, '-T', file, '-w', ' %{method} %{url_effective}', '--ca', pki.ca]);
+    assert.equal(put.status, 0, put.stderr);
+    assert.equal(put.stdout, `line 1\r\nline 2\n PUT ${echo}/up/body.txt`);
+    const putStdin = await atlsInProcess(['fetch', `${echo}/up/`, '-T', '-', '-w', ' %{method} %{url_effective}', '--ca', pki.ca], 'piped');
+    assert.equal(putStdin.stdout, `piped PUT ${echo}/up/`);
+    const putMissing = await atlsInProcess(['fetch', `${echo}/up/`, '-T', join(dir, 'nope'), '--ca', pki.ca]);
+    assert.equal(putMissing.status, 26);
+    assertOneLine(putMissing, /-T .*cannot read/, /check the file name/);
     const missing = await atlsInProcess(['fetch', `${echo}/f`, '-d', `@${join(dir, 'nope')}`, '--ca', pki.ca]);
     assert.equal(missing.status, 26);
     assertOneLine(missing, /cannot read/, /check the file name/);
