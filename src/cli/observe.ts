@@ -209,7 +209,8 @@ export class Observer {
     return (e) => {
       switch (e.type) {
         case 'session':
-          this.log.log('info', 'session.created', { transport, session: logId(e.sessionId), peer: e.address });
+          // A flood of fresh ClientHellos repeats it; it folds per peer group as failures do.
+          this.log.log('info', 'session.created', { transport, session: logId(e.sessionId), peer: e.address }, `created|${transport}|${peerGroup(e.address)}`);
           return;
         case 'handshake':
           this.metrics?.handshakes.inc({ transport });
@@ -275,7 +276,7 @@ export class Observer {
       switch (ev.type) {
         case 'session': {
           const s = ev as Extract<AtlsCoapServerEvent, { type: 'session' }>;
-          this.log.log('info', 'session.created', { transport, session: logId(s.sessionId), peer: s.peer.address, port: s.peer.port });
+          this.log.log('info', 'session.created', { transport, session: logId(s.sessionId), peer: s.peer.address, port: s.peer.port }, `created|${transport}|${peerGroup(s.peer.address)}`);
           return;
         }
         case 'established': {

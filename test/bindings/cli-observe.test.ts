@@ -77,6 +77,9 @@ describe('atls serve: logs and metrics', () => {
     for (let i = 0; i < 40; i++) {
       assert.equal((await post(port, new TextEncoder().encode('garbage'), { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.6')).status, 400);
     }
+    // A flood of fresh ClientHellos from one address: 40 sessions created, their lines fold too.
+    const hellos = await Promise.all(Array.from({ length: 40 }, async () => (await new AtlsClientSession({ tls: { ca: pki.ca.cert, serverName: 'localhost' } }).start()).flight));
+    for (const h of hellos) assert.equal((await post(port, h, { 'content-type': MEDIA_TYPE_FLIGHT }, '127.0.0.7')).status, 200);
     const metrics = await (await fetch(metricsUrl)).text();
     await new Promise((r) => setTimeout(r, 200));
     const events = d.lines.slice(1).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -89,6 +92,8 @@ describe('atls serve: logs and metrics', () => {
     const flood = events.filter((e) => e.event === 'session.failed' && e.peer === '127.0.0.6');
     assert.ok(flood.length >= 1 && flood.length <= 10, `${flood.length} lines for 40 failures of one peer`);
     assert.match(metrics, /atls_failures_total\{transport="http",code="[A-Z_]+"\} 40/, 'every failure is still counted');
+    const created = events.filter((e) => e.event === 'session.created' && e.peer === '127.0.0.7');
+    assert.ok(created.length >= 1 && created.length <= 20, `${created.length} session.created lines for 40 ClientHellos of one peer`);
     for (const e of events) assert.equal(typeof e.time, 'string');
     const all = d.lines.join('\n');
     assert.ok(!all.includes(secret), 'no plaintext in the log');
