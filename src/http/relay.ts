@@ -84,7 +84,11 @@ export function relayingHandler(handler: AtlsHandler, relay: FlightRelay): AtlsH
       return errorReply(err, extra);
     }
   };
-  return Object.assign((request: Request) => handler(request), handler, { serve });
+  // serveHeld too: the front calls it first, and the one inherited from `handler` would skip the relay.
+  // Only protected messages take the held path, and they are never relayed (any worker has their keys).
+  const serveHeld = (x: AtlsRawRequest, body: Uint8Array): AtlsRawReply | Promise<AtlsRawReply> =>
+    bodyKind(x.header('content-type')) === 'protected' ? handler.serveHeld(x, body) : serve(x);
+  return Object.assign((request: Request) => handler(request), handler, { serve, serveHeld });
 }
 
 /** The worker that minted the session named by the request's cookie, when it is another one. */
@@ -156,6 +160,7 @@ async function sendBody(req: ReturnType<typeof httpRequest>, body: Uint8Array | 
 export async function listenForRelays(handler: AtlsHandler, path: string, connections?: ConnectionLimits): Promise<Server> {
   const asRelayed: AtlsHandler = Object.assign((request: Request) => handler(request), handler, {
     serve: (x: AtlsRawRequest) => handler.serve(relayedView(x)),
+    serveHeld: (x: AtlsRawRequest) => handler.serve(relayedView(x)),
   });
   const server = createServer({ ...httpServerTimeouts(connections), keepAliveTimeout: RELAY_KEEP_ALIVE_MS }, atlsNodeListener(asRelayed));
   rmSync(path, { force: true });
